@@ -1,0 +1,136 @@
+# vmci: one build for everything.
+#
+#   make deps    install the Debian packages vmci needs (only the missing ones)
+#   make         build/vmci and the guest agents
+#   make test    unit, VM and end-to-end tests
+#   make asan    the same tests built with AddressSanitizer + UBSan
+#   make check   test, then asan: what CI runs
+#   make bench   benchmarks (never part of make test)
+#   make fmt     clang-format every source file
+#   make lint    cppcheck
+#
+# Everything is built under $(BUILD); `make asan` uses build-asan.
+
+BUILD      ?= build
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+CFLAGS     ?= -O2 -g
+SAN        ?=
+
+LIB_PKGS  := libarchive jansson libcrypto yaml-0.1
+TEST_PKGS := cmocka
+
+# Debian packages for building, testing and running vmci.
+DEB_PACKAGES := build-essential pkg-config git \
+	libarchive-dev libjansson-dev libssl-dev libyaml-dev libcmocka-dev \
+	libgit2-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev libmicrohttpd-dev \
+	qemu-system-x86 qemu-system-arm qemu-utils busybox-static e2fsprogs debootstrap \
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+	clang libclang-rt-14-dev cppcheck clang-format
+
+WARNINGS := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wvla
+SAN_FLAGS := $(if $(SAN),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+
+# pkg-config is asked only when building, so `make deps` works on a bare machine.
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+pkg_libs   = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
+
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. $(WARNINGS) $(SAN_FLAGS) $(CFLAGS) -MMD -MP \
+	$(call pkg_cflags,$(LIB_PKGS))
+LIBS := $(call pkg_libs,$(LIB_PKGS)) -lpthread
+TEST_LIBS := $(call pkg_libs,$(TEST_PKGS))
+
+# ---- sources ---------------------------------------------------------
+
+LIB_DIRS := common vmcore images pipelines runner
+LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)) agent/protocol.c
+CLI_SRCS := $(wildcard cli/*.c)
+AGENT_SRCS := $(wildcard agent/*.c)
+TEST_SUPPORT_SRCS := $(wildcard tests/support/*.c)
+UNIT_TESTS := $(patsubst %.c,$(BUILD)/%,$(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort))
+VM_TESTS := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/test_*.c)))
+BENCHES := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard bench/bench_*.c)))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+LIB := $(BUILD)/libvmci.a
+TEST_SUPPORT := $(BUILD)/libvmcitest.a
+
+# Guest agents: static, never sanitized (they run inside the guest).
+AGENT_CFLAGS := -std=gnu11 -D_GNU_SOURCE -I. $(WARNINGS) -Os -g0 -static
+AGENT_x86_64 := $(BUILD)/agent/vmci-agent-x86_64
+AGENT_aarch64 := $(BUILD)/agent/vmci-agent-aarch64
+CC_x86_64 := $(if $(filter x86_64,$(shell uname -m)),$(CC),x86_64-linux-gnu-gcc)
+CC_aarch64 := $(if $(filter aarch64,$(shell uname -m)),$(CC),aarch64-linux-gnu-gcc)
+AGENTS := $(AGENT_x86_64) $(if $(shell command -v $(CC_aarch64) 2>/dev/null),$(AGENT_aarch64))
+
+.PHONY: all deps test asan check bench fmt lint clean fuzz check-libs
+all: check-libs $(BUILD)/vmci $(AGENTS)
+
+check-libs:
+	@for p in $(LIB_PKGS) $(TEST_PKGS); do \
+		$(PKG_CONFIG) --exists $$p || { echo "missing library '$$p': run 'make deps'" >&2; exit 1; }; \
+	done
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "all Debian packages present"; exit 0; fi; \
+	echo "installing:$$missing"; \
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(call obj,$(LIB_SRCS))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(TEST_SUPPORT): $(call obj,$(TEST_SUPPORT_SRCS))
+	@rm -f $@
+	$(AR) rcs $@ $^ $(if $^,,$(call obj,common/err.c))
+
+$(BUILD)/vmci: $(call obj,$(CLI_SRCS)) $(LIB)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+$(AGENT_x86_64): $(AGENT_SRCS) $(wildcard agent/*.h)
+	@mkdir -p $(dir $@)
+	$(CC_x86_64) $(AGENT_CFLAGS) -o $@ $(AGENT_SRCS)
+
+$(AGENT_aarch64): $(AGENT_SRCS) $(wildcard agent/*.h)
+	@mkdir -p $(dir $@)
+	$(CC_aarch64) $(AGENT_CFLAGS) -o $@ $(AGENT_SRCS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(call pkg_cflags,$(TEST_PKGS)) -Itests -o $@ $< $(TEST_SUPPORT) $(LIB) $(LIBS) $(TEST_LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(TEST_SUPPORT) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(LIB) $(LIBS)
+
+test: all $(UNIT_TESTS) $(VM_TESTS)
+	@VMCI_BUILD=$(BUILD) tests/run-tests $(UNIT_TESTS) $(VM_TESTS) -- tests/e2e
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=1 test
+
+check: test asan
+
+bench: all $(BENCHES)
+	@VMCI_BUILD=$(BUILD) bench/run-benches $(BENCHES)
+
+fmt:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+		--inline-suppr --suppress=missingIncludeSystem -I. -D_GNU_SOURCE \
+		$$(git ls-files '*.c')
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

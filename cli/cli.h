@@ -1,0 +1,63 @@
+/*
+ * cli: the `vmci` command. One file per subcommand, each a cmd_* entry in
+ * the table of cli/main.c, all sharing the option parser below.
+ */
+#ifndef VMCI_CLI_H
+#define VMCI_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Exit codes shared by every subcommand. */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAILED = 1, /* a job or check failed */
+	EXIT_USAGE = 2,	 /* bad arguments or an invalid pipeline */
+	EXIT_INFRA = 3,	 /* the VM, an image or the host failed */
+	/* `vmci vm run` passes the command's status through, so its own errors use: */
+	EXIT_VM_TIMEOUT = 124, /* the command timed out (as timeout(1)) */
+	EXIT_VM_ERROR = 125,   /* vmci could not run the command (as docker run) */
+};
+
+/* ---- options (cli/options.c) ------------------------------------ */
+
+enum cli_opt_type {
+	OPT_FLAG,   /* bool */
+	OPT_STRING, /* const char * */
+	OPT_INT,    /* int */
+	OPT_DURATION, /* int milliseconds: "90s", "20m", "1h30m", "500ms" or plain seconds */
+};
+
+struct cli_option {
+	char short_name;       /* 0: none */
+	const char *long_name; /* without dashes */
+	enum cli_opt_type type;
+	void *value;
+	const char *arg_name;  /* for help: "SECONDS" */
+	const char *help;
+};
+
+/*
+ * Parses argv (argv[0] is the subcommand's name) against opts, which ends
+ * with an entry whose long_name is NULL. Options stop at "--" or at the
+ * first operand when stop_at_operand is true. On success returns the index
+ * of the first operand; on an error prints it with the usage and returns -1.
+ * "-h"/"--help" print usage and return -2.
+ */
+int cli_parse(int argc, char **argv, const struct cli_option *opts, const char *usage,
+	      bool stop_at_operand);
+void cli_usage(FILE *out, const char *usage, const struct cli_option *opts);
+
+/* Parses "90s", "20m", "1h30m", "250ms" or a plain number of seconds. */
+int cli_parse_duration_ms(const char *text, int *out_ms);
+
+/* Prints "vmci: error: ..." in red on a terminal. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- subcommands -------------------------------------------------- */
+
+int cmd_vm(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_image(int argc, char **argv);
+
+#endif

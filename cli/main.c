@@ -1,0 +1,54 @@
+/* vmci: the command table and top-level help. */
+#include "cli/cli.h"
+
+#include "common/common.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define VMCI_VERSION "0.1.0"
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{"vm", cmd_vm, "run a command in a fresh VM: vmci vm run IMAGE -- CMD..."},
+	{"image", cmd_image, "build and list golden images"},
+	{"doctor", cmd_doctor, "check this host: accelerator, QEMU, packages, image store"},
+};
+
+static void print_help(FILE *out)
+{
+	fprintf(out, "vmci %s: CI jobs, each in its own virtual machine\n\n", VMCI_VERSION);
+	fprintf(out, "Usage: vmci COMMAND [OPTIONS] [ARGS]\n\nCommands:\n");
+	for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nRun 'vmci COMMAND --help' for a command's options.\n"
+		     "Environment: VMCI_HOME (image store, default ~/.cache/vmci), VMCI_ACCEL "
+		     "(kvm|tcg|auto),\n  VMCI_LOG (error|warn|info|debug), NO_COLOR.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_help(stderr);
+		return EXIT_USAGE;
+	}
+	const char *name = argv[1];
+	if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) {
+		print_help(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+		printf("vmci %s\n", VMCI_VERSION);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+		if (!strcmp(name, commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	cli_error("unknown command '%s' (see: vmci --help)", name);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,138 @@
+/*
+ * common: small generic helpers shared by every module.
+ *
+ * Errors are values: functions return 0 (or a non-negative count) on
+ * success and a negative errno-style code on failure, and fill a
+ * struct vmci_err with a message a user can act on. Nothing here exits.
+ */
+#ifndef VMCI_COMMON_H
+#define VMCI_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- errors (common/err.c) ---------------------------------------- */
+
+struct vmci_err {
+	int code;	/* positive errno value, 0 when no error was set */
+	char msg[1024]; /* "what failed, on what, what to do" */
+};
+
+/*
+ * Sets err (which may be NULL) to code and the formatted message, and
+ * returns -code so callers can write `return vmci_err_set(err, ...)`.
+ * A code of 0 is stored as EIO.
+ */
+int vmci_err_set(struct vmci_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Like vmci_err_set, appending ": strerror(code)". */
+int vmci_err_errno(struct vmci_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Prefixes the message already in err with the formatted context. */
+void vmci_err_wrap(struct vmci_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- logging (common/log.c) --------------------------------------- */
+
+enum vmci_log_level { VMCI_LOG_ERROR, VMCI_LOG_WARN, VMCI_LOG_INFO, VMCI_LOG_DEBUG };
+
+/* The level is read once from $VMCI_LOG (error|warn|info|debug, default warn). */
+void vmci_log_set_level(enum vmci_log_level level);
+bool vmci_log_enabled(enum vmci_log_level level);
+void vmci_log(enum vmci_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) vmci_log(VMCI_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  vmci_log(VMCI_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  vmci_log(VMCI_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) vmci_log(VMCI_LOG_DEBUG, __VA_ARGS__)
+
+/*
+ * True when colour may be written to fd: it is a terminal, $NO_COLOR is
+ * unset or empty, and $TERM is not "dumb".
+ */
+bool vmci_use_color(int fd);
+
+/* ---- growable byte buffer (common/buf.c) --------------------------- */
+
+struct buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+/* Grows capacity to at least len + extra. Returns 0 or -ENOMEM. */
+int buf_reserve(struct buf *b, size_t extra);
+int buf_append(struct buf *b, const void *data, size_t len);
+int buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drops the first n bytes. */
+void buf_consume(struct buf *b, size_t n);
+/* Returns the contents as a NUL-terminated string owned by b. */
+const char *buf_cstr(struct buf *b);
+void buf_free(struct buf *b);
+
+/* ---- files and paths (common/fs.c) -------------------------------- */
+
+/* mkdir -p with the given mode for created directories. */
+int fs_mkdir_p(const char *path, mode_t mode, struct vmci_err *err);
+bool fs_exists(const char *path);
+/* Reads a whole file (at most max bytes) into out (appended). */
+int fs_read_file(const char *path, size_t max, struct buf *out, struct vmci_err *err);
+/*
+ * Writes data to path atomically: a temporary file beside it, fsync,
+ * rename, fsync of the directory. Readers see the old file or the new
+ * one, never a part.
+ */
+int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+		    struct vmci_err *err);
+/* rename() then fsync of the target's directory. */
+int fs_rename_durable(const char *from, const char *to, struct vmci_err *err);
+/* rm -rf; a missing path is not an error. */
+int fs_rm_rf(const char *path, struct vmci_err *err);
+/* Copies a regular file byte for byte (mode 0644 unless mode != 0). */
+int fs_copy_file(const char *from, const char *to, mode_t mode, struct vmci_err *err);
+/* snprintf into a PATH_MAX buffer; returns -ENAMETOOLONG if it does not fit. */
+int fs_path(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The directory holding the running executable (from /proc/self/exe). */
+int fs_self_dir(char *out, size_t size);
+/* $VMCI_HOME, or ~/.cache/vmci. Never fails; falls back to /tmp/vmci-$UID. */
+const char *vmci_home(void);
+
+/* ---- hashing (common/hash.c) -------------------------------------- */
+
+#define SHA256_HEX_LEN 64
+
+struct sha256_ctx;
+struct sha256_ctx *sha256_new(void);
+void sha256_update(struct sha256_ctx *ctx, const void *data, size_t len);
+/* Writes 64 hex digits and a NUL into hex, and frees ctx. */
+void sha256_finish(struct sha256_ctx *ctx, char hex[SHA256_HEX_LEN + 1]);
+int sha256_file(const char *path, char hex[SHA256_HEX_LEN + 1], struct vmci_err *err);
+/* Adds a whole file to a running hash. */
+int sha256_update_file(struct sha256_ctx *ctx, const char *path, struct vmci_err *err);
+
+/* ---- helper programs (common/run.c) ------------------------------- */
+
+/*
+ * Runs argv[0] (looked up in PATH) with stdin from /dev/null, and waits.
+ * Its stdout is appended to out when out is not NULL, otherwise
+ * discarded; its stderr is kept, and its last lines go into err on
+ * failure. Returns 0 when it exited 0, or a negative code with err
+ * saying which command failed and why (not found: name the package).
+ */
+int run_command(char *const argv[], struct buf *out, struct vmci_err *err);
+
+/* ---- time (common/clock.c) ---------------------------------------- */
+
+/* Monotonic milliseconds and nanoseconds. */
+int64_t clock_ms(void);
+int64_t clock_ns(void);
+/* Formats a duration in ms as "850ms", "3.2s", "2m05s". */
+void format_duration(int64_t ms, char *out, size_t size);
+
+#endif

@@ -1,0 +1,55 @@
+/* Error values: a code and a message for the user. */
+#include "common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static int store(struct vmci_err *err, int code, const char *fmt, va_list ap, bool with_errno)
+{
+	if (code < 0)
+		code = -code;
+	if (code == 0)
+		code = EIO;
+	if (err) {
+		err->code = code;
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		if (with_errno) {
+			size_t n = strlen(err->msg);
+			snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(code));
+		}
+	}
+	return -code;
+}
+
+int vmci_err_set(struct vmci_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = store(err, code, fmt, ap, false);
+	va_end(ap);
+	return rc;
+}
+
+int vmci_err_errno(struct vmci_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = store(err, code, fmt, ap, true);
+	va_end(ap);
+	return rc;
+}
+
+void vmci_err_wrap(struct vmci_err *err, const char *fmt, ...)
+{
+	if (!err)
+		return;
+	char prefix[512];
+	char old[sizeof(err->msg)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	memcpy(old, err->msg, sizeof(old));
+	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+}

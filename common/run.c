@@ -1,0 +1,113 @@
+/* Running helper programs (apt-get, qemu-img, mke2fs) and reporting their failures. */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* Which Debian package provides a helper, for "not found" messages. */
+static const char *package_of(const char *prog)
+{
+	static const struct {
+		const char *prog, *pkg;
+	} known[] = {
+		{"apt-get", "apt"},
+		{"qemu-img", "qemu-utils"},
+		{"mke2fs", "e2fsprogs"},
+		{"debootstrap", "debootstrap"},
+		{"qemu-system-x86_64", "qemu-system-x86"},
+		{"qemu-system-aarch64", "qemu-system-arm"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(known); i++)
+		if (!strcmp(known[i].prog, prog))
+			return known[i].pkg;
+	return NULL;
+}
+
+/* Keeps the last lines of a stream: enough to explain a failure. */
+static void keep_tail(struct buf *tail, const uint8_t *data, size_t n)
+{
+	buf_append(tail, data, n);
+	if (tail->len > 4096)
+		buf_consume(tail, tail->len - 4096);
+}
+
+int run_command(char *const argv[], struct buf *out, struct vmci_err *err)
+{
+	int out_pipe[2], err_pipe[2];
+	if (pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC))
+		return vmci_err_errno(err, errno, "cannot create a pipe for %s", argv[0]);
+
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+	pid_t pid;
+	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(out_pipe[1]);
+	close(err_pipe[1]);
+	if (rc != 0) {
+		close(out_pipe[0]);
+		close(err_pipe[0]);
+		const char *pkg = package_of(argv[0]);
+		if (rc == ENOENT && pkg)
+			return vmci_err_set(err, rc, "%s not found (install the Debian package %s, or run: make deps)",
+					    argv[0], pkg);
+		return vmci_err_errno(err, rc, "cannot run %s", argv[0]);
+	}
+
+	struct buf tail = {0};
+	struct pollfd fds[2] = {{.fd = out_pipe[0], .events = POLLIN},
+				{.fd = err_pipe[0], .events = POLLIN}};
+	int open_fds = 2;
+	uint8_t chunk[65536];
+	while (open_fds > 0) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < 2; i++) {
+			if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ssize_t n = read(fds[i].fd, chunk, sizeof(chunk));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				close(fds[i].fd);
+				fds[i].fd = -1;
+				open_fds--;
+				continue;
+			}
+			if (i == 0 && out)
+				buf_append(out, chunk, (size_t)n);
+			else if (i == 1)
+				keep_tail(&tail, chunk, (size_t)n);
+		}
+	}
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		buf_free(&tail);
+		return 0;
+	}
+	const char *why = buf_cstr(&tail);
+	char what[64];
+	if (WIFEXITED(status))
+		snprintf(what, sizeof(what), "exited with status %d", WEXITSTATUS(status));
+	else
+		snprintf(what, sizeof(what), "was killed by signal %d", WTERMSIG(status));
+	rc = vmci_err_set(err, EIO, "%s %s%s%s", argv[0], what, *why ? ": " : "", why);
+	buf_free(&tail);
+	return rc;
+}

@@ -1,0 +1,177 @@
+/*
+ * vmcore: one virtual machine.
+ *
+ * A VM is a QEMU child process driven over QMP, with the vmci agent
+ * inside it reachable over a virtio-serial port. vmcore never decides
+ * where files live: the caller gives the kernel, initramfs, disk and a
+ * run directory for the VM's sockets and console log.
+ *
+ * Errors: functions return 0 on success and a negative errno-style code
+ * with a message in err. For operations inside the guest (exec, put,
+ * get), a negative return always means an infrastructure failure (QEMU
+ * died, the agent broke the protocol or stopped answering); how a
+ * command itself ended is reported in its result, never as an error.
+ */
+#ifndef VMCI_VMCORE_H
+#define VMCI_VMCORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/common.h"
+
+enum vm_arch { VM_ARCH_X86_64, VM_ARCH_AARCH64 };
+enum vm_accel { VM_ACCEL_AUTO, VM_ACCEL_KVM, VM_ACCEL_TCG };
+
+/* "x86_64" / "aarch64"; vm_arch_parse returns -1 for anything else. */
+const char *vm_arch_name(enum vm_arch arch);
+int vm_arch_parse(const char *name, enum vm_arch *out);
+/* The QEMU binary for an architecture: "qemu-system-x86_64", ... */
+const char *vm_qemu_binary(enum vm_arch arch);
+/* The Debian package that provides it: "qemu-system-x86", ... */
+const char *vm_qemu_package(enum vm_arch arch);
+
+/* ---- acceleration (vmcore/kvm.c) ------------------------------------ */
+
+struct vm_kvm_info {
+	bool usable;	   /* /dev/kvm opens, API version 12, a VM can be created */
+	int api_version;   /* KVM_GET_API_VERSION, or -1 */
+	int max_vcpus;	   /* KVM_CAP_MAX_VCPUS, or 0 */
+	bool dirty_log;	   /* KVM_CAP_DIRTY_LOG_RING or manual dirty-log protect */
+	char reason[256];  /* why not usable, or "" */
+};
+
+/* Probes /dev/kvm with KVM ioctls. Never fails: the result says why not. */
+void vm_kvm_probe(struct vm_kvm_info *out);
+
+/*
+ * Chooses the accelerator for arch: $VMCI_ACCEL (kvm|tcg|auto) or the
+ * requested one; AUTO means KVM when usable and the guest arch is the
+ * host's, otherwise TCG. why (may be NULL) says why in a sentence.
+ */
+enum vm_accel vm_accel_choose(enum vm_accel requested, enum vm_arch arch, char *why,
+			      size_t whylen);
+
+/* ---- one VM (vmcore/vm.c) ------------------------------------------ */
+
+struct vm_spec {
+	enum vm_arch arch;
+	enum vm_accel accel;   /* AUTO: vm_accel_choose() */
+	int cpus;	       /* default 1 */
+	int memory_mb;	       /* default 256 */
+	const char *kernel;    /* direct-boot kernel image (required) */
+	const char *initrd;    /* initramfs holding the agent as /init (required) */
+	const char *cmdline;   /* appended to vmci's own kernel arguments, may be NULL */
+	const char *disk;      /* qcow2 disk (the VM's own overlay), may be NULL */
+	const char *run_dir;   /* an existing directory for sockets and console.log */
+	int ready_timeout_ms;  /* from start to a ready agent; default 120000 */
+};
+
+struct vm;
+
+/*
+ * Starts QEMU, connects QMP, waits for the agent's hello. On success the
+ * VM is ready for exec. The QEMU process dies with the calling process,
+ * also when that is killed with SIGKILL (PR_SET_PDEATHSIG): the thread
+ * that calls vm_start must outlive the VM. On failure nothing is left
+ * running, and err includes the last lines of the guest console.
+ */
+int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err);
+
+/*
+ * Stops the VM: QMP quit, up to timeout_ms for QEMU to exit, then
+ * SIGKILL; waits for the process and frees vm. Safe on NULL.
+ */
+void vm_stop(struct vm *vm, int timeout_ms);
+
+/* The QEMU process id (for tests and diagnostics). */
+pid_t vm_pid(const struct vm *vm);
+
+/* Ready-time facts the agent reported: "arch", "kernel", "os", "hostname"; NULL if absent. */
+const char *vm_guest_info(const struct vm *vm, const char *key);
+
+/* Milliseconds from vm_start to a ready agent. */
+int64_t vm_boot_ms(const struct vm *vm);
+
+/* The accelerator QEMU runs with. */
+enum vm_accel vm_accel_used(const struct vm *vm);
+
+/* ---- commands in the guest ------------------------------------------ */
+
+enum vm_exit_kind {
+	VM_EXITED,	 /* code: exit status */
+	VM_SIGNALED,	 /* code: signal number */
+	VM_TIMED_OUT,	 /* killed after timeout_ms */
+	VM_CANCELLED,	 /* killed after vm_cancel() */
+	VM_START_FAILED, /* code: errno (ENOENT: command not found) */
+};
+
+struct vm_exec_result {
+	enum vm_exit_kind kind;
+	int code;
+	int64_t duration_ms; /* measured in the guest */
+};
+
+/* Called with each chunk of output as it arrives; fd is 1 (stdout) or 2 (stderr). */
+typedef void (*vm_output_fn)(void *ctx, int fd, const void *data, size_t len);
+
+struct vm_exec_opts {
+	const char *const *argv;  /* required; argv[0] is looked up in the guest's PATH */
+	const char *const *env;	  /* "KEY=VALUE" added to the guest's base environment */
+	const char *cwd;	  /* NULL: / */
+	uint32_t timeout_ms;	  /* 0: none */
+	int stdin_fd;		  /* host fd read to EOF into the command's stdin; -1: /dev/null */
+	vm_output_fn on_output;	  /* NULL: output is discarded */
+	void *ctx;
+};
+
+/*
+ * Runs a command in the guest and waits for it to end. Returns 0 with
+ * *res filled however the command ended, or a negative code when the VM
+ * failed (QEMU exited, the agent stopped answering or broke the protocol).
+ * One operation runs on a VM at a time.
+ */
+int vm_exec(struct vm *vm, const struct vm_exec_opts *opts, struct vm_exec_result *res,
+	    struct vmci_err *err);
+
+/*
+ * Asks the running vm_exec to kill its command (reported VM_CANCELLED).
+ * Async-signal-safe and callable from any thread; a no-op when idle.
+ */
+void vm_cancel(struct vm *vm);
+
+/* A shell-friendly "exited 3" / "killed by SIGKILL" / "timed out" for a result. */
+void vm_exec_result_describe(const struct vm_exec_result *res, char *out, size_t size);
+
+/* ---- files ---------------------------------------------------------- */
+
+/*
+ * Copies the contents of host_dir into guest_dir (created if missing) as a
+ * tar stream: regular files, directories, symlinks, modes and mtimes.
+ */
+int vm_put_dir(struct vm *vm, const char *host_dir, const char *guest_dir, struct vmci_err *err);
+
+/* Streams a tar archive read from fd until EOF into guest_dir. */
+int vm_put_tar(struct vm *vm, int fd, const char *guest_dir, struct vmci_err *err);
+
+/*
+ * Copies guest_path (a file, a directory, or a glob such as
+ * "build/ *.tar.gz") out of the guest into host_dir, refusing entries that
+ * would land outside host_dir. A glob matching nothing is not an error.
+ */
+int vm_get(struct vm *vm, const char *guest_path, const char *host_dir, struct vmci_err *err);
+
+/* Writes the tar stream of guest_path to fd. */
+int vm_get_tar(struct vm *vm, const char *guest_path, int fd, struct vmci_err *err);
+
+/* ---- guest housekeeping --------------------------------------------- */
+
+/* Round trip through the agent; fails after timeout_ms. */
+int vm_ping(struct vm *vm, int timeout_ms, struct vmci_err *err);
+
+/* Sets the guest's clock to the host's and adds fresh entropy (after a restore). */
+int vm_refresh_guest(struct vm *vm, struct vmci_err *err);
+
+#endif
