@@ -6,6 +6,7 @@
 #define VMCI_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Exit codes shared by every subcommand. */
@@ -53,6 +54,20 @@ int cli_parse_duration_ms(const char *text, int *out_ms);
 
 /* Prints "vmci: error: ..." in red on a terminal. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- progress (cli/progress.c) ---------------------------------- */
+
+struct cli_progress {
+	const char *label; /* "building busybox-x86_64" */
+	char step[128];
+	int64_t last_draw_ms;
+	bool drawn;
+};
+
+/* An img_progress_fn: redraws one line on a terminal, prints each step once otherwise. */
+void cli_progress(void *ctx, const char *step, long long done, long long total);
+/* Clears the line before other output. */
+void cli_progress_end(struct cli_progress *p);
 
 /* ---- subcommands -------------------------------------------------- */
 

@@ -51,5 +51,14 @@ void vmci_err_wrap(struct vmci_err *err, const char *fmt, ...)
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	/* Built by hand: the result is cut at the buffer's end, on purpose. */
+	size_t n = strlen(prefix);
+	if (n > sizeof(err->msg) - 3)
+		n = sizeof(err->msg) - 3;
+	memcpy(err->msg, prefix, n);
+	memcpy(err->msg + n, ": ", 2);
+	size_t room = sizeof(err->msg) - n - 3;
+	size_t olen = strnlen(old, room);
+	memcpy(err->msg + n + 2, old, olen);
+	err->msg[n + 2 + olen] = 0;
 }

@@ -1,0 +1,164 @@
+/* vmci doctor: what this host can do, and what it is missing. */
+#include "cli/cli.h"
+
+#include "images/images.h"
+#include "vmcore/vmcore.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char doctor_usage[] =
+	"Usage: vmci doctor [--json]\n"
+	"\n"
+	"Says which accelerator VMs will use and why, which QEMU binaries and Debian\n"
+	"packages are present or missing, and where images are stored. Exits 1 when\n"
+	"something vmci needs is missing.";
+
+/* Debian packages vmci needs at run time, and what each is for. */
+static const struct {
+	const char *package, *purpose;
+	bool required;
+} runtime_packages[] = {
+	{"qemu-system-x86", "x86_64 guests", true},
+	{"qemu-system-arm", "aarch64 guests", false},
+	{"qemu-utils", "disk images (qemu-img)", true},
+	{"busybox-static", "the busybox guests", true},
+	{"e2fsprogs", "root disks (mke2fs)", true},
+	{"debootstrap", "Debian guests", false},
+};
+
+static bool package_installed(const char *pkg)
+{
+	char *argv[] = {"dpkg-query", "-W", "-f=${Status}", (char *)pkg, NULL};
+	struct buf out = {0};
+	struct vmci_err err;
+	bool ok = run_command(argv, &out, &err) == 0 && strstr(buf_cstr(&out), "ok installed");
+	buf_free(&out);
+	return ok;
+}
+
+/* The full path of prog in $PATH, or NULL. */
+static bool find_in_path(const char *prog, char *out, size_t size)
+{
+	const char *path = getenv("PATH");
+	if (!path)
+		path = "/usr/bin:/bin";
+	char *copy = strdup(path);
+	bool found = false;
+	for (char *save, *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+		if (!fs_path(out, size, "%s/%s", dir, prog) && access(out, X_OK) == 0) {
+			found = true;
+			break;
+		}
+	}
+	free(copy);
+	return found;
+}
+
+int cmd_doctor(int argc, char **argv)
+{
+	bool json = false;
+	const struct cli_option opts[] = {
+		{0, "json", OPT_FLAG, &json, NULL, "print a JSON object for scripts"},
+		{0},
+	};
+	int first = cli_parse(argc, argv, opts, doctor_usage, false);
+	if (first == -2)
+		return EXIT_OK;
+	if (first < 0)
+		return EXIT_USAGE;
+
+	bool healthy = true;
+	json_t *report = json_object();
+	bool color = !json && vmci_use_color(STDOUT_FILENO);
+	const char *ok = color ? "\033[32mok\033[0m" : "ok";
+	const char *missing = color ? "\033[31mmissing\033[0m" : "missing";
+	const char *optional = color ? "\033[33mmissing (optional)\033[0m" : "missing (optional)";
+
+	struct vm_kvm_info kvm;
+	vm_kvm_probe(&kvm);
+	char why[256];
+	enum vm_accel accel = vm_accel_choose(VM_ACCEL_AUTO, VM_ARCH_X86_64, why, sizeof(why));
+	json_object_set_new(report, "accelerator", json_string(accel == VM_ACCEL_KVM ? "kvm" : "tcg"));
+	json_object_set_new(report, "accelerator_reason", json_string(why));
+	json_t *jkvm = json_object();
+	json_object_set_new(jkvm, "usable", json_boolean(kvm.usable));
+	json_object_set_new(jkvm, "api_version", json_integer(kvm.api_version));
+	json_object_set_new(jkvm, "max_vcpus", json_integer(kvm.max_vcpus));
+	json_object_set_new(jkvm, "dirty_log", json_boolean(kvm.dirty_log));
+	json_object_set_new(jkvm, "reason", json_string(kvm.reason));
+	json_object_set_new(report, "kvm", jkvm);
+	if (!json) {
+		printf("accelerator   %s: %s\n", accel == VM_ACCEL_KVM ? "KVM" : "TCG (software)", why);
+		if (kvm.usable)
+			printf("kvm           API %d, up to %d vCPUs, dirty logging %s\n", kvm.api_version,
+			       kvm.max_vcpus, kvm.dirty_log ? "yes" : "no");
+		else
+			printf("kvm           not usable: %s\n", kvm.reason);
+	}
+
+	json_t *jqemu = json_object();
+	const enum vm_arch arches[] = {VM_ARCH_X86_64, VM_ARCH_AARCH64};
+	for (size_t i = 0; i < ARRAY_LEN(arches); i++) {
+		char path[4096];
+		const char *bin = vm_qemu_binary(arches[i]);
+		bool found = find_in_path(bin, path, sizeof(path));
+		json_object_set_new(jqemu, vm_arch_name(arches[i]), found ? json_string(path) : json_null());
+		if (!json)
+			printf("qemu %-8s %s%s%s\n", vm_arch_name(arches[i]), found ? path : "",
+			       found ? "" : (arches[i] == VM_ARCH_X86_64 ? missing : optional),
+			       found ? "" : "");
+		if (!found && arches[i] == VM_ARCH_X86_64)
+			healthy = false;
+	}
+	json_object_set_new(report, "qemu", jqemu);
+
+	json_t *jpkgs = json_object();
+	for (size_t i = 0; i < ARRAY_LEN(runtime_packages); i++) {
+		bool have = package_installed(runtime_packages[i].package);
+		json_object_set_new(jpkgs, runtime_packages[i].package, json_boolean(have));
+		if (!json)
+			printf("package       %-16s %s (%s)\n", runtime_packages[i].package,
+			       have ? ok : (runtime_packages[i].required ? missing : optional),
+			       runtime_packages[i].purpose);
+		if (!have && runtime_packages[i].required)
+			healthy = false;
+	}
+	json_object_set_new(report, "packages", jpkgs);
+
+	char agent[4096];
+	struct vmci_err err;
+	bool have_agent = img_agent_path("x86_64", agent, sizeof(agent), &err) == 0;
+	json_object_set_new(report, "agent_x86_64", have_agent ? json_string(agent) : json_null());
+	json_object_set_new(report, "image_store", json_string(img_store_root()));
+	if (!json) {
+		printf("agent x86_64  %s\n", have_agent ? agent : err.msg);
+		printf("image store   %s\n", img_store_root());
+	}
+	if (!have_agent)
+		healthy = false;
+
+	const char *const *names = img_known_names();
+	json_t *jimages = json_object();
+	for (size_t i = 0; names[i]; i++) {
+		struct img_boot img;
+		bool built = img_find(names[i], &img, &err) == 0;
+		json_object_set_new(jimages, names[i], built ? json_string(img.digest) : json_null());
+		if (!json)
+			printf("image         %-16s %s\n", names[i],
+			       built ? img.digest : "not built yet (built on first use)");
+	}
+	json_object_set_new(report, "images", jimages);
+	json_object_set_new(report, "healthy", json_boolean(healthy));
+	if (json) {
+		char *text = json_dumps(report, JSON_INDENT(2) | JSON_SORT_KEYS);
+		printf("%s\n", text);
+		free(text);
+	} else if (!healthy) {
+		printf("\nSomething vmci needs is missing: run 'make deps' in the vmci source tree.\n");
+	}
+	json_decref(report);
+	return healthy ? EXIT_OK : EXIT_FAILED;
+}

@@ -1,0 +1,65 @@
+/* A VM booted from a golden image, with a private run directory. */
+#include "runner/runner.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
+		      struct runner_guest **out, struct vmci_err *err)
+{
+	*out = NULL;
+	struct runner_guest *g = calloc(1, sizeof(*g));
+	if (!g)
+		return vmci_err_set(err, ENOMEM, "out of memory");
+	int rc = img_ensure(image, &g->image, opts ? opts->progress : NULL,
+			    opts ? opts->progress_ctx : NULL, err);
+	if (rc) {
+		free(g);
+		return rc;
+	}
+	enum vm_arch arch;
+	if (vm_arch_parse(g->image.arch, &arch)) {
+		rc = vmci_err_set(err, EINVAL, "image '%s' has an unknown architecture '%s'", image,
+				  g->image.arch);
+		free(g);
+		return rc;
+	}
+	const char *tmp = getenv("TMPDIR");
+	if (fs_path(g->run_dir, sizeof(g->run_dir), "%s/vmci-vm-XXXXXX", tmp && *tmp ? tmp : "/tmp") ||
+	    !mkdtemp(g->run_dir)) {
+		rc = vmci_err_errno(err, errno, "cannot create a run directory in %s",
+				    tmp && *tmp ? tmp : "/tmp");
+		free(g);
+		return rc;
+	}
+	struct vm_spec spec = {
+		.arch = arch,
+		.accel = opts ? opts->accel : VM_ACCEL_AUTO,
+		.cpus = opts && opts->cpus ? opts->cpus : 1,
+		.memory_mb = opts && opts->memory_mb ? opts->memory_mb : 256,
+		.kernel = g->image.kernel,
+		.initrd = g->image.initrd,
+		.cmdline = g->image.cmdline,
+		.disk = g->image.disk[0] ? g->image.disk : NULL,
+		.run_dir = g->run_dir,
+	};
+	rc = vm_start(&spec, &g->vm, err);
+	if (rc) {
+		vmci_err_wrap(err, "cannot boot image '%s'", image);
+		fs_rm_rf(g->run_dir, NULL);
+		free(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+void runner_guest_destroy(struct runner_guest *g, int timeout_ms)
+{
+	if (!g)
+		return;
+	vm_stop(g->vm, timeout_ms);
+	fs_rm_rf(g->run_dir, NULL);
+	free(g);
+}

@@ -1,0 +1,42 @@
+/*
+ * runner: executing work in VMs. It joins images (what to boot) and
+ * vmcore (how to run it).
+ */
+#ifndef VMCI_RUNNER_H
+#define VMCI_RUNNER_H
+
+#include <limits.h>
+
+#include "common/common.h"
+#include "images/images.h"
+#include "vmcore/vmcore.h"
+
+/* ---- a VM booted from a golden image (runner/guest.c) ---------------- */
+
+struct runner_guest_opts {
+	int cpus;	       /* 0: 1 */
+	int memory_mb;	       /* 0: 256 */
+	enum vm_accel accel;   /* AUTO by default */
+	img_progress_fn progress; /* called while the image is built, may be NULL */
+	void *progress_ctx;
+};
+
+struct runner_guest {
+	struct vm *vm;
+	struct img_boot image;
+	char run_dir[PATH_MAX]; /* private temporary directory, removed by destroy */
+};
+
+/*
+ * Finds (building if needed) the image and boots a fresh VM from it, in a
+ * new temporary run directory under $TMPDIR (unix socket paths must stay
+ * short). Returns 0 with *out ready for commands, or a negative code with
+ * err naming the image and the failure; nothing is left behind on error.
+ */
+int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
+		      struct runner_guest **out, struct vmci_err *err);
+
+/* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
+void runner_guest_destroy(struct runner_guest *g, int timeout_ms);
+
+#endif

@@ -1,0 +1,29 @@
+/* Helpers shared by the VM tests and benchmarks. */
+#ifndef VMCI_TESTS_VMTEST_H
+#define VMCI_TESTS_VMTEST_H
+
+#include "runner/runner.h"
+
+/* Output of one command, split by stream. */
+struct capture {
+	struct buf out;
+	struct buf err;
+};
+
+/* A vm_output_fn that appends to a struct capture. */
+void capture_output(void *ctx, int fd, const void *data, size_t len);
+void capture_free(struct capture *c);
+
+/*
+ * Boots a VM from image for a test; fails the test (cmocka) with the
+ * error message when it cannot.
+ */
+struct runner_guest *vmtest_boot(const char *image);
+
+/* Runs argv in the guest, capturing output; asserts no infrastructure error. */
+struct vm_exec_result vmtest_run(struct vm *vm, const char *const *argv, struct capture *out);
+
+/* Runs `sh -c script`; returns its result, capturing output (out may be NULL). */
+struct vm_exec_result vmtest_sh(struct vm *vm, const char *script, struct capture *out);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * Private to vmcore: the host end of the agent channel, and the state of
+ * a running VM shared by vm.c, exec.c and files.c.
+ *
+ * One operation runs at a time. channel_run() drives it: it writes queued
+ * frames, feeds an optional input fd to the guest as frames, hands every
+ * frame of the operation's stream to the operation, acknowledges what it
+ * received, and watches QEMU so that a VM that dies mid-operation is
+ * reported within moments instead of a hang.
+ */
+#ifndef VMCI_VMCORE_CHANNEL_H
+#define VMCI_VMCORE_CHANNEL_H
+
+#include <signal.h>
+
+#include "agent/protocol.h"
+#include "vmcore/qemu.h"
+#include "vmcore/qmp.h"
+#include "vmcore/vmcore.h"
+
+struct vm {
+	enum vm_arch arch;
+	enum vm_accel accel;
+	struct qemu_paths paths;
+	struct qemu_proc proc;
+	struct qmp *qmp;
+	int64_t boot_ms;
+	char **info; /* "key=value" from the agent's hello */
+
+	/* the agent channel */
+	int agent_fd;
+	struct agent_decoder dec;
+	struct agent_writer w;
+	struct buf outq;	    /* encoded frames not yet written */
+	uint64_t host_seq;	    /* seq of the next frame we send */
+	uint64_t guest_seq;	    /* last guest seq received */
+	uint64_t guest_seq_acked;   /* last guest seq we acknowledged */
+	uint32_t next_stream;
+	bool connected;		    /* HELLO_REPLY received */
+
+	/* vm_cancel() from a signal handler or another thread */
+	int cancel_pipe[2];
+	volatile sig_atomic_t cancel_requested;
+};
+
+struct channel_op;
+
+/* Returns 1 when the operation is complete, 0 to go on, negative on error. */
+typedef int (*channel_frame_fn)(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
+				struct vmci_err *err);
+
+struct channel_op {
+	const char *what;	 /* for messages: "running 'make'" */
+	uint32_t stream;
+	channel_frame_fn on_frame;
+	void *ctx;
+	int input_fd;		 /* read to EOF and sent as input_type frames; -1: none */
+	uint16_t input_type;	 /* AGENT_STDIN or AGENT_PUT_DATA */
+	bool input_done;
+	int64_t deadline_ms;	 /* clock_ms() deadline; 0: none */
+	bool cancellable;	 /* vm_cancel sends CANCEL for this stream */
+	bool cancel_sent;
+};
+
+/* Starts a frame in vm->w; add the payload with agent_put_*(&vm->w, ...). */
+void channel_begin(struct vm *vm);
+/* Finishes the frame in vm->w and queues it with the next host seq. */
+int channel_queue(struct vm *vm, uint16_t type, uint32_t stream, struct vmci_err *err);
+/* A fresh stream id for an operation. */
+uint32_t channel_new_stream(struct vm *vm);
+
+/*
+ * Sends HELLO (again every second) until the agent's HELLO_REPLY, for up
+ * to timeout_ms. Fills vm->info.
+ */
+int channel_handshake(struct vm *vm, int timeout_ms, struct vmci_err *err);
+
+/* Runs op until its handler reports completion, the deadline passes, or the VM fails. */
+int channel_run(struct vm *vm, struct channel_op *op, struct vmci_err *err);
+
+/* Fills err with why the VM is gone: QEMU's exit and the console's last lines. */
+int channel_vm_died(struct vm *vm, const char *what, struct vmci_err *err);
+
+/* Writes all of data to fd (a socket without SIGPIPE, or a file/pipe). */
+int channel_write_all(int fd, const void *data, size_t len);
+
+#endif

@@ -1,0 +1,124 @@
+/* Commands in the guest: exec with streamed output, timeouts and cancel. */
+#include "vmcore/channel.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The agent enforces a command's timeout; the host waits this much longer
+ * before it declares the agent itself unresponsive.
+ */
+#define TIMEOUT_GRACE_MS 30000
+
+struct exec_ctx {
+	const struct vm_exec_opts *opts;
+	struct vm_exec_result *res;
+};
+
+static int on_exec_frame(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
+			 struct vmci_err *err)
+{
+	struct exec_ctx *ctx = op->ctx;
+	switch (f->h.type) {
+	case AGENT_STDOUT:
+	case AGENT_STDERR:
+		if (ctx->opts->on_output && f->h.len > 0)
+			ctx->opts->on_output(ctx->opts->ctx, f->h.type == AGENT_STDOUT ? 1 : 2,
+					     f->payload, f->h.len);
+		return 0;
+	case AGENT_EXIT: {
+		struct agent_exit e;
+		char why[128];
+		if (agent_exit_decode(f, &e, why, sizeof(why)))
+			return vmci_err_set(err, EPROTO, "the agent sent a bad exit while %s: %s",
+					    op->what, why);
+		static const enum vm_exit_kind kinds[] = {
+			[AGENT_EXIT_EXITED] = VM_EXITED,
+			[AGENT_EXIT_SIGNALED] = VM_SIGNALED,
+			[AGENT_EXIT_TIMED_OUT] = VM_TIMED_OUT,
+			[AGENT_EXIT_CANCELLED] = VM_CANCELLED,
+			[AGENT_EXIT_START_FAILED] = VM_START_FAILED,
+		};
+		ctx->res->kind = kinds[e.kind];
+		ctx->res->code = e.code;
+		ctx->res->duration_ms = (int64_t)e.duration_ms;
+		return 1;
+	}
+	case AGENT_RESULT: {
+		/* The agent refused the exec before starting it. */
+		struct agent_reader r;
+		agent_reader_init(&r, f);
+		int32_t status = agent_get_i32(&r);
+		char *msg = agent_get_str(&r);
+		int rc = vmci_err_set(err, status ? status : EPROTO, "the agent could not start %s: %s",
+				      op->what, msg ? msg : "no reason given");
+		free(msg);
+		return rc;
+	}
+	default:
+		return vmci_err_set(err, EPROTO, "the agent sent a %s frame while %s",
+				    agent_type_name(f->h.type), op->what);
+	}
+}
+
+int vm_exec(struct vm *vm, const struct vm_exec_opts *opts, struct vm_exec_result *res,
+	    struct vmci_err *err)
+{
+	if (!opts->argv || !opts->argv[0])
+		return vmci_err_set(err, EINVAL, "no command to run");
+	memset(res, 0, sizeof(*res));
+	char what[160];
+	snprintf(what, sizeof(what), "running '%s'", opts->argv[0]);
+
+	struct agent_exec e = {
+		.flags = opts->stdin_fd >= 0 ? AGENT_EXEC_STDIN : 0,
+		.timeout_ms = opts->timeout_ms,
+		.cwd = (char *)(opts->cwd ? opts->cwd : ""),
+		.argv = (char **)opts->argv,
+		.env = (char **)opts->env,
+	};
+	struct exec_ctx ctx = {.opts = opts, .res = res};
+	struct channel_op op = {
+		.what = what,
+		.stream = channel_new_stream(vm),
+		.on_frame = on_exec_frame,
+		.ctx = &ctx,
+		.input_fd = opts->stdin_fd,
+		.input_type = AGENT_STDIN,
+		.deadline_ms = opts->timeout_ms ? clock_ms() + opts->timeout_ms + TIMEOUT_GRACE_MS : 0,
+		.cancellable = true,
+	};
+	/* A cancel that arrived while idle does not carry over to this command. */
+	vm->cancel_requested = 0;
+	channel_begin(vm);
+	agent_exec_encode(&vm->w, &e);
+	int rc = channel_queue(vm, AGENT_EXEC, op.stream, err);
+	if (!rc)
+		rc = channel_run(vm, &op, err);
+	vm->cancel_requested = 0;
+	return rc;
+}
+
+void vm_exec_result_describe(const struct vm_exec_result *res, char *out, size_t size)
+{
+	switch (res->kind) {
+	case VM_EXITED:
+		snprintf(out, size, "exited %d", res->code);
+		break;
+	case VM_SIGNALED:
+		snprintf(out, size, "killed by SIG%s", sigabbrev_np(res->code) ? sigabbrev_np(res->code) : "?");
+		break;
+	case VM_TIMED_OUT:
+		snprintf(out, size, "timed out");
+		break;
+	case VM_CANCELLED:
+		snprintf(out, size, "cancelled");
+		break;
+	case VM_START_FAILED:
+		snprintf(out, size, "could not start: %s", strerror(res->code));
+		break;
+	}
+}

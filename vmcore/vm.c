@@ -1,0 +1,234 @@
+/* One VM's life: start to a ready agent, housekeeping, stop. */
+#include "vmcore/channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_READY_TIMEOUT_MS 120000
+#define QMP_TIMEOUT_MS		 10000
+
+static struct vm *vm_alloc(void)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return NULL;
+	vm->agent_fd = -1;
+	vm->proc.pidfd = -1;
+	vm->host_seq = 1;
+	vm->cancel_pipe[0] = vm->cancel_pipe[1] = -1;
+	agent_decoder_init(&vm->dec, true);
+	if (pipe2(vm->cancel_pipe, O_CLOEXEC | O_NONBLOCK)) {
+		free(vm);
+		return NULL;
+	}
+	return vm;
+}
+
+static void vm_free(struct vm *vm)
+{
+	if (vm->agent_fd >= 0)
+		close(vm->agent_fd);
+	if (vm->qmp)
+		qmp_close(vm->qmp);
+	if (vm->proc.pidfd >= 0)
+		close(vm->proc.pidfd);
+	close(vm->cancel_pipe[0]);
+	close(vm->cancel_pipe[1]);
+	agent_decoder_free(&vm->dec);
+	agent_writer_free(&vm->w);
+	buf_free(&vm->outq);
+	agent_strv_free(vm->info);
+	free(vm);
+}
+
+static int check_file(const char *what, const char *path, struct vmci_err *err)
+{
+	if (!path || !*path)
+		return vmci_err_set(err, EINVAL, "the VM spec has no %s", what);
+	if (access(path, R_OK) != 0)
+		return vmci_err_errno(err, errno, "cannot read the %s %s", what, path);
+	return 0;
+}
+
+int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err)
+{
+	int rc;
+	*out = NULL;
+	if ((rc = check_file("kernel", spec->kernel, err)) || (rc = check_file("initramfs", spec->initrd, err)))
+		return rc;
+	if (spec->disk && *spec->disk && (rc = check_file("disk", spec->disk, err)))
+		return rc;
+	if (!spec->run_dir)
+		return vmci_err_set(err, EINVAL, "the VM spec has no run directory");
+
+	struct vm *vm = vm_alloc();
+	if (!vm)
+		return vmci_err_set(err, ENOMEM, "out of memory starting a VM");
+	int64_t t0 = clock_ms();
+	char why[256];
+	vm->arch = spec->arch;
+	vm->accel = vm_accel_choose(spec->accel, spec->arch, why, sizeof(why));
+	log_debug("accelerator: %s", why);
+	qemu_paths_init(&vm->paths, spec->run_dir);
+	unlink(vm->paths.qmp);
+	unlink(vm->paths.agent);
+	unlink(vm->paths.console);
+
+	rc = qemu_launch(spec, vm->accel, &vm->paths, &vm->proc, err);
+	if (rc)
+		goto fail;
+	int fd = qemu_connect_socket(vm->paths.qmp, &vm->proc, QMP_TIMEOUT_MS, err);
+	if (fd < 0) {
+		rc = fd;
+		goto fail;
+	}
+	rc = qmp_open(fd, QMP_TIMEOUT_MS, &vm->qmp, err);
+	if (rc)
+		goto fail;
+	vm->agent_fd = qemu_connect_socket(vm->paths.agent, &vm->proc, QMP_TIMEOUT_MS, err);
+	if (vm->agent_fd < 0) {
+		rc = vm->agent_fd;
+		goto fail;
+	}
+	int timeout = spec->ready_timeout_ms > 0 ? spec->ready_timeout_ms : DEFAULT_READY_TIMEOUT_MS;
+	rc = channel_handshake(vm, timeout, err);
+	if (rc)
+		goto fail;
+	vm->boot_ms = clock_ms() - t0;
+	log_info("VM %d ready in %lld ms (%s)", (int)vm->proc.pid, (long long)vm->boot_ms,
+		 vm->accel == VM_ACCEL_KVM ? "kvm" : "tcg");
+	*out = vm;
+	return 0;
+fail:
+	vm_stop(vm, 0);
+	return rc;
+}
+
+void vm_stop(struct vm *vm, int timeout_ms)
+{
+	if (!vm)
+		return;
+	if (vm->proc.pid > 0 && !qemu_exited(&vm->proc)) {
+		/*
+		 * The overlay is disposable or saved by snapshot, so quit does not
+		 * wait for the guest to shut down; it stops QEMU cleanly so that the
+		 * qcow2 metadata is consistent.
+		 */
+		if (vm->qmp && timeout_ms > 0)
+			qmp_execute(vm->qmp, "quit", NULL, NULL, timeout_ms, NULL);
+		qemu_reap(&vm->proc, timeout_ms);
+	} else if (vm->proc.pid > 0) {
+		qemu_reap(&vm->proc, 0);
+	}
+	vm_free(vm);
+}
+
+pid_t vm_pid(const struct vm *vm)
+{
+	return vm->proc.pid;
+}
+
+const char *vm_guest_info(const struct vm *vm, const char *key)
+{
+	size_t klen = strlen(key);
+	for (char **p = vm->info; p && *p; p++)
+		if (!strncmp(*p, key, klen) && (*p)[klen] == '=')
+			return *p + klen + 1;
+	return NULL;
+}
+
+int64_t vm_boot_ms(const struct vm *vm)
+{
+	return vm->boot_ms;
+}
+
+enum vm_accel vm_accel_used(const struct vm *vm)
+{
+	return vm->accel;
+}
+
+void vm_cancel(struct vm *vm)
+{
+	vm->cancel_requested = 1;
+	ssize_t ignored = write(vm->cancel_pipe[1], "c", 1);
+	(void)ignored;
+}
+
+/* ---- small request/reply operations --------------------------------- */
+
+struct reply_ctx {
+	uint16_t want;
+	int32_t status;
+	char *message;
+};
+
+static int on_reply(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
+		    struct vmci_err *err)
+{
+	struct reply_ctx *ctx = op->ctx;
+	if (f->h.type != ctx->want)
+		return vmci_err_set(err, EPROTO, "the agent answered %s with a %s frame", op->what,
+				    agent_type_name(f->h.type));
+	if (f->h.type == AGENT_RESULT) {
+		struct agent_reader r;
+		agent_reader_init(&r, f);
+		ctx->status = agent_get_i32(&r);
+		ctx->message = agent_get_str(&r);
+		if (!agent_reader_done(&r))
+			return vmci_err_set(err, EPROTO, "the agent sent a malformed result");
+	}
+	return 1;
+}
+
+/* Sends the frame already begun in vm->w on a new stream and waits for its reply. */
+static int request(struct vm *vm, uint16_t type, uint16_t want, const char *what, int timeout_ms,
+		   struct vmci_err *err)
+{
+	struct reply_ctx ctx = {.want = want};
+	struct channel_op op = {
+		.what = what,
+		.stream = channel_new_stream(vm),
+		.on_frame = on_reply,
+		.ctx = &ctx,
+		.input_fd = -1,
+		.deadline_ms = clock_ms() + timeout_ms,
+	};
+	int rc = channel_queue(vm, type, op.stream, err);
+	if (!rc)
+		rc = channel_run(vm, &op, err);
+	if (!rc && want == AGENT_RESULT && ctx.status != 0)
+		rc = vmci_err_set(err, ctx.status, "%s failed in the guest: %s", what,
+				  ctx.message ? ctx.message : strerror(ctx.status));
+	free(ctx.message);
+	return rc;
+}
+
+int vm_ping(struct vm *vm, int timeout_ms, struct vmci_err *err)
+{
+	channel_begin(vm);
+	agent_put_u64(&vm->w, (uint64_t)clock_ns());
+	return request(vm, AGENT_PING, AGENT_PONG, "pinging the agent", timeout_ms, err);
+}
+
+int vm_refresh_guest(struct vm *vm, struct vmci_err *err)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	channel_begin(vm);
+	agent_put_i64(&vm->w, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+	int rc = request(vm, AGENT_SET_TIME, AGENT_RESULT, "setting the guest clock", 10000, err);
+	if (rc)
+		return rc;
+	uint8_t seed[64];
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		return vmci_err_errno(err, errno, "cannot read host entropy");
+	channel_begin(vm);
+	agent_put_bytes(&vm->w, seed, sizeof(seed));
+	return request(vm, AGENT_ADD_ENTROPY, AGENT_RESULT, "adding guest entropy", 10000, err);
+}
