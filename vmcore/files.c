@@ -251,10 +251,14 @@ static void *untar_thread(void *arg)
 	struct archive *in = archive_read_new();
 	struct archive *disk = archive_write_disk_new();
 	archive_read_support_format_tar(in);
+	/*
+	 * Entries are re-rooted under job->dir (an absolute path without
+	 * symlinks), so libarchive's own absolute-path check cannot be used;
+	 * names are checked below instead.
+	 */
 	archive_write_disk_set_options(disk, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
 						     ARCHIVE_EXTRACT_SECURE_NODOTDOT |
 						     ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-						     ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
 						     ARCHIVE_EXTRACT_UNLINK);
 	job->rc = -1;
 	if (archive_read_open_fd(in, job->fd, 65536) != ARCHIVE_OK) {
@@ -325,10 +329,13 @@ int vm_get(struct vm *vm, const char *guest_path, const char *host_dir, struct v
 	int rc = fs_mkdir_p(host_dir, 0755, err);
 	if (rc)
 		return rc;
+	char real_dir[PATH_MAX];
+	if (!realpath(host_dir, real_dir))
+		return vmci_err_errno(err, errno, "cannot resolve %s", host_dir);
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		return vmci_err_errno(err, errno, "cannot create a socket pair");
-	struct untar_job job = {.fd = sv[1], .dir = host_dir};
+	struct untar_job job = {.fd = sv[1], .dir = real_dir};
 	pthread_t thread;
 	if (pthread_create(&thread, NULL, untar_thread, &job)) {
 		close(sv[0]);

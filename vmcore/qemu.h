@@ -10,9 +10,10 @@
 #include "vmcore/vmcore.h"
 
 struct qemu_proc {
-	pid_t pid;	/* 0 when not running */
-	int pidfd;	/* pidfd_open(pid), readable when QEMU exits; -1 if unsupported */
-	int status;	/* wait status once reaped */
+	pid_t pid;	/* 0 before launch; kept after reaping, for messages only */
+	int pidfd;	/* pidfd_open(pid), readable when QEMU exits; -1 if unsupported;
+			   closed by qemu_reap */
+	int status;	/* wait status once reaped; -1 if collected elsewhere (SIGCHLD ignored) */
 	bool reaped;
 };
 
@@ -30,27 +31,49 @@ void qemu_paths_init(struct qemu_paths *p, const char *run_dir);
  * and starts it with the sockets and console at paths. The child gets
  * PR_SET_PDEATHSIG(SIGKILL) and its own process group; stdin is /dev/null
  * and stdout/stderr go to paths->console so errors are kept.
- * Returns 0 or a negative code; a missing binary names its package.
+ * The console log is truncated first and stale sockets are removed; the
+ * kernel, initramfs and disk are checked before anything starts.
+ * Returns 0 once QEMU has been exec'd (it may still fail on its own: see
+ * qemu_connect_socket), or a negative code; a missing binary names its
+ * package. Call qemu_reap after a successful launch.
  */
 int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qemu_paths *paths,
 		struct qemu_proc *proc, struct vmci_err *err);
 
-/* Non-blocking check: true (and status filled) once QEMU has exited. */
+/*
+ * Non-blocking check: true (and status filled) once QEMU has exited; it
+ * reaps the process, so its pid may be reused afterwards. True as well
+ * when nothing was launched.
+ */
 bool qemu_exited(struct qemu_proc *proc);
 
-/* Waits up to timeout_ms for exit; then SIGKILL and waits. Idempotent. */
+/*
+ * Waits up to timeout_ms for exit; then SIGKILL (to QEMU's process group)
+ * and waits. Closes the pidfd, so call it even after qemu_exited returned
+ * true. Idempotent.
+ */
 void qemu_reap(struct qemu_proc *proc, int timeout_ms);
 
-/* "exited with status 1" / "was killed by signal 9"; "is running" while it runs. */
+/*
+ * "exited with status 1" / "was killed by signal 9 (SIGKILL)"; "is running"
+ * while it runs, "was not started" before a launch.
+ */
 void qemu_describe_exit(const struct qemu_proc *proc, char *out, size_t size);
 
-/* The last lines (at most max_bytes) of the console log, for error messages. */
+/*
+ * The last lines of the console log for error messages: out has room for
+ * max_bytes including the NUL, starts at a line boundary, has CRs and
+ * trailing blank space removed and other control or non-ASCII bytes
+ * (the guest writes this) replaced by '?'. "" when the log is empty.
+ */
 void qemu_console_tail(const struct qemu_paths *paths, char *out, size_t max_bytes);
 
 /*
  * Connects to a unix socket that QEMU creates, retrying until it accepts
  * or timeout_ms passes or QEMU exits. Returns a connected, non-blocking,
- * close-on-exec fd or a negative code.
+ * close-on-exec fd or a negative code: -EPIPE when QEMU exited first (err
+ * says how, with the end of the console.log beside the socket),
+ * -ETIMEDOUT. proc may be NULL (no exit check).
  */
 int qemu_connect_socket(const char *path, struct qemu_proc *proc, int timeout_ms,
 			struct vmci_err *err);

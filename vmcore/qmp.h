@@ -20,7 +20,7 @@ struct qmp_msg {
 	enum qmp_msg_kind kind;
 	json_t *root;
 	json_t *id;		  /* "id" of a reply, or NULL */
-	json_t *value;		  /* return value, event data, or greeting "QMP" */
+	json_t *value;		  /* return value, event data (NULL if none), or greeting "QMP" */
 	const char *event;	  /* event name */
 	const char *error_class;  /* error class */
 	const char *error_desc;	  /* error description */
@@ -36,8 +36,12 @@ void qmp_msg_free(struct qmp_msg *msg);
 struct qmp;
 
 /*
- * Takes ownership of a connected socket fd: reads the greeting and
- * negotiates capabilities (qmp_capabilities) within timeout_ms.
+ * Takes ownership of a connected socket fd (closed on failure too, and set
+ * non-blocking): reads the greeting and negotiates capabilities
+ * (qmp_capabilities) within timeout_ms.
+ *
+ * In every function here a negative timeout_ms means no limit. A line
+ * that is not a valid QMP message, or longer than 16 MiB, is -EPROTO.
  */
 int qmp_open(int fd, int timeout_ms, struct qmp **out, struct vmci_err *err);
 void qmp_close(struct qmp *q);
@@ -48,14 +52,17 @@ int qmp_fd(const struct qmp *q);
  * the reference is stolen) and waits up to timeout_ms for the reply. On
  * success *ret (may be NULL) receives a new reference to the return value.
  * A QMP error becomes -EIO with "QMP command failed: CLASS: DESC".
- * EOF (QEMU exited) is -EPIPE; a timeout is -ETIMEDOUT.
+ * EOF (QEMU exited) is -EPIPE; a timeout is -ETIMEDOUT. Events that arrive
+ * meanwhile are queued; replies with another id (from a command that timed
+ * out earlier) are dropped.
  */
 int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret, int timeout_ms,
 		struct vmci_err *err);
 
 /*
  * Reads what is available without blocking and queues events. Returns 0,
- * or -EPIPE once QEMU closed the socket.
+ * or -EPIPE once QEMU closed the socket (events queued before that stay
+ * available to qmp_next_event), or another negative code.
  */
 int qmp_poll(struct qmp *q, struct vmci_err *err);
 

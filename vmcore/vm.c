@@ -106,6 +106,18 @@ int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err)
 	*out = vm;
 	return 0;
 fail:
+	if (vm->proc.pid > 0) {
+		/* Give QEMU a moment to exit by itself, so its own status and last words are told. */
+		char how[96], tail[640];
+		qemu_reap(&vm->proc, 500);
+		qemu_describe_exit(&vm->proc, how, sizeof(how));
+		qemu_console_tail(&vm->paths, tail, sizeof(tail));
+		if (err && *tail && !strstr(err->msg, "console") && !strstr(err->msg, "output ends")) {
+			size_t n = strlen(err->msg);
+			snprintf(err->msg + n, sizeof(err->msg) - n, " (QEMU %s; last console lines:\n%s)",
+				 how, tail);
+		}
+	}
 	vm_stop(vm, 0);
 	return rc;
 }

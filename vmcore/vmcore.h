@@ -36,9 +36,10 @@ const char *vm_qemu_package(enum vm_arch arch);
 /* ---- acceleration (vmcore/kvm.c) ------------------------------------ */
 
 struct vm_kvm_info {
-	bool usable;	   /* /dev/kvm opens, API version 12, a VM can be created */
+	bool usable;	   /* /dev/kvm opens, API version 12, a VM can be created and
+			      (x86) a vCPU accepts the CPU set-up QEMU's -cpu host does */
 	int api_version;   /* KVM_GET_API_VERSION, or -1 */
-	int max_vcpus;	   /* KVM_CAP_MAX_VCPUS, or 0 */
+	int max_vcpus;	   /* KVM_CAP_MAX_VCPUS (else NR_VCPUS, else 4); 0 without a VM */
 	bool dirty_log;	   /* KVM_CAP_DIRTY_LOG_RING or manual dirty-log protect */
 	char reason[256];  /* why not usable, or "" */
 };

@@ -14,7 +14,7 @@ expect_eq vm_run_streams_stderr "err" "$(grep -v '^vmci:' "$err" | grep -v '^bui
 "$VMCI" vm run busybox-x86_64 -- sh -c 'kill -KILL $$' >/dev/null 2>&1
 expect_eq vm_run_reports_a_signal_as_128_plus_n 137 "$?"
 
-"$VMCI" vm run busybox-x86_64 --timeout 1s -- sleep 30 >/dev/null 2>"$err"
+"$VMCI" vm run --timeout 1s busybox-x86_64 -- sleep 30 >/dev/null 2>"$err"
 expect_eq vm_run_timeout_exits_124 124 "$?"
 
 "$VMCI" vm run no-such-image -- true >/dev/null 2>"$err"
