@@ -157,4 +157,4 @@ fuzz: $(FUZZ_BUILD)/fuzz_pipelines
 	$< -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/pipelines.dict \
 		-artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus tests/fuzz/corpus
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

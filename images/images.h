@@ -57,6 +57,30 @@ int img_find(const char *name, struct img_boot *out, struct vmci_err *err);
  */
 int img_agent_path(const char *arch, char *out, size_t size, struct vmci_err *err);
 
+/* ---- clones (images/clone.c) ---------------------------------------- */
+
+/* Virtual size of the scratch disk given to a clone of an image that has no root disk. */
+#define IMG_SCRATCH_DISK_MB 1024
+
+/*
+ * Creates a copy-on-write clone of img at overlay_path: a qcow2 overlay
+ * whose backing file is the image's read-only root disk, or, for an image
+ * without one, an empty qcow2 scratch disk (so that every VM has a disk to
+ * hold its snapshots). Constant time whatever the image's size. The clone
+ * is registered in the store, so gc keeps img while the clone exists.
+ */
+int img_clone(const struct img_boot *img, const char *overlay_path, struct vmci_err *err);
+
+/*
+ * The same for any backing file (a qcow2 or raw disk); backing may be NULL
+ * for an empty disk of size_mb. Not registered: for tests and benchmarks.
+ */
+int img_clone_file(const char *backing, const char *overlay_path, int size_mb,
+		   struct vmci_err *err);
+
+/* Deletes a clone made by img_clone and its registration. Missing is not an error. */
+int img_clone_release(const char *overlay_path, struct vmci_err *err);
+
 /* $VMCI_HOME/images */
 const char *img_store_root(void);
 

@@ -2,6 +2,7 @@
 #include "runner/runner.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,16 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		free(g);
 		return rc;
 	}
+	/* The VM writes only to its own clone: the golden image stays untouched. */
+	char disk[PATH_MAX];
+	if (fs_path(disk, sizeof(disk), "%s/disk.qcow2", g->run_dir) ||
+	    (rc = img_clone(&g->image, disk, err)) != 0) {
+		rc = rc ? rc : vmci_err_set(err, ENAMETOOLONG, "run directory path too long");
+		fs_rm_rf(g->run_dir, NULL);
+		free(g);
+		return rc;
+	}
+	snprintf(g->disk, sizeof(g->disk), "%s", disk);
 	struct vm_spec spec = {
 		.arch = arch,
 		.accel = opts ? opts->accel : VM_ACCEL_AUTO,
@@ -41,12 +52,13 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		.kernel = g->image.kernel,
 		.initrd = g->image.initrd,
 		.cmdline = g->image.cmdline,
-		.disk = g->image.disk[0] ? g->image.disk : NULL,
+		.disk = g->disk,
 		.run_dir = g->run_dir,
 	};
 	rc = vm_start(&spec, &g->vm, err);
 	if (rc) {
 		vmci_err_wrap(err, "cannot boot image '%s'", image);
+		img_clone_release(g->disk, NULL);
 		fs_rm_rf(g->run_dir, NULL);
 		free(g);
 		return rc;
@@ -60,6 +72,7 @@ void runner_guest_destroy(struct runner_guest *g, int timeout_ms)
 	if (!g)
 		return;
 	vm_stop(g->vm, timeout_ms);
+	img_clone_release(g->disk, NULL);
 	fs_rm_rf(g->run_dir, NULL);
 	free(g);
 }

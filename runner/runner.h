@@ -25,12 +25,14 @@ struct runner_guest {
 	struct vm *vm;
 	struct img_boot image;
 	char run_dir[PATH_MAX]; /* private temporary directory, removed by destroy */
+	char disk[PATH_MAX];	/* the VM's copy-on-write clone of the image, in run_dir */
 };
 
 /*
  * Finds (building if needed) the image and boots a fresh VM from it, in a
  * new temporary run directory under $TMPDIR (unix socket paths must stay
- * short). Returns 0 with *out ready for commands, or a negative code with
+ * short), on its own copy-on-write clone of the image's disk (an empty
+ * scratch disk for images without one). Returns 0 with *out ready for commands, or a negative code with
  * err naming the image and the failure; nothing is left behind on error.
  */
 int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
