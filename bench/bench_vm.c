@@ -100,8 +100,8 @@ int main(void)
 		die("image", &err);
 	char why[256];
 	vm_accel_choose(VM_ACCEL_AUTO, VM_ARCH_X86_64, why, sizeof(why));
-	stats_print_header("vmcore: one VM");
 	printf("accelerator: %s\n\n", why);
+	stats_print_header("vmcore: one VM");
 	bench_boot(5);
 	struct runner_guest *g = boot();
 	bench_exec(g, 50);

@@ -22,6 +22,13 @@ static struct vm *vm_alloc(void)
 	vm->proc.pidfd = -1;
 	vm->host_seq = 1;
 	vm->cancel_pipe[0] = vm->cancel_pipe[1] = -1;
+	/*
+	 * Stream ids start at a random point: a host that reconnects to an agent
+	 * (after a migration or a runner restart) must not reuse the id of an
+	 * operation still running in the guest.
+	 */
+	if (getrandom(&vm->next_stream, sizeof(vm->next_stream), 0) != sizeof(vm->next_stream))
+		vm->next_stream = (uint32_t)clock_ns();
 	agent_decoder_init(&vm->dec, true);
 	if (pipe2(vm->cancel_pipe, O_CLOEXEC | O_NONBLOCK)) {
 		free(vm);
