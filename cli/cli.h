@@ -74,5 +74,7 @@ void cli_progress_end(struct cli_progress *p);
 int cmd_vm(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 
 #endif

@@ -17,6 +17,8 @@ struct command {
 static const struct command commands[] = {
 	{"vm", cmd_vm, "run a command in a fresh VM: vmci vm run IMAGE -- CMD..."},
 	{"image", cmd_image, "build and list golden images"},
+	{"validate", cmd_validate, "check a pipeline file (.vmci.yml) and print every error"},
+	{"plan", cmd_plan, "show the jobs a pipeline file expands to (--json for all details)"},
 	{"doctor", cmd_doctor, "check this host: accelerator, QEMU, packages, image store"},
 };
 
