@@ -17,7 +17,7 @@ PKG_CONFIG ?= pkg-config
 CFLAGS     ?= -O2 -g
 SAN        ?=
 
-LIB_PKGS  := libarchive jansson libcrypto yaml-0.1
+LIB_PKGS  := libarchive jansson libcrypto yaml-0.1 libcurl libgit2
 TEST_PKGS := cmocka
 
 # Debian packages for building, testing and running vmci.
@@ -76,10 +76,15 @@ deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
-	if [ -z "$$missing" ]; then echo "all Debian packages present"; exit 0; fi; \
-	echo "installing:$$missing"; \
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing
+	if [ -z "$$missing" ]; then echo "all Debian packages present"; \
+	else echo "installing:$$missing"; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing || exit 1; \
+	fi; \
+	if [ "$$(dpkg --print-architecture)" != arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then \
+		echo "adding arm64 to dpkg's architectures (the busybox-aarch64 image takes its kernel and busybox from there)"; \
+		$$SUDO dpkg --add-architecture arm64 && $$SUDO apt-get update -q; \
+	fi
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -1,16 +1,18 @@
 /*
- * The busybox-ARCH recipe: the smallest image a job runs in.
+ * busybox in vmci images, and the busybox rootfs builder.
  *
- * The Debian cloud kernel boots an initramfs in which the agent is /init,
- * busybox provides a shell and the usual tools (one symlink per applet),
- * and lib/modules/vmci holds the virtio drivers the agent loads, in the
- * order listed in lib/modules/vmci/load-order (one file name per line,
- * dependencies first). There is no root disk: the job runs in the
- * initramfs.
+ * Every initramfs holds a static busybox: the host's own (busybox-static
+ * installs /bin/busybox) or, for another architecture, the busybox-static
+ * package of that architecture, whose bin/busybox is extracted once into
+ * $VMCI_HOME/cache/busybox. Its applets become symlinks; a binary the host
+ * cannot run is asked for its applet list through the host's busybox of
+ * the same version (Debian builds every architecture from one config).
  *
- * Inputs, all hashed into the digest: the recipe file, the kernel .deb,
- * the busybox binary, the agent binary and IMG_BUILDER_VERSION (which
- * stands for this code: bump it when the output changes).
+ * The busybox rootfs (busybox-x86_64, busybox-aarch64) is nothing but the
+ * boot files: the job runs in the initramfs. Its digest covers
+ * IMG_BUILDER_VERSION (which stands for this code: bump it when the output
+ * changes for the same inputs), the recipe file's bytes, and the inputs of
+ * the boot files.
  */
 #include "images/internal.h"
 
@@ -22,41 +24,17 @@
 #include <unistd.h>
 
 /* busybox-static installs its binary here (replacing the dynamic one). */
-#define HOST_BUSYBOX "/bin/busybox"
-#define MODULE_DIR   "lib/modules/vmci"
+#define HOST_BUSYBOX	 "/bin/busybox"
+#define MAX_BUSYBOX_SIZE (16u << 20)
 
-/* What differs between architectures. */
-struct bb_arch {
-	const char *arch;
-	unsigned elf_machine;
-	const char *const *modules; /* what the agent needs; deps are found */
-};
+#if defined(__x86_64__)
+#define HOST_MACHINE 62
+#elif defined(__aarch64__)
+#define HOST_MACHINE 183
+#else
+#define HOST_MACHINE 0
+#endif
 
-/* ext4 is for a root disk: built into the cloud kernel today, resolved anyway. */
-static const char *const modules_x86_64[] = {
-    "virtio_pci", "virtio_console", "virtio_blk", "virtio_rng", "virtio_net", "ext4", NULL};
-
-static const struct bb_arch arches[] = {
-    {"x86_64", 62 /* EM_X86_64 */, modules_x86_64},
-};
-
-/* The resolved inputs of one build. */
-struct bb_inputs {
-	const struct bb_arch *arch;
-	char recipe[PATH_MAX];
-	char busybox[PATH_MAX];
-	char agent[PATH_MAX];
-	struct img_deb kernel;
-	char recipe_sha[SHA256_HEX_LEN + 1];
-	char busybox_sha[SHA256_HEX_LEN + 1];
-	char agent_sha[SHA256_HEX_LEN + 1];
-};
-
-/*
- * True when path is a statically linked ELF64 executable for machine: an
- * ELF header with e_machine set and no PT_INTERP program header. The agent
- * runs as /init and busybox without a libc in the image: both must be static.
- */
 static uint64_t le(const uint8_t *p, int n)
 {
 	uint64_t v = 0;
@@ -65,7 +43,7 @@ static uint64_t le(const uint8_t *p, int n)
 	return v;
 }
 
-static bool static_elf(const char *path, unsigned machine)
+bool img_static_elf(const char *path, unsigned machine)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -85,202 +63,147 @@ static bool static_elf(const char *path, unsigned machine)
 	return ok;
 }
 
-static int hash_into(struct sha256_ctx *ctx, const char *label, const char *path,
-		     char sha[SHA256_HEX_LEN + 1], struct vmci_err *err)
+/* ---- the binary ------------------------------------------------------------ */
+
+struct extract_ctx {
+	struct buf data;
+	bool found;
+};
+
+static int busybox_entry(void *ctx, const char *path, struct archive *a, struct archive_entry *e,
+			 struct vmci_err *err)
 {
-	int rc = sha256_file(path, sha, err);
-	if (!rc) {
-		char line[SHA256_HEX_LEN + 32];
-		int n = snprintf(line, sizeof(line), "%s %s\n", label, sha);
-		sha256_update(ctx, line, (size_t)n);
-	}
+	struct extract_ctx *x = ctx;
+	if (strcmp(path, "bin/busybox") && strcmp(path, "usr/bin/busybox"))
+		return 0;
+	x->found = true;
+	int rc = img_archive_read_entry(a, path, MAX_BUSYBOX_SIZE, &x->data, err);
+	return rc ? rc : 1;
+}
+
+/* cache/busybox/<deb sha256>: bin/busybox of the package, extracted once. */
+static int extract_from_deb(const struct img_deb *deb, char *out, size_t size, struct vmci_err *err)
+{
+	char dir[PATH_MAX];
+	if (fs_path(dir, sizeof(dir), "%s/cache/busybox", vmci_home()) ||
+	    fs_path(out, size, "%s/%s", dir, deb->sha256))
+		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", vmci_home());
+	if (fs_exists(out))
+		return 0;
+	int rc = fs_mkdir_p(dir, 0755, err);
+	if (rc)
+		return rc;
+	struct extract_ctx x = {0};
+	rc = img_deb_read(deb->path, busybox_entry, &x, err);
+	if (!rc && !x.found)
+		rc = vmci_err_set(err, ENOENT, "%s has no bin/busybox (is it busybox-static?)",
+				  deb->path);
+	if (!rc)
+		rc = fs_write_atomic(out, x.data.data, x.data.len, 0755, err);
+	buf_free(&x.data);
 	return rc;
 }
 
-static int bb_prepare(struct img_build *b, struct vmci_err *err)
+int img_busybox_binary(const struct img_spec *spec, const char *deb_arch, unsigned machine,
+		       struct img_build *b, char *out, size_t size, struct vmci_err *err)
 {
-	struct bb_inputs *in = calloc(1, sizeof(*in));
-	if (!in)
+	if (spec->busybox[0] == '/') {
+		if (fs_path(out, size, "%s", spec->busybox))
+			return vmci_err_set(err, ENAMETOOLONG, "path too long: %s", spec->busybox);
+		if (!img_static_elf(out, machine))
+			return vmci_err_set(err, ENOENT,
+					    "busybox-static is not installed: %s is missing or not "
+					    "a static %s binary (run: make deps)",
+					    out, spec->arch);
+		return 0;
+	}
+	struct img_deb deb;
+	int rc = img_deb_fetch_package(spec->busybox, deb_arch, &deb, b->progress, b->ctx, err);
+	if (!rc)
+		rc = extract_from_deb(&deb, out, size, err);
+	if (!rc && !img_static_elf(out, machine))
+		rc = vmci_err_set(err, ENOEXEC,
+				  "bin/busybox of %s is not a static %s binary (the recipe %s "
+				  "needs a package like busybox-static)",
+				  deb.path, spec->arch, spec->file);
+	return rc;
+}
+
+/* ---- the applets ------------------------------------------------------------- */
+
+/*
+ * The version banner compiled into a busybox binary, "BusyBox v1.35.0
+ * (Debian 1:1.35.0-4+deb12u1", without a binary rebuild's "+bN" suffix.
+ */
+static bool banner(const char *path, char *out, size_t size)
+{
+	struct buf b = {0};
+	bool ok = false;
+	if (fs_read_file(path, MAX_BUSYBOX_SIZE, &b, NULL) == 0 && b.len) {
+		static const char tag[] = "BusyBox v";
+		const uint8_t *p = memmem(b.data, b.len, tag, sizeof(tag) - 1);
+		size_t n = 0, left = p ? b.len - (size_t)(p - b.data) : 0;
+		while (n < left && n + 1 < size && p[n] && p[n] != ')' && p[n] != '\n')
+			n++;
+		if (p) {
+			memcpy(out, p, n);
+			out[n] = 0;
+			char *bin = strstr(out, "+b");
+			if (bin && strspn(bin + 2, "0123456789") == strlen(bin + 2))
+				*bin = 0;
+			ok = true;
+		}
+	}
+	buf_free(&b);
+	return ok;
+}
+
+int img_busybox_applets(const char *busybox, unsigned machine, struct buf *out,
+			struct vmci_err *err)
+{
+	const char *ask = busybox;
+	if (machine != HOST_MACHINE) {
+		char theirs[128], ours[128];
+		if (!banner(busybox, theirs, sizeof(theirs)))
+			return vmci_err_set(err, EINVAL, "%s does not look like busybox", busybox);
+		if (!img_static_elf(HOST_BUSYBOX, HOST_MACHINE) ||
+		    !banner(HOST_BUSYBOX, ours, sizeof(ours)) || strcmp(theirs, ours))
+			return vmci_err_set(
+			    err, ENOENT,
+			    "cannot list the applets of %s (%s): the host cannot run it, and its "
+			    "busybox-static is not the same version (install the same version of "
+			    "busybox-static on the host: apt-get install busybox-static)",
+			    busybox, theirs);
+		ask = HOST_BUSYBOX;
+	}
+	char *argv[] = {(char *)ask, "--list-full", NULL};
+	return run_command(argv, out, err);
+}
+
+/* ---- the busybox rootfs builder ----------------------------------------------- */
+
+int img_busybox_prepare(struct img_build *b, struct vmci_err *err)
+{
+	const struct img_spec *spec = b->recipe->spec;
+	struct sha256_ctx *digest = sha256_new();
+	if (!digest)
 		return vmci_err_set(err, ENOMEM, "out of memory");
-	b->state = in;
-	for (size_t i = 0; i < ARRAY_LEN(arches); i++)
-		if (!strcmp(arches[i].arch, b->recipe->arch))
-			in->arch = &arches[i];
-	if (!in->arch)
-		return vmci_err_set(err, EINVAL, "busybox images are not built for %s yet",
-				    b->recipe->arch);
-
-	int rc = img_recipe_path(b->recipe->name, in->recipe, sizeof(in->recipe), err);
-	if (rc)
-		return rc;
-	snprintf(in->busybox, sizeof(in->busybox), "%s", HOST_BUSYBOX);
-	if (!static_elf(in->busybox, in->arch->elf_machine))
-		return vmci_err_set(err, ENOENT,
-				    "busybox-static is not installed: %s is missing or not a "
-				    "static %s binary (run: make deps)",
-				    in->busybox, in->arch->arch);
-	rc = img_agent_path(in->arch->arch, in->agent, sizeof(in->agent), err);
-	if (rc)
-		return rc;
-	if (!static_elf(in->agent, in->arch->elf_machine))
-		return vmci_err_set(err, ENOEXEC,
-				    "the guest agent %s is not a static %s executable (run: make "
-				    "build/agent/vmci-agent-%s)",
-				    in->agent, in->arch->arch, in->arch->arch);
-	const char *deb_arch;
-	rc = img_deb_arch(in->arch->arch, &deb_arch, err);
-	if (!rc)
-		rc = img_deb_fetch_kernel("cloud", deb_arch, &in->kernel, b->progress, b->ctx, err);
-	if (rc)
-		return rc;
-
-	struct sha256_ctx *ctx = sha256_new();
-	if (!ctx)
-		return vmci_err_set(err, ENOMEM, "out of memory");
-	char line[512];
-	int n = snprintf(line, sizeof(line), "builder %s\nkernel %s %s %s\n", IMG_BUILDER_VERSION,
-			 in->kernel.package, in->kernel.version, in->kernel.sha256);
-	sha256_update(ctx, line, (size_t)n);
-	rc = hash_into(ctx, "recipe", in->recipe, in->recipe_sha, err);
-	if (!rc)
-		rc = hash_into(ctx, "busybox", in->busybox, in->busybox_sha, err);
-	if (!rc)
-		rc = hash_into(ctx, "agent", in->agent, in->agent_sha, err);
-	sha256_finish(ctx, b->digest);
+	img_digest_line(digest, "builder", IMG_BUILDER_VERSION);
+	img_digest_line(digest, "recipe", spec->sha256);
+	struct img_bootfiles *bf = NULL;
+	int rc = img_bootfiles_prepare(spec, b, digest, &bf, err);
+	b->state = bf;
+	sha256_finish(digest, b->digest);
 	return rc;
 }
 
-/* The skeleton every busybox image has: directories, device, identity files. */
-static int add_skeleton(struct img_initramfs *ir, const char *arch, struct vmci_err *err)
+int img_busybox_build(struct img_build *b, struct vmci_err *err)
 {
-	static const struct {
-		const char *path;
-		mode_t mode;
-	} dirs[] = {
-	    {"bin", 0755}, {"sbin", 0755}, {"usr/bin", 0755},  {"usr/sbin", 0755}, {"proc", 0555},
-	    {"sys", 0555}, {"dev", 0755},  {"tmp", 01777},     {"run", 0755},	   {"root", 0700},
-	    {"etc", 0755}, {"work", 0755}, {MODULE_DIR, 0755},
-	};
-	int rc = 0;
-	for (size_t i = 0; !rc && i < ARRAY_LEN(dirs); i++)
-		rc = img_initramfs_add_dir(ir, dirs[i].path, dirs[i].mode, err);
-	if (rc)
-		return rc;
-	/* The kernel opens /dev/console for /init's stdio before devtmpfs is mounted. */
-	rc = img_initramfs_add_chardev(ir, "dev/console", 0600, 5, 1, err);
-
-	char os_release[256];
-	int n = snprintf(os_release, sizeof(os_release),
-			 "PRETTY_NAME=\"vmci busybox (%s)\"\nNAME=\"vmci busybox\"\nID=busybox\n",
-			 arch);
-	static const char passwd[] = "root:x:0:0:root:/root:/bin/sh\n";
-	static const char group[] = "root:x:0:\n";
-	if (!rc)
-		rc = img_initramfs_add_data(ir, "etc/os-release", 0644, os_release, (size_t)n, err);
-	if (!rc)
-		rc =
-		    img_initramfs_add_data(ir, "etc/passwd", 0644, passwd, sizeof(passwd) - 1, err);
-	if (!rc)
-		rc = img_initramfs_add_data(ir, "etc/group", 0644, group, sizeof(group) - 1, err);
-	return rc;
+	return img_bootfiles_write(b->state, b, err);
 }
 
-/* bin/busybox and a symlink to it for every applet it lists ("usr/bin/env"). */
-static int add_busybox(struct img_initramfs *ir, const char *busybox, struct vmci_err *err)
+void img_busybox_finish(struct img_build *b)
 {
-	int rc = img_initramfs_add_file(ir, "bin/busybox", 0755, busybox, err);
-	if (rc)
-		return rc;
-	struct buf list = {0};
-	char *argv[] = {(char *)busybox, "--list-full", NULL};
-	rc = run_command(argv, &list, err);
-	char *save = NULL;
-	for (char *line = rc ? NULL : strtok_r((char *)buf_cstr(&list), "\n", &save); line && !rc;
-	     line = strtok_r(NULL, "\n", &save)) {
-		/* Whatever else claims the path (/init is the agent) wins. */
-		if (line[0] && !img_initramfs_has(ir, line))
-			rc = img_initramfs_add_symlink(ir, line, "/bin/busybox", err);
-	}
-	buf_free(&list);
-	return rc;
-}
-
-/* The modules in load order, and the list that says so. */
-static int add_modules(struct img_initramfs *ir, const struct img_kmods *mods, json_t *names,
-		       struct vmci_err *err)
-{
-	struct buf order = {0};
-	int rc = 0;
-	for (size_t i = 0; !rc && i < img_kmods_count(mods); i++) {
-		const struct img_kmod *m = img_kmods_at(mods, i);
-		char path[PATH_MAX];
-		fs_path(path, sizeof(path), "%s/%s", MODULE_DIR, m->file);
-		rc = img_initramfs_add_data(ir, path, 0644, m->data, m->len, err);
-		if (!rc && buf_appendf(&order, "%s\n", m->file))
-			rc = vmci_err_set(err, ENOMEM, "out of memory");
-		json_array_append_new(names, json_string(m->name));
-	}
-	if (!rc)
-		rc = img_initramfs_add_data(ir, MODULE_DIR "/load-order", 0644, order.data,
-					    order.len, err);
-	buf_free(&order);
-	return rc;
-}
-
-static int bb_build(struct img_build *b, struct vmci_err *err)
-{
-	struct bb_inputs *in = b->state;
-	char vmlinuz[PATH_MAX], initrd[PATH_MAX], release[128];
-	fs_path(vmlinuz, sizeof(vmlinuz), "%s/%s", b->dir, IMG_KERNEL_FILE);
-	fs_path(initrd, sizeof(initrd), "%s/%s", b->dir, IMG_INITRD_FILE);
-
-	img_progress(b, "extracting kernel", 0, 0);
-	struct img_kmods *mods = img_kmods_new(in->arch->modules);
-	struct img_initramfs *ir = img_initramfs_new();
-	json_t *modules = json_array();
-	int rc = mods && ir && modules ? 0 : vmci_err_set(err, ENOMEM, "out of memory");
-	if (!rc)
-		rc = img_deb_extract_kernel(in->kernel.path, vmlinuz, mods, release,
-					    sizeof(release), err);
-
-	if (!rc) {
-		img_progress(b, "writing initramfs", 0, 0);
-		rc = add_skeleton(ir, in->arch->arch, err);
-	}
-	if (!rc)
-		rc = img_initramfs_add_file(ir, "init", 0755, in->agent, err);
-	if (!rc)
-		rc = add_busybox(ir, in->busybox, err);
-	if (!rc)
-		rc = add_modules(ir, mods, modules, err);
-	if (!rc)
-		rc = img_initramfs_write(ir, initrd, err);
-
-	if (!rc) {
-		json_t *k = json_pack("{s:s, s:s, s:s, s:s, s:O}", "package", in->kernel.package,
-				      "version", in->kernel.version, "sha256", in->kernel.sha256,
-				      "release", release, "modules", modules);
-		json_t *inputs = json_pack("{s:s, s:s, s:s}", "recipe", in->recipe_sha, "busybox",
-					   in->busybox_sha, "agent", in->agent_sha);
-		json_object_set_new(b->manifest, "kernel", k);
-		json_object_set_new(b->manifest, "inputs", inputs);
-	}
-	json_decref(modules);
-	img_initramfs_free(ir);
-	img_kmods_free(mods);
-	return rc;
-}
-
-static void bb_finish(struct img_build *b)
-{
-	free(b->state);
+	img_bootfiles_free(b->state);
 	b->state = NULL;
 }
-
-const struct img_recipe img_recipe_busybox_x86_64 = {
-    .name = "busybox-x86_64",
-    .arch = "x86_64",
-    .prepare = bb_prepare,
-    .build = bb_build,
-    .finish = bb_finish,
-};

@@ -240,36 +240,53 @@ out:
 	return rc;
 }
 
-/* The kernel package apt would install now, in the cache (downloading it if missing). */
-static int fetch_current(const char *meta, struct img_deb *out, img_progress_fn progress, void *ctx,
-			 struct vmci_err *err)
+/* The candidate version of a plain package (no metapackage to follow). */
+static int resolve_package(const char *pkg, struct img_deb *out, struct vmci_err *err)
 {
-	int rc = resolve_with_apt(meta, out, err);
+	struct buf text = {0};
+	snprintf(out->package, sizeof(out->package), "%s", pkg);
+	int rc = apt_show(pkg, out->arch, &text, err);
+	if (!rc && !apt_field(buf_cstr(&text), "Version", out->version, sizeof(out->version)))
+		rc = vmci_err_set(err, EINVAL, "apt-cache shows no version of %s:%s", pkg,
+				  out->arch);
+	buf_free(&text);
+	return rc;
+}
+
+/*
+ * The package apt would install now, in the cache (downloading it if
+ * missing); meta: name is a kernel metapackage to follow to its kernel.
+ */
+static int fetch_current(const char *name, bool meta, struct img_deb *out,
+			 img_progress_fn progress, void *ctx, struct vmci_err *err)
+{
+	int rc = meta ? resolve_with_apt(name, out, err) : resolve_package(name, out, err);
 	if (!rc)
 		rc = deb_path(out, err);
 	if (rc || fs_exists(out->path))
 		return rc;
+	char step[160];
+	snprintf(step, sizeof(step), "downloading %s", out->package);
 	if (progress)
-		progress(ctx, "downloading kernel package", 0, 0);
+		progress(ctx, step, 0, 0);
 	rc = download(out, err);
 	struct stat st;
 	if (!rc && progress && stat(out->path, &st) == 0)
-		progress(ctx, "downloading kernel package", st.st_size, st.st_size);
+		progress(ctx, step, st.st_size, st.st_size);
 	return rc;
 }
 
 /*
  * apt is asked at most once a day (its answer is kept in a .resolved file
- * beside the packages). When apt or the download fails, the kernel used
+ * beside the packages). When apt or the download fails, the package used
  * last is used again, with a warning: a stale kernel is better than no VM.
  */
-int img_deb_fetch_kernel(const char *flavour, const char *deb_arch, struct img_deb *out,
-			 img_progress_fn progress, void *ctx, struct vmci_err *err)
+static int fetch_cached(const char *meta, bool is_meta, const char *deb_arch, struct img_deb *out,
+			img_progress_fn progress, void *ctx, struct vmci_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	snprintf(out->arch, sizeof(out->arch), "%s", deb_arch);
-	char meta[96], dir[PATH_MAX], file[PATH_MAX];
-	snprintf(meta, sizeof(meta), "linux-image-%s-%s", flavour, deb_arch);
+	char dir[PATH_MAX], file[PATH_MAX];
 	int rc = cache_dir(dir, sizeof(dir), NULL, err);
 	if (rc)
 		return rc;
@@ -284,7 +301,7 @@ int img_deb_fetch_kernel(const char *flavour, const char *deb_arch, struct img_d
 		*out = kept;
 	} else {
 		struct vmci_err why = {0};
-		rc = fetch_current(meta, out, progress, ctx, &why);
+		rc = fetch_current(meta, is_meta, out, progress, ctx, &why);
 		if (rc && !have) {
 			if (err)
 				*err = why;
@@ -301,6 +318,20 @@ int img_deb_fetch_kernel(const char *flavour, const char *deb_arch, struct img_d
 		}
 	}
 	return sha256_file(out->path, out->sha256, err);
+}
+
+int img_deb_fetch_kernel(const char *flavour, const char *deb_arch, struct img_deb *out,
+			 img_progress_fn progress, void *ctx, struct vmci_err *err)
+{
+	char meta[96];
+	snprintf(meta, sizeof(meta), "linux-image-%s-%s", flavour, deb_arch);
+	return fetch_cached(meta, true, deb_arch, out, progress, ctx, err);
+}
+
+int img_deb_fetch_package(const char *package, const char *deb_arch, struct img_deb *out,
+			  img_progress_fn progress, void *ctx, struct vmci_err *err)
+{
+	return fetch_cached(package, false, deb_arch, out, progress, ctx, err);
 }
 
 /* ---- reading a package ------------------------------------------------- */

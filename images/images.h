@@ -12,6 +12,7 @@
 #ifndef VMCI_IMAGES_H
 #define VMCI_IMAGES_H
 
+#include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
 
@@ -67,9 +68,23 @@ int img_agent_path(const char *arch, char *out, size_t size, struct vmci_err *er
  * whose backing file is the image's read-only root disk, or, for an image
  * without one, an empty qcow2 scratch disk (so that every VM has a disk to
  * hold its snapshots). Constant time whatever the image's size. The clone
- * is registered in the store, so gc keeps img while the clone exists.
+ * is registered in the store, so gc keeps img while the clone is live: its
+ * overlay exists and the calling process lives or a process (QEMU) has
+ * the overlay open. A clone left by a dead process that nothing has open
+ * is stale, and gc deletes it. Fails with -ENOENT when gc has removed img
+ * since it was found (look it up again). An img not from the store (no
+ * digest) gets an unregistered clone.
  */
 int img_clone(const struct img_boot *img, const char *overlay_path, struct vmci_err *err);
+
+/*
+ * img_clone with another backing file: a disk derived from img's own (a
+ * ready-state template's disk, itself an overlay of img's disk). The clone
+ * is registered as one of img, with the same liveness rule, so gc keeps
+ * img while it is live. backing NULL: an empty scratch disk.
+ */
+int img_clone_over(const struct img_boot *img, const char *backing, const char *overlay_path,
+		   struct vmci_err *err);
 
 /*
  * The same for any backing file (a qcow2 or raw disk); backing may be NULL
@@ -78,10 +93,166 @@ int img_clone(const struct img_boot *img, const char *overlay_path, struct vmci_
 int img_clone_file(const char *backing, const char *overlay_path, int size_mb,
 		   struct vmci_err *err);
 
-/* Deletes a clone made by img_clone and its registration. Missing is not an error. */
+/*
+ * Deletes a clone made by img_clone (or img_clone_file) and its
+ * registration. Missing is not an error.
+ */
 int img_clone_release(const char *overlay_path, struct vmci_err *err);
+
+/* ---- what the store holds (images/list.c) ---------------------------- */
+
+/*
+ * One row of img_list: a name and the image it points at, or an image no
+ * name points at any more (name ""), which gc removes unless a clone uses it.
+ * Sizes are bytes on disk (st_blocks * 512), so sparse disks count what
+ * they really take.
+ */
+struct img_info {
+	char name[64];
+	char arch[16];
+	char digest[SHA256_HEX_LEN + 1];
+	long long size;	       /* the image's own files */
+	long long shared;      /* of size, what other names, images backed by it, or live
+				  clones also use (a clone uses its backing disk) */
+	int clones;	       /* live clones of the image */
+	long long clones_size; /* what those clones' overlays take */
+	long long created;     /* unix seconds; 0 when unknown */
+};
+
+/*
+ * Every image in the store, sorted by name with unnamed images last, in
+ * *out (free() it). Only reads: safe while builds, clones and gc run.
+ */
+int img_list(struct img_info **out, size_t *count, struct vmci_err *err);
+
+/*
+ * Everything about the image called name, as a JSON object the caller owns
+ * (json_decref): name, digest, path, size, names (all names of the same
+ * image), manifest (recipe facts: arch, kernel, cmdline, created, ...),
+ * recipe_file (the recipe that builds name now, when there is one),
+ * files (size, disk usage, and for disks format, virtual_size, backing),
+ * parents (the images its disks are backed by, nearest first), clones
+ * (live ones). -ENOENT as img_find when there is no such image.
+ */
+int img_inspect(const char *name, json_t **out, struct vmci_err *err);
+
+/* ---- removing images (images/gc.c) ------------------------------------ */
+
+/*
+ * Removes the name: the image stays in the store (other names, clones and
+ * images built on it may use it) until img_gc finds nothing references it.
+ * digest (may be NULL) receives what the name pointed at. Returns 0,
+ * -ENOENT when there is no such name, -EBUSY when a build of name is
+ * running.
+ */
+int img_remove(const char *name, char digest[SHA256_HEX_LEN + 1], struct vmci_err *err);
+
+/* What img_gc removes (or would, in a dry run), one call per item. */
+enum img_gc_kind {
+	IMG_GC_IMAGE,	     /* an image no name, image or live clone references */
+	IMG_GC_CLONE,	     /* a stale clone: its maker died, nothing has it open */
+	IMG_GC_REGISTRATION, /* the registration of a clone whose overlay is gone */
+	IMG_GC_SCRATCH,	     /* a directory an interrupted build left in tmp/ */
+	IMG_GC_DOWNLOAD,     /* a partial pull nobody resumed for IMG_GC_DOWNLOAD_DAYS */
+};
+#define IMG_GC_DOWNLOAD_DAYS 7
+
+struct img_gc_opts {
+	bool dry_run; /* report only */
+	/* Called for every item, may be NULL; what is a path or "sha256:... (name)". */
+	void (*on_item)(void *ctx, enum img_gc_kind kind, const char *what, long long bytes);
+	void *ctx;
+};
+
+struct img_gc_report {
+	int removed[IMG_GC_DOWNLOAD + 1]; /* by kind */
+	long long bytes;		   /* freed on disk */
+	int busy;			   /* unreferenced images kept because a build holds them */
+};
+
+/*
+ * Removes every image that no name, no live clone and no kept image (as a
+ * backing file) references, every stale clone, the registrations of clones
+ * that are gone, abandoned scratch directories and old partial downloads.
+ * Safe while builds, pulls and clones run: it holds the store lock while it
+ * decides, skips images a build is publishing, and moves an image out of
+ * blobs/ before deleting it, so a half-deleted image never looks published.
+ * opts may be NULL.
+ */
+int img_gc(const struct img_gc_opts *opts, struct img_gc_report *report, struct vmci_err *err);
+
+/* ---- pull (images/pull.c) ---------------------------------------------- */
+
+/*
+ * Downloads the disk at url (http or https) and publishes it as the image
+ * name, as `vmci image import` does with a local disk. The download goes to
+ * a partial file in the store's tmp/ keyed by sha256_hex (64 hex digits,
+ * "sha256:" prefix allowed), so an interrupted pull (a dropped connection,
+ * Ctrl-C) resumes where it stopped the next time (HTTP Range). Nothing is
+ * published unless the whole file's sha256 equals sha256_hex; a mismatch
+ * removes the download. progress (may be NULL) gets bytes done of total.
+ * Errors say what failed: the HTTP status, the host that could not be
+ * resolved or reached, a dropped connection (and that the next pull
+ * resumes), the expected and actual checksum.
+ */
+int img_pull(const char *url, const char *sha256_hex, const char *name, img_progress_fn progress,
+	     void *ctx, struct vmci_err *err);
 
 /* $VMCI_HOME/images */
 const char *img_store_root(void);
+
+/* ---- building with setup commands (images/recipe.c) ------------------ */
+
+/*
+ * An unpublished build booted to run its recipe's setup commands. images
+ * does not start VMs itself: the caller that can (the runner) provides
+ * an img_setup_fn that boots this, runs each command with `sh -c` as root
+ * in order, stops at the first that fails, and shuts the VM down cleanly
+ * so every change is on disk.
+ */
+struct img_setup_vm {
+	const char *image;	   /* the image's name, for messages */
+	const char *arch;	   /* "x86_64", "aarch64" */
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;	   /* makes the agent switch into disk */
+	const char *disk;	   /* the build's qcow2 root disk, writable: changes are kept */
+	const char *const *commands;
+	size_t ncommands;
+	img_progress_fn progress; /* may be NULL */
+	void *progress_ctx;
+};
+
+/* Returns 0 when every command exited 0, else a negative code with err naming the command. */
+typedef int (*img_setup_fn)(void *ctx, const struct img_setup_vm *vm, struct vmci_err *err);
+
+struct img_ensure_opts {
+	img_progress_fn progress; /* may be NULL */
+	void *progress_ctx;
+	img_setup_fn setup; /* NULL: a recipe with setup commands fails to build, saying so */
+	void *setup_ctx;
+};
+
+/* img_ensure with options (opts may be NULL). */
+int img_ensure_with(const char *name, const struct img_ensure_opts *opts, struct img_boot *out,
+		    struct vmci_err *err);
+
+/* ---- import (images/import.c) ---------------------------------------- */
+
+/*
+ * Makes source into the image called name:
+ *   - a root filesystem archive that libarchive reads (tar, tar.gz, tar.xz,
+ *     tar.zst, zip...) becomes an ext4 root disk, keeping owners, modes,
+ *     setuid bits, links and extended attributes;
+ *   - a qcow2 or raw disk is kept as it is (stored as qcow2): a disk that
+ *     holds a filesystem is booted with root /dev/vda, a partitioned one
+ *     (MBR or GPT) with its Linux partition.
+ * Either way the image boots with the busybox-x86_64 kernel and initramfs,
+ * whose agent switches into the root disk. The digest covers the source's
+ * bytes and the kernel's inputs, so importing the same file twice makes
+ * one image. name must not be the name of a recipe.
+ */
+int img_import(const char *name, const char *source, img_progress_fn progress, void *ctx,
+	       struct vmci_err *err);
 
 #endif

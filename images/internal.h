@@ -8,6 +8,10 @@
  *   kmod.c       kernel modules: .modinfo, dependencies, load order
  *   initramfs.c  a newc cpio + gzip initramfs, written deterministically
  *   busybox.c    the busybox-ARCH recipe
+ *   clone.c      copy-on-write clones and their registrations
+ *   list.c       listing and inspecting the store, disk headers
+ *   gc.c         removing names, and everything nothing references
+ *   pull.c       downloading an image by URL (libcurl)
  */
 #ifndef VMCI_IMAGES_INTERNAL_H
 #define VMCI_IMAGES_INTERNAL_H
@@ -26,6 +30,8 @@ struct archive_entry;
 #define IMG_KERNEL_FILE	  "vmlinuz"
 #define IMG_INITRD_FILE	  "initramfs.cpio.gz"
 #define IMG_MANIFEST_FILE "manifest.json"
+/* The read-only root disk of images that have one (manifest "disk_file"). */
+#define IMG_DISK_FILE "disk.qcow2"
 
 /* ---- recipes and builds (store.c drives them) ---------------------- */
 
@@ -43,20 +49,26 @@ struct img_build {
 	char dir[PATH_MAX];
 	json_t *manifest; /* object, owned by store.c */
 	void *state;	  /* the recipe's resolved inputs, freed by its finish */
+	img_setup_fn setup; /* runs the recipe's setup commands; NULL: refuse them */
+	void *setup_ctx;
 };
 
 struct img_recipe {
 	const char *name;
 	const char *arch;
+	const struct img_spec *spec; /* the recipe file behind it; NULL for recipes in code */
 	/* Resolves (fetching when missing) every input and sets b->digest. */
 	int (*prepare)(struct img_build *b, struct vmci_err *err);
-	/* Writes IMG_KERNEL_FILE and IMG_INITRD_FILE (durably) into b->dir. */
+	/*
+	 * Writes IMG_KERNEL_FILE and IMG_INITRD_FILE (durably) into b->dir, and
+	 * for an image with a root disk IMG_DISK_FILE, named in the manifest's
+	 * "disk_file" with the "cmdline" that boots it.
+	 */
 	int (*build)(struct img_build *b, struct vmci_err *err);
 	/* Frees b->state; called once after prepare, whatever happened. */
 	void (*finish)(struct img_build *b);
 };
 
-extern const struct img_recipe img_recipe_busybox_x86_64;
 
 /* Reports progress when the caller asked for it. */
 static inline void img_progress(const struct img_build *b, const char *step, long long done,
@@ -75,6 +87,9 @@ static inline void img_progress(const struct img_build *b, const char *step, lon
  */
 int img_ensure_recipe(const struct img_recipe *r, struct img_boot *out, img_progress_fn progress,
 		      void *ctx, struct vmci_err *err);
+/* The same with every option of img_ensure_with (opts may be NULL). */
+int img_ensure_recipe_with(const struct img_recipe *r, const struct img_ensure_opts *opts,
+			   struct img_boot *out, struct vmci_err *err);
 
 /*
  * A scratch directory: parent/<prefix>.<pid>, created empty and locked
@@ -147,6 +162,13 @@ struct img_kmods;
  */
 int img_deb_extract_kernel(const char *deb, const char *vmlinuz_out, struct img_kmods *mods,
 			   char *release, size_t release_size, struct vmci_err *err);
+
+/*
+ * Any package of deb_arch (the candidate apt would install), fetched and
+ * cached like the kernel. For busybox-static of a foreign architecture.
+ */
+int img_deb_fetch_package(const char *package, const char *deb_arch, struct img_deb *out,
+			  img_progress_fn progress, void *ctx, struct vmci_err *err);
 
 /* ---- kmod.c ----------------------------------------------------------- */
 
@@ -231,5 +253,250 @@ int img_initramfs_add_chardev(struct img_initramfs *ir, const char *path, mode_t
 			      unsigned major, unsigned minor, struct vmci_err *err);
 /* Writes the gzip-compressed newc archive to out (created 0644, synced). */
 int img_initramfs_write(struct img_initramfs *ir, const char *out, struct vmci_err *err);
+
+/* ---- the store's parts, for clone.c, gc.c, list.c, pull.c (store.c) ---- */
+
+/* $VMCI_HOME/images/<sub>, created when missing. */
+int img_store_dir(char *out, size_t size, const char *sub, struct vmci_err *err);
+/* 0 when name can name an image (letters, digits, '.', '_', '-'), else -EINVAL. */
+int img_name_check(const char *name, struct vmci_err *err);
+/* The digest names/<name> points at: 0, -ENOENT (err untouched), or -EINVAL. */
+int img_name_read(const char *name, char digest[SHA256_HEX_LEN + 1], struct vmci_err *err);
+/* Points names/<name> at digest, atomically and durably. */
+int img_name_write(const char *name, const char *digest, struct vmci_err *err);
+/* blobs/sha256-<digest>; -ENAMETOOLONG when it does not fit. */
+int img_blob_path(const char *digest, char *out, size_t size);
+/* True when a blob directory holds a complete image (kernel, initramfs, manifest). */
+bool img_blob_complete(const char *dir);
+/*
+ * Holds locks/<name>.lock, the lock every build or publish of name holds,
+ * until *fd is closed. wait: blocks while another process holds it;
+ * otherwise returns -EWOULDBLOCK at once (err untouched) when it is held.
+ */
+int img_name_lock(const char *name, bool wait, int *fd, struct vmci_err *err);
+
+/* ---- the store lock (gc.c) -------------------------------------------- */
+
+/*
+ * locks/store.lock. gc holds it exclusive while it decides what nothing
+ * references and moves that out of blobs/. Whoever adds a reference gc
+ * could not otherwise see holds it shared until the reference is on disk:
+ * img_clone (overlay + registration), and a publish that points a name at
+ * a blob already published under another name (gc also skips any blob
+ * whose manifest's name is locked by a build, see img_name_lock).
+ * Released by close(*fd).
+ */
+int img_store_lock(bool exclusive, int *fd, struct vmci_err *err);
+
+/* ---- clone registrations (clone.c) ---------------------------------- */
+
+/*
+ * img_clone records every clone in clones/<sha256 of the overlay's path>.json.
+ * A clone is live while its overlay exists (the same file: device and
+ * inode match) and either the process that made it lives (pid and start
+ * time match) or some process (QEMU) holds a lock on the overlay. An
+ * overlay left by a dead process that nothing has open is stale.
+ */
+enum img_clone_state {
+	IMG_CLONE_LIVE,
+	IMG_CLONE_GONE,	 /* the overlay is gone or replaced: only the registration is left */
+	IMG_CLONE_STALE, /* the overlay is left over: its maker is dead and nothing has it open */
+};
+
+struct img_clone_reg {
+	char file[PATH_MAX];	/* the registration */
+	char overlay[PATH_MAX]; /* absolute */
+	char image[64];		/* the image's name when cloned */
+	char digest[SHA256_HEX_LEN + 1];
+	int pid;
+	long long created; /* unix seconds */
+	enum img_clone_state state;
+};
+
+/* Every registration with its state, in *out (free()). Unreadable ones are GONE. */
+int img_clone_regs(struct img_clone_reg **out, size_t *count, struct vmci_err *err);
+
+/* Removes a registration, and its overlay too when overlay is true (a stale clone). */
+int img_clone_reg_drop(const struct img_clone_reg *reg, bool overlay, struct vmci_err *err);
+
+/* True when another open file description holds a lock on path (QEMU locks its images). */
+bool img_file_locked(const char *path);
+
+/* ---- disks and blob contents (list.c) ------------------------------- */
+
+/* What a disk file's header says. */
+struct img_disk {
+	char format[8];		/* "qcow2" or "raw" */
+	long long virtual_size; /* bytes the guest sees */
+	char backing[PATH_MAX]; /* absolute path of the backing file, "" when none */
+};
+
+/* Reads a disk's header (qcow2 header fields are checked; anything else is raw). */
+int img_disk_probe(const char *path, struct img_disk *out, struct vmci_err *err);
+
+/* Bytes a file or directory tree takes on disk (st_blocks * 512). */
+long long img_disk_usage(const char *path);
+
+/*
+ * The digests of the blobs the disks of blob digest are backed by, directly
+ * or through a chain (its parents), appended to *parents (free()), nearest
+ * first. A backing file outside the store is not listed.
+ */
+int img_blob_parents(const char *digest, char (**parents)[SHA256_HEX_LEN + 1], size_t *count,
+		     struct vmci_err *err);
+
+/* ---- pull.c ------------------------------------------------------------ */
+
+/* Makes the verified file into the image name (img_pull uses img_import). */
+typedef int (*img_publish_fn)(void *ctx, const char *name, const char *file,
+			      img_progress_fn progress, void *progress_ctx, struct vmci_err *err);
+
+/* img_pull with another way to publish: for tests, which have no kernel to boot with. */
+int img_pull_with(const char *url, const char *sha256_hex, const char *name,
+		  img_publish_fn publish, void *publish_ctx, img_progress_fn progress, void *ctx,
+		  struct vmci_err *err);
+
+/* ---- recipe.c ---------------------------------------------------------- */
+
+enum img_rootfs_kind {
+	IMG_ROOTFS_BUSYBOX,	/* no root disk: the initramfs is the system */
+	IMG_ROOTFS_DEBOOTSTRAP, /* a Debian system made by debootstrap, on ext4 */
+	IMG_ROOTFS_TARBALL,	/* a root filesystem archive, on ext4 */
+	IMG_ROOTFS_DISK,	/* a qcow2 or raw disk, as is */
+};
+
+struct img_strings {
+	char **v;
+	size_t n;
+};
+
+/* A recipe file, checked: every field is valid when parsing succeeds. */
+struct img_spec {
+	char file[PATH_MAX];		 /* where it was read from */
+	char sha256[SHA256_HEX_LEN + 1]; /* of the file's bytes */
+	char name[64];
+	char arch[16];			/* x86_64, aarch64 */
+	char kernel_flavour[32];	/* kernel.debian ("cloud"), or "" */
+	char kernel_file[PATH_MAX];	/* kernel.file (absolute), or "" */
+	struct img_strings modules;	/* kernel.modules */
+	char busybox[PATH_MAX];		/* an absolute host path, or a Debian package name */
+	enum img_rootfs_kind rootfs;
+	char suite[32];			/* debootstrap */
+	char variant[32];
+	char mirror[256];		/* "": the mirror apt uses on this host */
+	struct img_strings packages;
+	char source[PATH_MAX];		/* tarball or disk (absolute) */
+	long long disk_size;		/* bytes; 0 unless the build makes a root disk */
+	struct img_strings setup;	/* shell commands, run in order */
+};
+
+/*
+ * Parses a recipe's text; file names it in messages ("file:line:col:
+ * error: ..."). expected_name, when not NULL, must equal its name.
+ */
+int img_spec_parse(const char *file, const void *text, size_t len, const char *expected_name,
+		   struct img_spec **out, struct vmci_err *err);
+int img_spec_load(const char *path, const char *expected_name, struct img_spec **out,
+		  struct vmci_err *err);
+/* The recipe of image name (img_recipe_path). -ENOENT when there is none. */
+int img_spec_find(const char *name, struct img_spec **out, struct vmci_err *err);
+void img_spec_free(struct img_spec *s);
+
+/* "4G", "512M", "2GiB", "1048576" as bytes. Returns 0 or -EINVAL. */
+int img_parse_size(const char *s, long long *out);
+
+/* The builder a spec's rootfs needs, as a recipe owning spec. */
+struct img_recipe *img_recipe_new(struct img_spec *spec, struct vmci_err *err);
+void img_recipe_free(struct img_recipe *r);
+
+/* The builders, by rootfs kind; their recipe's spec must be set. */
+int img_busybox_prepare(struct img_build *b, struct vmci_err *err);
+int img_busybox_build(struct img_build *b, struct vmci_err *err);
+void img_busybox_finish(struct img_build *b);
+int img_debian_prepare(struct img_build *b, struct vmci_err *err);
+int img_debian_build(struct img_build *b, struct vmci_err *err);
+void img_debian_finish(struct img_build *b);
+int img_import_prepare(struct img_build *b, struct vmci_err *err);
+int img_import_build(struct img_build *b, struct vmci_err *err);
+void img_import_finish(struct img_build *b);
+
+/* Adds "label value\n" to a digest being computed. */
+void img_digest_line(struct sha256_ctx *ctx, const char *label, const char *value);
+
+/* ---- bootfiles.c ------------------------------------------------------- */
+
+/*
+ * The kernel and initramfs of an image: the kernel of spec (a Debian
+ * package or a file), and an initramfs holding the agent as /init, busybox
+ * and its applets, and the kernel modules the agent loads. Disk images
+ * boot the same way, and the agent switches into their root disk.
+ */
+struct img_bootfiles;
+
+/* Resolves (fetching when missing) every input, and adds each to digest. */
+int img_bootfiles_prepare(const struct img_spec *spec, struct img_build *b,
+			  struct sha256_ctx *digest, struct img_bootfiles **out,
+			  struct vmci_err *err);
+/* Writes IMG_KERNEL_FILE and IMG_INITRD_FILE into b->dir; facts go into b->manifest. */
+int img_bootfiles_write(struct img_bootfiles *bf, struct img_build *b, struct vmci_err *err);
+void img_bootfiles_free(struct img_bootfiles *bf);
+
+/* ---- busybox.c ---------------------------------------------------------- */
+
+/*
+ * The busybox binary spec asks for, as a static ELF for machine: a host
+ * path is checked; a Debian package is fetched for deb_arch and its
+ * bin/busybox extracted once into the cache. out receives its path.
+ */
+int img_busybox_binary(const struct img_spec *spec, const char *deb_arch, unsigned machine,
+		       struct img_build *b, char *out, size_t size, struct vmci_err *err);
+
+/*
+ * The applets of a busybox binary, one installed path per line
+ * ("usr/bin/env"), as `busybox --list-full` prints them. A binary the host
+ * cannot run is asked through the host's busybox of the same version.
+ */
+int img_busybox_applets(const char *busybox, unsigned machine, struct buf *out,
+			struct vmci_err *err);
+
+/* True when path is a static ELF64 executable for machine (no PT_INTERP). */
+bool img_static_elf(const char *path, unsigned machine);
+
+/* ---- rootdisk.c ---------------------------------------------------------- */
+
+/*
+ * A scratch directory for a root filesystem being assembled, under
+ * $VMCI_HOME/cache/rootfs. Unlike img_scratch_new's, such directories may
+ * hold mounts (debootstrap mounts /proc and /sys): they are unmounted
+ * before anything is removed, and abandoned ones are cleaned the same way.
+ */
+int img_rootfs_scratch(const char *prefix, struct img_scratch *out, struct vmci_err *err);
+void img_rootfs_scratch_drop(struct img_scratch *s);
+
+/* Unmounts (lazily) every mount at or below dir, deepest first. */
+void img_umount_below(const char *dir);
+
+/*
+ * Makes dir into an ext4 filesystem of size bytes at raw_out (sparse),
+ * labelled vmci-root, keeping owners, modes and links (mke2fs -d).
+ */
+int img_rootdisk_make(const char *dir, long long size, const char *raw_out,
+		      struct vmci_err *err);
+
+/* Converts a raw or qcow2 disk into a standalone qcow2 at out (synced, 0644). */
+int img_rootdisk_to_qcow2(const char *in, const char *in_format, const char *out,
+			  struct img_build *b, struct vmci_err *err);
+
+/*
+ * Runs b's recipe's setup commands in a VM booted from the build's own
+ * kernel and initramfs (already in b->dir) on disk, the build's qcow2 root
+ * disk (through b->setup), keeping their changes. Does nothing when there
+ * are none.
+ */
+int img_rootdisk_setup(struct img_build *b, const char *disk, const char *cmdline,
+		       struct vmci_err *err);
+
+/* The kernel arguments that make the agent switch into a root disk. */
+#define IMG_ROOT_CMDLINE "vmci.root=/dev/vda vmci.rootfstype=ext4"
 
 #endif

@@ -24,8 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const struct img_recipe *const recipes[] = {&img_recipe_busybox_x86_64};
-static const char *const known_names[] = {"busybox-x86_64", NULL};
+/* The recipes shipped in images/recipes. */
+static const char *const known_names[] = {"busybox-x86_64", "busybox-aarch64", "debian-12", NULL};
 
 const char *const *img_known_names(void)
 {
@@ -212,10 +212,20 @@ static int fill_boot(const char *name, const char *digest, struct img_boot *out,
 				    manifest, jerr.text, name);
 	const char *arch = json_string_value(json_object_get(m, "arch"));
 	const char *cmdline = json_string_value(json_object_get(m, "cmdline"));
+	const char *disk = json_string_value(json_object_get(m, "disk_file"));
 	snprintf(out->arch, sizeof(out->arch), "%s", arch ? arch : "");
 	snprintf(out->cmdline, sizeof(out->cmdline), "%s", cmdline ? cmdline : "");
+	/* The root disk, for images that have one: only IMG_DISK_FILE is ever published. */
+	int rc = 0;
+	if (disk && (strcmp(disk, IMG_DISK_FILE) ||
+		     fs_path(out->disk, sizeof(out->disk), "%s/%s", out->dir, disk) ||
+		     !fs_exists(out->disk)))
+		rc = vmci_err_set(err, ENOENT,
+				  "image '%s' (sha256:%.12s) has no root disk %s in %s (remove "
+				  "it and build or import it again)",
+				  name, digest, disk, out->dir);
 	json_decref(m);
-	return 0;
+	return rc;
 }
 
 int img_find(const char *name, struct img_boot *out, struct vmci_err *err)
@@ -354,7 +364,20 @@ static int build_and_publish(struct img_build *b, const char *blob, struct vmci_
 int img_ensure_recipe(const struct img_recipe *r, struct img_boot *out, img_progress_fn progress,
 		      void *ctx, struct vmci_err *err)
 {
-	struct img_build b = {.recipe = r, .progress = progress, .ctx = ctx};
+	struct img_ensure_opts opts = {.progress = progress, .progress_ctx = ctx};
+	return img_ensure_recipe_with(r, &opts, out, err);
+}
+
+int img_ensure_recipe_with(const struct img_recipe *r, const struct img_ensure_opts *opts,
+			   struct img_boot *out, struct vmci_err *err)
+{
+	struct img_build b = {.recipe = r};
+	if (opts) {
+		b.progress = opts->progress;
+		b.ctx = opts->progress_ctx;
+		b.setup = opts->setup;
+		b.setup_ctx = opts->setup_ctx;
+	}
 	char tmp[PATH_MAX], blob[PATH_MAX], indexed[SHA256_HEX_LEN + 1] = "";
 	int lock = -1;
 	int64_t start = clock_ms();
@@ -389,8 +412,23 @@ int img_ensure_recipe(const struct img_recipe *r, struct img_boot *out, img_prog
 			log_info("image %s: built sha256:%.12s in %s", r->name, b.digest, took);
 		}
 	}
-	if (!rc)
-		rc = write_name(r->name, b.digest, err);
+	if (!rc) {
+		/*
+		 * The blob may have been published under another name that was since
+		 * removed: the store lock keeps gc off it until the name is written.
+		 */
+		int store_lock = -1;
+		rc = img_store_lock(false, &store_lock, err);
+		if (!rc && !blob_complete(blob))
+			rc = vmci_err_set(err, EAGAIN,
+					  "sha256:%.12s was removed by `vmci image gc` meanwhile "
+					  "(try again)",
+					  b.digest);
+		if (!rc)
+			rc = write_name(r->name, b.digest, err);
+		if (store_lock >= 0)
+			close(store_lock);
+	}
 done:
 	if (!rc)
 		rc = fill_boot(r->name, b.digest, out, err);
@@ -405,11 +443,33 @@ done:
 int img_ensure(const char *name, struct img_boot *out, img_progress_fn progress, void *ctx,
 	       struct vmci_err *err)
 {
-	for (size_t i = 0; i < ARRAY_LEN(recipes); i++)
-		if (!strcmp(recipes[i]->name, name))
-			return img_ensure_recipe(recipes[i], out, progress, ctx, err);
+	struct img_ensure_opts opts = {.progress = progress, .progress_ctx = ctx};
+	return img_ensure_with(name, &opts, out, err);
+}
+
+int img_ensure_with(const char *name, const struct img_ensure_opts *opts, struct img_boot *out,
+		    struct vmci_err *err)
+{
+	int rc = check_name(name, err);
+	if (rc)
+		return rc;
+	/* A recipe file builds the image; its absence is not yet an error. */
+	struct img_spec *spec = NULL;
+	struct vmci_err spec_err = {0};
+	rc = img_spec_find(name, &spec, &spec_err);
+	if (rc != -ENOENT) {
+		struct img_recipe *r = rc ? NULL : img_recipe_new(spec, &spec_err);
+		if (!r) {
+			if (err)
+				*err = spec_err;
+			return -(spec_err.code ? spec_err.code : EIO);
+		}
+		rc = img_ensure_recipe_with(r, opts, out, err);
+		img_recipe_free(r);
+		return rc;
+	}
 	/* No recipe: an imported or pulled image can still be in the store. */
-	int rc = img_find(name, out, err);
+	rc = img_find(name, out, err);
 	if (rc == -ENOENT) {
 		char known[256] = "";
 		for (const char *const *n = known_names; *n; n++)
@@ -420,5 +480,61 @@ int img_ensure(const char *name, struct img_boot *out, img_progress_fn progress,
 		    "unknown image '%s': no recipe builds it and %s does not hold it (known: %s)",
 		    name, img_store_root(), known);
 	}
+	return rc;
+}
+
+/* ---- for the other store operations (clone.c, gc.c, list.c, pull.c) ------- */
+
+int img_store_dir(char *out, size_t size, const char *sub, struct vmci_err *err)
+{
+	return store_dir(out, size, sub, err);
+}
+
+int img_name_check(const char *name, struct vmci_err *err)
+{
+	return check_name(name, err);
+}
+
+int img_name_read(const char *name, char digest[SHA256_HEX_LEN + 1], struct vmci_err *err)
+{
+	return read_name(name, digest, err);
+}
+
+int img_name_write(const char *name, const char *digest, struct vmci_err *err)
+{
+	return write_name(name, digest, err);
+}
+
+int img_blob_path(const char *digest, char *out, size_t size)
+{
+	return blob_path(digest, out, size);
+}
+
+bool img_blob_complete(const char *dir)
+{
+	return blob_complete(dir);
+}
+
+int img_name_lock(const char *name, bool wait, int *fd, struct vmci_err *err)
+{
+	if (wait) {
+		struct img_build quiet = {0};
+		return lock_name(name, fd, &quiet, err);
+	}
+	char dir[PATH_MAX], path[PATH_MAX];
+	int rc = store_dir(dir, sizeof(dir), "locks", err);
+	if (rc)
+		return rc;
+	if (fs_path(path, sizeof(path), "%s/%s.lock", dir, name))
+		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", dir);
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (*fd < 0)
+		return vmci_err_errno(err, errno, "cannot open the lock %s", path);
+	if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	rc = errno == EWOULDBLOCK ? -EWOULDBLOCK
+				  : vmci_err_errno(err, errno, "cannot lock %s", path);
+	close(*fd);
+	*fd = -1;
 	return rc;
 }

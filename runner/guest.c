@@ -13,8 +13,12 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 	struct runner_guest *g = calloc(1, sizeof(*g));
 	if (!g)
 		return vmci_err_set(err, ENOMEM, "out of memory");
-	int rc = img_ensure(image, &g->image, opts ? opts->progress : NULL,
-			    opts ? opts->progress_ctx : NULL, err);
+	struct img_ensure_opts build = {
+		.progress = opts ? opts->progress : NULL,
+		.progress_ctx = opts ? opts->progress_ctx : NULL,
+		.setup = runner_image_setup,
+	};
+	int rc = img_ensure_with(image, &build, &g->image, err);
 	if (rc) {
 		free(g);
 		return rc;

@@ -281,7 +281,9 @@ static void test_unknown_image_lists_known_names(void **state)
 {
 	const char *const *names = img_known_names();
 	assert_string_equal(names[0], "busybox-x86_64");
-	assert_null(names[1]);
+	assert_string_equal(names[1], "busybox-aarch64");
+	assert_string_equal(names[2], "debian-12");
+	assert_null(names[3]);
 	struct img_boot boot;
 	struct vmci_err err = {0};
 	assert_int_equal(img_ensure("no-such-image", &boot, NULL, NULL, &err), -ENOENT);

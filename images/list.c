@@ -1,0 +1,475 @@
+/*
+ * What the store holds: img_list (one row per name, and per blob no name
+ * points at), img_inspect (one image in detail), and the disk facts both
+ * need: usage on disk, qcow2 headers, backing chains between blobs.
+ */
+#include "images/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- disks ---------------------------------------------------------------- */
+
+static uint64_t be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+int img_disk_probe(const char *path, struct img_disk *out, struct vmci_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vmci_err_errno(err, errno, "cannot open the disk %s", path);
+	struct stat st;
+	uint8_t h[32];
+	int rc = 0;
+	if (fstat(fd, &st) != 0) {
+		rc = vmci_err_errno(err, errno, "cannot stat the disk %s", path);
+	} else if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h, "QFI\xfb", 4)) {
+		snprintf(out->format, sizeof(out->format), "raw");
+		out->virtual_size = st.st_size;
+	} else {
+		/* qcow2 header (docs/interop/qcow2.txt): version, backing offset and size, size. */
+		uint64_t version = be(h + 4, 4), off = be(h + 8, 8), len = be(h + 16, 4);
+		snprintf(out->format, sizeof(out->format), "qcow2");
+		out->virtual_size = (long long)be(h + 24, 8);
+		char name[PATH_MAX];
+		if (version < 2 || version > 3 || len >= sizeof(name) ||
+		    (off && (off > (uint64_t)st.st_size || len == 0))) {
+			rc = vmci_err_set(err, EINVAL, "%s has a malformed qcow2 header", path);
+		} else if (off) {
+			if (pread(fd, name, len, (off_t)off) != (ssize_t)len) {
+				rc =
+				    vmci_err_errno(err, errno ? errno : EIO,
+						   "cannot read the backing file name of %s", path);
+			} else {
+				name[len] = 0;
+				/* A relative backing file is relative to the overlay's directory.
+				 */
+				const char *slash = strrchr(path, '/');
+				if (name[0] == '/' || !slash)
+					snprintf(out->backing, sizeof(out->backing), "%s", name);
+				else if (fs_path(out->backing, sizeof(out->backing), "%.*s/%s",
+						 (int)(slash - path), path, name))
+					rc = vmci_err_set(err, ENAMETOOLONG,
+							  "backing path too long");
+			}
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+long long img_disk_usage(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return 0;
+	long long total = (long long)st.st_blocks * 512;
+	if (!S_ISDIR(st.st_mode))
+		return total;
+	DIR *d = opendir(path);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		char child[PATH_MAX];
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+		    !fs_path(child, sizeof(child), "%s/%s", path, de->d_name))
+			total += img_disk_usage(child);
+	}
+	if (d)
+		closedir(d);
+	return total;
+}
+
+/* The files of a blob other than its kernel, initramfs and manifest: its disks. */
+static bool is_disk_file(const char *file)
+{
+	return file[0] != '.' && strcmp(file, IMG_KERNEL_FILE) && strcmp(file, IMG_INITRD_FILE) &&
+	       strcmp(file, IMG_MANIFEST_FILE);
+}
+
+/* The digest of the blob path lies in, or false when it is outside blobs/. */
+static bool digest_of(const char *path, char digest[SHA256_HEX_LEN + 1])
+{
+	char blobs[PATH_MAX];
+	if (fs_path(blobs, sizeof(blobs), "%s/blobs/sha256-", img_store_root()))
+		return false;
+	size_t n = strlen(blobs);
+	if (strncmp(path, blobs, n) || strspn(path + n, "0123456789abcdef") != SHA256_HEX_LEN ||
+	    path[n + SHA256_HEX_LEN] != '/')
+		return false;
+	snprintf(digest, SHA256_HEX_LEN + 1, "%.*s", SHA256_HEX_LEN, path + n);
+	return true;
+}
+
+int img_blob_parents(const char *digest, char (**parents)[SHA256_HEX_LEN + 1], size_t *count,
+		     struct vmci_err *err)
+{
+	char dir[PATH_MAX];
+	if (img_blob_path(digest, dir, sizeof(dir)))
+		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", img_store_root());
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : vmci_err_errno(err, errno, "cannot open %s", dir);
+	int rc = 0;
+	struct dirent *de;
+	while (!rc && (de = readdir(d)) != NULL) {
+		struct img_disk disk;
+		if (!is_disk_file(de->d_name) ||
+		    fs_path(disk.backing, sizeof(disk.backing), "%s/%s", dir, de->d_name))
+			continue;
+		/* Follow the chain; a bound stops a loop someone made by hand. */
+		for (int depth = 0; depth < 32 && disk.backing[0]; depth++) {
+			char next[PATH_MAX], parent[SHA256_HEX_LEN + 1];
+			snprintf(next, sizeof(next), "%s", disk.backing);
+			if (img_disk_probe(next, &disk, NULL) != 0)
+				break;
+			if (!disk.backing[0] || !digest_of(disk.backing, parent))
+				continue;
+			char(*grown)[SHA256_HEX_LEN + 1] =
+			    realloc(*parents, (*count + 1) * sizeof(**parents));
+			if (!grown) {
+				rc = vmci_err_set(err, ENOMEM, "out of memory");
+				break;
+			}
+			*parents = grown;
+			memcpy((*parents)[(*count)++], parent, sizeof(parent));
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* ---- the listing ---------------------------------------------------------- */
+
+/* What one blob is and who uses it. */
+struct blob {
+	char digest[SHA256_HEX_LEN + 1];
+	char arch[16];
+	long long created;
+	long long size;	      /* all its files */
+	long long disk_bytes; /* its disk files */
+	int names;
+	int children; /* blobs backed by one of its disks */
+	int clones;   /* live */
+	long long clones_size;
+};
+
+static long long parse_created(const char *text)
+{
+	struct tm tm = {0};
+	if (!text || !strptime(text, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return 0;
+	return (long long)timegm(&tm);
+}
+
+static void read_blob(const char *dir, struct blob *b)
+{
+	json_t *m = NULL;
+	char path[PATH_MAX];
+	if (!fs_path(path, sizeof(path), "%s/%s", dir, IMG_MANIFEST_FILE))
+		m = json_load_file(path, 0, NULL);
+	const char *arch = json_string_value(json_object_get(m, "arch"));
+	snprintf(b->arch, sizeof(b->arch), "%s", arch ? arch : "");
+	b->created = parse_created(json_string_value(json_object_get(m, "created")));
+	json_decref(m);
+	struct stat st;
+	if (!b->created && stat(dir, &st) == 0)
+		b->created = (long long)st.st_mtime;
+	b->size = img_disk_usage(dir);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL)
+		if (is_disk_file(de->d_name) &&
+		    !fs_path(path, sizeof(path), "%s/%s", dir, de->d_name))
+			b->disk_bytes += img_disk_usage(path);
+	if (d)
+		closedir(d);
+}
+
+static struct blob *find_blob(struct blob *blobs, size_t n, const char *digest)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(blobs[i].digest, digest))
+			return &blobs[i];
+	return NULL;
+}
+
+/* Every blob in the store with its users counted. */
+static int scan_blobs(struct blob **out, size_t *count, struct vmci_err *err)
+{
+	char dir[PATH_MAX];
+	int rc = img_store_dir(dir, sizeof(dir), "blobs", err);
+	if (rc)
+		return rc;
+	DIR *d = opendir(dir);
+	if (!d)
+		return vmci_err_errno(err, errno, "cannot open %s", dir);
+	struct dirent *de;
+	while (!rc && (de = readdir(d)) != NULL) {
+		const char *hex = de->d_name + 7;
+		if (strncmp(de->d_name, "sha256-", 7) || strlen(hex) != SHA256_HEX_LEN ||
+		    strspn(hex, "0123456789abcdef") != SHA256_HEX_LEN)
+			continue;
+		struct blob *grown = realloc(*out, (*count + 1) * sizeof(**out));
+		if (!grown) {
+			rc = vmci_err_set(err, ENOMEM, "out of memory");
+			break;
+		}
+		*out = grown;
+		struct blob *b = &(*out)[(*count)++];
+		memset(b, 0, sizeof(*b));
+		snprintf(b->digest, sizeof(b->digest), "%s", hex);
+		char path[PATH_MAX];
+		if (!fs_path(path, sizeof(path), "%s/%s", dir, de->d_name))
+			read_blob(path, b);
+	}
+	closedir(d);
+	for (size_t i = 0; !rc && i < *count; i++) {
+		char(*parents)[SHA256_HEX_LEN + 1] = NULL;
+		size_t np = 0;
+		img_blob_parents((*out)[i].digest, &parents, &np, NULL);
+		struct blob *p = np ? find_blob(*out, *count, parents[0]) : NULL;
+		if (p)
+			p->children++;
+		free(parents);
+	}
+	struct img_clone_reg *regs = NULL;
+	size_t nregs = 0;
+	if (!rc && img_clone_regs(&regs, &nregs, NULL) == 0) {
+		for (size_t i = 0; i < nregs; i++) {
+			struct blob *b = find_blob(*out, *count, regs[i].digest);
+			if (b && regs[i].state == IMG_CLONE_LIVE) {
+				b->clones++;
+				b->clones_size += img_disk_usage(regs[i].overlay);
+			}
+		}
+		free(regs);
+	}
+	return rc;
+}
+
+/*
+ * Of a blob's bytes, those something besides the row's own name uses: the
+ * whole blob when another name points at it or a clone boots from it
+ * without a disk; its disks when images or clones are backed by them.
+ */
+static long long shared_bytes(const struct blob *b, bool named)
+{
+	if (b->names - (named ? 1 : 0) > 0 || (b->clones && !b->disk_bytes))
+		return b->size;
+	return b->children || b->clones ? b->disk_bytes : 0;
+}
+
+static void fill_info(struct img_info *info, const char *name, const struct blob *b)
+{
+	memset(info, 0, sizeof(*info));
+	snprintf(info->name, sizeof(info->name), "%s", name);
+	snprintf(info->arch, sizeof(info->arch), "%s", b->arch);
+	snprintf(info->digest, sizeof(info->digest), "%s", b->digest);
+	info->size = b->size;
+	info->shared = shared_bytes(b, name[0] != 0);
+	info->clones = b->clones;
+	info->clones_size = b->clones_size;
+	info->created = b->created;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	const struct img_info *x = a, *y = b;
+	if (!x->name[0] != !y->name[0])
+		return x->name[0] ? -1 : 1; /* unnamed blobs last */
+	int c = strcmp(x->name, y->name);
+	return c ? c : strcmp(x->digest, y->digest);
+}
+
+int img_list(struct img_info **out, size_t *count, struct vmci_err *err)
+{
+	*out = NULL;
+	*count = 0;
+	struct blob *blobs = NULL;
+	size_t nblobs = 0;
+	char names[PATH_MAX];
+	int rc = scan_blobs(&blobs, &nblobs, err);
+	if (!rc)
+		rc = img_store_dir(names, sizeof(names), "names", err);
+	DIR *d = rc ? NULL : opendir(names);
+	if (!rc && !d)
+		rc = vmci_err_errno(err, errno, "cannot open %s", names);
+	/* Names first, counted per blob, then one row per blob left without a name. */
+	struct dirent *de;
+	size_t cap = nblobs + 8;
+	struct img_info *rows = rc ? NULL : calloc(cap, sizeof(*rows));
+	if (!rc && !rows)
+		rc = vmci_err_set(err, ENOMEM, "out of memory");
+	size_t n = 0;
+	while (!rc && (de = readdir(d)) != NULL) {
+		char digest[SHA256_HEX_LEN + 1];
+		if (img_name_check(de->d_name, NULL) || strstr(de->d_name, ".tmp.") ||
+		    img_name_read(de->d_name, digest, NULL))
+			continue;
+		struct blob *b = find_blob(blobs, nblobs, digest);
+		if (!b)
+			continue; /* a dangling name: img_find reports it */
+		b->names++;
+		if (n == cap) {
+			struct img_info *grown = realloc(rows, 2 * cap * sizeof(*rows));
+			if (!grown) {
+				rc = vmci_err_set(err, ENOMEM, "out of memory");
+				break;
+			}
+			rows = grown;
+			cap *= 2;
+		}
+		snprintf(rows[n++].name, sizeof(rows[0].name), "%.63s", de->d_name); /* checked */
+	}
+	if (d)
+		closedir(d);
+	/* Now that every name is counted, fill the named rows and add the unnamed blobs. */
+	for (size_t i = 0; !rc && i < n; i++) {
+		char name[sizeof(rows[i].name)], digest[SHA256_HEX_LEN + 1];
+		snprintf(name, sizeof(name), "%s", rows[i].name);
+		img_name_read(name, digest, NULL);
+		struct blob *b = find_blob(blobs, nblobs, digest);
+		if (b)
+			fill_info(&rows[i], name, b);
+	}
+	for (size_t i = 0; !rc && i < nblobs; i++) {
+		if (blobs[i].names)
+			continue;
+		if (n == cap) {
+			struct img_info *grown = realloc(rows, 2 * cap * sizeof(*rows));
+			if (!grown) {
+				rc = vmci_err_set(err, ENOMEM, "out of memory");
+				break;
+			}
+			rows = grown;
+			cap *= 2;
+		}
+		fill_info(&rows[n++], "", &blobs[i]);
+	}
+	free(blobs);
+	if (rc) {
+		free(rows);
+		return rc;
+	}
+	qsort(rows, n, sizeof(*rows), by_name);
+	*out = rows;
+	*count = n;
+	return 0;
+}
+
+/* ---- one image in detail ------------------------------------------------- */
+
+static json_t *file_entries(const char *dir)
+{
+	json_t *files = json_array();
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		char path[PATH_MAX];
+		struct stat st;
+		if (de->d_name[0] == '.' || fs_path(path, sizeof(path), "%s/%s", dir, de->d_name) ||
+		    lstat(path, &st) != 0)
+			continue;
+		json_t *f =
+		    json_pack("{s:s, s:s, s:I, s:I}", "name", de->d_name, "path", path, "size",
+			      (json_int_t)st.st_size, "disk_usage", (json_int_t)st.st_blocks * 512);
+		struct img_disk disk;
+		if (is_disk_file(de->d_name) && img_disk_probe(path, &disk, NULL) == 0) {
+			json_object_set_new(f, "format", json_string(disk.format));
+			json_object_set_new(f, "virtual_size", json_integer(disk.virtual_size));
+			if (disk.backing[0])
+				json_object_set_new(f, "backing", json_string(disk.backing));
+		}
+		json_array_append_new(files, f);
+	}
+	if (d)
+		closedir(d);
+	return files;
+}
+
+/* The names that point at digest. */
+static json_t *names_of(const char *digest)
+{
+	json_t *names = json_array();
+	char dir[PATH_MAX];
+	DIR *d = img_store_dir(dir, sizeof(dir), "names", NULL) ? NULL : opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		char other[SHA256_HEX_LEN + 1];
+		if (!img_name_check(de->d_name, NULL) && !strstr(de->d_name, ".tmp.") &&
+		    !img_name_read(de->d_name, other, NULL) && !strcmp(other, digest))
+			json_array_append_new(names, json_string(de->d_name));
+	}
+	if (d)
+		closedir(d);
+	return names;
+}
+
+int img_inspect(const char *name, json_t **out, struct vmci_err *err)
+{
+	*out = NULL;
+	struct img_boot img;
+	int rc = img_find(name, &img, err);
+	if (rc)
+		return rc;
+	char path[PATH_MAX];
+	json_error_t jerr;
+	fs_path(path, sizeof(path), "%s/%s", img.dir, IMG_MANIFEST_FILE);
+	json_t *m = json_load_file(path, 0, &jerr);
+	if (!m)
+		return vmci_err_set(err, EINVAL, "cannot read %s: %s", path, jerr.text);
+	json_t *j = json_object();
+	json_object_set_new(j, "name", json_string(name));
+	json_object_set_new(j, "digest", json_sprintf("sha256:%s", img.digest));
+	json_object_set_new(j, "path", json_string(img.dir));
+	json_object_set_new(j, "size", json_integer(img_disk_usage(img.dir)));
+	json_object_set_new(j, "names", names_of(img.digest));
+	json_object_set_new(j, "manifest", m);
+	/* The recipe that builds the name now (its digest may differ from this image's). */
+	char recipe[PATH_MAX];
+	if (img_recipe_path(name, recipe, sizeof(recipe), NULL) == 0)
+		json_object_set_new(j, "recipe_file", json_string(recipe));
+	json_object_set_new(j, "files", file_entries(img.dir));
+
+	char(*parents)[SHA256_HEX_LEN + 1] = NULL;
+	size_t np = 0;
+	json_t *pa = json_array();
+	img_blob_parents(img.digest, &parents, &np, NULL);
+	for (size_t i = 0; i < np; i++) {
+		char dir[PATH_MAX], digest[SHA256_HEX_LEN + 8];
+		img_blob_path(parents[i], dir, sizeof(dir));
+		snprintf(digest, sizeof(digest), "sha256:%s", parents[i]);
+		json_array_append_new(pa, json_pack("{s:s, s:s, s:o}", "digest", digest, "path",
+						    dir, "names", names_of(parents[i])));
+	}
+	free(parents);
+	json_object_set_new(j, "parents", pa);
+
+	struct img_clone_reg *regs = NULL;
+	size_t nregs = 0;
+	json_t *clones = json_array();
+	if (img_clone_regs(&regs, &nregs, NULL) == 0)
+		for (size_t i = 0; i < nregs; i++)
+			if (!strcmp(regs[i].digest, img.digest) && regs[i].state == IMG_CLONE_LIVE)
+				json_array_append_new(
+				    clones, json_pack("{s:s, s:i, s:I}", "overlay", regs[i].overlay,
+						      "pid", regs[i].pid, "disk_usage",
+						      (json_int_t)img_disk_usage(regs[i].overlay)));
+	free(regs);
+	json_object_set_new(j, "clones", clones);
+	*out = j;
+	return 0;
+}

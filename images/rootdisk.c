@@ -1,0 +1,216 @@
+/*
+ * Root disks: a directory tree made into an ext4 filesystem with
+ * `mke2fs -d` (which keeps owners, modes, links and extended attributes
+ * when run as root), converted to qcow2 for the store, and optionally
+ * changed by the recipe's setup commands in between.
+ *
+ * Trees are assembled in scratch directories under $VMCI_HOME/cache/rootfs.
+ * Tools that build them may mount things inside (debootstrap mounts /proc
+ * and /sys in its target), so nothing there is removed before everything
+ * below it is unmounted: removing through a mount would reach the host.
+ */
+#include "images/internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+/* ---- mounts ---------------------------------------------------------------- */
+
+/* Undoes mountinfo's octal escapes ("\040" for a space) in place. */
+static void unescape(char *s)
+{
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = 0;
+}
+
+static int by_length_desc(const void *a, const void *b)
+{
+	size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+	return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+void img_umount_below(const char *dir)
+{
+	char real[PATH_MAX];
+	if (!realpath(dir, real))
+		return;
+	size_t n = strlen(real);
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	char **found = NULL;
+	size_t count = 0;
+	char line[4096];
+	while (fgets(line, sizeof(line), f)) {
+		/* "36 35 98:0 /root /mnt/point rw,..." : the fifth field is the mount point. */
+		char *save = NULL, *field = strtok_r(line, " ", &save);
+		for (int i = 1; field && i < 5; i++)
+			field = strtok_r(NULL, " ", &save);
+		if (!field)
+			continue;
+		unescape(field);
+		if (strncmp(field, real, n) || (field[n] && field[n] != '/'))
+			continue;
+		char **nf = realloc(found, (count + 1) * sizeof(*nf));
+		if (!nf || !(nf[count] = strdup(field))) {
+			found = nf ? nf : found;
+			break;
+		}
+		found = nf;
+		count++;
+	}
+	fclose(f);
+	/* Deepest first, so a mount is never busy with one below it. */
+	if (count)
+		qsort(found, count, sizeof(*found), by_length_desc);
+	for (size_t i = 0; i < count; i++) {
+		if (umount2(found[i], MNT_DETACH) != 0)
+			log_warn("cannot unmount %s: %s", found[i], strerror(errno));
+		free(found[i]);
+	}
+	free(found);
+}
+
+/* ---- scratch trees ----------------------------------------------------------- */
+
+/* Removes the trees of builds that died, unmounting what they left mounted. */
+static void clean_abandoned(const char *parent)
+{
+	DIR *d = opendir(parent);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		char path[PATH_MAX];
+		if (de->d_name[0] == '.' ||
+		    fs_path(path, sizeof(path), "%s/%s", parent, de->d_name))
+			continue;
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			log_info("removing %s, left by an interrupted build", path);
+			img_umount_below(path);
+			if (fs_rm_rf(path, NULL))
+				log_warn("cannot remove %s", path);
+		}
+		close(fd);
+	}
+	if (d)
+		closedir(d);
+}
+
+int img_rootfs_scratch(const char *prefix, struct img_scratch *out, struct vmci_err *err)
+{
+	char parent[PATH_MAX];
+	out->fd = -1;
+	if (fs_path(parent, sizeof(parent), "%s/cache/rootfs", vmci_home()))
+		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", vmci_home());
+	int rc = fs_mkdir_p(parent, 0755, err);
+	if (rc)
+		return rc;
+	clean_abandoned(parent);
+	return img_scratch_new(parent, prefix, out, err);
+}
+
+void img_rootfs_scratch_drop(struct img_scratch *s)
+{
+	if (s->fd < 0)
+		return;
+	img_umount_below(s->path);
+	img_scratch_drop(s);
+}
+
+/* ---- disks ---------------------------------------------------------------------- */
+
+static int sync_file(const char *path, struct vmci_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = fd < 0 || fsync(fd) != 0 ? vmci_err_errno(err, errno, "cannot sync %s", path) : 0;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int img_rootdisk_make(const char *dir, long long size, const char *raw_out, struct vmci_err *err)
+{
+	char blocks[32];
+	snprintf(blocks, sizeof(blocks), "%lldk", size / 1024);
+	/* -E root_owner: the root directory keeps the tree's owner, not the caller's. */
+	char *argv[] = {"mke2fs",    "-q", "-F",	"-t", "ext4",		"-L",
+			"vmci-root", "-d", (char *)dir, "-E", "root_owner=0:0", (char *)raw_out,
+			blocks,	     NULL};
+	unlink(raw_out);
+	int rc = run_command(argv, NULL, err);
+	if (rc) {
+		vmci_err_wrap(err,
+			      "cannot make an ext4 root disk of %s from %s (is there %lld MB "
+			      "free?)",
+			      raw_out, dir, size >> 20);
+		return rc;
+	}
+	return sync_file(raw_out, err);
+}
+
+int img_rootdisk_to_qcow2(const char *in, const char *in_format, const char *out,
+			  struct img_build *b, struct vmci_err *err)
+{
+	if (b)
+		img_progress(b, "writing qcow2 disk", 0, 0);
+	char *argv[] = {"qemu-img", "convert",	 "-f", (char *)in_format, "-O", "qcow2",
+			(char *)in, (char *)out, NULL};
+	int rc = run_command(argv, NULL, err);
+	if (rc) {
+		vmci_err_wrap(err, "cannot convert %s to qcow2 at %s", in, out);
+		return rc;
+	}
+	return sync_file(out, err);
+}
+
+int img_rootdisk_setup(struct img_build *b, const char *disk, const char *cmdline,
+		       struct vmci_err *err)
+{
+	const struct img_spec *spec = b->recipe->spec;
+	if (!spec || spec->setup.n == 0)
+		return 0;
+	if (!b->setup)
+		return vmci_err_set(err, ENOTSUP,
+				    "the recipe %s has setup commands, which run in a VM: build "
+				    "the image with `vmci image build %s`",
+				    spec->file, spec->name);
+	char kernel[PATH_MAX], initrd[PATH_MAX];
+	if (fs_path(kernel, sizeof(kernel), "%s/%s", b->dir, IMG_KERNEL_FILE) ||
+	    fs_path(initrd, sizeof(initrd), "%s/%s", b->dir, IMG_INITRD_FILE))
+		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", b->dir);
+	struct img_setup_vm vm = {
+	    .image = spec->name,
+	    .arch = spec->arch,
+	    .kernel = kernel,
+	    .initrd = initrd,
+	    .cmdline = cmdline,
+	    .disk = disk,
+	    .commands = (const char *const *)spec->setup.v,
+	    .ncommands = spec->setup.n,
+	    .progress = b->progress,
+	    .progress_ctx = b->ctx,
+	};
+	img_progress(b, "running setup commands", 0, (long long)spec->setup.n);
+	int rc = b->setup(b->setup_ctx, &vm, err);
+	if (rc)
+		vmci_err_wrap(err, "setup of image %s", spec->name);
+	return rc ? rc : sync_file(disk, err);
+}
