@@ -1,4 +1,4 @@
-/* vmci vm run IMAGE -- COMMAND...: one command in a fresh VM. */
+/* vmci vm run IMAGE -- COMMAND...: one command in a fresh VM (or several, through a pool). */
 #include "cli/cli.h"
 
 #include "runner/runner.h"
@@ -10,30 +10,51 @@
 #include <unistd.h>
 
 static const char vm_usage[] =
-	"Usage: vmci vm run [OPTIONS] IMAGE -- COMMAND [ARG...]\n"
-	"\n"
-	"Boots a fresh VM from IMAGE (built on first use), runs COMMAND in it through\n"
-	"the guest agent, streams its stdout and stderr as they come, stops the VM and\n"
-	"exits with the command's status: 128+N when killed by signal N, 124 when it\n"
-	"timed out, 127 when not found, 125 when vmci itself failed.\n"
-	"\n"
-	"Images: busybox-x86_64";
+    "Usage: vmci vm run [OPTIONS] IMAGE -- COMMAND [ARG...]\n"
+    "\n"
+    "Boots a fresh VM from IMAGE (built on first use), runs COMMAND in it through\n"
+    "the guest agent, streams its stdout and stderr as they come, stops the VM and\n"
+    "exits with the command's status: 128+N when killed by signal N, 124 when it\n"
+    "timed out, 127 when not found, 125 when vmci itself failed.\n"
+    "\n"
+    "--repeat N runs the command N times, each time in a VM no earlier run touched,\n"
+    "and reports the time from asking for a VM to the first byte of output. With\n"
+    "--pool the VMs come from a warm pool and are reverted to their clean snapshot\n"
+    "between runs; --start template starts new VMs from the image's ready-state\n"
+    "template ($VMCI_HOME/templates, made on first use) instead of booting them:\n"
+    "\n"
+    "  vmci vm run --pool --repeat 5 busybox-x86_64 -- uname -a\n"
+    "\n"
+    "Images: busybox-x86_64";
 
-/* The VM whose command a Ctrl-C should cancel. */
+/* What a Ctrl-C or SIGTERM should stop: the running command, a wait for a pool VM, the runs. */
 static struct vm *volatile running_vm;
+static struct runner_pool *volatile running_pool;
+static volatile sig_atomic_t stop_requested;
 
 static void on_interrupt(int sig)
 {
+	stop_requested = sig;
 	struct vm *vm = running_vm;
-	if (vm) {
+	if (vm)
 		vm_cancel(vm);
-		/* A second Ctrl-C is not caught: it ends vmci, and QEMU with it. */
-		signal(sig, SIG_DFL);
-	}
+	struct runner_pool *pool = running_pool;
+	if (pool)
+		runner_pool_interrupt(pool);
+	/* A second signal is not caught: it ends vmci, and QEMU with it. */
+	signal(sig, SIG_DFL);
 }
+
+/* Output goes to our stdout/stderr; the first byte's time is kept for --repeat. */
+struct output {
+	int64_t first_ms;
+};
 
 static void write_output(void *ctx, int fd, const void *data, size_t len)
 {
+	struct output *o = ctx;
+	if (!o->first_ms)
+		o->first_ms = clock_ms();
 	const char *p = data;
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
@@ -63,19 +84,115 @@ static int exit_code_of(const struct vm_exec_result *res)
 	return EXIT_VM_ERROR;
 }
 
+struct run_config {
+	const char *image;
+	char **argv;
+	struct vm_exec_opts exec;
+	struct runner_guest_opts guest;
+	bool from_template;
+	enum runner_template_kind kind;
+	char templates[PATH_MAX];
+	struct runner_pool *pool;
+	bool timing; /* report each run's times on stderr */
+};
+
+/* One run: get a VM, run the command, give the VM back. Returns the exit code. */
+static int run_once(struct run_config *c, int n)
+{
+	struct vmci_err err = {0};
+	struct runner_guest *g = NULL;
+	int64_t t0 = clock_ms();
+	int rc;
+	if (c->pool)
+		rc = runner_pool_acquire(c->pool, c->image, -1, &g, &err);
+	else if (c->from_template)
+		rc = runner_guest_restore(c->image, &c->guest, c->templates, c->kind, &g, &err);
+	else
+		rc = runner_guest_boot(c->image, &c->guest, &g, &err);
+	if (rc) {
+		cli_error("%s", err.msg);
+		return EXIT_VM_ERROR;
+	}
+	int64_t t_vm = clock_ms();
+	struct output out = {0};
+	struct vm_exec_opts xo = c->exec;
+	xo.ctx = &out;
+	struct vm_exec_result res;
+	running_vm = g->vm;
+	rc = stop_requested ? vmci_err_set(&err, EINTR, "interrupted")
+			    : vm_exec(g->vm, &xo, &res, &err);
+	running_vm = NULL;
+	int64_t t_end = clock_ms();
+	if (c->pool)
+		runner_pool_release(c->pool, g, rc < 0);
+	else
+		runner_guest_destroy(g, 3000);
+	if (rc) {
+		cli_error("%s", err.msg);
+		return EXIT_VM_ERROR;
+	}
+	if (c->timing) {
+		char first[32], vm[32], all[32];
+		format_duration(out.first_ms - t0, first, sizeof(first));
+		format_duration(t_vm - t0, vm, sizeof(vm));
+		format_duration(t_end - t0, all, sizeof(all));
+		if (out.first_ms)
+			fprintf(stderr,
+				"vmci: run %d: first output after %s (VM ready after %s), "
+				"done after %s\n",
+				n, first, vm, all);
+		else
+			fprintf(stderr,
+				"vmci: run %d: no output; VM ready after %s, done after %s\n", n,
+				vm, all);
+	}
+	/* Cancelled by our own SIGINT or SIGTERM: exit as if killed by it. */
+	if (res.kind == VM_CANCELLED && stop_requested)
+		return 128 + stop_requested;
+	if (res.kind != VM_EXITED) {
+		char how[128];
+		vm_exec_result_describe(&res, how, sizeof(how));
+		cli_error("'%s' %s in %s", c->argv[0], how, c->image);
+	}
+	return exit_code_of(&res);
+}
+
+static int parse_start(const char *start, struct run_config *c)
+{
+	if (!start || !strcmp(start, "boot"))
+		return 0;
+	c->from_template = true;
+	if (!strcmp(start, "template") || !strcmp(start, "template-mapped"))
+		c->kind = RUNNER_TEMPLATE_MAPPED;
+	else if (!strcmp(start, "template-plain"))
+		c->kind = RUNNER_TEMPLATE_PLAIN;
+	else
+		return -1;
+	return runner_templates_default(c->templates, sizeof(c->templates));
+}
+
 static int vm_run(int argc, char **argv)
 {
-	int timeout_ms = 0, memory_mb = 0, cpus = 0;
-	const char *workdir = NULL, *accel = NULL;
-	bool interactive = false;
+	int timeout_ms = 0, memory_mb = 0, cpus = 0, repeat = 0, pool_size = 1;
+	const char *workdir = NULL, *accel = NULL, *start = NULL;
+	bool interactive = false, use_pool = false;
 	const struct cli_option opts[] = {
-		{'t', "timeout", OPT_DURATION, &timeout_ms, "DURATION", "kill the command after this long"},
-		{'m', "memory", OPT_INT, &memory_mb, "MB", "guest memory (default 256)"},
-		{'c', "cpus", OPT_INT, &cpus, "N", "guest vCPUs (default 1)"},
-		{'w', "workdir", OPT_STRING, &workdir, "DIR", "run the command in DIR in the guest"},
-		{'i', "interactive", OPT_FLAG, &interactive, NULL, "send stdin to the command"},
-		{0, "accel", OPT_STRING, &accel, "kvm|tcg", "choose the accelerator (default: kvm if usable)"},
-		{0},
+	    {'t', "timeout", OPT_DURATION, &timeout_ms, "DURATION",
+	     "kill the command after this long"},
+	    {'m', "memory", OPT_INT, &memory_mb, "MB", "guest memory (default 256)"},
+	    {'c', "cpus", OPT_INT, &cpus, "N", "guest vCPUs (default 1)"},
+	    {'w', "workdir", OPT_STRING, &workdir, "DIR", "run the command in DIR in the guest"},
+	    {'i', "interactive", OPT_FLAG, &interactive, NULL, "send stdin to the command"},
+	    {0, "accel", OPT_STRING, &accel, "kvm|tcg",
+	     "choose the accelerator (default: kvm if usable)"},
+	    {'r', "repeat", OPT_INT, &repeat, "N",
+	     "run N times, each in a clean VM, timing each run"},
+	    {0, "pool", OPT_FLAG, &use_pool, NULL,
+	     "take VMs from a warm pool, reverted between runs"},
+	    {0, "pool-size", OPT_INT, &pool_size, "N", "VMs the pool keeps warm (default 1)"},
+	    {0, "start", OPT_STRING, &start, "HOW",
+	     "how new VMs start: boot (default), template, template-plain"},
+	    {0},
 	};
 	int first = cli_parse(argc, argv, opts, vm_usage, true);
 	if (first == -2)
@@ -102,53 +219,92 @@ static int vm_run(int argc, char **argv)
 		cli_error("vm run: --accel takes kvm, tcg or auto, not '%s'", accel);
 		return EXIT_USAGE;
 	}
+	if (repeat < 0 || pool_size < 1) {
+		cli_error("vm run: --repeat and --pool-size want a positive number");
+		return EXIT_USAGE;
+	}
+	if (interactive && repeat > 1) {
+		cli_error("vm run: --interactive reads stdin once; it does not go with --repeat");
+		return EXIT_USAGE;
+	}
 
 	char label[128];
 	snprintf(label, sizeof(label), "building %s", image);
 	struct cli_progress progress = {.label = label};
-	struct runner_guest_opts gopts = {
-		.cpus = cpus,
-		.memory_mb = memory_mb,
-		.accel = want,
-		.progress = cli_progress,
-		.progress_ctx = &progress,
+	struct run_config c = {
+	    .image = image,
+	    .argv = argv + first,
+	    .exec =
+		{
+		    .argv = (const char *const *)(argv + first),
+		    .cwd = workdir,
+		    .timeout_ms = (uint32_t)timeout_ms,
+		    .stdin_fd = interactive ? STDIN_FILENO : -1,
+		    .on_output = write_output,
+		},
+	    .guest =
+		{
+		    .cpus = cpus,
+		    .memory_mb = memory_mb,
+		    .accel = want,
+		    .progress = cli_progress,
+		    .progress_ctx = &progress,
+		},
+	    .timing = repeat > 0 || use_pool,
 	};
-	struct vmci_err err = {0};
-	struct runner_guest *guest;
-	int rc = runner_guest_boot(image, &gopts, &guest, &err);
-	cli_progress_end(&progress);
-	if (rc) {
-		cli_error("%s", err.msg);
-		return EXIT_VM_ERROR;
+	if (parse_start(start, &c)) {
+		cli_error("vm run: --start takes boot, template or template-plain, not '%s'",
+			  start);
+		return EXIT_USAGE;
 	}
 
-	struct vm_exec_opts xo = {
-		.argv = (const char *const *)(argv + first),
-		.cwd = workdir,
-		.timeout_ms = (uint32_t)timeout_ms,
-		.stdin_fd = interactive ? STDIN_FILENO : -1,
-		.on_output = write_output,
-	};
-	struct vm_exec_result res;
-	running_vm = guest->vm;
 	struct sigaction sa = {.sa_handler = on_interrupt};
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	rc = vm_exec(guest->vm, &xo, &res, &err);
-	running_vm = NULL;
+	struct vmci_err err = {0};
+	if (use_pool) {
+		struct runner_pool *pool;
+		struct runner_pool_opts po = {
+		    .image = image,
+		    .size = pool_size,
+		    .guest = c.guest,
+		    .templates = c.from_template ? c.templates : NULL,
+		    .template_kind = c.kind,
+		};
+		int rc = runner_pool_new(NULL, &pool, &err);
+		if (!rc && (rc = runner_pool_add(pool, &po, &err)) != 0)
+			runner_pool_free(pool);
+		cli_progress_end(&progress);
+		if (rc) {
+			cli_error("%s", err.msg);
+			return EXIT_VM_ERROR;
+		}
+		c.pool = running_pool = pool;
+	}
+	int code = EXIT_OK;
+	int runs = repeat > 0 ? repeat : 1;
+	for (int i = 1; i <= runs && !stop_requested; i++) {
+		code = run_once(&c, i);
+		cli_progress_end(&progress);
+		if (code == EXIT_VM_ERROR)
+			break;
+	}
+	if (c.pool) {
+		struct runner_pool_stats st;
+		runner_pool_stats(c.pool, image, &st);
+		if (c.timing && st.reverts)
+			fprintf(
+			    stderr,
+			    "vmci: pool: %lld VM(s) started, %lld revert(s), the last in %lld ms\n",
+			    st.started, st.reverts, (long long)st.last_revert_ms);
+		running_pool = NULL;
+		runner_pool_free(c.pool);
+	}
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
-	runner_guest_destroy(guest, 3000);
-	if (rc) {
-		cli_error("%s", err.msg);
-		return EXIT_VM_ERROR;
-	}
-	if (res.kind != VM_EXITED) {
-		char how[128];
-		vm_exec_result_describe(&res, how, sizeof(how));
-		cli_error("'%s' %s in %s", argv[first], how, image);
-	}
-	return exit_code_of(&res);
+	if (stop_requested && code == EXIT_OK)
+		code = 128 + stop_requested;
+	return code;
 }
 
 int cmd_vm(int argc, char **argv)

@@ -232,6 +232,17 @@ int channel_run(struct vm *vm, struct channel_op *op, struct vmci_err *err)
 			op->cancel_sent = true;
 			continue;
 		}
+		if (op->pty && vm->resize_request) {
+			uint32_t size = (uint32_t)vm->resize_request;
+			vm->resize_request = 0;
+			channel_begin(vm);
+			agent_put_u16(&vm->w, (uint16_t)(size >> 16 & 0x7fff));
+			agent_put_u16(&vm->w, (uint16_t)(size & 0xffff));
+			rc = channel_queue(vm, AGENT_RESIZE, op->stream, err);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
 
 		struct pollfd fds[5];
 		int nfds = 0;
@@ -341,4 +352,22 @@ int channel_handshake(struct vm *vm, int timeout_ms, struct vmci_err *err)
 		}
 	}
 	return 0;
+}
+
+int channel_restart(struct vm *vm, int timeout_ms, struct vmci_err *err)
+{
+	/* What was queued for, or sent by, the agent's earlier life means nothing now. */
+	vm->outq.len = 0;
+	uint8_t junk[4096];
+	while (recv(vm->agent_fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+		;
+	agent_decoder_reset(&vm->dec);
+	vm->dec.expect_seq = 0;
+	/*
+	 * Resuming after more than the agent ever sent makes it release every
+	 * frame it retained (agent_channel_resume): they answer operations of
+	 * another host, and their stream ids could collide with ours.
+	 */
+	vm->guest_seq = vm->guest_seq_acked = UINT64_MAX;
+	return channel_handshake(vm, timeout_ms, err);
 }

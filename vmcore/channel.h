@@ -26,6 +26,9 @@ struct vm {
 	struct qmp *qmp;
 	int64_t boot_ms;
 	char **info; /* "key=value" from the agent's hello */
+	bool ram_in_file;	 /* guest RAM is a shared file (spec mem_path + mem_shared) */
+	char instance_id[33];	 /* per-clone id of a VM restored from saved state, or "" */
+	uint32_t qmp_jobs;	 /* QMP jobs started, for unique job ids */
 
 	/* the agent channel */
 	int agent_fd;
@@ -41,6 +44,8 @@ struct vm {
 	/* vm_cancel() from a signal handler or another thread */
 	int cancel_pipe[2];
 	volatile sig_atomic_t cancel_requested;
+	/* vm_resize(): (rows << 16 | cols) | RESIZE_PENDING, taken by channel_run */
+	volatile sig_atomic_t resize_request;
 };
 
 struct channel_op;
@@ -59,6 +64,7 @@ struct channel_op {
 	bool input_done;
 	int64_t deadline_ms;	 /* clock_ms() deadline; 0: none */
 	bool cancellable;	 /* vm_cancel sends CANCEL for this stream */
+	bool pty;		 /* vm_resize sends RESIZE for this stream */
 	bool cancel_sent;
 };
 
@@ -77,6 +83,23 @@ int channel_handshake(struct vm *vm, int timeout_ms, struct vmci_err *err);
 
 /* Runs op until its handler reports completion, the deadline passes, or the VM fails. */
 int channel_run(struct vm *vm, struct channel_op *op, struct vmci_err *err);
+
+/*
+ * Starts a new connection to an agent whose state was replaced under it
+ * (snapshot-load, a restore from saved state): drops what is in flight
+ * both ways and handshakes within timeout_ms, releasing every frame the
+ * agent retained from its earlier life.
+ */
+int channel_restart(struct vm *vm, int timeout_ms, struct vmci_err *err);
+
+/*
+ * vmcore/template.c, for vm_start with spec->incoming once QMP and the
+ * agent socket are connected: loads the saved state, resumes the guest,
+ * reconnects the agent within timeout_ms, sets its clock, adds entropy
+ * and gives the clone its own instance id.
+ */
+int template_start(struct vm *vm, const struct vm_spec *spec, int timeout_ms,
+		   struct vmci_err *err);
 
 /* Fills err with why the VM is gone: QEMU's exit and the console's last lines. */
 int channel_vm_died(struct vm *vm, const char *what, struct vmci_err *err);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /*
  * The agent enforces a command's timeout; the host waits this much longer
@@ -73,12 +74,15 @@ int vm_exec(struct vm *vm, const struct vm_exec_opts *opts, struct vm_exec_resul
 	char what[160];
 	snprintf(what, sizeof(what), "running '%s'", opts->argv[0]);
 
+	bool pty = opts->pty_rows > 0 && opts->pty_cols > 0;
 	struct agent_exec e = {
-		.flags = opts->stdin_fd >= 0 ? AGENT_EXEC_STDIN : 0,
+		.flags = (opts->stdin_fd >= 0 ? AGENT_EXEC_STDIN : 0) | (pty ? AGENT_EXEC_PTY : 0),
 		.timeout_ms = opts->timeout_ms,
 		.cwd = (char *)(opts->cwd ? opts->cwd : ""),
 		.argv = (char **)opts->argv,
 		.env = (char **)opts->env,
+		.rows = opts->pty_rows,
+		.cols = opts->pty_cols,
 	};
 	struct exec_ctx ctx = {.opts = opts, .res = res};
 	struct channel_op op = {
@@ -90,9 +94,11 @@ int vm_exec(struct vm *vm, const struct vm_exec_opts *opts, struct vm_exec_resul
 		.input_type = AGENT_STDIN,
 		.deadline_ms = opts->timeout_ms ? clock_ms() + opts->timeout_ms + TIMEOUT_GRACE_MS : 0,
 		.cancellable = true,
+		.pty = pty,
 	};
-	/* A cancel that arrived while idle does not carry over to this command. */
+	/* A cancel or resize that arrived while idle does not carry over to this command. */
 	vm->cancel_requested = 0;
+	vm->resize_request = 0;
 	channel_begin(vm);
 	agent_exec_encode(&vm->w, &e);
 	int rc = channel_queue(vm, AGENT_EXEC, op.stream, err);
@@ -100,6 +106,16 @@ int vm_exec(struct vm *vm, const struct vm_exec_opts *opts, struct vm_exec_resul
 		rc = channel_run(vm, &op, err);
 	vm->cancel_requested = 0;
 	return rc;
+}
+
+void vm_resize(struct vm *vm, uint16_t rows, uint16_t cols)
+{
+	if (!rows || !cols)
+		return;
+	/* One atomic store: rows (at most 0x7fff, so the value stays positive) and cols. */
+	vm->resize_request = (sig_atomic_t)((uint32_t)(rows > 0x7fff ? 0x7fff : rows) << 16 | cols);
+	ssize_t ignored = write(vm->cancel_pipe[1], "r", 1);
+	(void)ignored;
 }
 
 void vm_exec_result_describe(const struct vm_exec_result *res, char *out, size_t size)

@@ -34,7 +34,11 @@
 #define QEMU_ERR_TAIL	       640 /* console bytes quoted in an error (err.msg is 1 KiB) */
 
 /* vmci's own kernel arguments; spec->cmdline is appended. */
-#define QEMU_KERNEL_ARGS "panic=-1 quiet loglevel=3"
+/*
+ * no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer
+ * check can miss its window and panic ("IO-APIC + timer doesn't work!").
+ */
+#define QEMU_KERNEL_ARGS "panic=-1 quiet loglevel=3 no_timer_check"
 
 void qemu_paths_init(struct qemu_paths *p, const char *run_dir)
 {
@@ -117,7 +121,10 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	argv_add(a, binary);
 	argv_add(a, "-machine");
 	/* gic-version=max: GICv2 would cap an arm64 guest at 8 vCPUs. */
-	argv_add(a, x86 ? "q35" : "virt,gic-version=max");
+	buf_appendf(&b, "%s", x86 ? "q35" : "virt,gic-version=max");
+	if (spec->mem_path)
+		buf_appendf(&b, ",memory-backend=" QEMU_RAM_ID);
+	argv_add_buf(a, &b);
 	argv_add(a, "-accel");
 	argv_add(a, kvm ? "kvm" : "tcg,thread=multi");
 	argv_add(a, "-cpu");
@@ -132,9 +139,18 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	/* A guest reboot or panic (panic=-1) ends QEMU instead of looping. */
 	argv_add(a, "-no-reboot");
 
-	buf_appendf(&b, "%d", spec->memory_mb > 0 ? spec->memory_mb : QEMU_DEFAULT_MEMORY_MB);
+	int memory_mb = spec->memory_mb > 0 ? spec->memory_mb : QEMU_DEFAULT_MEMORY_MB;
+	buf_appendf(&b, "%d", memory_mb);
 	argv_add(a, "-m");
 	argv_add_buf(a, &b);
+	if (spec->mem_path) {
+		/* share=off maps the file privately: a restore reads only the pages the guest touches. */
+		buf_appendf(&b, "memory-backend-file,id=" QEMU_RAM_ID ",size=%dM,share=%s,mem-path=",
+			    memory_mb, spec->mem_shared ? "on" : "off");
+		opt_value(&b, spec->mem_path);
+		argv_add(a, "-object");
+		argv_add_buf(a, &b);
+	}
 	buf_appendf(&b, "%d", spec->cpus > 0 ? spec->cpus : QEMU_DEFAULT_CPUS);
 	argv_add(a, "-smp");
 	argv_add_buf(a, &b);
@@ -186,11 +202,17 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	if (spec->disk) {
 		buf_appendf(&b, "file=");
 		opt_value(&b, spec->disk);
-		buf_appendf(&b, ",if=none,id=disk0,format=qcow2,cache=writeback,discard=unmap");
+		buf_appendf(&b, ",if=none,id=disk0,node-name=" QEMU_DISK_NODE
+			    ",format=qcow2,cache=writeback,discard=unmap");
 		argv_add(a, "-drive");
 		argv_add_buf(a, &b);
 		argv_add(a, "-device");
 		argv_add(a, "virtio-blk-pci,drive=disk0");
+	}
+	/* The state is loaded over QMP (migrate-incoming) once vmcore is connected. */
+	if (spec->incoming) {
+		argv_add(a, "-incoming");
+		argv_add(a, "defer");
 	}
 	buf_free(&b);
 }
@@ -333,6 +355,11 @@ static int check_inputs(const struct vm_spec *spec, const struct qemu_paths *pat
 	if (spec->disk && access(spec->disk, R_OK | W_OK) < 0)
 		return vmci_err_errno(err, errno, "cannot open the disk %s for writing",
 				      spec->disk);
+	/* A private mapping of a missing file would be a guest with zeroed memory. */
+	if (spec->mem_path && !spec->mem_shared && access(spec->mem_path, R_OK) < 0)
+		return vmci_err_errno(err, errno, "cannot read the memory file %s", spec->mem_path);
+	if (spec->incoming && access(spec->incoming, R_OK) < 0)
+		return vmci_err_errno(err, errno, "cannot read the saved state %s", spec->incoming);
 
 	struct sockaddr_un sa;
 	const char *sockets[] = {paths->qmp, paths->agent};

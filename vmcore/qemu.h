@@ -26,6 +26,11 @@ struct qemu_paths {
 
 void qemu_paths_init(struct qemu_paths *p, const char *run_dir);
 
+/* The node name of the disk's format layer: what snapshots and block jobs name. */
+#define QEMU_DISK_NODE "vmci-disk0"
+/* The memory backend holding guest RAM when the spec gives a memory file. */
+#define QEMU_RAM_ID "vmci-ram"
+
 /*
  * Builds the QEMU command line for spec (accel already chosen: KVM or TCG)
  * and starts it with the sockets and console at paths. The child gets

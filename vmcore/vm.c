@@ -104,7 +104,11 @@ int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err)
 		goto fail;
 	}
 	int timeout = spec->ready_timeout_ms > 0 ? spec->ready_timeout_ms : DEFAULT_READY_TIMEOUT_MS;
-	rc = channel_handshake(vm, timeout, err);
+	vm->ram_in_file = spec->mem_path && spec->mem_shared;
+	if (spec->incoming)
+		rc = template_start(vm, spec, timeout, err);
+	else
+		rc = channel_handshake(vm, timeout, err);
 	if (rc)
 		goto fail;
 	vm->boot_ms = clock_ms() - t0;
@@ -165,6 +169,11 @@ const char *vm_guest_info(const struct vm *vm, const char *key)
 int64_t vm_boot_ms(const struct vm *vm)
 {
 	return vm->boot_ms;
+}
+
+const char *vm_instance_id(const struct vm *vm)
+{
+	return vm->instance_id;
 }
 
 enum vm_accel vm_accel_used(const struct vm *vm)
@@ -235,19 +244,63 @@ int vm_ping(struct vm *vm, int timeout_ms, struct vmci_err *err)
 	return request(vm, AGENT_PING, AGENT_PONG, "pinging the agent", timeout_ms, err);
 }
 
+/* The two results of vm_refresh_guest, which share a stream: clock, then entropy. */
+struct refresh_ctx {
+	int replies;
+	int32_t status[2];
+	char *message[2];
+};
+
+static int on_refresh_reply(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
+			    struct vmci_err *err)
+{
+	struct refresh_ctx *ctx = op->ctx;
+	if (f->h.type != AGENT_RESULT || ctx->replies >= 2)
+		return vmci_err_set(err, EPROTO, "the agent answered %s with a %s frame", op->what,
+				    agent_type_name(f->h.type));
+	struct agent_reader r;
+	agent_reader_init(&r, f);
+	int i = ctx->replies++;
+	ctx->status[i] = agent_get_i32(&r);
+	ctx->message[i] = agent_get_str(&r);
+	if (!agent_reader_done(&r))
+		return vmci_err_set(err, EPROTO, "the agent sent a malformed result while %s", op->what);
+	return ctx->replies == 2;
+}
+
 int vm_refresh_guest(struct vm *vm, struct vmci_err *err)
 {
+	uint8_t seed[64];
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		return vmci_err_errno(err, errno, "cannot read host entropy");
+	/* Both requests go at once, on one stream: a revert waits for one round trip, not two. */
+	struct refresh_ctx ctx = {0};
+	struct channel_op op = {
+		.what = "setting the guest clock and adding entropy",
+		.stream = channel_new_stream(vm),
+		.on_frame = on_refresh_reply,
+		.ctx = &ctx,
+		.input_fd = -1,
+		.deadline_ms = clock_ms() + 10000,
+	};
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	channel_begin(vm);
 	agent_put_i64(&vm->w, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
-	int rc = request(vm, AGENT_SET_TIME, AGENT_RESULT, "setting the guest clock", 10000, err);
-	if (rc)
-		return rc;
-	uint8_t seed[64];
-	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
-		return vmci_err_errno(err, errno, "cannot read host entropy");
-	channel_begin(vm);
-	agent_put_bytes(&vm->w, seed, sizeof(seed));
-	return request(vm, AGENT_ADD_ENTROPY, AGENT_RESULT, "adding guest entropy", 10000, err);
+	int rc = channel_queue(vm, AGENT_SET_TIME, op.stream, err);
+	if (!rc) {
+		channel_begin(vm);
+		agent_put_bytes(&vm->w, seed, sizeof(seed));
+		rc = channel_queue(vm, AGENT_ADD_ENTROPY, op.stream, err);
+	}
+	if (!rc)
+		rc = channel_run(vm, &op, err);
+	static const char *const what[] = {"setting the guest clock", "adding guest entropy"};
+	for (int i = 0; !rc && i < 2; i++)
+		if (ctx.status[i])
+			rc = vmci_err_set(err, ctx.status[i], "%s failed in the guest: %s", what[i],
+					  ctx.message[i] ? ctx.message[i] : strerror(ctx.status[i]));
+	free(ctx.message[0]);
+	free(ctx.message[1]);
+	return rc;
 }

@@ -68,12 +68,32 @@ struct vm_spec {
 	const char *disk;      /* qcow2 disk (the VM's own overlay), may be NULL */
 	const char *run_dir;   /* an existing directory for sockets and console.log */
 	int ready_timeout_ms;  /* from start to a ready agent; default 120000 */
+
+	/*
+	 * Guest RAM in a file (memory-backend-file) instead of anonymous
+	 * memory. mem_shared: guest writes go to the file, so that a state
+	 * saved with vm_state_save pairs with it. Otherwise the file is mapped
+	 * privately (copy-on-write, never written): a VM restored from a
+	 * template reads only the pages its guest touches.
+	 */
+	const char *mem_path;
+	bool mem_shared;
+	/*
+	 * Start from this state file (vm_state_save) instead of booting. The
+	 * disk (with the contents it had when the state was saved, e.g. a clone
+	 * of that disk), memory size, vCPUs, accelerator and memory file must
+	 * be those of the saved VM. See vm_start.
+	 */
+	const char *incoming;
 };
 
 struct vm;
 
 /*
- * Starts QEMU, connects QMP, waits for the agent's hello. On success the
+ * Starts QEMU, connects QMP, waits for the agent's hello. With
+ * spec->incoming, QEMU loads that saved state instead of booting, and the
+ * guest gets the host's time, fresh entropy and a new instance id
+ * (vm_instance_id) before vm_start returns. On success the
  * VM is ready for exec. The QEMU process dies with the calling process,
  * also when that is killed with SIGKILL (PR_SET_PDEATHSIG): the thread
  * that calls vm_start must outlive the VM. On failure nothing is left
@@ -95,6 +115,15 @@ const char *vm_guest_info(const struct vm *vm, const char *key);
 
 /* Milliseconds from vm_start to a ready agent. */
 int64_t vm_boot_ms(const struct vm *vm);
+
+/*
+ * The per-clone id of a VM started from saved state (spec->incoming),
+ * also in the guest's /run/vmci/instance-id: 32 hex digits, random, so
+ * that clones of one template tell themselves apart (the kernel's
+ * boot_id is the template's once anything read it before the save).
+ * "" for a VM that booted.
+ */
+const char *vm_instance_id(const struct vm *vm);
 
 /* The accelerator QEMU runs with. */
 enum vm_accel vm_accel_used(const struct vm *vm);
@@ -126,6 +155,12 @@ struct vm_exec_opts {
 	int stdin_fd;		  /* host fd read to EOF into the command's stdin; -1: /dev/null */
 	vm_output_fn on_output;	  /* NULL: output is discarded */
 	void *ctx;
+	/*
+	 * Both > 0: the command runs on a pseudo-terminal of this size in the
+	 * guest (its controlling terminal: job control, line editing), and all
+	 * its output comes as stdout (fd 1). Resize it with vm_resize.
+	 */
+	uint16_t pty_rows, pty_cols;
 };
 
 /*
@@ -142,6 +177,13 @@ int vm_exec(struct vm *vm, const struct vm_exec_opts *opts, struct vm_exec_resul
  * Async-signal-safe and callable from any thread; a no-op when idle.
  */
 void vm_cancel(struct vm *vm);
+
+/*
+ * Gives the running vm_exec's pseudo-terminal a new size (the guest's
+ * foreground process gets SIGWINCH). Async-signal-safe and callable from
+ * any thread, for a SIGWINCH handler; a no-op without a pty command.
+ */
+void vm_resize(struct vm *vm, uint16_t rows, uint16_t cols);
 
 /* A shell-friendly "exited 3" / "killed by SIGKILL" / "timed out" for a result. */
 void vm_exec_result_describe(const struct vm_exec_result *res, char *out, size_t size);
@@ -174,5 +216,46 @@ int vm_ping(struct vm *vm, int timeout_ms, struct vmci_err *err);
 
 /* Sets the guest's clock to the host's and adds fresh entropy (after a restore). */
 int vm_refresh_guest(struct vm *vm, struct vmci_err *err);
+
+/* ---- snapshots (vmcore/snapshot.c) ---------------------------------- */
+
+/*
+ * Internal snapshots live in the VM's own qcow2 disk (spec->disk is
+ * required) and hold RAM, device state and disk contents. Call these
+ * between operations, never while vm_exec or a transfer runs.
+ */
+
+/*
+ * Saves snapshot name (QMP snapshot-save). The guest pauses while its
+ * memory is written, then goes on. Fails when a snapshot of that name
+ * exists (delete it first) or the disk cannot hold it.
+ */
+int vm_snapshot_save(struct vm *vm, const char *name, struct vmci_err *err);
+
+/*
+ * Reverts to snapshot name (QMP snapshot-load): memory, devices and disk
+ * as they were when it was saved; every process, file and write since is
+ * gone. Then reconnects the agent (a new hello, answered at once), sets
+ * the guest clock to the host's and adds fresh entropy: the VM is ready
+ * for vm_exec on return. On failure (missing or corrupt snapshot, QEMU
+ * gone) the VM's state is undefined: stop it.
+ */
+int vm_snapshot_load(struct vm *vm, const char *name, struct vmci_err *err);
+
+/* Deletes snapshot name (QMP snapshot-delete); a missing one is an error. */
+int vm_snapshot_delete(struct vm *vm, const char *name, struct vmci_err *err);
+
+/* ---- saved state and templates (vmcore/template.c) ------------------- */
+
+/*
+ * Pauses the VM and writes its device state and memory to path (a QMP
+ * migration into a file). When the VM's RAM is a shared file (spec
+ * mem_path + mem_shared), the memory stays in that file and path holds
+ * only the device state: the two files together are the saved state.
+ * The VM stays paused: stop it afterwards. To start from it, see
+ * spec->incoming; the new VM needs a disk with the contents this VM's
+ * disk has now (a copy-on-write clone of it, once this VM stopped).
+ */
+int vm_state_save(struct vm *vm, const char *path, struct vmci_err *err);
 
 #endif

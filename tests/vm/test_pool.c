@@ -1,0 +1,234 @@
+/*
+ * The warm pool with real VMs (busybox-x86_64): 50 jobs through 2 VMs,
+ * each isolated from the others; a VM whose revert fails, or that a job
+ * reports broken, is replaced; a pool whose process was killed is cleaned
+ * up by the next one.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "vmtest.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define IMAGE		   "busybox-x86_64"
+#define ACQUIRE_TIMEOUT_MS 120000
+
+static char state_dir[PATH_MAX]; /* pool records */
+
+static int setup(void **state)
+{
+	const char *tmp = getenv("TMPDIR");
+	snprintf(state_dir, sizeof(state_dir), "%s/vmci-pool-XXXXXX", tmp ? tmp : "/tmp");
+	return mkdtemp(state_dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	fs_rm_rf(state_dir, NULL);
+	return 0;
+}
+
+static struct runner_pool *new_pool(int size)
+{
+	struct runner_pool *p = NULL;
+	struct vmci_err err = {0};
+	struct runner_pool_opts opts = {.image = IMAGE, .size = size};
+	if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &opts, &err))
+		fail_msg("%s", err.msg);
+	return p;
+}
+
+static struct runner_guest *acquire(struct runner_pool *p)
+{
+	struct runner_guest *g = NULL;
+	struct vmci_err err = {0};
+	if (runner_pool_acquire(p, IMAGE, ACQUIRE_TIMEOUT_MS, &g, &err))
+		fail_msg("%s", err.msg);
+	return g;
+}
+
+/*
+ * A job that fails unless its VM is clean, then dirties it: a marker in
+ * /tmp, a process left running, an environment variable in a file.
+ */
+static const char job[] = "set -e\n"
+			  "test ! -e /tmp/marker\n"
+			  "test ! -e /etc/job-env\n"
+			  "grep -lsx sleep /proc/[0-9]*/cmdline && exit 10\n"
+			  "echo \"$JOB\" > /tmp/marker\n"
+			  "echo \"JOB=$JOB\" > /etc/job-env\n"
+			  "setsid sleep 999 </dev/null >/dev/null 2>&1 &\n"
+			  "cat /tmp/marker\n";
+
+static void test_50_jobs_through_a_pool_of_2_are_isolated_and_none_is_lost(void **state)
+{
+	struct runner_pool *p = new_pool(2);
+	int done = 0;
+	for (int i = 0; i < 50; i++) {
+		struct runner_guest *g = acquire(p);
+		char env_job[32], expected[32];
+		snprintf(env_job, sizeof(env_job), "JOB=%d", i);
+		snprintf(expected, sizeof(expected), "%d\n", i);
+		const char *argv[] = {"sh", "-c", job, NULL};
+		const char *env[] = {env_job, NULL};
+		struct capture c = {0};
+		struct vm_exec_opts o = {.argv = argv,
+					 .env = env,
+					 .stdin_fd = -1,
+					 .on_output = capture_output,
+					 .ctx = &c};
+		struct vm_exec_result r;
+		struct vmci_err err = {0};
+		int rc = vm_exec(g->vm, &o, &r, &err);
+		runner_pool_release(p, g, rc < 0);
+		if (rc)
+			fail_msg("job %d: %s", i, err.msg);
+		if (r.kind != VM_EXITED || r.code != 0 || strcmp(buf_cstr(&c.out), expected))
+			fail_msg("job %d found a dirty VM (exit %d): %s%s", i, r.code,
+				 buf_cstr(&c.out), buf_cstr(&c.err));
+		capture_free(&c);
+		done++;
+	}
+	assert_int_equal(done, 50);
+	struct runner_pool_stats st;
+	runner_pool_stats(p, IMAGE, &st);
+	assert_int_equal(st.started, 2);
+	assert_int_equal(st.revert_failures, 0);
+	assert_int_equal(st.destroyed, 0);
+	assert_true(st.reverts >= 48);
+	runner_pool_free(p);
+}
+
+static void test_a_failed_revert_replaces_the_vm(void **state)
+{
+	struct runner_pool *p = new_pool(1);
+	struct runner_guest *g = acquire(p);
+	pid_t first = vm_pid(g->vm);
+	/* The clean snapshot disappears: the revert after this job cannot work. */
+	struct vmci_err err = {0};
+	assert_int_equal(vm_snapshot_delete(g->vm, "clean", &err), 0);
+	runner_pool_release(p, g, false);
+
+	g = acquire(p);
+	pid_t second = vm_pid(g->vm);
+	assert_true(second != first);
+	assert_int_equal(vmtest_sh(g->vm, "test ! -e /tmp/marker", NULL).code, 0);
+	struct runner_pool_stats st;
+	runner_pool_stats(p, IMAGE, &st);
+	assert_int_equal(st.revert_failures, 1);
+	assert_int_equal(st.destroyed, 1);
+	assert_int_equal(st.started, 2);
+
+	/* A job that met an infrastructure failure gives its VM back broken: replaced too. */
+	runner_pool_release(p, g, true);
+	g = acquire(p);
+	assert_true(vm_pid(g->vm) != second);
+	assert_int_equal(vmtest_sh(g->vm, "true", NULL).code, 0);
+	runner_pool_release(p, g, false);
+	runner_pool_free(p);
+	/* Everything it ran is gone. */
+	assert_true(kill(second, 0) != 0);
+}
+
+/* True while pid exists and is not a zombie. */
+static bool running(pid_t pid)
+{
+	char path[64], stat[512] = "";
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+	fclose(f);
+	stat[n] = 0;
+	const char *end = strrchr(stat, ')');
+	return end && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
+}
+
+static void test_a_pool_cleans_up_after_a_killed_one(void **state)
+{
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	/* Forked while this process runs no other thread: the child makes its own pool. */
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		close(fds[0]);
+		struct runner_pool *p;
+		struct runner_guest *g;
+		struct vmci_err err = {0};
+		struct runner_pool_opts opts = {.image = IMAGE, .size = 1};
+		if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &opts, &err) ||
+		    runner_pool_acquire(p, IMAGE, ACQUIRE_TIMEOUT_MS, &g, &err))
+			_exit(1);
+		char line[PATH_MAX + 32];
+		int n = snprintf(line, sizeof(line), "%d %s\n", (int)vm_pid(g->vm), g->run_dir);
+		if (write(fds[1], line, (size_t)n) != n)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	close(fds[1]);
+	char line[PATH_MAX + 32] = "";
+	ssize_t n = read(fds[0], line, sizeof(line) - 1);
+	close(fds[0]);
+	int qemu = 0;
+	char run_dir[PATH_MAX] = "";
+	if (n <= 0 || sscanf(line, "%d %4095s", &qemu, run_dir) != 2) {
+		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+		fail_msg("the child pool did not start a VM");
+	}
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+
+	/* QEMU dies with its parent; the records and the run directory stay. */
+	for (int i = 0; i < 100 && running(qemu); i++)
+		usleep(50 * 1000);
+	assert_false(running(qemu));
+	char records[PATH_MAX];
+	snprintf(records, sizeof(records), "%s/%d", state_dir, (int)child);
+	assert_true(fs_exists(records));
+	assert_true(fs_exists(run_dir));
+
+	struct runner_pool *p;
+	struct vmci_err err = {0};
+	assert_int_equal(runner_pool_new(state_dir, &p, &err), 0);
+	assert_false(fs_exists(records));
+	assert_false(fs_exists(run_dir));
+	runner_pool_free(p);
+}
+
+static void test_acquire_reports_an_image_the_pool_does_not_have(void **state)
+{
+	struct runner_pool *p;
+	struct runner_guest *g;
+	struct vmci_err err = {0};
+	assert_int_equal(runner_pool_new(state_dir, &p, &err), 0);
+	assert_int_equal(runner_pool_acquire(p, "no-such-image", 0, &g, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "no-such-image"));
+	runner_pool_interrupt(p);
+	runner_pool_free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_a_pool_cleans_up_after_a_killed_one),
+	    cmocka_unit_test(test_50_jobs_through_a_pool_of_2_are_isolated_and_none_is_lost),
+	    cmocka_unit_test(test_a_failed_revert_replaces_the_vm),
+	    cmocka_unit_test(test_acquire_reports_an_image_the_pool_does_not_have),
+	};
+	return cmocka_run_group_tests_name("vm pool", tests, setup, teardown);
+}
