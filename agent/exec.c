@@ -10,6 +10,7 @@
  * pipe before exiting; EOF on that pipe means the exec succeeded.
  */
 #include "agent/agent.h"
+#include "agent/pty.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,6 +115,17 @@ static int child_setup(int in, int out, int err)
 	return 0;
 }
 
+/* child_setup for a command on a pseudo-terminal: the slave is its terminal and fds 0-2. */
+static int child_setup_pty(int slave)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	setsid();
+	return agent_pty_child(slave);
+}
+
 static _Noreturn void child_report(int fail_fd, int err)
 {
 	ssize_t n = write(fail_fd, &err, sizeof(err));
@@ -126,21 +138,31 @@ void agent_proc_exec(struct agent_proc *p, uint32_t stream, const struct agent_e
 {
 	proc_init(p, AGENT_PROC_EXEC, stream, now);
 	p->deadline_ms = e->timeout_ms ? now + e->timeout_ms : 0;
+	bool pty = e->flags & AGENT_EXEC_PTY;
 	int pipes[4][2];
-	const bool want[4] = {e->flags & AGENT_EXEC_STDIN, true, true, true};
+	const bool want[4] = {!pty && (e->flags & AGENT_EXEC_STDIN), !pty, !pty, true};
 	int rc = make_pipes(pipes, want);
 	if (rc) {
 		start_failed(p, pipes, -rc);
 		return;
 	}
+	int master = -1, slave = -1;
+	if (pty && (rc = agent_pty_open(e->rows, e->cols, &master, &slave))) {
+		start_failed(p, pipes, -rc);
+		return;
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
-		start_failed(p, pipes, errno);
+		rc = errno;
+		close_fd(&master);
+		close_fd(&slave);
+		start_failed(p, pipes, rc);
 		return;
 	}
 	if (pid == 0) {
 		int fail_fd = pipes[P_FAIL][1];
-		rc = child_setup(pipes[P_IN][0], pipes[P_OUT][1], pipes[P_ERR][1]);
+		rc = pty ? child_setup_pty(slave)
+			 : child_setup(pipes[P_IN][0], pipes[P_OUT][1], pipes[P_ERR][1]);
 		if (rc)
 			child_report(fail_fd, -rc);
 		/* Every fd of the agent is close-on-exec; this catches inherited ones. */
@@ -154,6 +176,13 @@ void agent_proc_exec(struct agent_proc *p, uint32_t stream, const struct agent_e
 	}
 	p->pid = pid;
 	keep_parent_ends(p, pipes);
+	if (pty) {
+		/* Output and input both go through the master; the child holds the slave now. */
+		close_fd(&slave);
+		p->out_fd = master;
+		if (e->flags & AGENT_EXEC_STDIN)
+			p->in_fd = fcntl(master, F_DUPFD_CLOEXEC, 3);
+	}
 }
 
 /* Closes every fd from 3 up: the child must not hold the agent's pipes. */

@@ -17,6 +17,7 @@ static const char *const type_names[] = {
 	[AGENT_SET_TIME] = "set-time",
 	[AGENT_ADD_ENTROPY] = "add-entropy",
 	[AGENT_PING] = "ping",
+	[AGENT_RESIZE] = "resize",
 	[AGENT_HELLO_REPLY] = "hello-reply",
 	[AGENT_STDOUT] = "stdout",
 	[AGENT_STDERR] = "stderr",
@@ -29,7 +30,7 @@ static const char *const type_names[] = {
 
 bool agent_type_from_host(uint16_t type)
 {
-	return type >= AGENT_HELLO && type <= AGENT_PING;
+	return type >= AGENT_HELLO && type <= AGENT_RESIZE;
 }
 
 bool agent_type_from_guest(uint16_t type)
@@ -258,6 +259,13 @@ void agent_put_u8(struct agent_writer *w, uint8_t v)
 	agent_put_bytes(w, &v, 1);
 }
 
+void agent_put_u16(struct agent_writer *w, uint16_t v)
+{
+	uint8_t b[2];
+	le16(b, v);
+	agent_put_bytes(w, b, 2);
+}
+
 void agent_put_u32(struct agent_writer *w, uint32_t v)
 {
 	uint8_t b[4];
@@ -343,6 +351,12 @@ uint8_t agent_get_u8(struct agent_reader *r)
 {
 	const uint8_t *p = take(r, 1);
 	return p ? p[0] : 0;
+}
+
+uint16_t agent_get_u16(struct agent_reader *r)
+{
+	const uint8_t *p = take(r, 2);
+	return p ? rd16(p) : 0;
 }
 
 uint32_t agent_get_u32(struct agent_reader *r)
@@ -439,6 +453,10 @@ void agent_exec_encode(struct agent_writer *w, const struct agent_exec *e)
 	agent_put_str(w, e->cwd ? e->cwd : "");
 	agent_put_strv(w, (const char *const *)e->argv);
 	agent_put_strv(w, (const char *const *)e->env);
+	if (e->flags & AGENT_EXEC_PTY) {
+		agent_put_u16(w, e->rows);
+		agent_put_u16(w, e->cols);
+	}
 }
 
 int agent_exec_decode(const struct agent_frame *f, struct agent_exec *out, char *err, size_t errlen)
@@ -453,11 +471,17 @@ int agent_exec_decode(const struct agent_frame *f, struct agent_exec *out, char 
 		out->argv = agent_get_strv(&r);
 	if (!r.bad)
 		out->env = agent_get_strv(&r);
+	if (!r.bad && (out->flags & AGENT_EXEC_PTY)) {
+		out->rows = agent_get_u16(&r);
+		out->cols = agent_get_u16(&r);
+	}
 	const char *why = NULL;
 	if (!agent_reader_done(&r))
 		why = "malformed exec payload";
-	else if (out->flags & ~(uint32_t)AGENT_EXEC_STDIN)
+	else if (out->flags & ~(uint32_t)(AGENT_EXEC_STDIN | AGENT_EXEC_PTY))
 		why = "exec has unknown flags";
+	else if ((out->flags & AGENT_EXEC_PTY) && (!out->rows || !out->cols))
+		why = "exec on a terminal of no size";
 	else if (!out->argv[0] || !out->argv[0][0])
 		why = "exec has an empty argv";
 	if (!why) {

@@ -62,6 +62,7 @@ enum agent_type {
 	AGENT_SET_TIME,	   /* i64 nanoseconds since the epoch (CLOCK_REALTIME) */
 	AGENT_ADD_ENTROPY, /* bytes, at most AGENT_MAX_ENTROPY */
 	AGENT_PING,	   /* bytes, echoed in PONG */
+	AGENT_RESIZE,	   /* u16 rows, u16 cols: the terminal of a PTY exec on this stream */
 
 	/* guest -> host */
 	AGENT_HELLO_REPLY = 64, /* u32 version, u32 caps, u64 next_seq, string list "key=value" */
@@ -84,6 +85,7 @@ enum {
 	AGENT_CAP_TIME = 1u << 2,
 	AGENT_CAP_ENTROPY = 1u << 3,
 	AGENT_CAP_STDIN = 1u << 4,
+	AGENT_CAP_PTY = 1u << 5, /* AGENT_EXEC_PTY and AGENT_RESIZE */
 };
 
 /* Whether a frame of this type may travel in this direction. */
@@ -155,6 +157,7 @@ struct agent_writer {
 /* Starts a frame; the header is filled by agent_writer_finish(). */
 void agent_writer_begin(struct agent_writer *w);
 void agent_put_u8(struct agent_writer *w, uint8_t v);
+void agent_put_u16(struct agent_writer *w, uint16_t v);
 void agent_put_u32(struct agent_writer *w, uint32_t v);
 void agent_put_i32(struct agent_writer *w, int32_t v);
 void agent_put_u64(struct agent_writer *w, uint64_t v);
@@ -178,6 +181,7 @@ struct agent_reader {
 
 void agent_reader_init(struct agent_reader *r, const struct agent_frame *f);
 uint8_t agent_get_u8(struct agent_reader *r);
+uint16_t agent_get_u16(struct agent_reader *r);
 uint32_t agent_get_u32(struct agent_reader *r);
 int32_t agent_get_i32(struct agent_reader *r);
 uint64_t agent_get_u64(struct agent_reader *r);
@@ -197,6 +201,12 @@ bool agent_reader_done(const struct agent_reader *r);
 
 enum {
 	AGENT_EXEC_STDIN = 1u << 0, /* stdin is fed by STDIN frames (else /dev/null) */
+	/*
+	 * The command runs on a new pseudo-terminal of rows x cols as its
+	 * controlling terminal: stdin (with AGENT_EXEC_STDIN), stdout and
+	 * stderr all go through it, and its output comes as STDOUT.
+	 */
+	AGENT_EXEC_PTY = 1u << 1,
 };
 
 struct agent_exec {
@@ -205,6 +215,7 @@ struct agent_exec {
 	char *cwd;	     /* "" or NULL: / */
 	char **argv;	     /* NULL-terminated, at least one entry */
 	char **env;	     /* NULL-terminated "KEY=VALUE", added to the agent's base env */
+	uint16_t rows, cols; /* AGENT_EXEC_PTY: the terminal's size, both at least 1 */
 };
 
 /* Encodes EXEC's payload into w (after agent_writer_begin). */

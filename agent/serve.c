@@ -15,6 +15,7 @@
  * channel is read anyway, because ACKs come that way.
  */
 #include "agent/agent.h"
+#include "agent/pty.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -146,7 +147,7 @@ static void on_hello(struct server *s, const struct agent_frame *f)
 	struct agent_writer *w = agent_channel_begin(s->ch);
 	agent_put_u32(w, AGENT_PROTOCOL_VERSION);
 	agent_put_u32(w, AGENT_CAP_EXEC | AGENT_CAP_PUT_GET | AGENT_CAP_TIME | AGENT_CAP_ENTROPY |
-			     AGENT_CAP_STDIN);
+			     AGENT_CAP_STDIN | AGENT_CAP_PTY);
 	agent_put_u64(w, next);
 	agent_put_strv(w, strs);
 	if (agent_channel_queue_unsequenced(s->ch, AGENT_HELLO_REPLY, 0))
@@ -227,6 +228,22 @@ static void on_cancel(struct server *s, const struct agent_frame *f)
 		agent_proc_stop(p, AGENT_EXIT_CANCELLED);
 }
 
+/* RESIZE: a new size for the terminal of an exec; one that just ended is ignored. */
+static void on_resize(struct server *s, const struct agent_frame *f)
+{
+	struct agent_reader r;
+	agent_reader_init(&r, f);
+	uint16_t rows = agent_get_u16(&r);
+	uint16_t cols = agent_get_u16(&r);
+	if (!agent_reader_done(&r)) {
+		reject(s, "malformed resize");
+		return;
+	}
+	struct agent_proc *p = find_proc(s, f->h.stream);
+	if (p)
+		agent_pty_resize(p, rows, cols);
+}
+
 static void on_set_time(struct server *s, const struct agent_frame *f)
 {
 	struct agent_reader r;
@@ -273,6 +290,14 @@ static void on_add_entropy(struct server *s, const struct agent_frame *f)
 		    write(fd, f->payload, f->h.len) < 0)
 			status = errno;
 		free(info);
+		/*
+		 * Added entropy only enters the input pool: /dev/urandom keeps its
+		 * key until the next scheduled reseed, so clones restored from one
+		 * snapshot would read the same bytes. Reseed now (Linux 4.17+,
+		 * root); without it the entropy still counts at the next reseed.
+		 */
+		if (status == 0)
+			(void)ioctl(fd, RNDRESEEDCRNG);
 	}
 	if (fd >= 0)
 		close(fd);
@@ -332,6 +357,9 @@ static void dispatch(struct server *s, const struct agent_frame *f)
 		break;
 	case AGENT_PING:
 		on_ping(s, f);
+		break;
+	case AGENT_RESIZE:
+		on_resize(s, f);
 		break;
 	default: /* the header decoder admits host types only */
 		reject(s, "unexpected %s frame", agent_type_name(f->h.type));

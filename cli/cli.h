@@ -76,5 +76,27 @@ int cmd_doctor(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_shell(int argc, char **argv);
+
+/* ---- interactive shells in a VM (cli/shell.c) ---------------------- */
+
+struct vm;
+struct vmci_err;
+
+/*
+ * Runs argv (NULL: a login shell, bash when the guest has it) in cwd in
+ * the VM with env ("KEY=VALUE", NULL-terminated, may be NULL) and the
+ * host's stdin: on a guest pseudo-terminal in raw mode when stdin and
+ * stdout are terminals (SIGWINCH forwarded), else as a pipe. SIGTERM,
+ * SIGHUP and (without a terminal) SIGINT cancel it. *status: the exit
+ * status as a shell reports it. Returns 0, or a negative code when the VM
+ * failed (err).
+ */
+int cli_shell_session(struct vm *vm, const char *cwd, const char *const *env,
+		      const char *const *argv, int *status, struct vmci_err *err);
+
+/* Puts the terminal back as it was before a session's raw mode; async-signal-safe. */
+void cli_shell_restore_terminal(void);
 
 #endif

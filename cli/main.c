@@ -19,6 +19,8 @@ static const struct command commands[] = {
 	{"image", cmd_image, "build and list golden images"},
 	{"validate", cmd_validate, "check a pipeline file (.vmci.yml) and print every error"},
 	{"plan", cmd_plan, "show the jobs a pipeline file expands to (--json for all details)"},
+	{"run", cmd_run, "run the pipeline here, each job in its own VM: vmci run [JOB...]"},
+	{"shell", cmd_shell, "an interactive shell in a fresh VM: vmci shell IMAGE"},
 	{"doctor", cmd_doctor, "check this host: accelerator, QEMU, packages, image store"},
 };
 

@@ -41,4 +41,437 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 /* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
 void runner_guest_destroy(struct runner_guest *g, int timeout_ms);
 
+/* ---- ready-state templates (runner/template.c) ----------------------- */
+
+/*
+ * A template is the state of a freshly booted guest of one image, saved
+ * once, so that a new VM starts by loading it instead of booting. It
+ * lives in TEMPLATES/<image digest>/<arch>-<accel>-<MiB>m-<cpus>c-<kind>/:
+ *
+ *   state       the device state (a plain template: and the memory), as
+ *               a QEMU migration stream
+ *   ram         the guest memory (a mapped template), which every VM maps
+ *               privately and reads page by page as its guest touches it
+ *   disk.qcow2  the disk as the guest left it when the state was saved;
+ *               each VM runs on its own copy-on-write overlay of it, so
+ *               memory and disk always pair (a guest that wrote to its
+ *               disk while booting finds those writes there)
+ *
+ * A template is made whole in a temporary directory beside it and renamed
+ * into place; it is never modified afterwards. Deleting the directory is
+ * always safe: the next VM makes it again.
+ */
+enum runner_template_kind {
+	RUNNER_TEMPLATE_MAPPED, /* memory in a privately mapped file (the default) */
+	RUNNER_TEMPLATE_PLAIN,	/* memory inside the state stream, read whole by each VM */
+};
+
+/* "mapped" / "plain" */
+const char *runner_template_kind_name(enum runner_template_kind kind);
+
+/* $VMCI_HOME/templates: where the CLI keeps templates. */
+int runner_templates_default(char *out, size_t size);
+
+/*
+ * Finds or makes (by booting a VM, about as long as runner_guest_boot) the
+ * template of image for VMs shaped by opts, under templates; its directory
+ * goes to dir. Builds the image first if needed.
+ */
+int runner_template_ensure(const char *image, const struct runner_guest_opts *opts,
+			   const char *templates, enum runner_template_kind kind, char *dir,
+			   size_t size, struct vmci_err *err);
+
+/*
+ * Like runner_guest_boot, but the VM starts from the image's template under
+ * templates (made on first use): on its own overlay of the template's disk,
+ * with the host's time, fresh entropy and an instance id of its own
+ * (vm_instance_id, /run/vmci/instance-id in the guest). A template that
+ * does not load (left by another QEMU version, or damaged) is made again,
+ * once. Destroy the VM with runner_guest_destroy.
+ */
+int runner_guest_restore(const char *image, const struct runner_guest_opts *opts,
+			 const char *templates, enum runner_template_kind kind,
+			 struct runner_guest **out, struct vmci_err *err);
+
+/* ---- warm pool (runner/pool.c) --------------------------------------- */
+
+/*
+ * Warm VMs per image. Each VM takes an internal snapshot "clean" as soon
+ * as its agent is first ready; a job gets a VM in that state, and when
+ * the job gives it back the VM is reverted to "clean" (vm_snapshot_load:
+ * memory, disk, processes, clock and entropy) and pinged before another
+ * job may have it. A VM whose revert or ping fails, or that a job reports
+ * broken, is destroyed, and a new one is started in its place.
+ *
+ * VMs are started and reverted by a pool thread, so acquire usually finds
+ * one ready. Each pool records its VMs under STATE_DIR/<pid>/ (QEMU pid,
+ * start time, run directory); a pool that starts later cleans up after
+ * pools whose process died without runner_pool_free (SIGKILL, a crash):
+ * it kills their QEMUs and deletes their run directories and records.
+ */
+struct runner_pool;
+
+struct runner_pool_opts {
+	const char *image;		/* golden image name, built if missing */
+	int size;			/* VMs of the image, ready or busy; at least 1 */
+	struct runner_guest_opts guest; /* the VMs' shape (progress is not used) */
+	const char *templates;		/* start VMs from templates there; NULL: boot them */
+	enum runner_template_kind template_kind;
+};
+
+struct runner_pool_stats {
+	int ready, busy, starting;	    /* VMs of the image now */
+	long long started, start_failures;  /* VMs started since runner_pool_add */
+	long long reverts, revert_failures; /* releases that reverted, and that failed */
+	long long destroyed;		    /* VMs taken out after a failure */
+	int64_t last_revert_ms;		    /* revert + ping of the latest release */
+};
+
+/*
+ * Creates an empty pool recording its VMs under state_dir/<pid>
+ * ($VMCI_HOME/run/pool when NULL), after cleaning up what dead pools left
+ * there. Free it with runner_pool_free.
+ */
+int runner_pool_new(const char *state_dir, struct runner_pool **out, struct vmci_err *err);
+
+/*
+ * Adds opts->image with opts->size VMs, started in the background. The
+ * image is found (or built) before this returns; its VMs' failures are
+ * reported by runner_pool_acquire.
+ */
+int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
+		    struct vmci_err *err);
+
+/*
+ * Hands out a ready VM of image, waiting up to timeout_ms (negative: no
+ * limit) for one to start or be reverted. The VM is the pool's: give it
+ * back with runner_pool_release, never destroy it. Errors: -ENOENT when
+ * the image was not added, the failure of the latest start when the image
+ * has no VM left and none is starting, -ETIMEDOUT, -EINTR after
+ * runner_pool_interrupt.
+ */
+int runner_pool_acquire(struct runner_pool *p, const char *image, int timeout_ms,
+			struct runner_guest **out, struct vmci_err *err);
+
+/*
+ * Gives back a VM from runner_pool_acquire. broken: the job met an
+ * infrastructure failure on it (vm_exec returned an error), so it is
+ * destroyed and replaced; otherwise it is reverted in the background.
+ */
+void runner_pool_release(struct runner_pool *p, struct runner_guest *g, bool broken);
+
+/* Counters for image (zeros when it was not added). */
+void runner_pool_stats(struct runner_pool *p, const char *image, struct runner_pool_stats *out);
+
+/*
+ * Makes every waiting and later runner_pool_acquire return -EINTR.
+ * Async-signal-safe: for a SIGTERM handler, which then lets the program
+ * reach runner_pool_free.
+ */
+void runner_pool_interrupt(struct runner_pool *p);
+
+/*
+ * Stops every VM of the pool, busy ones included, removes its records and
+ * frees it. Waits for a VM being started to finish starting. Safe on NULL.
+ */
+void runner_pool_free(struct runner_pool *p);
+
+/* ---- image setup commands (runner/image_setup.c) -------------------- */
+
+/*
+ * An img_setup_fn (ctx unused): boots req's unpublished build under
+ * vmcore, runs its setup commands in order, and stops the VM with the
+ * disk synced. Pass it in img_ensure_opts wherever images may be built.
+ */
+int runner_image_setup(void *ctx, const struct img_setup_vm *req, struct vmci_err *err);
+
+/* ==== running a pipeline: `vmci run` and, later, the farm service ==== */
+
+struct pipe_run;
+struct pipe_job;
+
+/* Where a job's workspace is in the guest; steps run there. */
+#define RUNNER_GUEST_WORKSPACE "/work/src"
+
+/* ---- the workspace (runner/workspace.c) ------------------------------ */
+
+/*
+ * The working tree as the user sees it, for a local run: the files git
+ * tracks (HEAD plus staged changes) as they are in the working directory
+ * now, plus untracked files, minus what .gitignore ignores. Deleted files
+ * are absent. The contents always come from the working directory, so
+ * uncommitted edits travel. Not a clone: no .git directory is shipped.
+ * The top-level .vmci/ directory (where runs put artifacts and logs) is
+ * never shipped either.
+ */
+struct runner_workspace {
+	char root[PATH_MAX]; /* the working tree's top directory (absolute) */
+	bool git;	     /* false: a plain directory, shipped whole */
+	char sha[41];	     /* HEAD's commit; "" without commits or git */
+	char ref[256];	     /* "refs/heads/main"; "HEAD" when detached; "" without git */
+	char **files;	     /* paths relative to root, sorted; regular files and symlinks */
+	size_t n_files;
+};
+
+/*
+ * Reads the workspace containing dir: the git repository found from dir
+ * upwards (libgit2), or dir itself when it is in no repository. Returns 0
+ * with *out to free with runner_workspace_free, or a negative code with
+ * err (a damaged repository, an unreadable directory).
+ */
+int runner_workspace_open(const char *dir, struct runner_workspace **out, struct vmci_err *err);
+void runner_workspace_free(struct runner_workspace *ws);
+
+/*
+ * Writes the workspace to fd as a tar stream (libarchive, pax): parent
+ * directories, regular files with their modes, symlinks as symlinks.
+ * Blocking writes; a file that vanished since runner_workspace_open is
+ * left out. Returns 0 or a negative code with err.
+ */
+int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct vmci_err *err);
+
+/*
+ * Streams the workspace into guest_dir through the agent (a writer thread
+ * feeds vm_put_tar through a socket pair). On failure *host_side tells a
+ * problem reading the workspace (true) from a failure of the VM (false).
+ */
+int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm,
+			    const char *guest_dir, bool *host_side, struct vmci_err *err);
+
+/* ---- results and the log sink (runner/executor.c) -------------------- */
+
+enum runner_result {
+	RUNNER_PENDING,	  /* not finished */
+	RUNNER_PASSED,	  /* every step passed (or failed with continue-on-error) */
+	RUNNER_FAILED,	  /* a step failed or timed out, or the job timed out */
+	RUNNER_ERROR,	  /* infrastructure: a VM failed to boot or died, the agent broke */
+	RUNNER_CANCELLED, /* stopped by fail-fast or by the user */
+	RUNNER_SKIPPED,	  /* never started: a job it needs did not pass */
+};
+
+/* "pending", "passed", "failed", "error", "cancelled", "skipped" */
+const char *runner_result_name(enum runner_result r);
+
+struct runner_step_result {
+	enum runner_result result; /* PASSED, FAILED, CANCELLED or ERROR */
+	bool continued;		   /* FAILED, but continue-on-error let the job go on */
+	struct vm_exec_result exit; /* how the script ended (when it ran) */
+	int64_t duration_ms;
+	char how[160]; /* "exited 3", "timed out after 5s (step timeout)" */
+};
+
+struct runner_job_result {
+	enum runner_result result;
+	int attempts;	     /* 1 + retries used */
+	int64_t duration_ms; /* wall time over all attempts */
+	long failed_step;    /* the step that failed the job, or -1 */
+	char how[160];	     /* how it failed: the failing step's end, or "job timed out..." */
+	char error[1024];    /* RUNNER_ERROR, or a problem besides a step (artifacts): what */
+	char os[96];	     /* what the guest reported: "Debian GNU/Linux 12 (bookworm)" */
+	char arch[16];
+	int64_t boot_ms;    /* how long the VM took to be ready */
+	int artifacts;	    /* artifact globs copied out */
+	bool kept;	    /* --keep-on-failure: its VM stays up (runner_executor_kept_vm) */
+};
+
+/*
+ * Where results and logs go: the terminal UI now, the service's store
+ * later. Callbacks come from job threads, several at once for different
+ * jobs (never for the same job at once); each may be NULL. They must not
+ * call back into the run. Jobs are indexes into pipe_run.jobs.
+ */
+struct runner_sink {
+	void *ctx;
+	/* An attempt starts: the job is waiting for its VM. attempt counts from 1. */
+	void (*job_started)(void *ctx, size_t job, int attempt);
+	/* The VM is ready; res has os, arch and boot_ms filled. */
+	void (*vm_ready)(void *ctx, size_t job, const struct runner_job_result *res);
+	void (*step_started)(void *ctx, size_t job, size_t step);
+	/* Output of a step as it arrives; stream is 1 (stdout) or 2 (stderr). */
+	void (*output)(void *ctx, size_t job, size_t step, int stream, const void *data,
+		       size_t len);
+	void (*step_finished)(void *ctx, size_t job, size_t step,
+			      const struct runner_step_result *res);
+	/* A line from vmci about the job (upload, artifacts), without a newline. */
+	void (*note)(void *ctx, size_t job, const char *text);
+	/* An infrastructure failure ended attempt; another one follows. */
+	void (*job_retrying)(void *ctx, size_t job, int attempt, const char *why);
+	/* The final result, once per job, started or not. */
+	void (*job_finished)(void *ctx, size_t job, const struct runner_job_result *res);
+};
+
+/* ---- cancelling a running job (runner/run.c) ------------------------ */
+
+/*
+ * Shared by the scheduler and one job's thread: a request to stop, and
+ * the VM a request must reach while the job holds one.
+ */
+struct runner_cancel;
+
+/* Sets the request and cancels the running command of the attached VM. Thread-safe. */
+void runner_cancel_request(struct runner_cancel *c);
+bool runner_cancel_requested(struct runner_cancel *c);
+/* Attaches the job's VM; false (nothing attached) when a cancel was already requested. */
+bool runner_cancel_attach(struct runner_cancel *c, struct vm *vm);
+void runner_cancel_detach(struct runner_cancel *c);
+
+/* ---- where jobs get VMs (runner/vmsource.c, runner/warm.c) ----------- */
+
+struct runner_lease {
+	struct runner_guest *guest;
+	void *priv; /* the source's */
+};
+
+/*
+ * A provider of VMs for jobs. acquire is called on the job's own thread,
+ * which lives until release (vm_start's rule); it returns 0 with a VM
+ * ready for commands or a negative code (an infrastructure failure) with
+ * err. release gives it back: broken when an infrastructure failure
+ * happened on it (destroy it), otherwise it may be reverted and reused.
+ */
+struct runner_vm_source {
+	void *ctx;
+	int (*acquire)(void *ctx, const struct pipe_job *job, struct runner_lease *lease,
+		       struct vmci_err *err);
+	void (*release)(void *ctx, struct runner_lease *lease, bool broken);
+};
+
+/*
+ * Cold boot: every job a fresh VM (runner_guest_boot) with the job's cpus
+ * and memory, destroyed on release. accel is passed to the guest.
+ */
+struct runner_cold_source {
+	enum vm_accel accel;
+};
+void runner_vm_source_cold(struct runner_vm_source *out, struct runner_cold_source *cold);
+
+/*
+ * Warm pools: one runner_pool per image of the run, sized by the run's
+ * parallelism, VMs shaped by the first job of each image; a job whose
+ * shape differs, or whose image has no pool, boots cold. Jobs' VMs go
+ * back to the pool (reverted) when they end.
+ */
+struct runner_warm_source;
+int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int max_vms,
+			   enum vm_accel accel, struct runner_warm_source **out,
+			   struct vmci_err *err);
+void runner_vm_source_warm(struct runner_vm_source *out, struct runner_warm_source *warm);
+/* Makes waiting and later acquires fail (runner_pool_interrupt): for a cancelled run. */
+void runner_warm_source_interrupt(struct runner_warm_source *warm);
+/* Stops the pools' VMs. Safe on NULL. */
+void runner_warm_source_free(struct runner_warm_source *warm);
+
+/* ---- one job in one VM (runner/executor.c) --------------------------- */
+
+struct runner_exec_opts {
+	const struct pipe_run *run;
+	const struct runner_workspace *ws; /* uploaded to RUNNER_GUEST_WORKSPACE; NULL: none */
+	const char *run_id;		   /* VMCI_RUN_ID in the guest */
+	const char *artifacts_dir; /* host: each job's artifacts go to DIR/<job dir>/; NULL: none */
+	const struct runner_vm_source *vms;
+	const struct runner_sink *sink; /* steps, output, notes, vm_ready */
+	bool keep_on_failure;		/* a failed job keeps its VM (res->kept) */
+};
+
+/*
+ * Runs one attempt of a job on the calling thread: a VM from opts->vms,
+ * the workspace upload, each step as `sh -e -c RUN` in the workspace (or
+ * its workdir) with the run's, job's and step's env, step and job
+ * timeouts, continue-on-error, cancel, then the artifacts. Fills res; a
+ * failing step is RUNNER_FAILED, a VM that would not boot or died is
+ * RUNNER_ERROR. The VM goes back to opts->vms, except when
+ * opts->keep_on_failure and the job failed: then res->kept is set, *kept
+ * holds the VM and cancel stays attached to it; give it back later, from
+ * the same thread, with runner_execute_release.
+ */
+void runner_execute(const struct runner_exec_opts *opts, size_t job, int attempt,
+		    struct runner_cancel *cancel, struct runner_job_result *res,
+		    struct runner_lease *kept);
+
+/* Detaches cancel from a kept VM and gives it back to opts->vms. Safe on an empty lease. */
+void runner_execute_release(const struct runner_exec_opts *opts, struct runner_lease *kept,
+			    struct runner_cancel *cancel);
+
+/*
+ * "build (debian-12, gcc)" -> "build-debian-12-gcc": a job's name made
+ * safe as one path component, for artifact and log directories.
+ */
+void runner_job_dirname(const char *name, char *out, size_t size);
+
+/* ---- scheduling a run (runner/run.c) --------------------------------- */
+
+/*
+ * How the scheduler runs jobs: the executor (runner_executor_ops) or, in
+ * tests, fakes. run is called on the job's own thread, once per attempt;
+ * when it leaves res->kept set, that thread waits until runner_run_release
+ * and then calls release (same thread) to let the VM go.
+ */
+struct runner_job_ops {
+	void *ctx;
+	void (*run)(void *ctx, size_t job, int attempt, struct runner_cancel *cancel,
+		    struct runner_job_result *res);
+	void (*release)(void *ctx, size_t job, struct runner_cancel *cancel);
+};
+
+struct runner_run_opts {
+	const struct pipe_run *run;
+	const bool *selected; /* run->n_jobs flags; NULL: every job */
+	int max_vms;	      /* jobs at once; < 1: 1 */
+	const struct runner_job_ops *ops;
+	const struct runner_sink *sink; /* job_started, job_retrying, job_finished */
+};
+
+struct runner_run;
+
+/* A run ready to start. opts and what it points to must outlive it. */
+int runner_run_new(const struct runner_run_opts *opts, struct runner_run **out,
+		   struct vmci_err *err);
+
+/*
+ * Runs the selected jobs, each on its own thread: a job starts once every
+ * selected job it needs passed (it is skipped when one did not), at most
+ * max_vms at once and max-parallel per matrix; a failure in a fail-fast
+ * matrix cancels the rest of it; an infrastructure error is retried up to
+ * the job's `retries`, a failing step never. Returns when every selected
+ * job has its final result (kept VMs stay up: runner_run_release).
+ */
+void runner_run_exec(struct runner_run *r);
+
+/*
+ * Cancels the run: jobs not started end CANCELLED, running ones are asked
+ * to stop (their command is cancelled, their VM reverted or stopped).
+ * Thread-safe; not for signal handlers.
+ */
+void runner_run_cancel(struct runner_run *r);
+
+/* A job's result; RUNNER_PENDING until it ends (and for jobs not selected). */
+const struct runner_job_result *runner_run_result(const struct runner_run *r, size_t job);
+
+/* Lets kept VMs go and waits for every job thread. Idempotent. */
+void runner_run_release(struct runner_run *r);
+
+/* runner_run_release, then frees. Safe on NULL. */
+void runner_run_free(struct runner_run *r);
+
+/*
+ * The default for -j: how many VMs of memory_mb this machine holds at once,
+ * min(online CPUs, available memory / (memory_mb + QEMU's overhead)), at
+ * least 1.
+ */
+int runner_default_max_vms(int64_t memory_mb);
+
+/* ---- the executor behind the scheduler (runner/executor.c) ----------- */
+
+struct runner_executor;
+
+/* Keeps opts (which must outlive it) and the VMs of kept jobs. */
+int runner_executor_new(const struct runner_exec_opts *opts, struct runner_executor **out,
+			struct vmci_err *err);
+/* Fills ops so that runner_run executes jobs with runner_execute. */
+void runner_executor_ops(struct runner_executor *ex, struct runner_job_ops *ops);
+/* The VM a kept job holds (NULL when none): for a shell in it until it is released. */
+struct vm *runner_executor_kept_vm(struct runner_executor *ex, size_t job);
+/* Frees; kept VMs must have been released (runner_run_release). Safe on NULL. */
+void runner_executor_free(struct runner_executor *ex);
+
 #endif

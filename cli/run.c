@@ -1,0 +1,614 @@
+/*
+ * vmci run [JOB...]: the pipeline of the repository run locally, each job
+ * in its own VM, exactly as the farm would run it, on the working tree as
+ * it is now (uncommitted changes included).
+ *
+ * Exit codes: 0 every job passed, 1 a job failed, 2 usage or pipeline
+ * error, 3 an infrastructure error (and no job failed), 130 cancelled by
+ * the user (Ctrl-C, SIGTERM).
+ */
+#include "cli/cli.h"
+#include "cli/board.h"
+
+#include "images/images.h"
+#include "pipelines/pipelines.h"
+#include "runner/runner.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "Usage: vmci run [OPTIONS] [JOB...]\n"
+    "\n"
+    "Runs the pipeline (.vmci.yml at the top of the repository) on this machine, every\n"
+    "job in its own VM, on the working tree as it is: committed, staged, unstaged and\n"
+    "untracked files (not ignored ones) are copied to /work/src in each guest.\n"
+    "JOB names a job (all of its matrix combinations) or one combination, e.g.\n"
+    "'build (debian-12)'; the jobs it needs run too. Without JOB: every job.\n"
+    "\n"
+    "Logs go to .vmci/logs/, artifacts to .vmci/artifacts/<job>/. Ctrl-C cancels the\n"
+    "jobs and stops their VMs; a second Ctrl-C kills vmci and its VMs at once.\n"
+    "Exit status: 0 all passed, 1 a job failed, 2 usage or pipeline error,\n"
+    "3 infrastructure error (a VM failed), 130 cancelled.";
+
+struct run_args {
+	const char *file;
+	int jobs;
+	bool keep, logs, json, cold;
+	const char *accel;
+	const char **matrix; /* "KEY=VALUE" */
+	size_t n_matrix;
+};
+
+/* ---- arguments ---------------------------------------------------------------------- */
+
+/*
+ * -m KEY=VALUE may be repeated, which the shared parser does not do: the
+ * occurrences are taken out of argv first.
+ */
+static int take_matrix_args(int *argc, char **argv, struct run_args *a)
+{
+	a->matrix = calloc((size_t)*argc, sizeof(*a->matrix));
+	if (!a->matrix)
+		return -1;
+	int out = 1;
+	for (int i = 1; i < *argc; i++) {
+		const char *arg = argv[i], *value = NULL;
+		if (!strcmp(arg, "--")) {
+			while (i < *argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (!strcmp(arg, "-m") || !strcmp(arg, "--matrix")) {
+			if (i + 1 >= *argc) {
+				cli_error("run: %s needs a value (KEY=VALUE)", arg);
+				return -1;
+			}
+			value = argv[++i];
+		} else if (!strncmp(arg, "-m", 2) && arg[2]) {
+			value = arg + 2;
+		} else if (!strncmp(arg, "--matrix=", 9)) {
+			value = arg + 9;
+		}
+		if (!value) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		const char *eq = strchr(value, '=');
+		if (!eq || eq == value) {
+			cli_error("run: -m wants KEY=VALUE, e.g. -m os=debian-12, not '%s'", value);
+			return -1;
+		}
+		a->matrix[a->n_matrix++] = value;
+	}
+	*argc = out;
+	return 0;
+}
+
+/* Whether job passes the -m filters: for each key it has, one of the values given. */
+static bool matrix_matches(const struct pipe_job *job, const struct run_args *a)
+{
+	for (size_t v = 0; v < job->n_matrix; v++) {
+		const struct pipe_var *mv = &job->matrix[v];
+		bool asked = false, match = false;
+		for (size_t f = 0; f < a->n_matrix; f++) {
+			const char *eq = strchr(a->matrix[f], '=');
+			size_t klen = (size_t)(eq - a->matrix[f]);
+			if (strlen(mv->key) != klen || strncmp(mv->key, a->matrix[f], klen))
+				continue;
+			asked = true;
+			match |= !strcmp(mv->value, eq + 1);
+		}
+		if (asked && !match)
+			return false;
+	}
+	return true;
+}
+
+/* Marks job i and, transitively, the jobs it needs (that pass the filters). */
+static void select_with_needs(const struct pipe_run *run, size_t i, const bool *allowed,
+			      bool *selected)
+{
+	if (selected[i] || !allowed[i])
+		return;
+	selected[i] = true;
+	const struct pipe_job *j = &run->jobs[i];
+	for (size_t n = 0; n < j->n_needs; n++)
+		for (size_t k = j->needs[n].first; k < j->needs[n].first + j->needs[n].count; k++)
+			select_with_needs(run, k, allowed, selected);
+}
+
+/* Fills selected from the JOB operands and -m filters. Returns 0 or an exit code. */
+static int select_jobs(const struct pipe_run *run, char **names, int n_names,
+		       const struct run_args *a, bool *selected)
+{
+	bool *allowed = calloc(run->n_jobs, sizeof(*allowed));
+	if (!allowed)
+		return EXIT_FAILED;
+	size_t n_allowed = 0;
+	for (size_t i = 0; i < run->n_jobs; i++)
+		n_allowed += allowed[i] = matrix_matches(&run->jobs[i], a);
+	for (size_t f = 0; f < a->n_matrix; f++) {
+		size_t klen = (size_t)(strchr(a->matrix[f], '=') - a->matrix[f]);
+		bool known = false;
+		for (size_t i = 0; i < run->n_jobs && !known; i++)
+			for (size_t v = 0; v < run->jobs[i].n_matrix && !known; v++)
+				known = strlen(run->jobs[i].matrix[v].key) == klen &&
+					!strncmp(run->jobs[i].matrix[v].key, a->matrix[f], klen);
+		if (!known) {
+			cli_error("run: no job has a matrix key '%.*s' (-m %s)", (int)klen,
+				  a->matrix[f], a->matrix[f]);
+			free(allowed);
+			return EXIT_USAGE;
+		}
+	}
+	int rc = 0;
+	for (int k = 0; k < n_names && !rc; k++) {
+		bool found = false, any = false;
+		for (size_t i = 0; i < run->n_jobs; i++) {
+			if (strcmp(run->jobs[i].id, names[k]) &&
+			    strcmp(run->jobs[i].name, names[k]))
+				continue;
+			found = true;
+			any |= allowed[i];
+			select_with_needs(run, i, allowed, selected);
+		}
+		if (!found) {
+			struct buf ids = {0};
+			for (size_t g = 0; g < run->n_groups; g++)
+				buf_appendf(&ids, "%s%s", g ? ", " : "", run->groups[g].id);
+			cli_error("run: no job '%s' in the pipeline (jobs: %s)", names[k],
+				  buf_cstr(&ids));
+			buf_free(&ids);
+			rc = EXIT_USAGE;
+		} else if (!any) {
+			cli_error("run: no combination of '%s' matches the -m filters", names[k]);
+			rc = EXIT_USAGE;
+		}
+	}
+	if (n_names == 0)
+		memcpy(selected, allowed, run->n_jobs * sizeof(*selected));
+	free(allowed);
+	if (!rc && n_allowed == 0) {
+		cli_error("run: no job matches the -m filters");
+		rc = EXIT_USAGE;
+	}
+	return rc;
+}
+
+/* ---- the pipeline and its images ---------------------------------------------------------- */
+
+static void print_pipeline_errors(const struct pipe_errors *errors)
+{
+	struct buf out = {0};
+	bool color = vmci_use_color(STDERR_FILENO);
+	for (size_t i = 0; i < errors->len; i++) {
+		out.len = 0;
+		if (pipe_error_format(errors, i, &out))
+			break;
+		const char *line = buf_cstr(&out);
+		const char *tag = strstr(line, ": error: ");
+		if (color && tag)
+			fprintf(stderr, "\033[1m%.*s:\033[0m \033[1;31merror:\033[0m %s",
+				(int)(tag - line), line, tag + strlen(": error: "));
+		else
+			fputs(line, stderr);
+	}
+	buf_free(&out);
+}
+
+/* Finds or builds every image the selected jobs use, before any VM starts. */
+static int ensure_images(const struct pipe_run *run, const bool *selected)
+{
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		if (!selected[i])
+			continue;
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = selected[k] && !strcmp(run->jobs[k].image, run->jobs[i].image);
+		if (seen)
+			continue;
+		char label[128];
+		snprintf(label, sizeof(label), "building %s", run->jobs[i].image);
+		struct cli_progress progress = {.label = label};
+		struct img_ensure_opts o = {.progress = cli_progress,
+					    .progress_ctx = &progress,
+					    .setup = runner_image_setup};
+		struct img_boot img;
+		struct vmci_err err = {0};
+		int rc = img_ensure_with(run->jobs[i].image, &o, &img, &err);
+		cli_progress_end(&progress);
+		if (rc) {
+			cli_error("job '%s': %s", run->jobs[i].name, err.msg);
+			return rc == -ENOENT ? EXIT_USAGE : EXIT_INFRA;
+		}
+	}
+	return 0;
+}
+
+/* ---- signals ---------------------------------------------------------------------------- */
+
+/*
+ * SIGINT and SIGTERM are blocked in every thread and taken by one thread
+ * with sigwait: the first cancels the run, the second ends vmci at once
+ * (its QEMUs die with it: PR_SET_PDEATHSIG).
+ */
+static struct {
+	pthread_mutex_t lock;
+	struct runner_run *run;
+	struct runner_warm_source *warm;
+	struct board *board;
+	int count;
+} sig = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *signal_thread(void *arg)
+{
+	sigset_t *set = arg;
+	for (;;) {
+		int signo;
+		if (sigwait(set, &signo))
+			continue;
+		pthread_mutex_lock(&sig.lock);
+		if (++sig.count == 1 && sig.run) {
+			if (sig.board)
+				board_message(sig.board,
+					      "cancelling: stopping the jobs and their VMs "
+					      "(Ctrl-C again to kill at once)");
+			runner_warm_source_interrupt(sig.warm);
+			runner_run_cancel(sig.run);
+			pthread_mutex_unlock(&sig.lock);
+			continue;
+		}
+		cli_shell_restore_terminal();
+		fprintf(stderr, "\nvmci: killed\n");
+		_exit(RUN_EXIT_CANCELLED);
+	}
+	return NULL;
+}
+
+static void no_op(int signo)
+{
+}
+
+static void start_signal_thread(void)
+{
+	static sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	/* A handler (not SIG_IGN, which a background shell job inherits) so sigwait sees them. */
+	struct sigaction sa = {.sa_handler = no_op};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_t t;
+	if (pthread_create(&t, NULL, signal_thread, &set) == 0)
+		pthread_detach(t);
+}
+
+static void publish(struct runner_run *run, struct runner_warm_source *warm, struct board *b)
+{
+	pthread_mutex_lock(&sig.lock);
+	sig.run = run;
+	sig.warm = warm;
+	sig.board = b;
+	pthread_mutex_unlock(&sig.lock);
+}
+
+static bool interrupted(void)
+{
+	pthread_mutex_lock(&sig.lock);
+	bool r = sig.count > 0;
+	pthread_mutex_unlock(&sig.lock);
+	return r;
+}
+
+/* ---- the summary --------------------------------------------------------------------------- */
+
+static int exit_code_of(const struct pipe_run *run, const bool *selected, struct board *b)
+{
+	bool failed = false, error = false, cancelled = false;
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		if (!selected[i])
+			continue;
+		enum runner_result r = board_job(b, i)->res.result;
+		failed |= r == RUNNER_FAILED;
+		error |= r == RUNNER_ERROR;
+		cancelled |= r == RUNNER_CANCELLED;
+	}
+	if (interrupted())
+		return RUN_EXIT_CANCELLED;
+	if (failed)
+		return EXIT_FAILED;
+	if (error)
+		return EXIT_INFRA;
+	return cancelled ? EXIT_FAILED : EXIT_OK;
+}
+
+/* --keep-on-failure: a shell in each kept VM, one after the other. */
+static void visit_kept(const struct pipe_run *run, const bool *selected, struct runner_executor *ex)
+{
+	for (size_t i = 0; i < run->n_jobs; i++) {
+		struct vm *vm = selected[i] ? runner_executor_kept_vm(ex, i) : NULL;
+		if (!vm || interrupted())
+			continue;
+		const struct pipe_job *j = &run->jobs[i];
+		bool tty = isatty(STDIN_FILENO);
+		fprintf(
+		    stderr,
+		    "\nvmci: job '%s' failed; its VM (QEMU pid %d) is kept. A shell in %s "
+		    "follows,\nwith the job's files as the failing step left them; %s stops the "
+		    "VM.\n",
+		    j->name, (int)vm_pid(vm), RUNNER_GUEST_WORKSPACE,
+		    tty ? "'exit' or Ctrl-D" : "the end of the input");
+		const char **env = calloc(j->n_env + 2, sizeof(*env));
+		char **owned = calloc(j->n_env + 1, sizeof(*owned));
+		size_t n = 0;
+		for (size_t k = 0; env && owned && k < j->n_env; k++)
+			if (asprintf(&owned[k], "%s=%s", j->env[k].key, j->env[k].value) >= 0)
+				env[n++] = owned[k];
+		int status = 0;
+		struct vmci_err err = {0};
+		if (cli_shell_session(vm, RUNNER_GUEST_WORKSPACE, env, NULL, &status, &err) < 0)
+			cli_error("shell in job '%s': %s", j->name, err.msg);
+		for (size_t k = 0; owned && k < j->n_env; k++)
+			free(owned[k]);
+		free(owned);
+		free(env);
+		fprintf(stderr, "vmci: stopping the VM of job '%s'\n", j->name);
+	}
+}
+
+/* ---- the command --------------------------------------------------------------------------- */
+
+struct run_state {
+	struct run_args a;
+	char cwd[PATH_MAX];
+	char file[PATH_MAX];
+	char run_id[64];
+	char out_dir[PATH_MAX], logs_dir[PATH_MAX], artifacts_dir[PATH_MAX];
+	struct runner_workspace *ws;
+	struct pipe_run *run;
+	bool *selected;
+};
+
+/* Workspace, pipeline, selection, images. Returns 0 or an exit code. */
+static int prepare(struct run_state *st, char **names, int n_names)
+{
+	struct vmci_err err = {0};
+	if (!getcwd(st->cwd, sizeof(st->cwd))) {
+		cli_error("run: cannot read the current directory: %s", strerror(errno));
+		return EXIT_USAGE;
+	}
+	if (runner_workspace_open(st->cwd, &st->ws, &err)) {
+		cli_error("run: %s", err.msg);
+		return EXIT_USAGE;
+	}
+	if (st->a.file)
+		snprintf(st->file, sizeof(st->file), "%s", st->a.file);
+	else if (fs_path(st->file, sizeof(st->file), "%s/%s", st->ws->root, PIPE_DEFAULT_FILE))
+		return EXIT_USAGE;
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	snprintf(st->run_id, sizeof(st->run_id), "local-%04d%02d%02d-%02d%02d%02d-%d",
+		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)getpid());
+	const char *base = strrchr(st->ws->root, '/');
+	struct pipe_vars vars = {.sha = st->ws->sha, .ref = st->ws->ref, .run_id = st->run_id};
+	struct pipe_load_opts lo = {
+	    .file = summary_path(st->file, st->cwd),
+	    .default_name = base && base[1] ? base + 1 : "pipeline",
+	    .vars = &vars,
+	};
+	struct pipe_errors errors = {0};
+	int rc = pipe_load_file(st->file, &lo, &st->run, &errors, &err);
+	if (rc == -EINVAL)
+		print_pipeline_errors(&errors);
+	else if (rc == -ENOENT)
+		cli_error("run: no pipeline file at %s (write one: see examples/ and README.md, "
+			  "or give its path with -f)",
+			  summary_path(st->file, st->cwd));
+	else if (rc)
+		cli_error("run: %s", err.msg);
+	pipe_errors_free(&errors);
+	if (rc)
+		return EXIT_USAGE;
+	st->selected = calloc(st->run->n_jobs ? st->run->n_jobs : 1, sizeof(*st->selected));
+	if (!st->selected)
+		return EXIT_FAILED;
+	rc = select_jobs(st->run, names, n_names, &st->a, st->selected);
+	if (rc)
+		return rc;
+	if (fs_path(st->out_dir, sizeof(st->out_dir), "%s/.vmci", st->ws->root) ||
+	    fs_path(st->logs_dir, sizeof(st->logs_dir), "%s/logs", st->out_dir) ||
+	    fs_path(st->artifacts_dir, sizeof(st->artifacts_dir), "%s/artifacts", st->out_dir))
+		return EXIT_USAGE;
+	/* git ignores the run's output without the user having to say so. */
+	char ignore[PATH_MAX];
+	if (fs_mkdir_p(st->out_dir, 0755, &err) ||
+	    fs_path(ignore, sizeof(ignore), "%s/.gitignore", st->out_dir) ||
+	    (!fs_exists(ignore) && fs_write_atomic(ignore, "*\n", 2, 0644, &err))) {
+		cli_error("run: cannot write to %s: %s", st->out_dir, err.msg);
+		return EXIT_USAGE;
+	}
+	return ensure_images(st->run, st->selected);
+}
+
+static int parse_args(int *argc, char **argv, struct run_args *a, int *first)
+{
+	const char *matrix_help = NULL;
+	const struct cli_option opts[] = {
+	    {'f', "file", OPT_STRING, &a->file, "FILE", "the pipeline file (default: .vmci.yml)"},
+	    {'m', "matrix", OPT_STRING, &matrix_help, "KEY=VALUE",
+	     "only matrix combinations with this value (repeatable)"},
+	    {'j', "jobs", OPT_INT, &a->jobs, "N", "at most N VMs at once (default: what fits)"},
+	    {0, "keep-on-failure", OPT_FLAG, &a->keep, NULL,
+	     "keep a failed job's VM and open a shell in it"},
+	    {0, "logs", OPT_FLAG, &a->logs, NULL, "print every job's output, prefixed by its name"},
+	    {0, "json", OPT_FLAG, &a->json, NULL, "write the result as JSON to stdout"},
+	    {0, "cold", OPT_FLAG, &a->cold, NULL, "boot every job's VM afresh (no warm pool)"},
+	    {0, "accel", OPT_STRING, &a->accel, "kvm|tcg",
+	     "the accelerator (default: kvm if usable)"},
+	    {0},
+	};
+	if (take_matrix_args(argc, argv, a))
+		return EXIT_USAGE;
+	*first = cli_parse(*argc, argv, opts, usage, false);
+	if (*first == -2)
+		return -1;
+	if (*first < 0)
+		return EXIT_USAGE;
+	if (a->jobs < 0) {
+		cli_error("run: -j wants 1 or more VMs, not %d", a->jobs);
+		return EXIT_USAGE;
+	}
+	if (a->accel && strcmp(a->accel, "kvm") && strcmp(a->accel, "tcg") &&
+	    strcmp(a->accel, "auto")) {
+		cli_error("run: --accel takes kvm, tcg or auto, not '%s'", a->accel);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static void free_state(struct run_state *st)
+{
+	free(st->selected);
+	pipe_run_free(st->run);
+	runner_workspace_free(st->ws);
+	free(st->a.matrix);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_state st = {0};
+	int first = 0;
+	int rc = parse_args(&argc, argv, &st.a, &first);
+	if (rc) {
+		free(st.a.matrix);
+		return rc < 0 ? EXIT_OK : rc;
+	}
+	start_signal_thread();
+	rc = prepare(&st, argv + first, argc - first);
+	if (rc) {
+		free_state(&st);
+		return rc;
+	}
+	const struct pipe_run *run = st.run;
+	int64_t memory = 0;
+	for (size_t i = 0; i < run->n_jobs; i++)
+		if (st.selected[i] && run->jobs[i].memory_mb > memory)
+			memory = run->jobs[i].memory_mb;
+	int max_vms = st.a.jobs ? st.a.jobs : runner_default_max_vms(memory);
+	enum vm_accel accel = !st.a.accel		   ? VM_ACCEL_AUTO
+			      : !strcmp(st.a.accel, "kvm") ? VM_ACCEL_KVM
+			      : !strcmp(st.a.accel, "tcg") ? VM_ACCEL_TCG
+							   : VM_ACCEL_AUTO;
+
+	FILE *out = st.a.json ? stderr : stdout;
+	struct board_opts bo = {
+	    .run = run,
+	    .selected = st.selected,
+	    .live = !st.a.logs && isatty(fileno(out)),
+	    .color = vmci_use_color(fileno(out)),
+	    .out = out,
+	    .logs_dir = st.logs_dir,
+	};
+	struct vmci_err err = {0};
+	struct board *board = NULL;
+	struct runner_warm_source *warm = NULL;
+	struct runner_cold_source cold = {.accel = accel};
+	struct runner_vm_source vms;
+	if (board_new(&bo, &board, &err)) {
+		cli_error("run: %s", err.msg);
+		free_state(&st);
+		return EXIT_FAILED;
+	}
+	if (st.a.cold) {
+		runner_vm_source_cold(&vms, &cold);
+	} else if (runner_warm_source_new(run, st.selected, max_vms, accel, &warm, &err) == 0) {
+		runner_vm_source_warm(&vms, warm);
+	} else {
+		log_warn("no warm pool (%s): every job boots its VM", err.msg);
+		runner_vm_source_cold(&vms, &cold);
+	}
+	struct runner_sink sink;
+	board_sink(board, &sink);
+	struct runner_exec_opts xo = {
+	    .run = run,
+	    .ws = st.ws,
+	    .run_id = st.run_id,
+	    .artifacts_dir = st.artifacts_dir,
+	    .vms = &vms,
+	    .sink = &sink,
+	    .keep_on_failure = st.a.keep,
+	};
+	struct runner_executor *ex = NULL;
+	struct runner_job_ops ops;
+	struct runner_run *r = NULL;
+	if (runner_executor_new(&xo, &ex, &err) == 0) {
+		runner_executor_ops(ex, &ops);
+		struct runner_run_opts ro = {.run = run,
+					     .selected = st.selected,
+					     .max_vms = max_vms,
+					     .ops = &ops,
+					     .sink = &sink};
+		rc = runner_run_new(&ro, &r, &err);
+	} else {
+		rc = -1;
+	}
+	if (rc) {
+		cli_error("run: %s", err.msg);
+		runner_executor_free(ex);
+		runner_warm_source_free(warm);
+		board_free(board);
+		free_state(&st);
+		return EXIT_FAILED;
+	}
+	if (!bo.live) {
+		size_t n = 0;
+		for (size_t i = 0; i < run->n_jobs; i++)
+			n += st.selected[i];
+		fprintf(out,
+			"vmci: running %s: %zu of %zu jobs, at most %d VMs at once, from %s%s%s\n",
+			run->name, n, run->n_jobs, max_vms, st.ws->root, st.ws->sha[0] ? " @ " : "",
+			st.ws->sha);
+	}
+	publish(r, warm, board);
+	board_start(board);
+	runner_run_exec(r);
+	board_stop(board);
+
+	int code = exit_code_of(run, st.selected, board);
+	struct run_summary sc = {.run = run,
+				 .selected = st.selected,
+				 .board = board,
+				 .cwd = st.cwd,
+				 .artifacts_dir = st.artifacts_dir,
+				 .color = bo.color};
+	summary_print(out, &sc, board_elapsed_ms(board));
+	if (st.a.json) {
+		json_t *j = summary_json(&sc, st.ws, st.run_id, code, board_elapsed_ms(board));
+		if (j) {
+			json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			fputc('\n', stdout);
+			json_decref(j);
+		}
+		fflush(stdout);
+	}
+	if (st.a.keep)
+		visit_kept(run, st.selected, ex);
+	publish(NULL, NULL, NULL);
+	runner_run_free(r); /* lets kept VMs go */
+	runner_executor_free(ex);
+	runner_warm_source_free(warm);
+	board_free(board);
+	free_state(&st);
+	return code;
+}

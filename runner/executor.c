@@ -1,0 +1,518 @@
+/*
+ * The executor: one attempt of one job in one VM.
+ *
+ * A job gets a VM from a runner_vm_source, its workspace at
+ * RUNNER_GUEST_WORKSPACE, and each step as `sh -e -c RUN`, with the
+ * environment built from the run (VMCI_*), the job's env (the pipeline's
+ * overlaid by the job's) and the step's. Expressions were expanded when
+ * the pipeline was loaded. Timeouts: each step gets the smaller of its
+ * own timeout and what is left of the job's. Artifacts are copied out
+ * after the steps, whatever they did, unless the job was cancelled or its
+ * VM failed.
+ *
+ * What vm_exec returns separates the two kinds of failure: a negative
+ * code is the VM's (RUNNER_ERROR, retried by the scheduler), a result is
+ * the step's (RUNNER_FAILED, never retried).
+ */
+#include "runner/runner.h"
+#include "pipelines/pipelines.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* snprintf for messages that may be cut to fit (no truncation warnings). */
+static void textf(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void textf(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(out, size, fmt, ap);
+	va_end(ap);
+}
+
+void runner_job_dirname(const char *name, char *out, size_t size)
+{
+	size_t n = 0;
+	bool dash = false;
+	for (const char *p = name; *p && n + 2 < size; p++) {
+		char c = *p;
+		bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+		if (keep && !(n == 0 && c == '.')) {
+			out[n++] = c;
+			dash = false;
+		} else if (n > 0 && !dash) {
+			out[n++] = '-';
+			dash = true;
+		}
+	}
+	while (n > 0 && out[n - 1] == '-')
+		n--;
+	out[n] = 0;
+	if (n == 0)
+		snprintf(out, size, "job"); /* a name of nothing but punctuation */
+}
+
+/* ---- the environment -------------------------------------------------------------- */
+
+struct envv {
+	char **items;
+	size_t len, cap;
+};
+
+static int env_add(struct envv *e, const char *key, const char *value)
+{
+	if (e->len + 2 > e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 32;
+		char **items = realloc(e->items, cap * sizeof(*items));
+		if (!items)
+			return -ENOMEM;
+		e->items = items;
+		e->cap = cap;
+	}
+	if (asprintf(&e->items[e->len], "%s=%s", key, value ? value : "") < 0)
+		return -ENOMEM;
+	e->items[++e->len] = NULL;
+	return 0;
+}
+
+static void env_truncate(struct envv *e, size_t len)
+{
+	while (e->len > len)
+		free(e->items[--e->len]);
+	if (e->items)
+		e->items[e->len] = NULL;
+}
+
+static void env_free(struct envv *e)
+{
+	env_truncate(e, 0);
+	free(e->items);
+}
+
+/* What every step of the job sees before its own env. Later entries win in the guest. */
+static int job_env(const struct runner_exec_opts *o, const struct pipe_job *job, int attempt,
+		   struct envv *e)
+{
+	const struct runner_workspace *ws = o->ws;
+	char num[16];
+	textf(num, sizeof(num), "%d", attempt);
+	int rc = env_add(e, "CI", "true");
+	rc = rc ? rc : env_add(e, "VMCI", "true");
+	rc = rc ? rc : env_add(e, "VMCI_RUN_ID", o->run_id ? o->run_id : "");
+	rc = rc ? rc : env_add(e, "VMCI_SHA", ws ? ws->sha : "");
+	rc = rc ? rc : env_add(e, "VMCI_REF", ws ? ws->ref : "");
+	rc = rc ? rc : env_add(e, "VMCI_JOB", job->name);
+	rc = rc ? rc : env_add(e, "VMCI_JOB_ID", job->id);
+	rc = rc ? rc : env_add(e, "VMCI_IMAGE", job->image);
+	rc = rc ? rc : env_add(e, "VMCI_ATTEMPT", num);
+	rc = rc ? rc : env_add(e, "VMCI_WORKSPACE", RUNNER_GUEST_WORKSPACE);
+	for (size_t i = 0; i < job->n_env && !rc; i++)
+		rc = env_add(e, job->env[i].key, job->env[i].value);
+	return rc;
+}
+
+/* ---- one attempt ------------------------------------------------------------------------ */
+
+struct attempt {
+	const struct runner_exec_opts *o;
+	const struct pipe_job *job;
+	size_t index;
+	size_t step;
+	struct runner_cancel *cancel;
+	struct runner_job_result *res;
+};
+
+static void note(struct attempt *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note(struct attempt *a, const char *fmt, ...)
+{
+	const struct runner_sink *k = a->o->sink;
+	if (!k || !k->note)
+		return;
+	char text[1200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	k->note(k->ctx, a->index, text);
+}
+
+static void on_output(void *ctx, int fd, const void *data, size_t len)
+{
+	struct attempt *a = ctx;
+	const struct runner_sink *k = a->o->sink;
+	if (k && k->output)
+		k->output(k->ctx, a->index, a->step, fd, data, len);
+}
+
+static void infra_error(struct attempt *a, const char *what, const struct vmci_err *err)
+{
+	a->res->result = RUNNER_ERROR;
+	textf(a->res->error, sizeof(a->res->error), "%s: %s", what, err->msg);
+}
+
+/*
+ * Runs step i. Returns 0 when the job goes on, 1 when it ends here
+ * (result set), -1 on an infrastructure failure (result set).
+ */
+static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t job_deadline)
+{
+	const struct pipe_step *step = &a->job->steps[a->step];
+	const struct runner_sink *k = a->o->sink;
+	struct runner_job_result *res = a->res;
+	char dur[32];
+	if (runner_cancel_requested(a->cancel)) {
+		res->result = RUNNER_CANCELLED;
+		textf(res->how, sizeof(res->how), "cancelled before step '%s'", step->name);
+		return 1;
+	}
+	int64_t left = job_deadline - clock_ms();
+	if (left <= 0) {
+		format_duration(a->job->timeout_ms, dur, sizeof(dur));
+		res->result = RUNNER_FAILED;
+		res->failed_step = (long)a->step;
+		textf(res->how, sizeof(res->how), "job timed out after %s", dur);
+		return 1;
+	}
+	bool step_limit = step->timeout_ms > 0 && step->timeout_ms < left;
+	int64_t limit = step_limit ? step->timeout_ms : left;
+
+	size_t base = env->len;
+	for (size_t i = 0; i < step->n_env; i++)
+		if (env_add(env, step->env[i].key, step->env[i].value)) {
+			env_truncate(env, base);
+			struct vmci_err oom = {.code = ENOMEM, .msg = "out of memory"};
+			infra_error(a, "cannot build the step's environment", &oom);
+			return -1;
+		}
+	char cwd[PATH_MAX];
+	if (!step->workdir)
+		textf(cwd, sizeof(cwd), "%s", RUNNER_GUEST_WORKSPACE);
+	else if (step->workdir[0] == '/')
+		textf(cwd, sizeof(cwd), "%s", step->workdir);
+	else
+		textf(cwd, sizeof(cwd), "%s/%s", RUNNER_GUEST_WORKSPACE, step->workdir);
+	const char *argv[] = {"sh", "-e", "-c", step->run, NULL};
+	struct vm_exec_opts xo = {
+	    .argv = argv,
+	    .env = (const char *const *)env->items,
+	    .cwd = cwd,
+	    .timeout_ms = (uint32_t)(limit > UINT32_MAX ? UINT32_MAX : limit),
+	    .stdin_fd = -1,
+	    .on_output = on_output,
+	    .ctx = a,
+	};
+	if (k && k->step_started)
+		k->step_started(k->ctx, a->index, a->step);
+	struct runner_step_result sr = {.result = RUNNER_PASSED};
+	struct vmci_err err = {0};
+	int64_t t0 = clock_ms();
+	int rc = vm_exec(vm, &xo, &sr.exit, &err);
+	sr.duration_ms = clock_ms() - t0;
+	env_truncate(env, base);
+	if (rc < 0) {
+		char what[256];
+		textf(what, sizeof(what), "step '%s'", step->name);
+		infra_error(a, what, &err);
+		sr.result = RUNNER_ERROR;
+		textf(sr.how, sizeof(sr.how), "the VM failed");
+		if (k && k->step_finished)
+			k->step_finished(k->ctx, a->index, a->step, &sr);
+		return -1;
+	}
+	bool job_timeout = false;
+	switch (sr.exit.kind) {
+	case VM_EXITED:
+		if (sr.exit.code == 0) {
+			textf(sr.how, sizeof(sr.how), "exited 0");
+			break;
+		}
+		/* fall through */
+	case VM_SIGNALED:
+		sr.result = RUNNER_FAILED;
+		vm_exec_result_describe(&sr.exit, sr.how, sizeof(sr.how));
+		break;
+	case VM_START_FAILED:
+		sr.result = RUNNER_FAILED;
+		if (sr.exit.code == ENOENT && step->workdir)
+			textf(sr.how, sizeof(sr.how),
+			      "could not start: no directory %s in the guest", cwd);
+		else
+			vm_exec_result_describe(&sr.exit, sr.how, sizeof(sr.how));
+		break;
+	case VM_TIMED_OUT:
+		sr.result = RUNNER_FAILED;
+		job_timeout = !step_limit;
+		format_duration(job_timeout ? a->job->timeout_ms : step->timeout_ms, dur,
+				sizeof(dur));
+		textf(sr.how, sizeof(sr.how), "%s timed out after %s", job_timeout ? "job" : "step",
+		      dur);
+		break;
+	case VM_CANCELLED:
+		sr.result = RUNNER_CANCELLED;
+		textf(sr.how, sizeof(sr.how), "cancelled");
+		break;
+	}
+	/* continue-on-error covers the step's own failures, not the job's timeout or a cancel. */
+	if (sr.result == RUNNER_FAILED && step->continue_on_error && !job_timeout)
+		sr.continued = true;
+	if (k && k->step_finished)
+		k->step_finished(k->ctx, a->index, a->step, &sr);
+	if (sr.result == RUNNER_PASSED || sr.continued)
+		return 0;
+	res->result = sr.result;
+	textf(res->how, sizeof(res->how), "%s", sr.how);
+	if (sr.result == RUNNER_FAILED)
+		res->failed_step = (long)a->step;
+	return 1;
+}
+
+/*
+ * The guest directory of an artifact glob, as the agent stores matches:
+ * relative to the last '/' before the first wildcard. Returns its length.
+ */
+static size_t glob_prefix(const char *glob)
+{
+	size_t prefix = 0;
+	for (const char *p = glob; *p && !strchr("*?[", *p); p++)
+		if (*p == '/')
+			prefix = (size_t)(p - glob) + 1;
+	return prefix;
+}
+
+/* Whether a path has a ".." component. */
+static bool has_dotdot(const char *path)
+{
+	for (const char *p = path; (p = strstr(p, "..")) != NULL; p += 2)
+		if ((p == path || p[-1] == '/') && (p[2] == 0 || p[2] == '/'))
+			return true;
+	return false;
+}
+
+/* Copies the job's artifacts out. Returns -1 when the VM failed meanwhile. */
+static int get_artifacts(struct attempt *a, struct vm *vm, const char *host_dir)
+{
+	struct runner_job_result *res = a->res;
+	for (size_t i = 0; i < a->job->n_artifacts; i++) {
+		const char *glob = a->job->artifacts[i];
+		const char *rel = glob[0] == '/' ? glob + 1 : glob;
+		size_t prefix = glob_prefix(rel);
+		char guest[PATH_MAX], host[PATH_MAX];
+		if (has_dotdot(rel)) {
+			textf(res->error, sizeof(res->error),
+			      "artifact '%s' leaves the workspace: '..' is not allowed", glob);
+			note(a, "artifacts: %s", res->error);
+			continue;
+		}
+		if ((glob[0] == '/'
+			 ? fs_path(guest, sizeof(guest), "%s", glob)
+			 : fs_path(guest, sizeof(guest), "%s/%s", RUNNER_GUEST_WORKSPACE, glob)) ||
+		    fs_path(host, sizeof(host), "%s/%.*s", host_dir, (int)prefix, rel)) {
+			textf(res->error, sizeof(res->error), "artifact '%s': path too long", glob);
+			continue;
+		}
+		struct vmci_err err = {0};
+		if (vm_get(vm, guest, host, &err) == 0) {
+			res->artifacts++;
+			continue;
+		}
+		/* A guest that still answers only failed to archive (a permission, a race). */
+		struct vmci_err ping = {0};
+		if (vm_ping(vm, 5000, &ping)) {
+			infra_error(a, "copying the artifacts out", &err);
+			return -1;
+		}
+		textf(res->error, sizeof(res->error), "artifact '%s': %s", glob, err.msg);
+		note(a, "artifacts: %s", res->error);
+	}
+	if (a->job->n_artifacts)
+		note(a, "artifacts: %d of %zu copied to %s", res->artifacts, a->job->n_artifacts,
+		     host_dir);
+	return 0;
+}
+
+/* The job's artifact directory, emptied: a run shows only its own artifacts. */
+static int prepare_artifacts(struct attempt *a, char *dir, size_t size)
+{
+	char name[256];
+	runner_job_dirname(a->job->name, name, sizeof(name));
+	struct vmci_err err = {0};
+	if (fs_path(dir, size, "%s/%s", a->o->artifacts_dir, name) || fs_rm_rf(dir, &err)) {
+		textf(a->res->error, sizeof(a->res->error), "cannot empty %s: %s", dir, err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs the steps and artifacts on a ready VM. Returns whether the VM is broken. */
+static bool run_in_vm(struct attempt *a, struct vm *vm)
+{
+	const struct runner_exec_opts *o = a->o;
+	struct runner_job_result *res = a->res;
+	int64_t deadline = clock_ms() + a->job->timeout_ms;
+	struct vmci_err err = {0};
+	if (o->ws) {
+		bool host_side;
+		int64_t t0 = clock_ms();
+		if (runner_workspace_upload(o->ws, vm, RUNNER_GUEST_WORKSPACE, &host_side, &err)) {
+			if (!host_side) {
+				infra_error(a, "uploading the workspace", &err);
+				return true;
+			}
+			res->result = RUNNER_FAILED;
+			textf(res->how, sizeof(res->how), "the workspace upload failed");
+			textf(res->error, sizeof(res->error), "%s", err.msg);
+			return false;
+		}
+		char dur[32];
+		format_duration(clock_ms() - t0, dur, sizeof(dur));
+		note(a, "workspace: %zu file%s from %s in %s", o->ws->n_files,
+		     o->ws->n_files == 1 ? "" : "s", o->ws->root, dur);
+	}
+	struct envv env = {0};
+	if (job_env(o, a->job, res->attempts > 0 ? res->attempts : 1, &env)) {
+		env_free(&env);
+		struct vmci_err oom = {.code = ENOMEM, .msg = "out of memory"};
+		infra_error(a, "cannot build the job's environment", &oom);
+		return false;
+	}
+	res->result = RUNNER_PASSED;
+	bool broken = false;
+	for (a->step = 0; a->step < a->job->n_steps; a->step++) {
+		int rc = run_step(a, vm, &env, deadline);
+		if (rc < 0)
+			broken = true;
+		if (rc != 0)
+			break;
+	}
+	env_free(&env);
+	if (!broken && res->result != RUNNER_CANCELLED && o->artifacts_dir && a->job->n_artifacts) {
+		char dir[PATH_MAX];
+		if (prepare_artifacts(a, dir, sizeof(dir)) == 0 && get_artifacts(a, vm, dir) < 0)
+			broken = true;
+	}
+	return broken;
+}
+
+void runner_execute(const struct runner_exec_opts *o, size_t index, int attempt,
+		    struct runner_cancel *cancel, struct runner_job_result *res,
+		    struct runner_lease *kept)
+{
+	const struct pipe_job *job = &o->run->jobs[index];
+	memset(res, 0, sizeof(*res));
+	memset(kept, 0, sizeof(*kept));
+	res->failed_step = -1;
+	res->attempts = attempt;
+	struct attempt a = {.o = o, .job = job, .index = index, .cancel = cancel, .res = res};
+	if (runner_cancel_requested(cancel)) {
+		res->result = RUNNER_CANCELLED;
+		textf(res->how, sizeof(res->how), "cancelled");
+		return;
+	}
+	struct runner_lease lease = {0};
+	struct vmci_err err = {0};
+	if (o->vms->acquire(o->vms->ctx, job, &lease, &err)) {
+		if (runner_cancel_requested(cancel)) {
+			res->result = RUNNER_CANCELLED;
+			textf(res->how, sizeof(res->how), "cancelled");
+		} else {
+			infra_error(&a, "no VM", &err);
+		}
+		return;
+	}
+	struct vm *vm = lease.guest->vm;
+	const char *os = vm_guest_info(vm, "os"), *arch = vm_guest_info(vm, "arch");
+	textf(res->os, sizeof(res->os), "%s", os ? os : "");
+	textf(res->arch, sizeof(res->arch), "%s", arch ? arch : "");
+	res->boot_ms = vm_boot_ms(vm);
+	if (!runner_cancel_attach(cancel, vm)) {
+		o->vms->release(o->vms->ctx, &lease, false);
+		res->result = RUNNER_CANCELLED;
+		textf(res->how, sizeof(res->how), "cancelled");
+		return;
+	}
+	if (o->sink && o->sink->vm_ready)
+		o->sink->vm_ready(o->sink->ctx, index, res);
+	bool broken = run_in_vm(&a, vm);
+	if (res->result == RUNNER_FAILED && o->keep_on_failure && !broken &&
+	    !runner_cancel_requested(cancel)) {
+		res->kept = true;
+		*kept = lease;
+		note(&a, "keeping its VM (--keep-on-failure)");
+		return;
+	}
+	runner_cancel_detach(cancel);
+	o->vms->release(o->vms->ctx, &lease, broken);
+}
+
+void runner_execute_release(const struct runner_exec_opts *o, struct runner_lease *kept,
+			    struct runner_cancel *cancel)
+{
+	if (!kept->guest)
+		return;
+	runner_cancel_detach(cancel);
+	o->vms->release(o->vms->ctx, kept, false);
+	memset(kept, 0, sizeof(*kept));
+}
+
+/* ---- the executor behind the scheduler ------------------------------------------------- */
+
+struct runner_executor {
+	const struct runner_exec_opts *o;
+	struct runner_lease *kept; /* per job */
+	size_t n_jobs;
+};
+
+int runner_executor_new(const struct runner_exec_opts *opts, struct runner_executor **out,
+			struct vmci_err *err)
+{
+	*out = NULL;
+	struct runner_executor *ex = calloc(1, sizeof(*ex));
+	if (ex)
+		ex->kept = calloc(opts->run->n_jobs ? opts->run->n_jobs : 1, sizeof(*ex->kept));
+	if (!ex || !ex->kept) {
+		free(ex);
+		return vmci_err_set(err, ENOMEM, "out of memory");
+	}
+	ex->o = opts;
+	ex->n_jobs = opts->run->n_jobs;
+	*out = ex;
+	return 0;
+}
+
+static void ex_run(void *ctx, size_t job, int attempt, struct runner_cancel *cancel,
+		   struct runner_job_result *res)
+{
+	struct runner_executor *ex = ctx;
+	runner_execute(ex->o, job, attempt, cancel, res, &ex->kept[job]);
+}
+
+static void ex_release(void *ctx, size_t job, struct runner_cancel *cancel)
+{
+	struct runner_executor *ex = ctx;
+	runner_execute_release(ex->o, &ex->kept[job], cancel);
+}
+
+void runner_executor_ops(struct runner_executor *ex, struct runner_job_ops *ops)
+{
+	*ops = (struct runner_job_ops){.ctx = ex, .run = ex_run, .release = ex_release};
+}
+
+struct vm *runner_executor_kept_vm(struct runner_executor *ex, size_t job)
+{
+	return job < ex->n_jobs && ex->kept[job].guest ? ex->kept[job].guest->vm : NULL;
+}
+
+void runner_executor_free(struct runner_executor *ex)
+{
+	if (!ex)
+		return;
+	free(ex->kept);
+	free(ex);
+}

@@ -1,0 +1,33 @@
+/* The cold-boot VM source: each job a fresh VM, destroyed when it ends. */
+#include "runner/runner.h"
+#include "pipelines/pipelines.h"
+
+#include <stdint.h>
+
+/* How long a VM may take to quit cleanly before it is killed. */
+#define STOP_TIMEOUT_MS 3000
+
+static int cold_acquire(void *ctx, const struct pipe_job *job, struct runner_lease *lease,
+			struct vmci_err *err)
+{
+	struct runner_cold_source *cold = ctx;
+	struct runner_guest_opts opts = {
+	    .cpus = job->cpus,
+	    .memory_mb = job->memory_mb > INT32_MAX ? INT32_MAX : (int)job->memory_mb,
+	    .accel = cold->accel,
+	};
+	lease->priv = NULL;
+	return runner_guest_boot(job->image, &opts, &lease->guest, err);
+}
+
+static void cold_release(void *ctx, struct runner_lease *lease, bool broken)
+{
+	runner_guest_destroy(lease->guest, broken ? 0 : STOP_TIMEOUT_MS);
+	lease->guest = NULL;
+}
+
+void runner_vm_source_cold(struct runner_vm_source *out, struct runner_cold_source *cold)
+{
+	*out = (struct runner_vm_source){
+	    .ctx = cold, .acquire = cold_acquire, .release = cold_release};
+}
