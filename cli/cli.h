@@ -6,6 +6,7 @@
 #define VMCI_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -69,6 +70,26 @@ void cli_progress(void *ctx, const char *step, long long done, long long total);
 /* Clears the line before other output. */
 void cli_progress_end(struct cli_progress *p);
 
+/* ---- the pipeline file (cli/pipeline_file.c) ---------------------- */
+
+struct pipe_errors;
+struct pipe_run;
+
+/* Prints each error of an invalid pipeline as FILE:LINE:COL: error: MESSAGE (colored on a tty). */
+void cli_print_pipeline_errors(const struct pipe_errors *errors);
+
+/*
+ * Loads the pipeline file of `vmci CMD [FILE]`: the operand argv[first]
+ * (at most one), else ./.vmci.yml, expanded to at most max_jobs jobs,
+ * the run named after the directory holding the file when it has no
+ * `name:`. Returns EXIT_OK with *path (argv's or a constant) and *run,
+ * which the caller frees with pipe_run_free(); otherwise prints every
+ * error (too many operands, max_jobs below 1, a missing or invalid file)
+ * and returns the exit status, *run NULL.
+ */
+int cli_pipeline_file_load(const char *cmd, int argc, char **argv, int first, int max_jobs,
+			   const char **path, struct pipe_run **run);
+
 /* ---- subcommands -------------------------------------------------- */
 
 int cmd_vm(int argc, char **argv);
@@ -78,6 +99,24 @@ int cmd_validate(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_shell(int argc, char **argv);
+
+/* ---- a command's output and status (cli/exec_status.c) ----------- */
+
+struct vm_exec_result;
+
+/*
+ * A vm_output_fn (ctx unused): writes data[0..len) to fd whole, retrying
+ * short writes and EINTR. A closed fd loses the output, silently.
+ */
+void cli_write_output(void *ctx, int fd, const void *data, size_t len);
+
+/*
+ * The exit status a shell would report for res: the command's own, 128+N
+ * when killed by signal N, 124 (EXIT_VM_TIMEOUT) when timed out, 130
+ * (128+SIGINT) when cancelled, 127 when not found, 126 when it could not
+ * start.
+ */
+int cli_exec_status(const struct vm_exec_result *res);
 
 /* ---- interactive shells in a VM (cli/shell.c) ---------------------- */
 

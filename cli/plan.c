@@ -9,11 +9,7 @@
 #include "common/common.h"
 #include "pipelines/pipelines.h"
 
-#include <errno.h>
 #include <jansson.h>
-#include <libgen.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <string.h>
 
 static const char usage[] =
@@ -22,15 +18,6 @@ static const char usage[] =
     "Shows the jobs a pipeline file (default: ./.vmci.yml) expands to: each matrix\n"
     "combination with its image, matrix values and the jobs it needs.\n"
     "${{ vmci.sha }}, ${{ vmci.ref }} and ${{ vmci.run_id }} are shown as written.";
-
-static char *dir_name(const char *path)
-{
-	char real[PATH_MAX];
-	if (!realpath(path, real))
-		return NULL;
-	char *base = basename(dirname(real));
-	return strdup(base && *base && strcmp(base, "/") ? base : "pipeline");
-}
 
 static void matrix_text(const struct pipe_job *j, struct buf *out)
 {
@@ -167,42 +154,11 @@ int cmd_plan(int argc, char **argv)
 		return EXIT_OK;
 	if (first < 0)
 		return EXIT_USAGE;
-	if (argc - first > 1) {
-		cli_error("plan: one pipeline file at a time (see: vmci plan --help)");
-		return EXIT_USAGE;
-	}
-	if (max_jobs < 1) {
-		cli_error("plan: --max-jobs must be at least 1");
-		return EXIT_USAGE;
-	}
-	const char *path = first < argc ? argv[first] : PIPE_DEFAULT_FILE;
-	char *name = dir_name(path);
-	struct pipe_load_opts lo = {
-	    .file = path, .default_name = name, .max_jobs = (size_t)max_jobs};
-	struct pipe_errors errors = {0};
-	struct vmci_err err = {0};
-	struct pipe_run *run = NULL;
-	int rc = pipe_load_file(path, &lo, &run, &errors, &err);
-	free(name);
-	int status;
-	if (rc == -EINVAL) {
-		struct buf out = {0};
-		for (size_t i = 0; i < errors.len; i++)
-			pipe_error_format(&errors, i, &out);
-		fputs(buf_cstr(&out), stderr);
-		buf_free(&out);
-		status = EXIT_USAGE;
-	} else if (rc == -ENOENT) {
-		cli_error("no pipeline file at %s (write one, or give its path: vmci plan FILE)",
-			  path);
-		status = EXIT_USAGE;
-	} else if (rc) {
-		cli_error("%s", err.msg);
-		status = rc == -ENOMEM ? EXIT_FAILED : EXIT_USAGE;
-	} else {
+	const char *path;
+	struct pipe_run *run;
+	int status = cli_pipeline_file_load("plan", argc, argv, first, max_jobs, &path, &run);
+	if (status == EXIT_OK)
 		status = json ? print_json(run) : print_table(run);
-	}
 	pipe_run_free(run);
-	pipe_errors_free(&errors);
 	return status;
 }

@@ -184,25 +184,6 @@ static int select_jobs(const struct pipe_run *run, char **names, int n_names,
 
 /* ---- the pipeline and its images ---------------------------------------------------------- */
 
-static void print_pipeline_errors(const struct pipe_errors *errors)
-{
-	struct buf out = {0};
-	bool color = vmci_use_color(STDERR_FILENO);
-	for (size_t i = 0; i < errors->len; i++) {
-		out.len = 0;
-		if (pipe_error_format(errors, i, &out))
-			break;
-		const char *line = buf_cstr(&out);
-		const char *tag = strstr(line, ": error: ");
-		if (color && tag)
-			fprintf(stderr, "\033[1m%.*s:\033[0m \033[1;31merror:\033[0m %s",
-				(int)(tag - line), line, tag + strlen(": error: "));
-		else
-			fputs(line, stderr);
-	}
-	buf_free(&out);
-}
-
 /* Finds or builds every image the selected jobs use, before any VM starts. */
 static int ensure_images(const struct pipe_run *run, const bool *selected)
 {
@@ -410,7 +391,7 @@ static int prepare(struct run_state *st, char **names, int n_names)
 	struct pipe_errors errors = {0};
 	int rc = pipe_load_file(st->file, &lo, &st->run, &errors, &err);
 	if (rc == -EINVAL)
-		print_pipeline_errors(&errors);
+		cli_print_pipeline_errors(&errors);
 	else if (rc == -ENOENT)
 		cli_error("run: no pipeline file at %s (write one: see examples/ and README.md, "
 			  "or give its path with -f)",

@@ -54,37 +54,6 @@ static void on_stop(int signo)
 		vm_cancel(vm);
 }
 
-static void write_out(void *ctx, int fd, const void *data, size_t len)
-{
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-static int status_of(const struct vm_exec_result *res)
-{
-	switch (res->kind) {
-	case VM_EXITED:
-		return res->code;
-	case VM_SIGNALED:
-		return 128 + res->code;
-	case VM_TIMED_OUT:
-		return EXIT_VM_TIMEOUT;
-	case VM_CANCELLED:
-		return 128 + SIGTERM;
-	case VM_START_FAILED:
-		return res->code == ENOENT ? 127 : 126;
-	}
-	return EXIT_VM_ERROR;
-}
-
 int cli_shell_session(struct vm *vm, const char *cwd, const char *const *env,
 		      const char *const *argv, int *status, struct vmci_err *err)
 {
@@ -115,7 +84,7 @@ int cli_shell_session(struct vm *vm, const char *cwd, const char *const *env,
 	    .env = full,
 	    .cwd = cwd,
 	    .stdin_fd = STDIN_FILENO,
-	    .on_output = write_out,
+	    .on_output = cli_write_output,
 	};
 	struct winsize ws = {.ws_row = 24, .ws_col = 80};
 	struct sigaction sa_winch = {.sa_handler = on_winch}, sa_stop = {.sa_handler = on_stop};
@@ -147,7 +116,7 @@ int cli_shell_session(struct vm *vm, const char *cwd, const char *const *env,
 	cli_shell_restore_terminal();
 	free(full);
 	if (rc == 0)
-		*status = status_of(&res);
+		*status = cli_exec_status(&res);
 	return rc;
 }
 

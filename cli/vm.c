@@ -55,33 +55,7 @@ static void write_output(void *ctx, int fd, const void *data, size_t len)
 	struct output *o = ctx;
 	if (!o->first_ms)
 		o->first_ms = clock_ms();
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return; /* a closed stdout loses output, not the run */
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-static int exit_code_of(const struct vm_exec_result *res)
-{
-	switch (res->kind) {
-	case VM_EXITED:
-		return res->code;
-	case VM_SIGNALED:
-		return 128 + res->code;
-	case VM_TIMED_OUT:
-		return EXIT_VM_TIMEOUT;
-	case VM_CANCELLED:
-		return 128 + SIGINT;
-	case VM_START_FAILED:
-		return res->code == ENOENT ? 127 : 126;
-	}
-	return EXIT_VM_ERROR;
+	cli_write_output(NULL, fd, data, len);
 }
 
 struct run_config {
@@ -154,7 +128,7 @@ static int run_once(struct run_config *c, int n)
 		vm_exec_result_describe(&res, how, sizeof(how));
 		cli_error("'%s' %s in %s", c->argv[0], how, c->image);
 	}
-	return exit_code_of(&res);
+	return cli_exec_status(&res);
 }
 
 static int parse_start(const char *start, struct run_config *c)

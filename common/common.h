@@ -127,6 +127,17 @@ int sha256_update_file(struct sha256_ctx *ctx, const char *path, struct vmci_err
  */
 int run_command(char *const argv[], struct buf *out, struct vmci_err *err);
 
+/* ---- did you mean (common/suggest.c) ------------------------------ */
+
+/*
+ * The candidate nearest to word by edit distance (with transpositions), or
+ * NULL when none is close: within 1 edit for words of up to 3 characters,
+ * 2 up to 6, 3 beyond; fewer edits than the candidate has characters;
+ * words over 64 characters are never close. The first of equally near
+ * candidates wins. Compares at most n candidates, each once.
+ */
+const char *suggest_nearest(const char *word, const char *const *candidates, size_t n);
+
 /* ---- time (common/clock.c) ---------------------------------------- */
 
 /* Monotonic milliseconds and nanoseconds. */

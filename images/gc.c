@@ -25,24 +25,7 @@
 
 int img_store_lock(bool exclusive, int *fd, struct vmci_err *err)
 {
-	char dir[PATH_MAX], path[PATH_MAX];
-	int rc = img_store_dir(dir, sizeof(dir), "locks", err);
-	if (rc)
-		return rc;
-	if (fs_path(path, sizeof(path), "%s/store.lock", dir))
-		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", dir);
-	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (*fd < 0)
-		return vmci_err_errno(err, errno, "cannot open the lock %s", path);
-	while (flock(*fd, exclusive ? LOCK_EX : LOCK_SH) != 0) {
-		if (errno != EINTR) {
-			rc = vmci_err_errno(err, errno, "cannot lock %s", path);
-			close(*fd);
-			*fd = -1;
-			return rc;
-		}
-	}
-	return 0;
+	return img_lock("store", exclusive ? LOCK_EX : LOCK_SH, fd, err);
 }
 
 int img_remove(const char *name, char digest[SHA256_HEX_LEN + 1], struct vmci_err *err)

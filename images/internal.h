@@ -269,6 +269,13 @@ int img_blob_path(const char *digest, char *out, size_t size);
 /* True when a blob directory holds a complete image (kernel, initramfs, manifest). */
 bool img_blob_complete(const char *dir);
 /*
+ * Opens locks/<name>.lock (created when missing) and takes flock(op) on it
+ * (LOCK_EX or LOCK_SH, retried on EINTR), held until *fd is closed. With
+ * LOCK_NB, returns -EWOULDBLOCK at once (err untouched) when it is held.
+ * On failure *fd is -1.
+ */
+int img_lock(const char *name, int op, int *fd, struct vmci_err *err);
+/*
  * Holds locks/<name>.lock, the lock every build or publish of name holds,
  * until *fd is closed. wait: blocks while another process holds it;
  * otherwise returns -EWOULDBLOCK at once (err untouched) when it is held.

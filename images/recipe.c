@@ -61,45 +61,13 @@ __attribute__((format(printf, 4, 5))) static int at(struct parse *p, const yaml_
 
 /* ---- did you mean ------------------------------------------------------ */
 
-/* Optimal string alignment distance, for suggestions; long words are not compared. */
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	if (la > 32 || lb > 32)
-		return SIZE_MAX;
-	size_t d[33][33];
-	for (size_t i = 0; i <= la; i++)
-		d[i][0] = i;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		for (size_t j = 1; j <= lb; j++) {
-			size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-			if (d[i - 1][j] + 1 < best)
-				best = d[i - 1][j] + 1;
-			if (d[i][j - 1] + 1 < best)
-				best = d[i][j - 1] + 1;
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-			    d[i - 2][j - 2] + 1 < best)
-				best = d[i - 2][j - 2] + 1;
-			d[i][j] = best;
-		}
-	}
-	return d[la][lb];
-}
-
 /* " (did you mean 'kernel'?)" when one of keys is close to word, else "". */
 static void did_you_mean(const char *word, const char *const *keys, char *out, size_t size)
 {
-	size_t limit = strlen(word) <= 3 ? 1 : strlen(word) <= 6 ? 2 : 3, best_d = SIZE_MAX;
-	const char *best = NULL;
-	for (size_t i = 0; keys[i]; i++) {
-		size_t d = edit_distance(word, keys[i]);
-		if (d <= limit && d < best_d && d < strlen(keys[i])) {
-			best = keys[i];
-			best_d = d;
-		}
-	}
+	size_t n = 0;
+	while (keys[n])
+		n++;
+	const char *best = suggest_nearest(word, keys, n);
 	out[0] = 0;
 	if (best)
 		snprintf(out, size, " (did you mean '%s'?)", best);

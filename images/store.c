@@ -251,10 +251,10 @@ int img_find(const char *name, struct img_boot *out, struct vmci_err *err)
 
 /* ---- building and publishing --------------------------------------------- */
 
-/* Holds locks/<name>.lock; waits (saying so) while another process builds name. */
-static int lock_name(const char *name, int *fd, struct img_build *b, struct vmci_err *err)
+int img_lock(const char *name, int op, int *fd, struct vmci_err *err)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
+	*fd = -1;
 	int rc = store_dir(dir, sizeof(dir), "locks", err);
 	if (rc)
 		return rc;
@@ -263,18 +263,28 @@ static int lock_name(const char *name, int *fd, struct img_build *b, struct vmci
 	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (*fd < 0)
 		return vmci_err_errno(err, errno, "cannot open the lock %s", path);
-	if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
-		return 0;
-	log_info("image %s: waiting for another process building it", name);
-	img_progress(b, "waiting for another build", 0, 0);
-	while (flock(*fd, LOCK_EX) != 0) {
-		if (errno != EINTR) {
-			rc = vmci_err_errno(err, errno, "cannot lock %s", path);
-			close(*fd);
-			return rc;
-		}
+	while (flock(*fd, op) != 0) {
+		if (errno == EINTR)
+			continue;
+		rc = (op & LOCK_NB) && errno == EWOULDBLOCK
+			 ? -EWOULDBLOCK
+			 : vmci_err_errno(err, errno, "cannot lock %s", path);
+		close(*fd);
+		*fd = -1;
+		return rc;
 	}
 	return 0;
+}
+
+/* Holds locks/<name>.lock; waits (saying so) while another process builds name. */
+static int lock_name(const char *name, int *fd, struct img_build *b, struct vmci_err *err)
+{
+	int rc = img_lock(name, LOCK_EX | LOCK_NB, fd, err);
+	if (rc != -EWOULDBLOCK)
+		return rc;
+	log_info("image %s: waiting for another process building it", name);
+	img_progress(b, "waiting for another build", 0, 0);
+	return img_lock(name, LOCK_EX, fd, err);
 }
 
 static int write_manifest(struct img_build *b, struct vmci_err *err)
@@ -521,20 +531,5 @@ int img_name_lock(const char *name, bool wait, int *fd, struct vmci_err *err)
 		struct img_build quiet = {0};
 		return lock_name(name, fd, &quiet, err);
 	}
-	char dir[PATH_MAX], path[PATH_MAX];
-	int rc = store_dir(dir, sizeof(dir), "locks", err);
-	if (rc)
-		return rc;
-	if (fs_path(path, sizeof(path), "%s/%s.lock", dir, name))
-		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", dir);
-	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (*fd < 0)
-		return vmci_err_errno(err, errno, "cannot open the lock %s", path);
-	if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
-		return 0;
-	rc = errno == EWOULDBLOCK ? -EWOULDBLOCK
-				  : vmci_err_errno(err, errno, "cannot lock %s", path);
-	close(*fd);
-	*fd = -1;
-	return rc;
+	return img_lock(name, LOCK_EX | LOCK_NB, fd, err);
 }

@@ -136,56 +136,13 @@ int pipe_error_format(const struct pipe_errors *errors, size_t i, struct buf *ou
 	return buf_appendf(out, "%s: error: %s\n", file, e->message);
 }
 
-/* Optimal string alignment distance: edits, counting a swap of neighbours as one. */
-static size_t edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	if (la > 64 || lb > 64)
-		return SIZE_MAX;
-	size_t d[65][65];
-	for (size_t i = 0; i <= la; i++)
-		d[i][0] = i;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		for (size_t j = 1; j <= lb; j++) {
-			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-			size_t best = d[i - 1][j] + 1;
-			if (d[i][j - 1] + 1 < best)
-				best = d[i][j - 1] + 1;
-			if (d[i - 1][j - 1] + cost < best)
-				best = d[i - 1][j - 1] + cost;
-			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-			    d[i - 2][j - 2] + 1 < best)
-				best = d[i - 2][j - 2] + 1;
-			d[i][j] = best;
-		}
-	}
-	return d[la][lb];
-}
-
 const char *pipe_suggest(struct pipe_ctx *ctx, const char *word, const char *const *candidates,
 			 size_t n)
 {
 	if (n > ctx->suggest_budget)
 		return NULL;
 	ctx->suggest_budget -= n;
-	size_t len = strlen(word);
-	/* Short words get one edit, longer ones up to three: "stpes" -> "steps". */
-	size_t limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
-	const char *best = NULL;
-	size_t best_d = SIZE_MAX;
-	for (size_t i = 0; i < n; i++) {
-		size_t lc = strlen(candidates[i]);
-		if ((lc > len ? lc - len : len - lc) > limit)
-			continue; /* too far apart in length to be within the limit */
-		size_t d = edit_distance(word, candidates[i]);
-		if (d <= limit && d < best_d && d < strlen(candidates[i])) {
-			best = candidates[i];
-			best_d = d;
-		}
-	}
-	return best;
+	return suggest_nearest(word, candidates, n);
 }
 
 const char *pipe_did_you_mean(struct pipe_ctx *ctx, const char *word, const char *const *candidates,
