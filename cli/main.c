@@ -16,7 +16,7 @@ struct command {
 
 static const struct command commands[] = {
 	{"vm", cmd_vm, "run a command in a fresh VM: vmci vm run IMAGE -- CMD..."},
-	{"image", cmd_image, "build and list golden images"},
+	{"image", cmd_image, "golden images: build, ls, inspect, import, pull, rm, gc"},
 	{"validate", cmd_validate, "check a pipeline file (.vmci.yml) and print every error"},
 	{"plan", cmd_plan, "show the jobs a pipeline file expands to (--json for all details)"},
 	{"run", cmd_run, "run the pipeline here, each job in its own VM: vmci run [JOB...]"},

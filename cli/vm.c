@@ -25,7 +25,8 @@ static const char vm_usage[] =
     "\n"
     "  vmci vm run --pool --repeat 5 busybox-x86_64 -- uname -a\n"
     "\n"
-    "Images: busybox-x86_64";
+    "Images: busybox-x86_64, busybox-aarch64, debian-12 (built on first use), or\n"
+	"any imported or pulled image (see: vmci image ls).";
 
 /* What a Ctrl-C or SIGTERM should stop: the running command, a wait for a pool VM, the runs. */
 static struct vm *volatile running_vm;

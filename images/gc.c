@@ -293,7 +293,7 @@ static int sweep_tmp(struct gc *g, struct vmci_err *err)
 
 int img_gc(const struct img_gc_opts *opts, struct img_gc_report *report, struct vmci_err *err)
 {
-	struct img_gc_report unused;
+	struct img_gc_report unused = {0};
 	struct gc g = {.opts = opts, .report = report ? report : &unused, .trash = {.fd = -1}};
 	memset(g.report, 0, sizeof(*g.report));
 	int lock = -1;

@@ -125,7 +125,7 @@ int img_blob_parents(const char *digest, char (**parents)[SHA256_HEX_LEN + 1], s
 	int rc = 0;
 	struct dirent *de;
 	while (!rc && (de = readdir(d)) != NULL) {
-		struct img_disk disk;
+		struct img_disk disk = {0};
 		if (!is_disk_file(de->d_name) ||
 		    fs_path(disk.backing, sizeof(disk.backing), "%s/%s", dir, de->d_name))
 			continue;
