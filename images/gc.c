@@ -25,7 +25,8 @@
 
 int img_store_lock(bool exclusive, int *fd, struct vmci_err *err)
 {
-	return img_lock("store", exclusive ? LOCK_EX : LOCK_SH, fd, err);
+	/* ".store": image names never start with a dot, so no image shares this lock. */
+	return img_lock(".store", exclusive ? LOCK_EX : LOCK_SH, fd, err);
 }
 
 int img_remove(const char *name, char digest[SHA256_HEX_LEN + 1], struct vmci_err *err)

@@ -285,7 +285,7 @@ int img_name_lock(const char *name, bool wait, int *fd, struct vmci_err *err);
 /* ---- the store lock (gc.c) -------------------------------------------- */
 
 /*
- * locks/store.lock. gc holds it exclusive while it decides what nothing
+ * locks/.store.lock. gc holds it exclusive while it decides what nothing
  * references and moves that out of blobs/. Whoever adds a reference gc
  * could not otherwise see holds it shared until the reference is on disk:
  * img_clone (overlay + registration), and a publish that points a name at
