@@ -198,7 +198,8 @@ static int restore_from(const char *dir, const struct shape *s, enum runner_temp
 	    fs_path(state, sizeof(state), "%s/state", dir) ||
 	    fs_path(g->disk, sizeof(g->disk), "%s/disk.qcow2", g->run_dir))
 		return vmci_err_set(err, ENAMETOOLONG, "template path too long: %s", dir);
-	int rc = img_clone_file(tdisk, g->disk, 0, err);
+	/* Registered as a clone of the image, so gc keeps the image while the VM lives. */
+	int rc = img_clone_over(&g->image, tdisk, g->disk, err);
 	if (rc)
 		return rc;
 	struct vm_spec spec = {
