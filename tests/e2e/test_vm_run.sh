@@ -54,3 +54,10 @@ for _ in $(seq 1 50); do
 done
 if [ -n "$qemu_pid" ]; then expect_eq qemu_dies_with_a_killed_vmci yes "$gone"
 else fail qemu_dies_with_a_killed_vmci "no QEMU child was seen"; fi
+
+# Runs from a warm pool are reverted in between: no run sees the last one's file.
+"$VMCI" vm run --pool --repeat 3 busybox-x86_64 -- sh -c 'test -e /tmp/marker && echo dirty; touch /tmp/marker; echo clean' >"$out" 2>"$err"
+rc=$?
+if [ "$rc" = 0 ] && [ "$(grep -c '^clean$' "$out")" = 3 ] && ! grep -q dirty "$out" && [ "$(grep -c 'first output after' "$err")" = 3 ]
+then pass vm_run_pool_reverts_between_runs
+else fail vm_run_pool_reverts_between_runs "rc=$rc out=$(cat "$out") err=$(cat "$err")"; fi
