@@ -262,9 +262,7 @@ int agent_channel_queue_unsequenced(struct agent_channel *c, uint16_t type, uint
 
 void agent_channel_result(struct agent_channel *c, uint32_t stream, int status, const char *msg)
 {
-	struct agent_writer *w = agent_channel_begin(c);
-	agent_put_i32(w, status);
-	agent_put_str(w, msg ? msg : "");
+	agent_result_encode(agent_channel_begin(c), status, msg);
 	if (agent_channel_queue(c, AGENT_RESULT, stream))
 		agent_log("out of memory: lost the result of stream %u", stream);
 }
@@ -560,9 +558,7 @@ void agent_channel_timers(struct agent_channel *c, uint64_t now)
 	if (c->err_pending && now >= c->err_at) {
 		c->err_pending = false;
 		if (c->present && !c->synced) {
-			struct agent_writer *w = agent_channel_begin(c);
-			agent_put_i32(w, c->err_code);
-			agent_put_str(w, c->err_msg);
+			agent_result_encode(agent_channel_begin(c), c->err_code, c->err_msg);
 			if (agent_channel_queue(c, AGENT_ERROR, 0) == 0) {
 				c->write_limit = c->next_seq - 1;
 				c->err_sent = true;

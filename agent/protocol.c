@@ -532,3 +532,30 @@ int agent_exit_decode(const struct agent_frame *f, struct agent_exit *out, char 
 	}
 	return 0;
 }
+
+void agent_result_encode(struct agent_writer *w, int32_t status, const char *message)
+{
+	agent_put_i32(w, status);
+	agent_put_str(w, message ? message : "");
+}
+
+int agent_result_decode(const struct agent_frame *f, struct agent_result *out, char *err,
+			size_t errlen)
+{
+	struct agent_reader r;
+	agent_reader_init(&r, f);
+	out->status = agent_get_i32(&r);
+	out->message = agent_get_str(&r);
+	if (!agent_reader_done(&r)) {
+		snprintf(err, errlen, "malformed %s payload", agent_type_name(f->h.type));
+		agent_result_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+void agent_result_free(struct agent_result *r)
+{
+	free(r->message);
+	r->message = NULL;
+}

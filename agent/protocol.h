@@ -241,4 +241,16 @@ struct agent_exit {
 void agent_exit_encode(struct agent_writer *w, const struct agent_exit *e);
 int agent_exit_decode(const struct agent_frame *f, struct agent_exit *out, char *err, size_t errlen);
 
+/* RESULT and ERROR: i32 status (0, or an errno value), str message. */
+struct agent_result {
+	int32_t status;
+	char *message; /* never NULL after a successful decode */
+};
+
+void agent_result_encode(struct agent_writer *w, int32_t status, const char *message);
+/* Decodes and validates; returns 0 or -1 with err. Free with agent_result_free. */
+int agent_result_decode(const struct agent_frame *f, struct agent_result *out, char *err,
+			size_t errlen);
+void agent_result_free(struct agent_result *r);
+
 #endif

@@ -450,8 +450,8 @@ static int parse_args(int *argc, char **argv, struct run_args *a, int *first)
 		cli_error("run: -j wants 1 or more VMs, not %d", a->jobs);
 		return EXIT_USAGE;
 	}
-	if (a->accel && strcmp(a->accel, "kvm") && strcmp(a->accel, "tcg") &&
-	    strcmp(a->accel, "auto")) {
+	enum vm_accel accel;
+	if (vm_accel_parse(a->accel, &accel)) {
 		cli_error("run: --accel takes kvm, tcg or auto, not '%s'", a->accel);
 		return EXIT_USAGE;
 	}
@@ -487,10 +487,8 @@ int cmd_run(int argc, char **argv)
 		if (st.selected[i] && run->jobs[i].memory_mb > memory)
 			memory = run->jobs[i].memory_mb;
 	int max_vms = st.a.jobs ? st.a.jobs : runner_default_max_vms(memory);
-	enum vm_accel accel = !st.a.accel		   ? VM_ACCEL_AUTO
-			      : !strcmp(st.a.accel, "kvm") ? VM_ACCEL_KVM
-			      : !strcmp(st.a.accel, "tcg") ? VM_ACCEL_TCG
-							   : VM_ACCEL_AUTO;
+	enum vm_accel accel;
+	vm_accel_parse(st.a.accel, &accel); /* checked with the other arguments */
 
 	FILE *out = st.a.json ? stderr : stdout;
 	struct board_opts bo = {

@@ -143,12 +143,8 @@ int cmd_shell(int argc, char **argv)
 	const char *image = argv[first++];
 	if (first < argc && !strcmp(argv[first], "--"))
 		first++;
-	enum vm_accel want = VM_ACCEL_AUTO;
-	if (accel && !strcmp(accel, "kvm"))
-		want = VM_ACCEL_KVM;
-	else if (accel && !strcmp(accel, "tcg"))
-		want = VM_ACCEL_TCG;
-	else if (accel && strcmp(accel, "auto")) {
+	enum vm_accel want;
+	if (vm_accel_parse(accel, &want)) {
 		cli_error("shell: --accel takes kvm, tcg or auto, not '%s'", accel);
 		return EXIT_USAGE;
 	}

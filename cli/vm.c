@@ -185,12 +185,8 @@ static int vm_run(int argc, char **argv)
 		cli_error("vm run: no command given (usage: vmci vm run %s -- COMMAND...)", image);
 		return EXIT_USAGE;
 	}
-	enum vm_accel want = VM_ACCEL_AUTO;
-	if (accel && !strcmp(accel, "kvm"))
-		want = VM_ACCEL_KVM;
-	else if (accel && !strcmp(accel, "tcg"))
-		want = VM_ACCEL_TCG;
-	else if (accel && strcmp(accel, "auto")) {
+	enum vm_accel want;
+	if (vm_accel_parse(accel, &want)) {
 		cli_error("vm run: --accel takes kvm, tcg or auto, not '%s'", accel);
 		return EXIT_USAGE;
 	}

@@ -6,6 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+int runner_make_run_dir(const char *prefix, char *out, size_t size, struct vmci_err *err)
+{
+	const char *tmp = getenv("TMPDIR");
+	tmp = tmp && *tmp ? tmp : "/tmp";
+	if (fs_path(out, size, "%s/%s-XXXXXX", tmp, prefix))
+		return vmci_err_set(err, ENAMETOOLONG, "$TMPDIR is too long for a run directory: %s",
+				    tmp);
+	if (!mkdtemp(out))
+		return vmci_err_errno(err, errno, "cannot create a run directory in %s", tmp);
+	return 0;
+}
+
 int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		      struct runner_guest **out, struct vmci_err *err)
 {
@@ -30,11 +42,8 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		free(g);
 		return rc;
 	}
-	const char *tmp = getenv("TMPDIR");
-	if (fs_path(g->run_dir, sizeof(g->run_dir), "%s/vmci-vm-XXXXXX", tmp && *tmp ? tmp : "/tmp") ||
-	    !mkdtemp(g->run_dir)) {
-		rc = vmci_err_errno(err, errno, "cannot create a run directory in %s",
-				    tmp && *tmp ? tmp : "/tmp");
+	rc = runner_make_run_dir("vmci-vm", g->run_dir, sizeof(g->run_dir), err);
+	if (rc) {
 		free(g);
 		return rc;
 	}

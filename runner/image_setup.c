@@ -58,12 +58,10 @@ int runner_image_setup(void *ctx, const struct img_setup_vm *req, struct vmci_er
 	if (vm_arch_parse(req->arch, &arch))
 		return vmci_err_set(err, EINVAL, "image '%s' has an unknown architecture '%s'",
 				    req->image, req->arch);
-	const char *tmp = getenv("TMPDIR");
 	char run_dir[PATH_MAX];
-	if (fs_path(run_dir, sizeof(run_dir), "%s/vmci-setup-XXXXXX", tmp && *tmp ? tmp : "/tmp") ||
-	    !mkdtemp(run_dir))
-		return vmci_err_errno(err, errno, "cannot create a run directory in %s",
-				      tmp && *tmp ? tmp : "/tmp");
+	int rc = runner_make_run_dir("vmci-setup", run_dir, sizeof(run_dir), err);
+	if (rc)
+		return rc;
 	struct vm_spec spec = {
 	    .arch = arch,
 	    .cpus = SETUP_CPUS,
@@ -75,7 +73,7 @@ int runner_image_setup(void *ctx, const struct img_setup_vm *req, struct vmci_er
 	    .run_dir = run_dir,
 	};
 	struct vm *vm = NULL;
-	int rc = vm_start(&spec, &vm, err);
+	rc = vm_start(&spec, &vm, err);
 	if (rc)
 		vmci_err_wrap(err, "cannot boot image %s to run its setup commands", req->image);
 	for (size_t i = 0; !rc && i < req->ncommands; i++) {

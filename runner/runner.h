@@ -38,6 +38,12 @@ struct runner_guest {
 int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		      struct runner_guest **out, struct vmci_err *err);
 
+/*
+ * Creates a private run directory $TMPDIR/<prefix>-XXXXXX (default /tmp:
+ * unix socket paths in it must stay short) for a VM's sockets and disk.
+ */
+int runner_make_run_dir(const char *prefix, char *out, size_t size, struct vmci_err *err);
+
 /* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
 void runner_guest_destroy(struct runner_guest *g, int timeout_ms);
 

@@ -75,16 +75,6 @@ static bool template_complete(const char *dir, enum runner_template_kind kind)
 	       (!fs_path(path, sizeof(path), "%s/ram", dir) && fs_exists(path));
 }
 
-/* A directory for a VM's sockets, under $TMPDIR: unix socket paths must stay short. */
-static int make_run_dir(char *out, size_t size, struct vmci_err *err)
-{
-	const char *tmp = getenv("TMPDIR");
-	tmp = tmp && *tmp ? tmp : "/tmp";
-	if (fs_path(out, size, "%s/vmci-vm-XXXXXX", tmp) || !mkdtemp(out))
-		return vmci_err_errno(err, errno, "cannot create a run directory in %s", tmp);
-	return 0;
-}
-
 /* Removes building directories (".tmp-<pid>-...") whose builder died. */
 static void remove_stale_builds(const char *parent)
 {
@@ -118,7 +108,7 @@ static int template_make(const struct img_boot *img, const struct shape *s,
 	int rc = img_clone_file(img->disk[0] ? img->disk : NULL, disk, IMG_SCRATCH_DISK_MB, err);
 	if (rc)
 		return rc;
-	if ((rc = make_run_dir(run_dir, sizeof(run_dir), err)))
+	if ((rc = runner_make_run_dir("vmci-vm", run_dir, sizeof(run_dir), err)))
 		return rc;
 	struct vm_spec spec = {
 	    .arch = s->arch,
@@ -238,7 +228,7 @@ int runner_guest_restore(const char *image, const struct runner_guest_opts *opts
 	if (!rc)
 		rc = shape_of(&g->image, opts, &s, err);
 	if (!rc)
-		rc = make_run_dir(g->run_dir, sizeof(g->run_dir), err);
+		rc = runner_make_run_dir("vmci-vm", g->run_dir, sizeof(g->run_dir), err);
 	if (rc) {
 		free(g);
 		return rc;

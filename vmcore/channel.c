@@ -138,13 +138,13 @@ static int handle_connection_frame(struct vm *vm, const struct agent_frame *f, s
 		return 1;
 	}
 	if (f->h.type == AGENT_ERROR) {
-		struct agent_reader r;
-		agent_reader_init(&r, f);
-		int32_t code = agent_get_i32(&r);
-		char *msg = agent_get_str(&r);
+		struct agent_result e;
+		char why[128];
+		if (agent_result_decode(f, &e, why, sizeof(why)))
+			return vmci_err_set(err, EPROTO, "the agent sent %s", why);
 		int rc = vmci_err_set(err, EPROTO, "the agent rejected a frame from vmci (%d): %s",
-				      (int)code, msg ? msg : "no message");
-		free(msg);
+				      (int)e.status, e.message);
+		agent_result_free(&e);
 		return rc;
 	}
 	return 0;

@@ -50,13 +50,14 @@ static int on_exec_frame(struct vm *vm, struct channel_op *op, const struct agen
 	}
 	case AGENT_RESULT: {
 		/* The agent refused the exec before starting it. */
-		struct agent_reader r;
-		agent_reader_init(&r, f);
-		int32_t status = agent_get_i32(&r);
-		char *msg = agent_get_str(&r);
-		int rc = vmci_err_set(err, status ? status : EPROTO, "the agent could not start %s: %s",
-				      op->what, msg ? msg : "no reason given");
-		free(msg);
+		struct agent_result refusal;
+		char why[128];
+		if (agent_result_decode(f, &refusal, why, sizeof(why)))
+			return vmci_err_set(err, EPROTO, "the agent sent %s while %s", why, op->what);
+		int rc = vmci_err_set(err, refusal.status ? refusal.status : EPROTO,
+				      "the agent could not start %s: %s", op->what,
+				      *refusal.message ? refusal.message : "no reason given");
+		agent_result_free(&refusal);
 		return rc;
 	}
 	default:

@@ -20,32 +20,30 @@
 
 /* ---- put ---------------------------------------------------------------- */
 
-struct result_ctx {
-	int32_t status;
-	char *message;
-};
+/* The RESULT that ends a put or a get. Returns 1 (done) or an error. */
+static int take_result(const struct channel_op *op, const struct agent_frame *f,
+		       struct agent_result *out, struct vmci_err *err)
+{
+	char why[128];
+	if (f->h.type != AGENT_RESULT)
+		return vmci_err_set(err, EPROTO, "the agent sent a %s frame while %s",
+				    agent_type_name(f->h.type), op->what);
+	if (agent_result_decode(f, out, why, sizeof(why)))
+		return vmci_err_set(err, EPROTO, "the agent sent %s while %s", why, op->what);
+	return 1;
+}
 
 static int on_put_frame(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
 			struct vmci_err *err)
 {
-	struct result_ctx *ctx = op->ctx;
-	if (f->h.type != AGENT_RESULT)
-		return vmci_err_set(err, EPROTO, "the agent sent a %s frame while %s",
-				    agent_type_name(f->h.type), op->what);
-	struct agent_reader r;
-	agent_reader_init(&r, f);
-	ctx->status = agent_get_i32(&r);
-	ctx->message = agent_get_str(&r);
-	if (!agent_reader_done(&r))
-		return vmci_err_set(err, EPROTO, "the agent sent a malformed result while %s", op->what);
-	return 1;
+	return take_result(op, f, op->ctx, err);
 }
 
 int vm_put_tar(struct vm *vm, int fd, const char *guest_dir, struct vmci_err *err)
 {
 	char what[256];
 	snprintf(what, sizeof(what), "copying files into %s", guest_dir);
-	struct result_ctx ctx = {0};
+	struct agent_result ctx = {0};
 	struct channel_op op = {
 		.what = what,
 		.stream = channel_new_stream(vm),
@@ -61,8 +59,8 @@ int vm_put_tar(struct vm *vm, int fd, const char *guest_dir, struct vmci_err *er
 		rc = channel_run(vm, &op, err);
 	if (!rc && ctx.status != 0)
 		rc = vmci_err_set(err, ctx.status, "copying files into %s failed in the guest: %s",
-				  guest_dir, ctx.message ? ctx.message : strerror(ctx.status));
-	free(ctx.message);
+				  guest_dir, *ctx.message ? ctx.message : strerror(ctx.status));
+	agent_result_free(&ctx);
 	return rc;
 }
 
@@ -186,7 +184,7 @@ struct get_ctx {
 	int fd;
 	long long bytes;
 	int write_error;
-	struct result_ctx result;
+	struct agent_result result;
 };
 
 static int on_get_frame(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
@@ -202,9 +200,7 @@ static int on_get_frame(struct vm *vm, struct channel_op *op, const struct agent
 			ctx->write_error = -channel_write_all(ctx->fd, f->payload, f->h.len);
 		return 0;
 	}
-	struct channel_op inner = *op;
-	inner.ctx = &ctx->result;
-	return on_put_frame(vm, &inner, f, err);
+	return take_result(op, f, &ctx->result, err);
 }
 
 int vm_get_tar(struct vm *vm, const char *guest_path, int fd, struct vmci_err *err)
@@ -226,11 +222,11 @@ int vm_get_tar(struct vm *vm, const char *guest_path, int fd, struct vmci_err *e
 		rc = channel_run(vm, &op, err);
 	if (!rc && ctx.result.status != 0)
 		rc = vmci_err_set(err, ctx.result.status, "copying %s out of the guest failed: %s",
-				  guest_path, ctx.result.message ? ctx.result.message : "");
+				  guest_path, *ctx.result.message ? ctx.result.message : strerror(ctx.result.status));
 	else if (!rc && ctx.write_error)
 		rc = vmci_err_errno(err, ctx.write_error, "cannot write what the guest sent for %s",
 				    guest_path);
-	free(ctx.result.message);
+	agent_result_free(&ctx.result);
 	return rc;
 }
 

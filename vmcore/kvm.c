@@ -184,17 +184,17 @@ static int host_arch(enum vm_arch *out)
 	return vm_arch_parse(u.machine, out);
 }
 
-static const char *accel_env_name(const char *v, enum vm_accel *out)
+int vm_accel_parse(const char *name, enum vm_accel *out)
 {
-	if (!strcmp(v, "kvm"))
-		*out = VM_ACCEL_KVM;
-	else if (!strcmp(v, "tcg"))
-		*out = VM_ACCEL_TCG;
-	else if (!strcmp(v, "auto"))
+	if (!name || !strcmp(name, "auto"))
 		*out = VM_ACCEL_AUTO;
+	else if (!strcmp(name, "kvm"))
+		*out = VM_ACCEL_KVM;
+	else if (!strcmp(name, "tcg"))
+		*out = VM_ACCEL_TCG;
 	else
-		return NULL;
-	return v;
+		return -1;
+	return 0;
 }
 
 enum vm_accel vm_accel_choose(enum vm_accel requested, enum vm_arch arch, char *why, size_t whylen)
@@ -209,7 +209,7 @@ enum vm_accel vm_accel_choose(enum vm_accel requested, enum vm_arch arch, char *
 	const char *by = "the VM spec";
 	const char *env = getenv("VMCI_ACCEL");
 	if (env && *env) {
-		if (accel_env_name(env, &want))
+		if (vm_accel_parse(env, &want) == 0)
 			by = "$VMCI_ACCEL";
 		else
 			log_warn("ignoring $VMCI_ACCEL=%s (expected kvm, tcg or auto)", env);

@@ -190,82 +190,47 @@ void vm_cancel(struct vm *vm)
 
 /* ---- small request/reply operations --------------------------------- */
 
-struct reply_ctx {
-	uint16_t want;
-	int32_t status;
-	char *message;
-};
-
-static int on_reply(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
-		    struct vmci_err *err)
-{
-	struct reply_ctx *ctx = op->ctx;
-	if (f->h.type != ctx->want)
-		return vmci_err_set(err, EPROTO, "the agent answered %s with a %s frame", op->what,
-				    agent_type_name(f->h.type));
-	if (f->h.type == AGENT_RESULT) {
-		struct agent_reader r;
-		agent_reader_init(&r, f);
-		ctx->status = agent_get_i32(&r);
-		ctx->message = agent_get_str(&r);
-		if (!agent_reader_done(&r))
-			return vmci_err_set(err, EPROTO, "the agent sent a malformed result");
-	}
-	return 1;
-}
-
-/* Sends the frame already begun in vm->w on a new stream and waits for its reply. */
-static int request(struct vm *vm, uint16_t type, uint16_t want, const char *what, int timeout_ms,
+static int on_pong(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
 		   struct vmci_err *err)
 {
-	struct reply_ctx ctx = {.want = want};
-	struct channel_op op = {
-		.what = what,
-		.stream = channel_new_stream(vm),
-		.on_frame = on_reply,
-		.ctx = &ctx,
-		.input_fd = -1,
-		.deadline_ms = clock_ms() + timeout_ms,
-	};
-	int rc = channel_queue(vm, type, op.stream, err);
-	if (!rc)
-		rc = channel_run(vm, &op, err);
-	if (!rc && want == AGENT_RESULT && ctx.status != 0)
-		rc = vmci_err_set(err, ctx.status, "%s failed in the guest: %s", what,
-				  ctx.message ? ctx.message : strerror(ctx.status));
-	free(ctx.message);
-	return rc;
+	if (f->h.type != AGENT_PONG)
+		return vmci_err_set(err, EPROTO, "the agent answered %s with a %s frame", op->what,
+				    agent_type_name(f->h.type));
+	return 1;
 }
 
 int vm_ping(struct vm *vm, int timeout_ms, struct vmci_err *err)
 {
+	struct channel_op op = {
+		.what = "pinging the agent",
+		.stream = channel_new_stream(vm),
+		.on_frame = on_pong,
+		.input_fd = -1,
+		.deadline_ms = clock_ms() + timeout_ms,
+	};
 	channel_begin(vm);
 	agent_put_u64(&vm->w, (uint64_t)clock_ns());
-	return request(vm, AGENT_PING, AGENT_PONG, "pinging the agent", timeout_ms, err);
+	int rc = channel_queue(vm, AGENT_PING, op.stream, err);
+	return rc ? rc : channel_run(vm, &op, err);
 }
 
 /* The two results of vm_refresh_guest, which share a stream: clock, then entropy. */
 struct refresh_ctx {
 	int replies;
-	int32_t status[2];
-	char *message[2];
+	struct agent_result result[2];
 };
 
 static int on_refresh_reply(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
 			    struct vmci_err *err)
 {
 	struct refresh_ctx *ctx = op->ctx;
+	char why[128];
 	if (f->h.type != AGENT_RESULT || ctx->replies >= 2)
 		return vmci_err_set(err, EPROTO, "the agent answered %s with a %s frame", op->what,
 				    agent_type_name(f->h.type));
-	struct agent_reader r;
-	agent_reader_init(&r, f);
-	int i = ctx->replies++;
-	ctx->status[i] = agent_get_i32(&r);
-	ctx->message[i] = agent_get_str(&r);
-	if (!agent_reader_done(&r))
-		return vmci_err_set(err, EPROTO, "the agent sent a malformed result while %s", op->what);
-	return ctx->replies == 2;
+	if (agent_result_decode(f, &ctx->result[ctx->replies], why, sizeof(why)))
+		return vmci_err_set(err, EPROTO, "the agent sent %s while %s", why, op->what);
+	return ++ctx->replies == 2;
 }
 
 int vm_refresh_guest(struct vm *vm, struct vmci_err *err)
@@ -297,10 +262,12 @@ int vm_refresh_guest(struct vm *vm, struct vmci_err *err)
 		rc = channel_run(vm, &op, err);
 	static const char *const what[] = {"setting the guest clock", "adding guest entropy"};
 	for (int i = 0; !rc && i < 2; i++)
-		if (ctx.status[i])
-			rc = vmci_err_set(err, ctx.status[i], "%s failed in the guest: %s", what[i],
-					  ctx.message[i] ? ctx.message[i] : strerror(ctx.status[i]));
-	free(ctx.message[0]);
-	free(ctx.message[1]);
+		if (ctx.result[i].status)
+			rc = vmci_err_set(err, ctx.result[i].status, "%s failed in the guest: %s",
+					  what[i],
+					  *ctx.result[i].message ? ctx.result[i].message
+								 : strerror(ctx.result[i].status));
+	agent_result_free(&ctx.result[0]);
+	agent_result_free(&ctx.result[1]);
 	return rc;
 }

@@ -47,6 +47,9 @@ struct vm_kvm_info {
 /* Probes /dev/kvm with KVM ioctls. Never fails: the result says why not. */
 void vm_kvm_probe(struct vm_kvm_info *out);
 
+/* "kvm", "tcg" or "auto" (also NULL, meaning auto); returns -1 for anything else. */
+int vm_accel_parse(const char *name, enum vm_accel *out);
+
 /*
  * Chooses the accelerator for arch: $VMCI_ACCEL (kvm|tcg|auto) or the
  * requested one; AUTO means KVM when usable and the guest arch is the
