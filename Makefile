@@ -26,7 +26,7 @@ DEB_PACKAGES := build-essential pkg-config git \
 	libgit2-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev libmicrohttpd-dev \
 	qemu-system-x86 qemu-system-arm qemu-utils busybox-static e2fsprogs debootstrap \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-	clang libclang-rt-14-dev cppcheck clang-format
+	clang libclang-rt-14-dev cppcheck clang-format jq
 
 WARNINGS := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wvla
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -50,6 +50,8 @@ AGENT_SRCS := $(wildcard agent/*.c)
 TEST_SUPPORT_SRCS := $(wildcard tests/support/*.c)
 UNIT_TESTS := $(patsubst %.c,$(BUILD)/%,$(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort))
 VM_TESTS := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/vm/test_*.c)))
+# Programs the tests run (stand-ins for what a test cannot make real on demand).
+TEST_HELPERS := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/helpers/*.c)))
 BENCHES := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard bench/bench_*.c)))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
@@ -113,11 +115,15 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-format-truncation $(call pkg_cflags,$(TEST_PKGS)) -Itests/support -o $@ $< $(TEST_SUPPORT) $(LIB) $(LIBS) $(TEST_LIBS)
 
+$(BUILD)/tests/helpers/%: tests/helpers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBS)
+
 $(BUILD)/bench/%: bench/%.c $(TEST_SUPPORT) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_SUPPORT) $(LIB) $(LIBS) $(TEST_LIBS)
 
-test: all $(UNIT_TESTS) $(VM_TESTS)
+test: all $(UNIT_TESTS) $(VM_TESTS) $(TEST_HELPERS)
 	@VMCI_BUILD=$(BUILD) tests/run-tests $(UNIT_TESTS) $(VM_TESTS) -- tests/e2e
 
 # Under the sanitizers the VMs run with TCG, so every run of `make check`

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 
 #include "images/images.h"
+#include "runner/runner.h"
 #include "vmcore/vmcore.h"
 
 #include <jansson.h>
@@ -10,11 +11,16 @@
 #include <unistd.h>
 
 static const char doctor_usage[] =
-	"Usage: vmci doctor [--json]\n"
+	"Usage: vmci doctor [--probe] [--json]\n"
 	"\n"
 	"Says which accelerator VMs will use and why, which QEMU binaries and Debian\n"
 	"packages are present or missing, and where images are stored. Exits 1 when\n"
-	"something vmci needs is missing.";
+	"something vmci needs is missing.\n"
+	"\n"
+	"KVM is used only where a canary guest booted under it (and faster than under\n"
+	"TCG); the first VM on a host boots the canary and the verdict is kept in\n"
+	"$VMCI_HOME/accel.json until the kernel, QEMU or CPU changes. --probe boots the\n"
+	"canary again now.";
 
 /* Debian packages vmci needs at run time, and what each is for. */
 static const struct {
@@ -57,11 +63,56 @@ static bool find_in_path(const char *prog, char *out, size_t size)
 	return found;
 }
 
+/* The verdict for this host's key as JSON, or null when there is none. */
+static json_t *verdict_json(void)
+{
+	struct vm_accel_verdict v;
+	if (!vm_accel_verdict_read(VM_ARCH_X86_64, &v))
+		return json_null();
+	return json_pack("{s:s, s:b, s:o, s:o, s:s, s:s, s:I}", "key", v.key, "kvm_booted",
+			 v.kvm_booted, "kvm_ms", v.kvm_ms >= 0 ? json_integer(v.kvm_ms) : json_null(),
+			 "tcg_ms", v.tcg_ms >= 0 ? json_integer(v.tcg_ms) : json_null(), "failure",
+			 v.failure, "source", v.source, "written_at", (json_int_t)v.written_at);
+}
+
+/* --probe: the canary again. Returns false when it could not run. */
+static bool accel_probe(bool json, const struct vm_kvm_info *kvm)
+{
+	if (!kvm->usable) {
+		if (!json)
+			printf("probe         nothing to prove: KVM is not usable (%s)\n", kvm->reason);
+		return true;
+	}
+	struct cli_progress progress = {.label = "building the canary image"};
+	struct runner_guest_opts opts = {.progress = json ? NULL : cli_progress,
+					 .progress_ctx = &progress};
+	struct vm_accel_verdict v;
+	struct vmci_err err;
+	if (!json)
+		printf("probe         booting a canary guest under KVM, then under TCG...\n");
+	int rc = runner_accel_probe(&opts, &v, &err);
+	cli_progress_end(&progress);
+	if (rc) {
+		cli_error("doctor: the canary could not run: %s", err.msg);
+		return false;
+	}
+	if (!json) {
+		if (v.kvm_booted)
+			printf("probe         KVM booted the canary in %lld ms, TCG in %lld ms\n",
+			       (long long)v.kvm_ms, (long long)v.tcg_ms);
+		else
+			printf("probe         KVM failed (%s); TCG booted it in %lld ms\n", v.failure,
+			       (long long)v.tcg_ms);
+	}
+	return true;
+}
+
 int cmd_doctor(int argc, char **argv)
 {
-	bool json = false;
+	bool json = false, probe = false;
 	const struct cli_option opts[] = {
 		{0, "json", OPT_FLAG, &json, NULL, "print a JSON object for scripts"},
+		{0, "probe", OPT_FLAG, &probe, NULL, "boot the accelerator canary again, now"},
 		{0},
 	};
 	int first = cli_parse(argc, argv, opts, doctor_usage, false);
@@ -79,10 +130,19 @@ int cmd_doctor(int argc, char **argv)
 
 	struct vm_kvm_info kvm;
 	vm_kvm_probe(&kvm);
-	char why[256];
+	if (probe && !accel_probe(json, &kvm))
+		healthy = false;
+	char why[512];
 	enum vm_accel accel = vm_accel_choose(VM_ACCEL_AUTO, VM_ARCH_X86_64, why, sizeof(why));
-	json_object_set_new(report, "accelerator", json_string(accel == VM_ACCEL_KVM ? "kvm" : "tcg"));
+	const char *accel_name = accel == VM_ACCEL_KVM	 ? "kvm"
+				 : accel == VM_ACCEL_TCG ? "tcg"
+							 : "undecided";
+	json_object_set_new(report, "accelerator", json_string(accel_name));
 	json_object_set_new(report, "accelerator_reason", json_string(why));
+	json_object_set_new(report, "accelerator_verdict", verdict_json());
+	char key[VM_ACCEL_KEY_MAX];
+	vm_accel_key(VM_ARCH_X86_64, key, sizeof(key));
+	json_object_set_new(report, "accelerator_key", json_string(key));
 	json_t *jkvm = json_object();
 	json_object_set_new(jkvm, "usable", json_boolean(kvm.usable));
 	json_object_set_new(jkvm, "api_version", json_integer(kvm.api_version));
@@ -91,7 +151,11 @@ int cmd_doctor(int argc, char **argv)
 	json_object_set_new(jkvm, "reason", json_string(kvm.reason));
 	json_object_set_new(report, "kvm", jkvm);
 	if (!json) {
-		printf("accelerator   %s: %s\n", accel == VM_ACCEL_KVM ? "KVM" : "TCG (software)", why);
+		printf("accelerator   %s: %s\n",
+		       accel == VM_ACCEL_KVM   ? "KVM"
+		       : accel == VM_ACCEL_TCG ? "TCG (software)"
+					       : "not decided yet",
+		       why);
 		if (kvm.usable)
 			printf("kvm           API %d, up to %d vCPUs, dirty logging %s\n", kvm.api_version,
 			       kvm.max_vcpus, kvm.dirty_log ? "yes" : "no");

@@ -47,6 +47,16 @@ int runner_make_run_dir(const char *prefix, char *out, size_t size, struct vmci_
 /* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
 void runner_guest_destroy(struct runner_guest *g, int timeout_ms);
 
+/* ---- the accelerator canary (runner/accel_probe.c) ------------------- */
+
+/*
+ * Boots the canary (vm_accel_canary) again on the smallest image of the
+ * host's architecture (busybox-<arch>, built if missing, with opts'
+ * progress) and writes the verdict that AUTO follows from then on.
+ */
+int runner_accel_probe(const struct runner_guest_opts *opts, struct vm_accel_verdict *out,
+		       struct vmci_err *err);
+
 /* ---- ready-state templates (runner/template.c) ----------------------- */
 
 /*

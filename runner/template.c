@@ -46,7 +46,8 @@ static int shape_of(const struct img_boot *img, const struct runner_guest_opts *
 		return vmci_err_set(err, EINVAL, "image '%s' has an unknown architecture '%s'",
 				    img->name, img->arch);
 	/* A template saved under TCG does not load under KVM: the accelerator is part of it. */
-	s->accel = vm_accel_choose(opts ? opts->accel : VM_ACCEL_AUTO, s->arch, NULL, 0);
+	s->accel = vm_accel_resolve(opts ? opts->accel : VM_ACCEL_AUTO, s->arch, img->kernel,
+				    img->initrd, NULL, 0);
 	s->cpus = opts && opts->cpus > 0 ? opts->cpus : 1;
 	s->memory_mb = opts && opts->memory_mb > 0 ? opts->memory_mb : 256;
 	return 0;

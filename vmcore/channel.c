@@ -15,6 +15,8 @@
 #define KEEPALIVE_IDLE_MS 15000
 /* ...and this long means the agent (or the guest kernel) stopped answering. */
 #define AGENT_DEAD_MS 60000
+/* query-status after a STOP event: QEMU answers it at once even with the guest stopped. */
+#define QMP_STATUS_TIMEOUT_MS 2000
 
 void channel_begin(struct vm *vm)
 {
@@ -73,6 +75,51 @@ int channel_vm_died(struct vm *vm, const char *what, struct vmci_err *err)
 	qemu_describe_exit(&vm->proc, how, sizeof(how));
 	qemu_console_tail(&vm->paths, tail, sizeof(tail));
 	return vmci_err_set(err, EPIPE, "the VM failed while %s: QEMU %s%s%s", what, how,
+			    *tail ? "; last console lines:\n" : "", tail);
+}
+
+/*
+ * QEMU stops a guest on its own only when something is badly wrong: the
+ * accelerator failed to run it (KVM_EXIT_INTERNAL_ERROR: "emulation
+ * failure"), and QEMU then stays alive, paused, with the agent socket
+ * open and silent. A STOP event is checked with query-status so that such
+ * a VM is reported at once rather than when the agent's silence times
+ * out. STOPs of vmci's own making (snapshots, saves) find it running or
+ * paused and are let be.
+ */
+static int check_stopped(struct vm *vm, const char *what, struct vmci_err *err)
+{
+	struct qmp_msg ev;
+	bool stopped = false;
+	while (qmp_next_event(vm->qmp, "STOP", 0, &ev, NULL) == 1) {
+		stopped = true;
+		qmp_msg_free(&ev);
+	}
+	if (!stopped)
+		return 0;
+	json_t *status = NULL;
+	if (qmp_execute(vm->qmp, "query-status", NULL, &status, QMP_STATUS_TIMEOUT_MS, NULL) < 0)
+		return 0; /* QEMU going away is seen by its pidfd */
+	const char *state = json_string_value(json_object_get(status, "status"));
+	bool internal = state && !strcmp(state, "internal-error");
+	json_decref(status);
+	if (!internal)
+		return 0;
+
+	char line[256], tail[2048];
+	qemu_console_failure_line(&vm->paths, line, sizeof(line));
+	qemu_console_tail(&vm->paths, tail, sizeof(tail));
+	const char *accel = vm->accel == VM_ACCEL_KVM ? "KVM" : "TCG";
+	if (vm->accel == VM_ACCEL_KVM)
+		accel_record_runtime_failure(vm->arch, *line ? line : "internal error");
+	return vmci_err_set(err, VM_EACCEL,
+			    "%s failed to run the guest while %s: QEMU stopped it with an internal "
+			    "error%s%s%s",
+			    accel, what,
+			    vm->accel == VM_ACCEL_KVM
+				? " (this host's KVM cannot run guests; vmci uses TCG from now on, "
+				  "or set VMCI_ACCEL=tcg)"
+				: "",
 			    *tail ? "; last console lines:\n" : "", tail);
 }
 
@@ -286,6 +333,9 @@ int channel_run(struct vm *vm, struct channel_op *op, struct vmci_err *err)
 		if (fds[i_qmp].revents & (POLLIN | POLLHUP | POLLERR)) {
 			if (qmp_poll(vm->qmp, NULL) < 0)
 				return channel_vm_died(vm, op->what, err);
+			rc = check_stopped(vm, op->what, err);
+			if (rc < 0)
+				return rc;
 		}
 		if (i_cancel >= 0 && (fds[i_cancel].revents & POLLIN)) {
 			char drain[64];

@@ -104,6 +104,18 @@ int template_start(struct vm *vm, const struct vm_spec *spec, int timeout_ms,
 /* Fills err with why the VM is gone: QEMU's exit and the console's last lines. */
 int channel_vm_died(struct vm *vm, const char *what, struct vmci_err *err);
 
+/*
+ * vmcore/vm.c: starts QEMU under accel (KVM or TCG, already chosen) and
+ * waits for the agent, as vm_start does after choosing; the canary uses it.
+ */
+int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out,
+	    struct vmci_err *err);
+
+/* vmcore/accel.c: a KVM guest failed (failure: the telling console line); AUTO now picks TCG. */
+void accel_record_runtime_failure(enum vm_arch arch, const char *failure);
+/* Whether requested, after $VMCI_ACCEL, is AUTO: vmci may choose, and fall back. */
+bool accel_is_auto(enum vm_accel requested);
+
 /* Writes all of data to fd (a socket without SIGPIPE, or a file/pipe). */
 int channel_write_all(int fd, const void *data, size_t len);
 

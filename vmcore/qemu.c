@@ -274,6 +274,11 @@ static int find_in_path(const char *name, char *out, size_t size)
 	return -ENOENT;
 }
 
+int qemu_find_binary(enum vm_arch arch, char *out, size_t size)
+{
+	return find_in_path(vm_qemu_binary(arch), out, size);
+}
+
 /* Moves fd above stdin/stdout/stderr so the child's dup2s cannot clobber it. */
 static int fd_above_stdio(int fd)
 {
@@ -612,6 +617,34 @@ void qemu_console_tail(const struct qemu_paths *paths, char *out, size_t max_byt
 	while (w > 0 && (out[w - 1] == '\n' || out[w - 1] == ' ' || out[w - 1] == '\t'))
 		w--;
 	out[w] = 0;
+}
+
+void qemu_console_failure_line(const struct qemu_paths *paths, char *out, size_t size)
+{
+	if (size == 0)
+		return;
+	out[0] = 0;
+	char text[8192];
+	qemu_console_tail(paths, text, sizeof(text));
+	static const char *const telling[] = {"error", "fail", "abort", "assert", "panic"};
+	const char *first = NULL;
+	for (char *line = text; *line;) {
+		char *end = strchrnul(line, '\n');
+		bool last = !*end;
+		*end = 0;
+		if (*line && !first)
+			first = line;
+		for (size_t i = 0; i < ARRAY_LEN(telling); i++) {
+			if (strcasestr(line, telling[i])) {
+				snprintf(out, size, "%s", line);
+				return;
+			}
+		}
+		if (last)
+			break;
+		line = end + 1;
+	}
+	snprintf(out, size, "%s", first ? first : "");
 }
 
 /* ---- sockets QEMU serves ---------------------------------------------- */

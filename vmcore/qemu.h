@@ -74,6 +74,17 @@ void qemu_describe_exit(const struct qemu_proc *proc, char *out, size_t size);
 void qemu_console_tail(const struct qemu_paths *paths, char *out, size_t max_bytes);
 
 /*
+ * The line of the console log that best says why QEMU or the guest
+ * failed: the first that speaks of an error, a failure or an abort, else
+ * the first non-empty one; "" when the log is empty. Sanitized as in
+ * qemu_console_tail.
+ */
+void qemu_console_failure_line(const struct qemu_paths *paths, char *out, size_t size);
+
+/* The QEMU binary for arch found in $PATH, as execvp would find it; -ENOENT if none. */
+int qemu_find_binary(enum vm_arch arch, char *out, size_t size);
+
+/*
  * Connects to a unix socket that QEMU creates, retrying until it accepts
  * or timeout_ms passes or QEMU exits. Returns a connected, non-blocking,
  * close-on-exec fd or a negative code: -EPIPE when QEMU exited first (err

@@ -63,25 +63,55 @@ static int check_file(const char *what, const char *path, struct vmci_err *err)
 	return 0;
 }
 
-int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err)
+static int check_spec(const struct vm_spec *spec, struct vmci_err *err)
 {
 	int rc;
-	*out = NULL;
 	if ((rc = check_file("kernel", spec->kernel, err)) || (rc = check_file("initramfs", spec->initrd, err)))
 		return rc;
 	if (spec->disk && *spec->disk && (rc = check_file("disk", spec->disk, err)))
 		return rc;
 	if (!spec->run_dir)
 		return vmci_err_set(err, EINVAL, "the VM spec has no run directory");
+	return 0;
+}
 
+int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err)
+{
+	*out = NULL;
+	int rc = check_spec(spec, err);
+	if (rc)
+		return rc;
+	char why[512];
+	enum vm_accel accel =
+	    vm_accel_resolve(spec->accel, spec->arch, spec->kernel, spec->initrd, why, sizeof(why));
+	log_debug("accelerator: %s", why);
+	rc = vm_boot(spec, accel, out, err);
+	/*
+	 * A KVM that stops the guest with an internal error has just proven it
+	 * cannot run guests here (the failure wrote the verdict): when vmci may
+	 * choose, the same VM boots again under TCG. A VM loading saved state
+	 * cannot: its state belongs to KVM.
+	 */
+	if (rc == -VM_EACCEL && accel == VM_ACCEL_KVM && accel_is_auto(spec->accel) &&
+	    !spec->incoming) {
+		log_warn("KVM failed to run the guest; booting it again under TCG (software emulation)");
+		rc = vm_boot(spec, VM_ACCEL_TCG, out, err);
+	}
+	return rc;
+}
+
+int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, struct vmci_err *err)
+{
+	*out = NULL;
+	int rc = check_spec(spec, err);
+	if (rc)
+		return rc;
 	struct vm *vm = vm_alloc();
 	if (!vm)
 		return vmci_err_set(err, ENOMEM, "out of memory starting a VM");
 	int64_t t0 = clock_ms();
-	char why[256];
 	vm->arch = spec->arch;
-	vm->accel = vm_accel_choose(spec->accel, spec->arch, why, sizeof(why));
-	log_debug("accelerator: %s", why);
+	vm->accel = accel;
 	qemu_paths_init(&vm->paths, spec->run_dir);
 	unlink(vm->paths.qmp);
 	unlink(vm->paths.agent);
@@ -120,7 +150,7 @@ fail:
 	if (vm->proc.pid > 0) {
 		/* Give QEMU a moment to exit by itself, so its own status and last words are told. */
 		char how[96], tail[640];
-		qemu_reap(&vm->proc, 500);
+		qemu_reap(&vm->proc, rc == -VM_EACCEL ? 0 : 500); /* a stopped guest never exits */
 		qemu_describe_exit(&vm->proc, how, sizeof(how));
 		qemu_console_tail(&vm->paths, tail, sizeof(tail));
 		if (err && *tail && !strstr(err->msg, "console") && !strstr(err->msg, "output ends")) {

@@ -11,18 +11,24 @@
  * get), a negative return always means an infrastructure failure (QEMU
  * died, the agent broke the protocol or stopped answering); how a
  * command itself ended is reported in its result, never as an error.
+ * -ENOTRECOVERABLE (VM_EACCEL) means the accelerator failed: QEMU stopped
+ * the guest with an internal error (a KVM that cannot run this guest).
  */
 #ifndef VMCI_VMCORE_H
 #define VMCI_VMCORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "common/common.h"
 
 enum vm_arch { VM_ARCH_X86_64, VM_ARCH_AARCH64 };
+
+/* The error code of a VM whose accelerator failed (see above). */
+#define VM_EACCEL ENOTRECOVERABLE
 enum vm_accel { VM_ACCEL_AUTO, VM_ACCEL_KVM, VM_ACCEL_TCG };
 
 /* "x86_64" / "aarch64"; vm_arch_parse returns -1 for anything else. */
@@ -35,34 +41,110 @@ const char *vm_qemu_package(enum vm_arch arch);
 
 /* ---- acceleration (vmcore/kvm.c) ------------------------------------ */
 
+/*
+ * Which accelerator a VM gets. /dev/kvm answering its ioctls proves only
+ * that KVM may be tried: a nested KVM can pass every probe and then abort
+ * QEMU or stop the guest with an internal error once its kernel runs. The
+ * proof is a guest that boots, so AUTO decides by a verdict (below) that a
+ * boot canary wrote, and a KVM guest that fails at run time rewrites it.
+ */
 struct vm_kvm_info {
-	bool usable;	   /* /dev/kvm opens, API version 12, a VM can be created and
-			      (x86) a vCPU accepts the CPU set-up QEMU's -cpu host does */
+	bool usable;	   /* /dev/kvm opens, speaks API version 12, and a VM can be
+			      created: KVM may be tried (the canary says whether it works) */
 	int api_version;   /* KVM_GET_API_VERSION, or -1 */
 	int max_vcpus;	   /* KVM_CAP_MAX_VCPUS (else NR_VCPUS, else 4); 0 without a VM */
 	bool dirty_log;	   /* KVM_CAP_DIRTY_LOG_RING or manual dirty-log protect */
 	char reason[256];  /* why not usable, or "" */
 };
 
-/* Probes /dev/kvm with KVM ioctls. Never fails: the result says why not. */
+/*
+ * Probes /dev/kvm ($VMCI_KVM_DEVICE when set: tests point it elsewhere)
+ * with KVM ioctls. Never fails: the result says why not.
+ */
 void vm_kvm_probe(struct vm_kvm_info *out);
 
 /* "kvm", "tcg" or "auto" (also NULL, meaning auto); returns -1 for anything else. */
 int vm_accel_parse(const char *name, enum vm_accel *out);
 
 /*
- * Chooses the accelerator for arch: $VMCI_ACCEL (kvm|tcg|auto) or the
- * requested one; AUTO means KVM when usable and the guest arch is the
- * host's, otherwise TCG. why (may be NULL) says why in a sentence.
+ * Chooses the accelerator for arch without booting anything: $VMCI_ACCEL
+ * (kvm|tcg|auto) or the requested one. AUTO means TCG when the guest arch
+ * is not the host's, /dev/kvm is not usable, or the verdict says KVM
+ * failed or was slower; KVM when the verdict says it booted faster. With
+ * no verdict for this host yet it returns VM_ACCEL_AUTO: undecided, a
+ * canary must boot first (vm_accel_resolve does). why (may be NULL) says
+ * why in a sentence.
  */
 enum vm_accel vm_accel_choose(enum vm_accel requested, enum vm_arch arch, char *why,
 			      size_t whylen);
+
+/*
+ * Like vm_accel_choose, but always decides: when AUTO is undecided, boots
+ * the canary from kernel and initrd (vm_accel_canary), writes the verdict
+ * and decides by it. Concurrent callers (threads or processes) wait for
+ * one canary. When neither accelerator boots the canary, nothing is
+ * written and TCG is chosen: the VM's own boot then says what is wrong.
+ */
+enum vm_accel vm_accel_resolve(enum vm_accel requested, enum vm_arch arch, const char *kernel,
+			       const char *initrd, char *why, size_t whylen);
+
+/* ---- the accelerator verdict (vmcore/accel.c) ------------------------ */
+
+/*
+ * The verdict lives in $VMCI_HOME/accel.json, the one file vmcore keeps
+ * of its own. It holds for one key: the host kernel release, the QEMU
+ * binary (path, size and modification time: a new QEMU is a new key),
+ * the CPU model and the version of the canary itself. A verdict with
+ * another key is stale: ignored, and the canary runs again.
+ */
+#define VM_ACCEL_KEY_MAX 512
+
+struct vm_accel_verdict {
+	char key[VM_ACCEL_KEY_MAX];
+	bool kvm_booted;       /* a guest booted under KVM */
+	int64_t kvm_ms;	       /* its boot time; -1 when it did not boot */
+	int64_t tcg_ms;	       /* the canary's boot time under TCG; -1 when unknown */
+	char failure[256];     /* why KVM failed: the first telling console line, or "" */
+	char source[16];       /* "canary", or "runtime" (a KVM guest failed while in use) */
+	int64_t written_at;    /* unix seconds */
+};
+
+/* The key of this host now. */
+void vm_accel_key(enum vm_arch arch, char *out, size_t size);
+
+/* $VMCI_HOME/accel.json */
+int vm_accel_verdict_path(char *out, size_t size);
+
+/*
+ * Reads the verdict. Returns 1 with *out filled when one exists for the
+ * current key, 0 when there is none or it is stale or unreadable (*out is
+ * then zeroed, with out->key holding a stale file's key, if any).
+ */
+int vm_accel_verdict_read(enum vm_arch arch, struct vm_accel_verdict *out);
+
+/* Writes v atomically (its key as given). */
+int vm_accel_verdict_write(const struct vm_accel_verdict *v, struct vmci_err *err);
+
+/* Whether v says KVM: it booted, and no slower than TCG where both were timed. */
+bool vm_accel_verdict_prefers_kvm(const struct vm_accel_verdict *v);
+
+/*
+ * Boots kernel with initrd (the agent's initramfs as /init; no disk, no
+ * extra kernel arguments) until the agent answers, first under KVM
+ * (giving up after kvm_timeout_ms, or at once when QEMU dies or stops the
+ * guest), then under TCG, in temporary run directories under $TMPDIR.
+ * Fills *out for the current key; does not write it. Returns 0 when the
+ * canary booted under at least one accelerator, else a negative code.
+ */
+int vm_accel_canary(enum vm_arch arch, const char *kernel, const char *initrd, int kvm_timeout_ms,
+		    struct vm_accel_verdict *out, struct vmci_err *err);
 
 /* ---- one VM (vmcore/vm.c) ------------------------------------------ */
 
 struct vm_spec {
 	enum vm_arch arch;
-	enum vm_accel accel;   /* AUTO: vm_accel_choose() */
+	enum vm_accel accel;   /* AUTO: vm_accel_resolve(), and a KVM that fails is retried
+				  under TCG (not for spec->incoming: the state is KVM's) */
 	int cpus;	       /* default 1 */
 	int memory_mb;	       /* default 256 */
 	const char *kernel;    /* direct-boot kernel image (required) */

@@ -1,7 +1,8 @@
 /*
- * vmcore/kvm.c and vmcore/arch.c: the KVM probe, the choice of
- * accelerator, and architecture names. The probe's verdict depends on the
- * machine, so the tests pin how the choice follows from it.
+ * vmcore/kvm.c, vmcore/accel.c and vmcore/arch.c: the KVM probe, the
+ * choice of accelerator where no verdict is involved, and architecture
+ * names. A host without KVM is presented by pointing $VMCI_KVM_DEVICE at a
+ * node that does not exist. (The verdict: test_accel.c.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -100,35 +101,52 @@ static void test_env_kvm_overrides_requested_tcg(void **state)
 
 static void test_unknown_env_value_is_ignored(void **state)
 {
+	/* "fast" is no accelerator: the requested one stands, and $VMCI_ACCEL is not named. */
+	char why[256];
 	setenv("VMCI_ACCEL", "fast", 1);
-	assert_int_equal(vm_accel_choose(VM_ACCEL_TCG, host_arch(), NULL, 0), VM_ACCEL_TCG);
+	assert_int_equal(vm_accel_choose(VM_ACCEL_TCG, host_arch(), why, sizeof(why)), VM_ACCEL_TCG);
+	assert_null(strstr(why, "$VMCI_ACCEL"));
+	assert_non_null(strstr(why, "the VM spec"));
 }
 
-static void test_auto_uses_kvm_exactly_when_usable(void **state)
+static int no_kvm_device(void **state)
+{
+	setenv("VMCI_KVM_DEVICE", "/nonexistent/kvm", 1);
+	return 0;
+}
+
+static int restore_kvm_device(void **state)
+{
+	unsetenv("VMCI_KVM_DEVICE");
+	unsetenv("VMCI_ACCEL");
+	return 0;
+}
+
+static void test_probe_of_a_missing_device_says_so(void **state)
 {
 	struct vm_kvm_info kvm;
 	vm_kvm_probe(&kvm);
-	char why[512];
-	enum vm_accel got = vm_accel_choose(VM_ACCEL_AUTO, host_arch(), why, sizeof(why));
-	if (kvm.usable) {
-		assert_int_equal(got, VM_ACCEL_KVM);
-	} else {
-		assert_int_equal(got, VM_ACCEL_TCG);
-		assert_non_null(strstr(why, kvm.reason));
-	}
+	assert_false(kvm.usable);
+	assert_int_equal(kvm.api_version, -1);
+	assert_non_null(strstr(kvm.reason, "does not exist"));
 }
 
 static void test_requested_kvm_falls_back_to_tcg_when_unusable(void **state)
 {
-	struct vm_kvm_info kvm;
-	vm_kvm_probe(&kvm);
-	if (kvm.usable)
-		skip();
 	char why[512];
 	assert_int_equal(vm_accel_choose(VM_ACCEL_KVM, host_arch(), why, sizeof(why)),
 			 VM_ACCEL_TCG);
 	assert_non_null(strstr(why, "falling back to TCG"));
-	assert_non_null(strstr(why, kvm.reason));
+	assert_non_null(strstr(why, "does not exist"));
+}
+
+static void test_auto_without_usable_kvm_is_tcg_without_a_canary(void **state)
+{
+	/* Nothing to prove: AUTO decides at once, never "undecided". */
+	char why[512];
+	assert_int_equal(vm_accel_choose(VM_ACCEL_AUTO, host_arch(), why, sizeof(why)),
+			 VM_ACCEL_TCG);
+	assert_non_null(strstr(why, "KVM is not usable"));
 }
 
 static void test_foreign_guest_uses_tcg(void **state)
@@ -153,8 +171,12 @@ int main(void)
 	    cmocka_unit_test_teardown(test_env_tcg_overrides_requested_kvm, clear_env),
 	    cmocka_unit_test_teardown(test_env_kvm_overrides_requested_tcg, clear_env),
 	    cmocka_unit_test_teardown(test_unknown_env_value_is_ignored, clear_env),
-	    cmocka_unit_test(test_auto_uses_kvm_exactly_when_usable),
-	    cmocka_unit_test(test_requested_kvm_falls_back_to_tcg_when_unusable),
+	    cmocka_unit_test_setup_teardown(test_probe_of_a_missing_device_says_so, no_kvm_device,
+					    restore_kvm_device),
+	    cmocka_unit_test_setup_teardown(test_requested_kvm_falls_back_to_tcg_when_unusable,
+					    no_kvm_device, restore_kvm_device),
+	    cmocka_unit_test_setup_teardown(test_auto_without_usable_kvm_is_tcg_without_a_canary,
+					    no_kvm_device, restore_kvm_device),
 	    cmocka_unit_test(test_foreign_guest_uses_tcg),
 	};
 	/* The suite may run with VMCI_ACCEL set (make asan); these tests set their own. */
