@@ -63,6 +63,12 @@ if [ "$kvm_ok" != true ]; then
 	else fail doctor_says_why_kvm_is_not_used "$(head -3 "$out")"; fi
 fi
 
+# Whatever the verdict, VMs follow it (where KVM works, this is the KVM boot test).
+want=$([ "$kvm_ok" = true ] && echo kvm || echo tcg)
+VMCI_HOME=$home VMCI_LOG=info "$VMCI" vm run busybox-x86_64 -- true >"$out" 2>"$err"
+if grep -q "ready in [0-9]* ms ($want)" "$err"; then pass vm_runs_under_the_accelerator_the_verdict_chose
+else fail vm_runs_under_the_accelerator_the_verdict_chose "want $want: $(grep ready "$err")"; fi
+
 # ---- later runs read the verdict -----------------------------------------------
 before=$(cat "$verdict")
 VMCI_HOME=$home VMCI_LOG=info readme_command

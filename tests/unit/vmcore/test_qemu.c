@@ -305,23 +305,6 @@ static void test_aarch64_guest_boots_under_tcg(void **state)
 	assert_string_equal(how, "was killed by signal 9 (SIGKILL)");
 }
 
-static void test_x86_64_guest_boots_under_kvm(void **state)
-{
-	struct fixture *f = *state;
-	struct vm_kvm_info kvm;
-	vm_kvm_probe(&kvm);
-	if (!kvm.usable || !have_binary("qemu-system-x86_64"))
-		skip();
-	launch(f, VM_ACCEL_KVM);
-	struct qmp *q = open_qmp(f);
-	json_t *ret = NULL;
-	assert_int_equal(qmp_execute(q, "query-kvm", NULL, &ret, 5000, NULL), 0);
-	assert_true(json_is_true(json_object_get(ret, "enabled")));
-	json_decref(ret);
-	wait_for_console(f, GUEST_READY, 30000);
-	qmp_close(q);
-}
-
 static void test_qemu_failing_at_start_is_explained(void **state)
 {
 	struct fixture *f = *state;
@@ -412,7 +395,6 @@ int main(void)
 	    T(test_missing_binary_names_the_package),
 	    T(test_x86_64_guest_boots_under_tcg),
 	    T(test_aarch64_guest_boots_under_tcg),
-	    T(test_x86_64_guest_boots_under_kvm),
 	    T(test_qemu_failing_at_start_is_explained),
 	    T(test_reap_is_idempotent),
 	    T(test_qemu_dies_with_its_parent),
