@@ -91,126 +91,44 @@ static int take_matrix_args(int *argc, char **argv, struct run_args *a)
 	return 0;
 }
 
-/* Whether job passes the -m filters: for each key it has, one of the values given. */
-static bool matrix_matches(const struct pipe_job *job, const struct run_args *a)
-{
-	for (size_t v = 0; v < job->n_matrix; v++) {
-		const struct pipe_var *mv = &job->matrix[v];
-		bool asked = false, match = false;
-		for (size_t f = 0; f < a->n_matrix; f++) {
-			const char *eq = strchr(a->matrix[f], '=');
-			size_t klen = (size_t)(eq - a->matrix[f]);
-			if (strlen(mv->key) != klen || strncmp(mv->key, a->matrix[f], klen))
-				continue;
-			asked = true;
-			match |= !strcmp(mv->value, eq + 1);
-		}
-		if (asked && !match)
-			return false;
-	}
-	return true;
-}
-
-/* Marks job i and, transitively, the jobs it needs (that pass the filters). */
-static void select_with_needs(const struct pipe_run *run, size_t i, const bool *allowed,
-			      bool *selected)
-{
-	if (selected[i] || !allowed[i])
-		return;
-	selected[i] = true;
-	const struct pipe_job *j = &run->jobs[i];
-	for (size_t n = 0; n < j->n_needs; n++)
-		for (size_t k = j->needs[n].first; k < j->needs[n].first + j->needs[n].count; k++)
-			select_with_needs(run, k, allowed, selected);
-}
-
-/* Fills selected from the JOB operands and -m filters. Returns 0 or an exit code. */
-static int select_jobs(const struct pipe_run *run, char **names, int n_names,
-		       const struct run_args *a, bool *selected)
-{
-	bool *allowed = calloc(run->n_jobs, sizeof(*allowed));
-	if (!allowed)
-		return EXIT_FAILED;
-	size_t n_allowed = 0;
-	for (size_t i = 0; i < run->n_jobs; i++)
-		n_allowed += allowed[i] = matrix_matches(&run->jobs[i], a);
-	for (size_t f = 0; f < a->n_matrix; f++) {
-		size_t klen = (size_t)(strchr(a->matrix[f], '=') - a->matrix[f]);
-		bool known = false;
-		for (size_t i = 0; i < run->n_jobs && !known; i++)
-			for (size_t v = 0; v < run->jobs[i].n_matrix && !known; v++)
-				known = strlen(run->jobs[i].matrix[v].key) == klen &&
-					!strncmp(run->jobs[i].matrix[v].key, a->matrix[f], klen);
-		if (!known) {
-			cli_error("run: no job has a matrix key '%.*s' (-m %s)", (int)klen,
-				  a->matrix[f], a->matrix[f]);
-			free(allowed);
-			return EXIT_USAGE;
-		}
-	}
-	int rc = 0;
-	for (int k = 0; k < n_names && !rc; k++) {
-		bool found = false, any = false;
-		for (size_t i = 0; i < run->n_jobs; i++) {
-			if (strcmp(run->jobs[i].id, names[k]) &&
-			    strcmp(run->jobs[i].name, names[k]))
-				continue;
-			found = true;
-			any |= allowed[i];
-			select_with_needs(run, i, allowed, selected);
-		}
-		if (!found) {
-			struct buf ids = {0};
-			for (size_t g = 0; g < run->n_groups; g++)
-				buf_appendf(&ids, "%s%s", g ? ", " : "", run->groups[g].id);
-			cli_error("run: no job '%s' in the pipeline (jobs: %s)", names[k],
-				  buf_cstr(&ids));
-			buf_free(&ids);
-			rc = EXIT_USAGE;
-		} else if (!any) {
-			cli_error("run: no combination of '%s' matches the -m filters", names[k]);
-			rc = EXIT_USAGE;
-		}
-	}
-	if (n_names == 0)
-		memcpy(selected, allowed, run->n_jobs * sizeof(*selected));
-	free(allowed);
-	if (!rc && n_allowed == 0) {
-		cli_error("run: no job matches the -m filters");
-		rc = EXIT_USAGE;
-	}
-	return rc;
-}
-
 /* ---- the pipeline and its images ---------------------------------------------------------- */
+
+/* A progress line per image built: "building debian-12". */
+struct image_progress {
+	char label[128];
+	struct cli_progress line;
+};
+
+static void image_begin(void *ctx, const char *image)
+{
+	struct image_progress *p = ctx;
+	snprintf(p->label, sizeof(p->label), "building %s", image);
+	p->line = (struct cli_progress){.label = p->label};
+}
+
+static void image_step(void *ctx, const char *step, long long done, long long total)
+{
+	struct image_progress *p = ctx;
+	cli_progress(&p->line, step, done, total);
+}
+
+static void image_end(void *ctx)
+{
+	struct image_progress *p = ctx;
+	cli_progress_end(&p->line);
+}
 
 /* Finds or builds every image the selected jobs use, before any VM starts. */
 static int ensure_images(const struct pipe_run *run, const bool *selected)
 {
-	for (size_t i = 0; i < run->n_jobs; i++) {
-		if (!selected[i])
-			continue;
-		bool seen = false;
-		for (size_t k = 0; k < i && !seen; k++)
-			seen = selected[k] && !strcmp(run->jobs[k].image, run->jobs[i].image);
-		if (seen)
-			continue;
-		char label[128];
-		snprintf(label, sizeof(label), "building %s", run->jobs[i].image);
-		struct cli_progress progress = {.label = label};
-		struct img_ensure_opts o = {.progress = cli_progress,
-					    .progress_ctx = &progress,
-					    .setup = runner_image_setup};
-		struct img_boot img;
-		struct vmci_err err = {0};
-		int rc = img_ensure_with(run->jobs[i].image, &o, &img, &err);
-		cli_progress_end(&progress);
-		if (rc) {
-			cli_error("job '%s': %s", run->jobs[i].name, err.msg);
-			return rc == -ENOENT ? EXIT_USAGE : EXIT_INFRA;
-		}
-	}
-	return 0;
+	struct image_progress p;
+	struct runner_image_progress progress = {image_begin, image_step, image_end, &p};
+	size_t failed = 0;
+	struct vmci_err err = {0};
+	int rc = runner_ensure_images(run, selected, &progress, &failed, &err);
+	if (rc)
+		cli_error("job '%s': %s", run->jobs[failed].name, err.msg);
+	return !rc ? 0 : rc == -ENOENT ? EXIT_USAGE : EXIT_INFRA;
 }
 
 /* ---- signals ---------------------------------------------------------------------------- */
@@ -404,9 +322,14 @@ static int prepare(struct run_state *st, char **names, int n_names)
 	st->selected = calloc(st->run->n_jobs ? st->run->n_jobs : 1, sizeof(*st->selected));
 	if (!st->selected)
 		return EXIT_FAILED;
-	rc = select_jobs(st->run, names, n_names, &st->a, st->selected);
-	if (rc)
-		return rc;
+	struct pipe_selection sel = {.names = (const char *const *)names,
+				     .n_names = (size_t)n_names,
+				     .matrix = st->a.matrix,
+				     .n_matrix = st->a.n_matrix};
+	if (pipe_select(st->run, &sel, st->selected, &err)) {
+		cli_error("run: %s", err.msg);
+		return EXIT_USAGE;
+	}
 	if (fs_path(st->out_dir, sizeof(st->out_dir), "%s/.vmci", st->ws->root) ||
 	    fs_path(st->logs_dir, sizeof(st->logs_dir), "%s/logs", st->out_dir) ||
 	    fs_path(st->artifacts_dir, sizeof(st->artifacts_dir), "%s/artifacts", st->out_dir))

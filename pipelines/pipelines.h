@@ -201,6 +201,26 @@ void pipe_run_free(struct pipe_run *run);
  */
 int pipe_expand_vars(const char *text, const struct pipe_vars *vars, struct buf *out);
 
+/* ---- choosing jobs (pipelines/select.c) -------------------------------- */
+
+struct pipe_selection {
+	const char *const *names; /* job ids ("build") or expanded names ("build (gcc)") */
+	size_t n_names;		  /* 0: every job the filters allow */
+	const char *const *matrix; /* "KEY=VALUE" filters: a job with KEY must have one of
+				      the VALUEs given for it; jobs without KEY pass */
+	size_t n_matrix;
+};
+
+/*
+ * Fills selected (run->n_jobs entries) with the jobs sel chooses and,
+ * transitively, the jobs they need (where the filters allow them).
+ * Returns 0, or -EINVAL with err naming the job or filter that chose
+ * nothing (an unknown name, a key no job has, a filter that rules out
+ * every job); selected is then all false.
+ */
+int pipe_select(const struct pipe_run *run, const struct pipe_selection *sel, bool *selected,
+		struct vmci_err *err);
+
 /* The index of the expanded job called name in run->jobs, or -1. Linear. */
 long pipe_run_find_job(const struct pipe_run *run, const char *name);
 

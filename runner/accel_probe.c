@@ -14,13 +14,9 @@ int runner_accel_probe(const struct runner_guest_opts *opts, struct vm_accel_ver
 		return vmci_err_set(err, ENOTSUP, "vmci has no guests for this host's architecture");
 	char image[64];
 	snprintf(image, sizeof(image), "busybox-%s", vm_arch_name(arch));
-	struct img_ensure_opts build = {
-	    .progress = opts ? opts->progress : NULL,
-	    .progress_ctx = opts ? opts->progress_ctx : NULL,
-	    .setup = runner_image_setup,
-	};
 	struct img_boot img;
-	int rc = img_ensure_with(image, &build, &img, err);
+	int rc = runner_image_ensure(image, opts ? opts->progress : NULL,
+				     opts ? opts->progress_ctx : NULL, &img, err);
 	if (rc)
 		return rc;
 	rc = vm_accel_canary(arch, img.kernel, img.initrd, 0, out, err);

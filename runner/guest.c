@@ -25,12 +25,8 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 	struct runner_guest *g = calloc(1, sizeof(*g));
 	if (!g)
 		return vmci_err_set(err, ENOMEM, "out of memory");
-	struct img_ensure_opts build = {
-		.progress = opts ? opts->progress : NULL,
-		.progress_ctx = opts ? opts->progress_ctx : NULL,
-		.setup = runner_image_setup,
-	};
-	int rc = img_ensure_with(image, &build, &g->image, err);
+	int rc = runner_image_ensure(image, opts ? opts->progress : NULL,
+				     opts ? opts->progress_ctx : NULL, &g->image, err);
 	if (rc) {
 		free(g);
 		return rc;

@@ -329,7 +329,8 @@ int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
 	im->kind = opts->template_kind;
 	/* Built here, with the caller's progress display; the pool thread only finds it. */
 	struct img_boot img;
-	int rc = img_ensure(opts->image, &img, opts->guest.progress, opts->guest.progress_ctx, err);
+	int rc = runner_image_ensure(opts->image, opts->guest.progress, opts->guest.progress_ctx,
+				     &img, err);
 	im->guest.progress = NULL;
 	im->guest.progress_ctx = NULL;
 	pthread_mutex_lock(&p->mu);

@@ -11,6 +11,8 @@
 #include "images/images.h"
 #include "vmcore/vmcore.h"
 
+struct pipe_run;
+
 /* ---- a VM booted from a golden image (runner/guest.c) ---------------- */
 
 struct runner_guest_opts {
@@ -191,6 +193,34 @@ void runner_pool_interrupt(struct runner_pool *p);
  * frees it. Waits for a VM being started to finish starting. Safe on NULL.
  */
 void runner_pool_free(struct runner_pool *p);
+
+/* ---- the images work needs (runner/run_images.c) --------------------- */
+
+/*
+ * Finds image, building it if needed with the setup hook wired (so a
+ * recipe with `setup:` builds here) and progress (may be NULL). Every
+ * runner path that boots an image gets it through this.
+ */
+int runner_image_ensure(const char *image, img_progress_fn progress, void *progress_ctx,
+			struct img_boot *out, struct vmci_err *err);
+
+/* What runner_ensure_images reports while it works; every member may be NULL. */
+struct runner_image_progress {
+	void (*begin)(void *ctx, const char *image); /* before an image is found or built */
+	img_progress_fn step;			     /* while it builds */
+	void (*end)(void *ctx);			     /* after, whatever happened */
+	void *ctx;
+};
+
+/*
+ * Finds or builds, once each and before any VM starts, every image the
+ * selected jobs of run use. On failure *failed_job (may be NULL) is the
+ * first job whose image failed; -ENOENT means no such image (the
+ * pipeline's mistake), anything else an infrastructure failure.
+ */
+int runner_ensure_images(const struct pipe_run *run, const bool *selected,
+			 const struct runner_image_progress *progress, size_t *failed_job,
+			 struct vmci_err *err);
 
 /* ---- image setup commands (runner/image_setup.c) -------------------- */
 

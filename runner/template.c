@@ -140,8 +140,8 @@ int runner_template_ensure(const char *image, const struct runner_guest_opts *op
 {
 	struct img_boot img;
 	struct shape s;
-	int rc = img_ensure(image, &img, opts ? opts->progress : NULL,
-			    opts ? opts->progress_ctx : NULL, err);
+	int rc = runner_image_ensure(image, opts ? opts->progress : NULL,
+				     opts ? opts->progress_ctx : NULL, &img, err);
 	if (!rc)
 		rc = shape_of(&img, opts, &s, err);
 	if (!rc)

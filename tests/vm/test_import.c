@@ -294,6 +294,28 @@ static void test_recipe_setup_commands_run_in_a_vm_and_persist(void **state)
 	struct img_boot img;
 	assert_true(img_ensure("setup-nohook", &img, NULL, NULL, &err) < 0);
 	assert_non_null(strstr(err.msg, "vmci image build setup-nohook"));
+
+	/*
+	 * The template path (the warm pool's and `vm run --start template`'s)
+	 * builds an unbuilt recipe with its setup commands, like a plain boot.
+	 */
+	n = snprintf(text, sizeof(text),
+		     "name: setup-template\narch: x86_64\n"
+		     "kernel:\n  debian: cloud\n"
+		     "  modules: [virtio_pci, virtio_console, virtio_blk, virtio_rng]\n"
+		     "busybox: /bin/busybox\nrootfs: {tarball: %s}\ndisk_size: 64M\n"
+		     "setup: ['echo templated > /etc/setup-ran']\n",
+		     tarball);
+	fs_path(recipe, sizeof(recipe), "%s/setup-template.yml", dir);
+	assert_int_equal(fs_write_atomic(recipe, text, (size_t)n, 0644, NULL), 0);
+	char templates[PATH_MAX];
+	fs_path(templates, sizeof(templates), "%s/templates", work);
+	struct runner_guest *t = NULL;
+	if (runner_guest_restore("setup-template", NULL, templates, RUNNER_TEMPLATE_MAPPED, &t,
+				 &err))
+		fail_msg("template of an unbuilt recipe with setup: %s", err.msg);
+	expect_output(t, "cat /etc/setup-ran", "templated\n");
+	runner_guest_destroy(t, 3000);
 	unsetenv("VMCI_RECIPES_DIR");
 }
 
