@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,79 +132,25 @@ static int ensure_images(const struct pipe_run *run, const bool *selected)
 
 /* ---- signals ---------------------------------------------------------------------------- */
 
-/*
- * SIGINT and SIGTERM are blocked in every thread and taken by one thread
- * with sigwait: the first cancels the run, the second ends vmci at once
- * (its QEMUs die with it: PR_SET_PDEATHSIG).
- */
-static struct {
-	pthread_mutex_t lock;
+/* What the first Ctrl-C or SIGTERM cancels once the jobs run (runner_interrupt). */
+struct cancel_target {
 	struct runner_run *run;
 	struct runner_warm_source *warm;
 	struct board *board;
-	int count;
-} sig = {.lock = PTHREAD_MUTEX_INITIALIZER};
+};
 
-static void *signal_thread(void *arg)
+static void cancel_run(void *ctx, int signo)
 {
-	sigset_t *set = arg;
-	for (;;) {
-		int signo;
-		if (sigwait(set, &signo))
-			continue;
-		pthread_mutex_lock(&sig.lock);
-		if (++sig.count == 1 && sig.run) {
-			if (sig.board)
-				board_message(sig.board,
-					      "cancelling: stopping the jobs and their VMs "
-					      "(Ctrl-C again to kill at once)");
-			runner_warm_source_interrupt(sig.warm);
-			runner_run_cancel(sig.run);
-			pthread_mutex_unlock(&sig.lock);
-			continue;
-		}
-		cli_shell_restore_terminal();
-		fprintf(stderr, "\nvmci: killed\n");
-		_exit(RUN_EXIT_CANCELLED);
-	}
-	return NULL;
-}
-
-static void no_op(int signo)
-{
-}
-
-static void start_signal_thread(void)
-{
-	static sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	/* A handler (not SIG_IGN, which a background shell job inherits) so sigwait sees them. */
-	struct sigaction sa = {.sa_handler = no_op};
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	pthread_t t;
-	if (pthread_create(&t, NULL, signal_thread, &set) == 0)
-		pthread_detach(t);
-}
-
-static void publish(struct runner_run *run, struct runner_warm_source *warm, struct board *b)
-{
-	pthread_mutex_lock(&sig.lock);
-	sig.run = run;
-	sig.warm = warm;
-	sig.board = b;
-	pthread_mutex_unlock(&sig.lock);
+	struct cancel_target *t = ctx;
+	board_message(t->board,
+		      "cancelling: stopping the jobs and their VMs (Ctrl-C again to kill at once)");
+	runner_warm_source_interrupt(t->warm);
+	runner_run_cancel(t->run);
 }
 
 static bool interrupted(void)
 {
-	pthread_mutex_lock(&sig.lock);
-	bool r = sig.count > 0;
-	pthread_mutex_unlock(&sig.lock);
-	return r;
+	return runner_interrupted() != 0;
 }
 
 /* ---- the summary --------------------------------------------------------------------------- */
@@ -398,7 +343,8 @@ int cmd_run(int argc, char **argv)
 		free(st.a.matrix);
 		return rc < 0 ? EXIT_OK : rc;
 	}
-	start_signal_thread();
+	/* Before any thread starts: the first signal kills until the jobs can be cancelled. */
+	runner_interrupt_start(cli_shell_restore_terminal, RUN_EXIT_CANCELLED);
 	rc = prepare(&st, argv + first, argc - first);
 	if (rc) {
 		free_state(&st);
@@ -482,7 +428,9 @@ int cmd_run(int argc, char **argv)
 			run->name, n, run->n_jobs, max_vms, st.ws->root, st.ws->sha[0] ? " @ " : "",
 			st.ws->sha);
 	}
-	publish(r, warm, board);
+	struct cancel_target target = {.run = r, .warm = warm, .board = board};
+	struct runner_interrupt cancel = {.cancel = cancel_run, .ctx = &target};
+	runner_interrupt_set(&cancel);
 	board_start(board);
 	runner_run_exec(r);
 	board_stop(board);
@@ -506,7 +454,7 @@ int cmd_run(int argc, char **argv)
 	}
 	if (st.a.keep)
 		visit_kept(run, st.selected, ex);
-	publish(NULL, NULL, NULL);
+	runner_interrupt_set(NULL);
 	runner_run_free(r); /* lets kept VMs go */
 	runner_executor_free(ex);
 	runner_warm_source_free(warm);

@@ -47,7 +47,7 @@ static void on_winch(int signo)
 		vm_resize(vm, ws.ws_row, ws.ws_col);
 }
 
-static void on_stop(int signo)
+static void on_stop(void *ctx, int signo)
 {
 	struct vm *vm = session_vm;
 	if (vm)
@@ -87,8 +87,9 @@ int cli_shell_session(struct vm *vm, const char *cwd, const char *const *env,
 	    .on_output = cli_write_output,
 	};
 	struct winsize ws = {.ws_row = 24, .ws_col = 80};
-	struct sigaction sa_winch = {.sa_handler = on_winch}, sa_stop = {.sa_handler = on_stop};
-	struct sigaction old_winch, old_hup, old_term, old_int;
+	struct sigaction sa_winch = {.sa_handler = on_winch}, old_winch;
+	/* Without a terminal Ctrl-C ends the command; with one, it is a byte for the guest. */
+	struct runner_interrupt stop = {.cancel = on_stop}, old_stop;
 	if (tty) {
 		if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) || !ws.ws_row || !ws.ws_col)
 			ws = (struct winsize){.ws_row = 24, .ws_col = 80};
@@ -103,15 +104,11 @@ int cli_shell_session(struct vm *vm, const char *cwd, const char *const *env,
 	}
 	session_vm = vm;
 	sigaction(SIGWINCH, &sa_winch, &old_winch);
-	sigaction(SIGHUP, &sa_stop, &old_hup);
-	sigaction(SIGTERM, &sa_stop, &old_term);
-	sigaction(SIGINT, &sa_stop, &old_int); /* without a terminal: Ctrl-C ends the command */
+	old_stop = runner_interrupt_set(&stop);
 	struct vm_exec_result res;
 	int rc = vm_exec(vm, &xo, &res, err);
 	sigaction(SIGWINCH, &old_winch, NULL);
-	sigaction(SIGHUP, &old_hup, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
-	sigaction(SIGINT, &old_int, NULL);
+	runner_interrupt_set(&old_stop);
 	session_vm = NULL;
 	cli_shell_restore_terminal();
 	free(full);
@@ -122,6 +119,7 @@ int cli_shell_session(struct vm *vm, const char *cwd, const char *const *env,
 
 int cmd_shell(int argc, char **argv)
 {
+	runner_interrupt_start(cli_shell_restore_terminal, 0);
 	int memory_mb = 0, cpus = 0;
 	const char *accel = NULL, *workdir = NULL;
 	const struct cli_option opts[] = {

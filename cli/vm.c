@@ -31,19 +31,15 @@ static const char vm_usage[] =
 /* What a Ctrl-C or SIGTERM should stop: the running command, a wait for a pool VM, the runs. */
 static struct vm *volatile running_vm;
 static struct runner_pool *volatile running_pool;
-static volatile sig_atomic_t stop_requested;
 
-static void on_interrupt(int sig)
+static void on_interrupt(void *ctx, int signo)
 {
-	stop_requested = sig;
 	struct vm *vm = running_vm;
 	if (vm)
 		vm_cancel(vm);
 	struct runner_pool *pool = running_pool;
 	if (pool)
 		runner_pool_interrupt(pool);
-	/* A second signal is not caught: it ends vmci, and QEMU with it. */
-	signal(sig, SIG_DFL);
 }
 
 /* Output goes to our stdout/stderr; the first byte's time is kept for --repeat. */
@@ -94,7 +90,7 @@ static int run_once(struct run_config *c, int n)
 	xo.ctx = &out;
 	struct vm_exec_result res;
 	running_vm = g->vm;
-	rc = stop_requested ? vmci_err_set(&err, EINTR, "interrupted")
+	rc = runner_interrupted() ? vmci_err_set(&err, EINTR, "interrupted")
 			    : vm_exec(g->vm, &xo, &res, &err);
 	running_vm = NULL;
 	int64_t t_end = clock_ms();
@@ -122,8 +118,8 @@ static int run_once(struct run_config *c, int n)
 				vm, all);
 	}
 	/* Cancelled by our own SIGINT or SIGTERM: exit as if killed by it. */
-	if (res.kind == VM_CANCELLED && stop_requested)
-		return 128 + stop_requested;
+	if (res.kind == VM_CANCELLED && runner_interrupted())
+		return 128 + runner_interrupted();
 	if (res.kind != VM_EXITED) {
 		char how[128];
 		vm_exec_result_describe(&res, how, sizeof(how));
@@ -229,9 +225,10 @@ static int vm_run(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	struct sigaction sa = {.sa_handler = on_interrupt};
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	/* A first signal stops the command and the runs; a second ends vmci, and QEMU with it. */
+	runner_interrupt_start(NULL, 0);
+	struct runner_interrupt interrupt = {.cancel = on_interrupt};
+	runner_interrupt_set(&interrupt);
 	struct vmci_err err = {0};
 	if (use_pool) {
 		struct runner_pool *pool;
@@ -254,7 +251,7 @@ static int vm_run(int argc, char **argv)
 	}
 	int code = EXIT_OK;
 	int runs = repeat > 0 ? repeat : 1;
-	for (int i = 1; i <= runs && !stop_requested; i++) {
+	for (int i = 1; i <= runs && !runner_interrupted(); i++) {
 		code = run_once(&c, i);
 		cli_progress_end(&progress);
 		if (code == EXIT_VM_ERROR)
@@ -271,10 +268,9 @@ static int vm_run(int argc, char **argv)
 		running_pool = NULL;
 		runner_pool_free(c.pool);
 	}
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	if (stop_requested && code == EXIT_OK)
-		code = 128 + stop_requested;
+	runner_interrupt_set(NULL);
+	if (runner_interrupted() && code == EXIT_OK)
+		code = 128 + runner_interrupted();
 	return code;
 }
 
