@@ -1,10 +1,11 @@
 /*
  * Private to `vmci run`: the terminal side of a run. The board is the
- * run's runner_sink: it writes every job's log to a file, and shows the
- * run either as a live status board redrawn in place (a terminal) or as
- * interleaved log lines prefixed by the job's name (--logs, or not a
- * terminal). It also keeps what the summary and --json (cli/summary.c)
- * need.
+ * run's runner_sink: it writes every job's log to a file, capped at the
+ * job's log-limit (runner_log_cap), and shows the run either as a live
+ * status board redrawn in place (a terminal) or as interleaved log lines
+ * prefixed by the job's name (--logs, or not a terminal), which show a
+ * job's output up to where its log starts to hold back the tail. It also
+ * keeps what the summary and --json (cli/summary.c) need.
  */
 #ifndef VMCI_CLI_BOARD_H
 #define VMCI_CLI_BOARD_H
@@ -30,11 +31,14 @@ struct board_job {
 	struct buf tail;		  /* the newest output of the current step, bounded */
 	struct buf fail_tail;		  /* that of the step that failed the job */
 	char log_path[PATH_MAX];	  /* "" when logs are not kept */
+	int64_t log_dropped;		  /* bytes its log-limit cut from the log */
 	char note[200];			  /* the latest note, shown on the board */
 
 	/* private */
 	FILE *log;
-	struct buf partial[3]; /* --logs: the unfinished line of stdout (1) and stderr (2) */
+	struct runner_log_cap *cap; /* what goes into log */
+	bool held;		    /* output past the log's head: no longer printed */
+	struct buf partial[3];	    /* --logs: the unfinished line of stdout (1) and stderr (2) */
 };
 
 struct board_opts {

@@ -106,7 +106,10 @@ void summary_print(FILE *out, const struct run_summary *s, int64_t elapsed)
 			if (r->error[0])
 				fprintf(out, "  also: %s\n", r->error);
 		}
-		if (bj->log_path[0])
+		if (bj->log_path[0] && bj->log_dropped)
+			fprintf(out, "  log: %s (cut at its log-limit: %lld bytes dropped)\n",
+				summary_path(bj->log_path, s->cwd), (long long)bj->log_dropped);
+		else if (bj->log_path[0])
 			fprintf(out, "  log: %s\n", summary_path(bj->log_path, s->cwd));
 	}
 	char dur[32];
@@ -170,6 +173,7 @@ json_t *summary_json(const struct run_summary *s, const struct runner_workspace 
 		    "how", r->how, "error", r->error[0] ? json_string(r->error) : json_null(),
 		    "log", bj->log_path[0] ? json_string(bj->log_path) : json_null(), "artifacts",
 		    art[0] ? json_string(art) : json_null(), "kept", r->kept);
+		json_object_set_new(o, "log_dropped", json_integer(bj->log_dropped));
 		json_object_set_new(o, "steps", steps);
 		json_array_append_new(jobs, o);
 	}
