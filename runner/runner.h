@@ -25,6 +25,7 @@ struct runner_guest {
 	struct vm *vm;
 	struct img_boot image;
 	char run_dir[PATH_MAX]; /* private temporary directory, removed by destroy */
+	int run_dir_lock;	/* held while the VM lives (runner_make_run_dir) */
 	char disk[PATH_MAX];	/* the VM's copy-on-write clone of the image, in run_dir */
 };
 
@@ -38,14 +39,40 @@ struct runner_guest {
 int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		      struct runner_guest **out, struct vmci_err *err);
 
-/*
- * Creates a private run directory $TMPDIR/<prefix>-XXXXXX (default /tmp:
- * unix socket paths in it must stay short) for a VM's sockets and disk.
- */
-int runner_make_run_dir(const char *prefix, char *out, size_t size, struct vmci_err *err);
-
 /* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
 void runner_guest_destroy(struct runner_guest *g, int timeout_ms);
+
+/* ---- private run directories of VMs (runner/run_dir.c) -------------- */
+
+/*
+ * A VM's sockets and disk live in a run directory of its own,
+ * $TMPDIR/<prefix>-XXXXXX (default /tmp: unix socket paths in it must
+ * stay short), about 100 MB once its guest has written to its disk. Its
+ * maker holds a lock on it (flock on the directory) for as long as it
+ * keeps *lock open, and marks it as vmci's (a file RUNNER_RUN_DIR_MARK
+ * holding the maker's pid) once the lock is held. A process that dies,
+ * SIGKILL included, drops its locks: every runner_make_run_dir first
+ * sweeps $TMPDIR of marked directories whose lock is free. Directories
+ * without the mark are never touched.
+ */
+#define RUNNER_RUN_DIR_MARK ".vmci-owner"
+
+/*
+ * Sweeps $TMPDIR (runner_sweep_run_dirs), then creates, locks and marks a
+ * run directory; its path goes to out and its lock to *lock (-1 on
+ * error). Release both with runner_remove_run_dir.
+ */
+int runner_make_run_dir(const char *prefix, char *out, size_t size, int *lock,
+			struct vmci_err *err);
+
+/* Removes a run directory and then drops its lock (lock may be -1: only removes). */
+void runner_remove_run_dir(const char *dir, int lock);
+
+/*
+ * Removes the marked run directories right under tmp whose lock nobody
+ * holds (their maker died), owned by this user. Returns how many.
+ */
+int runner_sweep_run_dirs(const char *tmp);
 
 /* ---- ready-state templates (runner/template.c) ----------------------- */
 
