@@ -86,6 +86,7 @@ struct run_summary {
 	const bool *selected;
 	struct board *board;
 	const char *cwd;	   /* paths below it are shown relative to it */
+	const char *run_dir;	   /* the run's own directory (runner_local_run) */
 	const char *artifacts_dir; /* where the jobs' artifacts went */
 	bool color;
 };
@@ -93,7 +94,8 @@ struct run_summary {
 /*
  * The summary table (job, result, duration, failing step), then for each
  * job that failed the last lines of its failing step's output (or the
- * infrastructure error) and its log file, then the counts.
+ * infrastructure error) and its log file, then the counts and where the
+ * run's logs and artifacts are.
  */
 void summary_print(FILE *out, const struct run_summary *s, int64_t elapsed_ms);
 

@@ -121,6 +121,8 @@ void summary_print(FILE *out, const struct run_summary *s, int64_t elapsed)
 		if (counts[others[k]])
 			fprintf(out, ", %d %s", counts[others[k]], runner_result_name(others[k]));
 	fprintf(out, " in %s\n", dur);
+	if (s->run_dir)
+		fprintf(out, "logs and artifacts: %s/\n", summary_path(s->run_dir, s->cwd));
 	fflush(out);
 }
 
@@ -181,8 +183,12 @@ json_t *summary_json(const struct run_summary *s, const struct runner_workspace 
 			     : exit_code == EXIT_FAILED	       ? "failed"
 			     : exit_code == RUN_EXIT_CANCELLED ? "cancelled"
 							       : "error";
-	return json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:I}, s:s, s:i, s:I, s:o}", "pipeline",
-			 run->name, "run_id", run_id, "workspace", "root", ws->root, "sha", ws->sha,
-			 "ref", ws->ref, "files", (json_int_t)ws->n_files, "result", result,
-			 "exit_code", exit_code, "duration_ms", (json_int_t)elapsed, "jobs", jobs);
+	json_t *o =
+	    json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:I}, s:s, s:i, s:I, s:o}", "pipeline",
+		      run->name, "run_id", run_id, "workspace", "root", ws->root, "sha", ws->sha,
+		      "ref", ws->ref, "files", (json_int_t)ws->n_files, "result", result,
+		      "exit_code", exit_code, "duration_ms", (json_int_t)elapsed, "jobs", jobs);
+	if (o && s->run_dir)
+		json_object_set_new(o, "dir", json_string(s->run_dir));
+	return o;
 }

@@ -234,8 +234,8 @@ struct pipe_job;
  * now, plus untracked files, minus what .gitignore ignores. Deleted files
  * are absent. The contents always come from the working directory, so
  * uncommitted edits travel. Not a clone: no .git directory is shipped.
- * The top-level .vmci/ directory (where runs put artifacts and logs) is
- * never shipped either.
+ * The top-level .vmci/ directory (where runs put artifacts and logs:
+ * runner_local_run_new) is never shipped either.
  */
 struct runner_workspace {
 	char root[PATH_MAX]; /* the working tree's top directory (absolute) */
@@ -270,6 +270,59 @@ int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct
  */
 int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm,
 			    const char *guest_dir, bool *host_side, struct vmci_err *err);
+
+/* ---- a local run's logs and artifacts (runner/local_run.c) ---------- */
+
+/*
+ * `vmci run` keeps each run's output apart, so that runs at once in one
+ * working tree never share a log file or delete each other's artifacts:
+ *
+ *   ROOT/.vmci/.gitignore                  "*": git ignores all of it
+ *   ROOT/.vmci/runs/<ID>/logs/<job>.log
+ *   ROOT/.vmci/runs/<ID>/artifacts/<job>/
+ *   ROOT/.vmci/runs/latest -> <ID>         the newest run
+ *
+ * ID is the run's start in UTC and a counter, "20250102-150405-01": made
+ * by mkdir, which fails when the name exists, so it is unique, and the
+ * names sort by age. The run's process holds a lock (flock) on its
+ * directory while it lives. Publishing a run points `latest` at it, by a
+ * new symlink renamed over the old one (readers see one or the other),
+ * and deletes the runs beyond the newest RUNNER_KEEP_RUNS whose lock is
+ * free: a run still going, however old, is never deleted.
+ */
+#define RUNNER_KEEP_RUNS 20
+
+struct runner_local_run {
+	char id[32];		  /* "20250102-150405-01" */
+	char runs[PATH_MAX];	  /* ROOT/.vmci/runs */
+	char dir[PATH_MAX];	  /* runs/ID */
+	char logs[PATH_MAX];	  /* dir/logs: made by whoever writes the logs */
+	char artifacts[PATH_MAX]; /* dir/artifacts */
+	int lock;		  /* held until runner_local_run_close; -1: none */
+};
+
+/*
+ * Makes and locks a new run directory under root (the working tree's top),
+ * with ROOT/.vmci and its .gitignore when missing. Returns 0, or a
+ * negative code with err (out->lock is then -1).
+ */
+int runner_local_run_new(const char *root, struct runner_local_run *out, struct vmci_err *err);
+
+/*
+ * Makes the run the latest (ROOT/.vmci/runs/latest), then prunes old runs
+ * (runner_local_runs_prune, RUNNER_KEEP_RUNS). Returns 0 or a negative
+ * code with err when `latest` could not be replaced.
+ */
+int runner_local_run_publish(struct runner_local_run *r, struct vmci_err *err);
+
+/* Drops the lock; discard: deletes the directory first (a run that never started). */
+void runner_local_run_close(struct runner_local_run *r, bool discard);
+
+/*
+ * Deletes the runs in runs (ROOT/.vmci/runs) beyond the newest keep,
+ * except those a process holds. Returns how many went.
+ */
+int runner_local_runs_prune(const char *runs, int keep);
 
 /* ---- results and the log sink (runner/executor.c) -------------------- */
 
