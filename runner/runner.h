@@ -392,9 +392,9 @@ struct runner_sink {
  * A log of at most `limit` bytes (a job's log-limit), for whatever keeps
  * logs (the terminal's log files, the service's store). Its first bytes,
  * the head, go straight through to write; once the head is full, the
- * newest bytes are held in memory, at most RUNNER_LOG_TAIL_MAX of them
- * (the tail), and written when the log ends. A log that outgrew its limit
- * then reads: the head, a notice line
+ * newest bytes are held in memory (the tail: half the limit, at most
+ * RUNNER_LOG_TAIL_MAX) and written when the log ends. A log that outgrew
+ * its limit then reads: the head, a notice line
  *
  *   ==> log cut: N bytes dropped here (log-limit 1M keeps the first H and the last T bytes)
  *
