@@ -109,8 +109,10 @@ static void job_line(struct board *b, size_t i, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	struct board_job *bj = &b->jobs[i];
-	if (bj->log) {
-		fprintf(bj->log, "==> %s\n", text);
+	if (bj->cap) {
+		char line[sizeof(text) + 8];
+		int n = snprintf(line, sizeof(line), "==> %s\n", text);
+		runner_log_cap_write(bj->cap, line, (size_t)n);
 		fflush(bj->log);
 	}
 	if (!b->o.live) {
@@ -152,6 +154,49 @@ static void flush_partials(struct board *b, size_t i)
 	print_lines(b, i, 2, "", 0, true);
 }
 
+/* ---- the log file ---------------------------------------------------------------- */
+
+static int write_log(void *ctx, const void *data, size_t len)
+{
+	FILE *f = ctx;
+	return fwrite(data, 1, len, f) == len ? 0 : -EIO;
+}
+
+/* Opens job i's log (once: attempts share it) with its cap. */
+static void open_log(struct board *b, size_t i)
+{
+	struct board_job *bj = &b->jobs[i];
+	if (!bj->log_path[0] || bj->log)
+		return;
+	struct vmci_err err = {0};
+	bj->log = fopen(bj->log_path, "we");
+	if (!bj->log) {
+		log_warn("cannot write %s: %s", bj->log_path, strerror(errno));
+	} else if (runner_log_cap_new(b->o.run->jobs[i].log_limit, write_log, bj->log, &bj->cap,
+				      &err)) {
+		log_warn("no log in %s: %s", bj->log_path, err.msg);
+		fclose(bj->log);
+		bj->log = NULL;
+	}
+}
+
+/* Writes what the log holds back and closes it. */
+static void close_log(struct board *b, size_t i)
+{
+	struct board_job *bj = &b->jobs[i];
+	if (!bj->log)
+		return;
+	int rc = runner_log_cap_finish(bj->cap);
+	bj->log_dropped = runner_log_cap_dropped(bj->cap);
+	if (fclose(bj->log) != 0 && !rc)
+		rc = -errno;
+	if (rc)
+		log_warn("cannot write %s: %s", bj->log_path, strerror(-rc));
+	runner_log_cap_free(bj->cap);
+	bj->cap = NULL;
+	bj->log = NULL;
+}
+
 /* ---- sink callbacks ------------------------------------------------------------------ */
 
 static void on_job_started(void *ctx, size_t i, int attempt)
@@ -164,11 +209,7 @@ static void on_job_started(void *ctx, size_t i, int attempt)
 	bj->attempt = attempt;
 	if (attempt == 1)
 		bj->started_ms = clock_ms();
-	if (bj->log_path[0] && !bj->log) {
-		bj->log = fopen(bj->log_path, "we");
-		if (!bj->log)
-			log_warn("cannot write %s: %s", bj->log_path, strerror(errno));
-	}
+	open_log(b, i);
 	snprintf(bj->note, sizeof(bj->note), "%s", j->image);
 	job_line(b, i, "starting on %s%s", j->image,
 		 attempt > 1 ? " (another attempt after an infrastructure failure)" : "");
@@ -209,13 +250,25 @@ static void on_output(void *ctx, size_t i, size_t step, int stream, const void *
 	struct board *b = ctx;
 	pthread_mutex_lock(&b->lock);
 	struct board_job *bj = &b->jobs[i];
-	if (bj->log)
-		fwrite(data, 1, len, bj->log);
+	ssize_t shown_len = (ssize_t)len;
+	if (bj->cap && (shown_len = runner_log_cap_write(bj->cap, data, len)) < 0)
+		shown_len = (ssize_t)len; /* the log file failed (said when it closes): show all */
 	buf_append(&bj->tail, data, len);
 	if (bj->tail.len > TAIL_MAX)
 		buf_consume(&bj->tail, bj->tail.len - TAIL_MAX);
-	if (!b->o.live)
-		print_lines(b, i, stream, data, len, false);
+	/* The lines show what the log has so far: its head, not what it may drop. */
+	if (!b->o.live && !bj->held)
+		print_lines(b, i, stream, data, (size_t)shown_len, false);
+	if (!b->o.live && !bj->held && (size_t)shown_len < len) {
+		bj->held = true;
+		flush_partials(b, i);
+		prefix(b, i);
+		fprintf(b->o.out,
+			"%s(the rest of its output is not shown: past its log-limit, the log keeps "
+			"only its end)%s\n",
+			b->o.color ? "\033[1m" : "", b->o.color ? "\033[0m" : "");
+		fflush(b->o.out);
+	}
 	pthread_mutex_unlock(&b->lock);
 }
 
@@ -286,9 +339,12 @@ static void on_job_finished(void *ctx, size_t i, const struct runner_job_result 
 	if (!strcmp(detail, word))
 		detail = "";
 	job_line(b, i, "%s%s%s (%s)", word, *detail ? ": " : "", detail, dur);
-	if (bj->log) {
-		fclose(bj->log);
-		bj->log = NULL;
+	close_log(b, i);
+	if (bj->log_dropped && !b->o.live) {
+		prefix(b, i);
+		fprintf(b->o.out, "log cut at its log-limit: %lld bytes dropped from its middle\n",
+			(long long)bj->log_dropped);
+		fflush(b->o.out);
 	}
 	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
@@ -513,8 +569,7 @@ void board_free(struct board *b)
 	board_stop(b);
 	for (size_t i = 0; i < b->n_jobs; i++) {
 		struct board_job *bj = &b->jobs[i];
-		if (bj->log)
-			fclose(bj->log);
+		close_log(b, i);
 		free(bj->steps);
 		buf_free(&bj->tail);
 		buf_free(&bj->fail_tail);

@@ -1,10 +1,11 @@
 /*
  * Private to `vmci run`: the terminal side of a run. The board is the
- * run's runner_sink: it writes every job's log to a file, and shows the
- * run either as a live status board redrawn in place (a terminal) or as
- * interleaved log lines prefixed by the job's name (--logs, or not a
- * terminal). It also keeps what the summary and --json (cli/summary.c)
- * need.
+ * run's runner_sink: it writes every job's log to a file, capped at the
+ * job's log-limit (runner_log_cap), and shows the run either as a live
+ * status board redrawn in place (a terminal) or as interleaved log lines
+ * prefixed by the job's name (--logs, or not a terminal), which show a
+ * job's output up to where its log starts to hold back the tail. It also
+ * keeps what the summary and --json (cli/summary.c) need.
  */
 #ifndef VMCI_CLI_BOARD_H
 #define VMCI_CLI_BOARD_H
@@ -30,11 +31,14 @@ struct board_job {
 	struct buf tail;		  /* the newest output of the current step, bounded */
 	struct buf fail_tail;		  /* that of the step that failed the job */
 	char log_path[PATH_MAX];	  /* "" when logs are not kept */
+	int64_t log_dropped;		  /* bytes its log-limit cut from the log */
 	char note[200];			  /* the latest note, shown on the board */
 
 	/* private */
 	FILE *log;
-	struct buf partial[3]; /* --logs: the unfinished line of stdout (1) and stderr (2) */
+	struct runner_log_cap *cap; /* what goes into log */
+	bool held;		    /* output past the log's head: no longer printed */
+	struct buf partial[3];	    /* --logs: the unfinished line of stdout (1) and stderr (2) */
 };
 
 struct board_opts {
@@ -82,6 +86,7 @@ struct run_summary {
 	const bool *selected;
 	struct board *board;
 	const char *cwd;	   /* paths below it are shown relative to it */
+	const char *run_dir;	   /* the run's own directory (runner_local_run) */
 	const char *artifacts_dir; /* where the jobs' artifacts went */
 	bool color;
 };
@@ -89,7 +94,8 @@ struct run_summary {
 /*
  * The summary table (job, result, duration, failing step), then for each
  * job that failed the last lines of its failing step's output (or the
- * infrastructure error) and its log file, then the counts.
+ * infrastructure error) and its log file, then the counts and where the
+ * run's logs and artifacts are.
  */
 void summary_print(FILE *out, const struct run_summary *s, int64_t elapsed_ms);
 

@@ -31,8 +31,10 @@ static const char usage[] =
     "JOB names a job (all of its matrix combinations) or one combination, e.g.\n"
     "'build (debian-12)'; the jobs it needs run too. Without JOB: every job.\n"
     "\n"
-    "Logs go to .vmci/logs/, artifacts to .vmci/artifacts/<job>/. Ctrl-C cancels the\n"
-    "jobs and stops their VMs; a second Ctrl-C kills vmci and its VMs at once.\n"
+    "Each run keeps its logs and artifacts in .vmci/runs/<ID>/ (logs/<job>.log,\n"
+    "artifacts/<job>/); .vmci/runs/latest is the newest; the last 20 runs are kept.\n"
+    "Ctrl-C cancels the jobs and stops their VMs; a second Ctrl-C kills vmci and its\n"
+    "VMs at once.\n"
     "Exit status: 0 all passed, 1 a job failed, 2 usage or pipeline error,\n"
     "3 infrastructure error (a VM failed), 130 cancelled.";
 
@@ -216,13 +218,24 @@ struct run_state {
 	char cwd[PATH_MAX];
 	char file[PATH_MAX];
 	char run_id[64];
-	char out_dir[PATH_MAX], logs_dir[PATH_MAX], artifacts_dir[PATH_MAX];
+	struct runner_local_run out; /* where its logs and artifacts go */
 	struct runner_workspace *ws;
 	struct pipe_run *run;
 	bool *selected;
 };
 
-/* Workspace, pipeline, selection, images. Returns 0 or an exit code. */
+static int no_pipeline_file(const struct run_state *st)
+{
+	cli_error("run: no pipeline file at %s (write one: see examples/ and README.md, or give "
+		  "its path with -f)",
+		  summary_path(st->file, st->cwd));
+	return EXIT_USAGE;
+}
+
+/*
+ * Workspace, the run's directory, pipeline, selection, images. Returns 0
+ * or an exit code.
+ */
 static int prepare(struct run_state *st, char **names, int n_names)
 {
 	struct vmci_err err = {0};
@@ -238,12 +251,14 @@ static int prepare(struct run_state *st, char **names, int n_names)
 		snprintf(st->file, sizeof(st->file), "%s", st->a.file);
 	else if (fs_path(st->file, sizeof(st->file), "%s/%s", st->ws->root, PIPE_DEFAULT_FILE))
 		return EXIT_USAGE;
-	time_t now = time(NULL);
-	struct tm tm;
-	gmtime_r(&now, &tm);
-	snprintf(st->run_id, sizeof(st->run_id), "local-%04d%02d%02d-%02d%02d%02d-%d",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (int)getpid());
+	/* Checked before the run's directory is made: a tree without a pipeline gets no .vmci/. */
+	if (!fs_exists(st->file))
+		return no_pipeline_file(st);
+	if (runner_local_run_new(st->ws->root, &st->out, &err)) {
+		cli_error("run: %s", err.msg);
+		return EXIT_USAGE;
+	}
+	snprintf(st->run_id, sizeof(st->run_id), "local-%s", st->out.id);
 	const char *base = strrchr(st->ws->root, '/');
 	struct pipe_vars vars = {.sha = st->ws->sha, .ref = st->ws->ref, .run_id = st->run_id};
 	struct pipe_load_opts lo = {
@@ -256,9 +271,7 @@ static int prepare(struct run_state *st, char **names, int n_names)
 	if (rc == -EINVAL)
 		cli_print_pipeline_errors(&errors);
 	else if (rc == -ENOENT)
-		cli_error("run: no pipeline file at %s (write one: see examples/ and README.md, "
-			  "or give its path with -f)",
-			  summary_path(st->file, st->cwd));
+		no_pipeline_file(st);
 	else if (rc)
 		cli_error("run: %s", err.msg);
 	pipe_errors_free(&errors);
@@ -273,18 +286,6 @@ static int prepare(struct run_state *st, char **names, int n_names)
 				     .n_matrix = st->a.n_matrix};
 	if (pipe_select(st->run, &sel, st->selected, &err)) {
 		cli_error("run: %s", err.msg);
-		return EXIT_USAGE;
-	}
-	if (fs_path(st->out_dir, sizeof(st->out_dir), "%s/.vmci", st->ws->root) ||
-	    fs_path(st->logs_dir, sizeof(st->logs_dir), "%s/logs", st->out_dir) ||
-	    fs_path(st->artifacts_dir, sizeof(st->artifacts_dir), "%s/artifacts", st->out_dir))
-		return EXIT_USAGE;
-	/* git ignores the run's output without the user having to say so. */
-	char ignore[PATH_MAX];
-	if (fs_mkdir_p(st->out_dir, 0755, &err) ||
-	    fs_path(ignore, sizeof(ignore), "%s/.gitignore", st->out_dir) ||
-	    (!fs_exists(ignore) && fs_write_atomic(ignore, "*\n", 2, 0644, &err))) {
-		cli_error("run: cannot write to %s: %s", st->out_dir, err.msg);
 		return EXIT_USAGE;
 	}
 	return ensure_images(st->run, st->selected);
@@ -328,6 +329,7 @@ static int parse_args(int *argc, char **argv, struct run_args *a, int *first)
 
 static void free_state(struct run_state *st)
 {
+	runner_local_run_close(&st->out, false);
 	free(st->selected);
 	pipe_run_free(st->run);
 	runner_workspace_free(st->ws);
@@ -336,7 +338,7 @@ static void free_state(struct run_state *st)
 
 int cmd_run(int argc, char **argv)
 {
-	struct run_state st = {0};
+	struct run_state st = {.out.lock = -1};
 	int first = 0;
 	int rc = parse_args(&argc, argv, &st.a, &first);
 	if (rc) {
@@ -347,9 +349,13 @@ int cmd_run(int argc, char **argv)
 	runner_interrupt_start(cli_shell_restore_terminal, RUN_EXIT_CANCELLED);
 	rc = prepare(&st, argv + first, argc - first);
 	if (rc) {
+		runner_local_run_close(&st.out, true); /* nothing ran: no directory to keep */
 		free_state(&st);
 		return rc;
 	}
+	struct vmci_err err = {0};
+	if (runner_local_run_publish(&st.out, &err))
+		log_warn("%s", err.msg);
 	const struct pipe_run *run = st.run;
 	int64_t memory = 0;
 	for (size_t i = 0; i < run->n_jobs; i++)
@@ -366,9 +372,8 @@ int cmd_run(int argc, char **argv)
 	    .live = !st.a.logs && isatty(fileno(out)),
 	    .color = vmci_use_color(fileno(out)),
 	    .out = out,
-	    .logs_dir = st.logs_dir,
+	    .logs_dir = st.out.logs,
 	};
-	struct vmci_err err = {0};
 	struct board *board = NULL;
 	struct runner_warm_source *warm = NULL;
 	struct runner_cold_source cold = {.accel = accel};
@@ -392,7 +397,7 @@ int cmd_run(int argc, char **argv)
 	    .run = run,
 	    .ws = st.ws,
 	    .run_id = st.run_id,
-	    .artifacts_dir = st.artifacts_dir,
+	    .artifacts_dir = st.out.artifacts,
 	    .vms = &vms,
 	    .sink = &sink,
 	    .keep_on_failure = st.a.keep,
@@ -424,9 +429,10 @@ int cmd_run(int argc, char **argv)
 		for (size_t i = 0; i < run->n_jobs; i++)
 			n += st.selected[i];
 		fprintf(out,
-			"vmci: running %s: %zu of %zu jobs, at most %d VMs at once, from %s%s%s\n",
+			"vmci: running %s: %zu of %zu jobs, at most %d VMs at once, from %s%s%s; "
+			"logs and artifacts in %s/\n",
 			run->name, n, run->n_jobs, max_vms, st.ws->root, st.ws->sha[0] ? " @ " : "",
-			st.ws->sha);
+			st.ws->sha, summary_path(st.out.dir, st.cwd));
 	}
 	struct cancel_target target = {.run = r, .warm = warm, .board = board};
 	struct runner_interrupt cancel = {.cancel = cancel_run, .ctx = &target};
@@ -440,7 +446,8 @@ int cmd_run(int argc, char **argv)
 				 .selected = st.selected,
 				 .board = board,
 				 .cwd = st.cwd,
-				 .artifacts_dir = st.artifacts_dir,
+				 .run_dir = st.out.dir,
+				 .artifacts_dir = st.out.artifacts,
 				 .color = bo.color};
 	summary_print(out, &sc, board_elapsed_ms(board));
 	if (st.a.json) {

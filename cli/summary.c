@@ -106,7 +106,10 @@ void summary_print(FILE *out, const struct run_summary *s, int64_t elapsed)
 			if (r->error[0])
 				fprintf(out, "  also: %s\n", r->error);
 		}
-		if (bj->log_path[0])
+		if (bj->log_path[0] && bj->log_dropped)
+			fprintf(out, "  log: %s (cut at its log-limit: %lld bytes dropped)\n",
+				summary_path(bj->log_path, s->cwd), (long long)bj->log_dropped);
+		else if (bj->log_path[0])
 			fprintf(out, "  log: %s\n", summary_path(bj->log_path, s->cwd));
 	}
 	char dur[32];
@@ -118,6 +121,8 @@ void summary_print(FILE *out, const struct run_summary *s, int64_t elapsed)
 		if (counts[others[k]])
 			fprintf(out, ", %d %s", counts[others[k]], runner_result_name(others[k]));
 	fprintf(out, " in %s\n", dur);
+	if (s->run_dir)
+		fprintf(out, "logs and artifacts: %s/\n", summary_path(s->run_dir, s->cwd));
 	fflush(out);
 }
 
@@ -170,6 +175,7 @@ json_t *summary_json(const struct run_summary *s, const struct runner_workspace 
 		    "how", r->how, "error", r->error[0] ? json_string(r->error) : json_null(),
 		    "log", bj->log_path[0] ? json_string(bj->log_path) : json_null(), "artifacts",
 		    art[0] ? json_string(art) : json_null(), "kept", r->kept);
+		json_object_set_new(o, "log_dropped", json_integer(bj->log_dropped));
 		json_object_set_new(o, "steps", steps);
 		json_array_append_new(jobs, o);
 	}
@@ -177,8 +183,12 @@ json_t *summary_json(const struct run_summary *s, const struct runner_workspace 
 			     : exit_code == EXIT_FAILED	       ? "failed"
 			     : exit_code == RUN_EXIT_CANCELLED ? "cancelled"
 							       : "error";
-	return json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:I}, s:s, s:i, s:I, s:o}", "pipeline",
-			 run->name, "run_id", run_id, "workspace", "root", ws->root, "sha", ws->sha,
-			 "ref", ws->ref, "files", (json_int_t)ws->n_files, "result", result,
-			 "exit_code", exit_code, "duration_ms", (json_int_t)elapsed, "jobs", jobs);
+	json_t *o =
+	    json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:I}, s:s, s:i, s:I, s:o}", "pipeline",
+		      run->name, "run_id", run_id, "workspace", "root", ws->root, "sha", ws->sha,
+		      "ref", ws->ref, "files", (json_int_t)ws->n_files, "result", result,
+		      "exit_code", exit_code, "duration_ms", (json_int_t)elapsed, "jobs", jobs);
+	if (o && s->run_dir)
+		json_object_set_new(o, "dir", json_string(s->run_dir));
+	return o;
 }

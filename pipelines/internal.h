@@ -363,6 +363,7 @@ struct job_spec {
 	int retries;
 	int cpus;
 	int64_t memory_mb;
+	int64_t log_limit; /* bytes */
 	const char **artifacts;
 	size_t n_artifacts;
 	struct need_ref *needs;

@@ -1,6 +1,7 @@
 /*
  * One job under `jobs:` and its parts (PIPELINE.md "Rules"): image,
- * strategy, needs, env, steps, timeout, retries, resources, artifacts, if.
+ * strategy, needs, env, steps, timeout, retries, resources, artifacts, if,
+ * and log-limit.
  * The strategy is read first: its matrix keys are what the job's
  * expressions may name.
  */
@@ -9,8 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const job_keys[] = {"image",	  "strategy", "needs",	   "env",	"steps",
-				       "timeout", "retries",  "resources", "artifacts", "if"};
+static const char *const job_keys[] = {"image",	    "strategy", "needs",    "env",
+				       "steps",	    "timeout",	"retries",  "resources",
+				       "artifacts", "if",	"log-limit"};
 static const char *const strategy_keys[] = {"matrix", "fail-fast", "max-parallel"};
 static const char *const resource_keys[] = {"cpus", "memory"};
 static const char *const step_keys[] = {"name",	  "run", "env", "timeout", "continue-on-error",
@@ -79,6 +81,22 @@ static int parse_resources(struct pipe_ctx *ctx, const struct ynode *n, struct j
 		rc = fold(rc, pipe_node_size_mb(ctx, v, what, &job->memory_mb));
 	}
 	return rc;
+}
+
+/* `log-limit`: a size, in bytes from 1M to PIPE_MAX_LOG_LIMIT. */
+static int parse_log_limit(struct pipe_ctx *ctx, const struct ynode *n, struct job_spec *job,
+			   const char *where)
+{
+	const char *what = pipe_fmt(ctx, "log-limit of %s", where);
+	int64_t mb;
+	int rc = pipe_node_size_mb(ctx, n, what, &mb);
+	if (rc)
+		return rc;
+	if (mb > PIPE_MAX_LOG_LIMIT >> 20)
+		return pipe_error_at(ctx, n->pos, "%s must be at most %lldG, not '%s'", what,
+				     (long long)(PIPE_MAX_LOG_LIMIT >> 30), n->str);
+	job->log_limit = mb << 20;
+	return 0;
 }
 
 /* An artifact glob stays inside the workspace: relative, without "..". */
@@ -240,6 +258,7 @@ int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const str
 	job->timeout_ms = PIPE_DEFAULT_TIMEOUT_MS;
 	job->cpus = PIPE_DEFAULT_CPUS;
 	job->memory_mb = PIPE_DEFAULT_MEMORY_MB;
+	job->log_limit = PIPE_DEFAULT_LOG_LIMIT;
 	job->fail_fast = true;
 	where = pipe_fmt(ctx, "job '%s'", job->id);
 	if (n->kind != Y_MAP)
@@ -292,6 +311,8 @@ int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const str
 		rc = fold(rc, parse_resources(ctx, v, job, where));
 	if ((v = pipe_map_get(n, "artifacts")))
 		rc = fold(rc, parse_artifacts(ctx, v, job, where));
+	if ((v = pipe_map_get(n, "log-limit")))
+		rc = fold(rc, parse_log_limit(ctx, v, job, where));
 	if ((v = pipe_map_get(n, "if"))) {
 		/* Kept as written for the runner; conditions are not evaluated yet. */
 		if (v->kind != Y_SCALAR || pipe_node_is_null(v))

@@ -23,7 +23,10 @@
  *
  * Beyond PIPELINE.md: top-level keys starting with `x-` are ignored, a
  * place for anchors (as in Compose files); `on: push` and `on: [push]`
- * are accepted as in GitHub Actions; `if:` is kept, not evaluated.
+ * are accepted as in GitHub Actions; `if:` is kept, not evaluated; a
+ * job's `log-limit` (a size from 1M to 1024G, default 64M) bounds the log
+ * it keeps: past it, the log holds its beginning and its end, and a line
+ * saying how many bytes were dropped between them.
  *
  * Bounds that hold on any input: 4 MiB of text (pipe_load_file), 10^6
  * nodes counting aliases as copies, 512 levels of nesting, 256 matrix
@@ -45,6 +48,8 @@
 #define PIPE_DEFAULT_CPUS	1
 #define PIPE_DEFAULT_MEMORY_MB	1024
 #define PIPE_DEFAULT_TIMEOUT_MS (60LL * 60 * 1000) /* a job without `timeout` */
+#define PIPE_DEFAULT_LOG_LIMIT	(64LL << 20)	   /* bytes: a job without `log-limit` */
+#define PIPE_MAX_LOG_LIMIT	(1LL << 40)
 #define PIPE_MAX_RETRIES	10
 #define PIPE_MAX_CPUS		256
 #define PIPE_MAX_FILE_SIZE	(4 << 20)
@@ -90,6 +95,7 @@ struct pipe_job {
 	int retries;	    /* re-runs after an infrastructure failure */
 	int cpus;
 	int64_t memory_mb;
+	int64_t log_limit; /* bytes of log the job keeps (head and tail); PIPE_DEFAULT_LOG_LIMIT */
 	const char *const *artifacts; /* globs relative to the workspace */
 	size_t n_artifacts;
 	const struct pipe_need *needs; /* distinct ids, in the order written */

@@ -6,18 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int runner_make_run_dir(const char *prefix, char *out, size_t size, struct vmci_err *err)
-{
-	const char *tmp = getenv("TMPDIR");
-	tmp = tmp && *tmp ? tmp : "/tmp";
-	if (fs_path(out, size, "%s/%s-XXXXXX", tmp, prefix))
-		return vmci_err_set(err, ENAMETOOLONG, "$TMPDIR is too long for a run directory: %s",
-				    tmp);
-	if (!mkdtemp(out))
-		return vmci_err_errno(err, errno, "cannot create a run directory in %s", tmp);
-	return 0;
-}
-
 int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		      struct runner_guest **out, struct vmci_err *err)
 {
@@ -38,7 +26,7 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		free(g);
 		return rc;
 	}
-	rc = runner_make_run_dir("vmci-vm", g->run_dir, sizeof(g->run_dir), err);
+	rc = runner_make_run_dir("vmci-vm", g->run_dir, sizeof(g->run_dir), &g->run_dir_lock, err);
 	if (rc) {
 		free(g);
 		return rc;
@@ -48,7 +36,7 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 	if (fs_path(disk, sizeof(disk), "%s/disk.qcow2", g->run_dir) ||
 	    (rc = img_clone(&g->image, disk, err)) != 0) {
 		rc = rc ? rc : vmci_err_set(err, ENAMETOOLONG, "run directory path too long");
-		fs_rm_rf(g->run_dir, NULL);
+		runner_remove_run_dir(g->run_dir, g->run_dir_lock);
 		free(g);
 		return rc;
 	}
@@ -68,7 +56,7 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 	if (rc) {
 		vmci_err_wrap(err, "cannot boot image '%s'", image);
 		img_clone_release(g->disk, NULL);
-		fs_rm_rf(g->run_dir, NULL);
+		runner_remove_run_dir(g->run_dir, g->run_dir_lock);
 		free(g);
 		return rc;
 	}
@@ -82,6 +70,6 @@ void runner_guest_destroy(struct runner_guest *g, int timeout_ms)
 		return;
 	vm_stop(g->vm, timeout_ms);
 	img_clone_release(g->disk, NULL);
-	fs_rm_rf(g->run_dir, NULL);
+	runner_remove_run_dir(g->run_dir, g->run_dir_lock);
 	free(g);
 }

@@ -59,7 +59,8 @@ int runner_image_setup(void *ctx, const struct img_setup_vm *req, struct vmci_er
 		return vmci_err_set(err, EINVAL, "image '%s' has an unknown architecture '%s'",
 				    req->image, req->arch);
 	char run_dir[PATH_MAX];
-	int rc = runner_make_run_dir("vmci-setup", run_dir, sizeof(run_dir), err);
+	int lock;
+	int rc = runner_make_run_dir("vmci-setup", run_dir, sizeof(run_dir), &lock, err);
 	if (rc)
 		return rc;
 	struct vm_spec spec = {
@@ -94,6 +95,6 @@ int runner_image_setup(void *ctx, const struct img_setup_vm *req, struct vmci_er
 				      req->image);
 	}
 	vm_stop(vm, 10000);
-	fs_rm_rf(run_dir, NULL);
+	runner_remove_run_dir(run_dir, lock);
 	return rc;
 }

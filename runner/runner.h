@@ -27,6 +27,7 @@ struct runner_guest {
 	struct vm *vm;
 	struct img_boot image;
 	char run_dir[PATH_MAX]; /* private temporary directory, removed by destroy */
+	int run_dir_lock;	/* held while the VM lives (runner_make_run_dir) */
 	char disk[PATH_MAX];	/* the VM's copy-on-write clone of the image, in run_dir */
 };
 
@@ -40,12 +41,6 @@ struct runner_guest {
 int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		      struct runner_guest **out, struct vmci_err *err);
 
-/*
- * Creates a private run directory $TMPDIR/<prefix>-XXXXXX (default /tmp:
- * unix socket paths in it must stay short) for a VM's sockets and disk.
- */
-int runner_make_run_dir(const char *prefix, char *out, size_t size, struct vmci_err *err);
-
 /* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
 void runner_guest_destroy(struct runner_guest *g, int timeout_ms);
 
@@ -58,6 +53,38 @@ void runner_guest_destroy(struct runner_guest *g, int timeout_ms);
  */
 int runner_accel_probe(const struct runner_guest_opts *opts, struct vm_accel_verdict *out,
 		       struct vmci_err *err);
+
+/* ---- private run directories of VMs (runner/run_dir.c) -------------- */
+
+/*
+ * A VM's sockets and disk live in a run directory of its own,
+ * $TMPDIR/<prefix>-XXXXXX (default /tmp: unix socket paths in it must
+ * stay short), about 100 MB once its guest has written to its disk. Its
+ * maker holds a lock on it (flock on the directory) for as long as it
+ * keeps *lock open, and marks it as vmci's (a file RUNNER_RUN_DIR_MARK
+ * holding the maker's pid) once the lock is held. A process that dies,
+ * SIGKILL included, drops its locks: every runner_make_run_dir first
+ * sweeps $TMPDIR of marked directories whose lock is free. Directories
+ * without the mark are never touched.
+ */
+#define RUNNER_RUN_DIR_MARK ".vmci-owner"
+
+/*
+ * Sweeps $TMPDIR (runner_sweep_run_dirs), then creates, locks and marks a
+ * run directory; its path goes to out and its lock to *lock (-1 on
+ * error). Release both with runner_remove_run_dir.
+ */
+int runner_make_run_dir(const char *prefix, char *out, size_t size, int *lock,
+			struct vmci_err *err);
+
+/* Removes a run directory and then drops its lock (lock may be -1: only removes). */
+void runner_remove_run_dir(const char *dir, int lock);
+
+/*
+ * Removes the marked run directories right under tmp whose lock nobody
+ * holds (their maker died), owned by this user. Returns how many.
+ */
+int runner_sweep_run_dirs(const char *tmp);
 
 /* ---- ready-state templates (runner/template.c) ----------------------- */
 
@@ -275,8 +302,8 @@ struct pipe_job;
  * now, plus untracked files, minus what .gitignore ignores. Deleted files
  * are absent. The contents always come from the working directory, so
  * uncommitted edits travel. Not a clone: no .git directory is shipped.
- * The top-level .vmci/ directory (where runs put artifacts and logs) is
- * never shipped either.
+ * The top-level .vmci/ directory (where runs put artifacts and logs:
+ * runner_local_run_new) is never shipped either.
  */
 struct runner_workspace {
 	char root[PATH_MAX]; /* the working tree's top directory (absolute) */
@@ -311,6 +338,59 @@ int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct
  */
 int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm,
 			    const char *guest_dir, bool *host_side, struct vmci_err *err);
+
+/* ---- a local run's logs and artifacts (runner/local_run.c) ---------- */
+
+/*
+ * `vmci run` keeps each run's output apart, so that runs at once in one
+ * working tree never share a log file or delete each other's artifacts:
+ *
+ *   ROOT/.vmci/.gitignore                  "*": git ignores all of it
+ *   ROOT/.vmci/runs/<ID>/logs/<job>.log
+ *   ROOT/.vmci/runs/<ID>/artifacts/<job>/
+ *   ROOT/.vmci/runs/latest -> <ID>         the newest run
+ *
+ * ID is the run's start in UTC and a counter, "20250102-150405-01": made
+ * by mkdir, which fails when the name exists, so it is unique, and the
+ * names sort by age. The run's process holds a lock (flock) on its
+ * directory while it lives. Publishing a run points `latest` at it, by a
+ * new symlink renamed over the old one (readers see one or the other),
+ * and deletes the runs beyond the newest RUNNER_KEEP_RUNS whose lock is
+ * free: a run still going, however old, is never deleted.
+ */
+#define RUNNER_KEEP_RUNS 20
+
+struct runner_local_run {
+	char id[32];		  /* "20250102-150405-01" */
+	char runs[PATH_MAX];	  /* ROOT/.vmci/runs */
+	char dir[PATH_MAX];	  /* runs/ID */
+	char logs[PATH_MAX];	  /* dir/logs: made by whoever writes the logs */
+	char artifacts[PATH_MAX]; /* dir/artifacts */
+	int lock;		  /* held until runner_local_run_close; -1: none */
+};
+
+/*
+ * Makes and locks a new run directory under root (the working tree's top),
+ * with ROOT/.vmci and its .gitignore when missing. Returns 0, or a
+ * negative code with err (out->lock is then -1).
+ */
+int runner_local_run_new(const char *root, struct runner_local_run *out, struct vmci_err *err);
+
+/*
+ * Makes the run the latest (ROOT/.vmci/runs/latest), then prunes old runs
+ * (runner_local_runs_prune, RUNNER_KEEP_RUNS). Returns 0 or a negative
+ * code with err when `latest` could not be replaced.
+ */
+int runner_local_run_publish(struct runner_local_run *r, struct vmci_err *err);
+
+/* Drops the lock; discard: deletes the directory first (a run that never started). */
+void runner_local_run_close(struct runner_local_run *r, bool discard);
+
+/*
+ * Deletes the runs in runs (ROOT/.vmci/runs) beyond the newest keep,
+ * except those a process holds. Returns how many went.
+ */
+int runner_local_runs_prune(const char *runs, int keep);
 
 /* ---- results and the log sink (runner/executor.c) -------------------- */
 
@@ -373,6 +453,55 @@ struct runner_sink {
 	/* The final result, once per job, started or not. */
 	void (*job_finished)(void *ctx, size_t job, const struct runner_job_result *res);
 };
+
+/* ---- a job's log, capped (runner/log_cap.c) -------------------------- */
+
+/*
+ * A log of at most `limit` bytes (a job's log-limit), for whatever keeps
+ * logs (the terminal's log files, the service's store). Its first bytes,
+ * the head, go straight through to write; once the head is full, the
+ * newest bytes are held in memory (the tail: half the limit, at most
+ * RUNNER_LOG_TAIL_MAX) and written when the log ends. A log that outgrew
+ * its limit then reads: the head, a notice line
+ *
+ *   ==> log cut: N bytes dropped here (log-limit 1M keeps the first H and the last T bytes)
+ *
+ * and the tail, never more than `limit` bytes in all; N is exactly the
+ * bytes given that are not in the log. A log within its limit is written
+ * whole, unchanged. Not thread-safe: the caller serializes.
+ */
+#define RUNNER_LOG_TAIL_MAX   (8 << 20)
+#define RUNNER_LOG_NOTICE_MAX 200 /* bytes the notice may take */
+#define RUNNER_LOG_MIN_LIMIT  (4 * RUNNER_LOG_NOTICE_MAX)
+
+/* Where a log's bytes go, in order. Returns 0 or a negative code (which stops the writes). */
+typedef int (*runner_log_write_fn)(void *ctx, const void *data, size_t len);
+
+struct runner_log_cap;
+
+/* Returns 0 with *out, or -EINVAL (limit below RUNNER_LOG_MIN_LIMIT) or -ENOMEM with err. */
+int runner_log_cap_new(int64_t limit, runner_log_write_fn write, void *ctx,
+		       struct runner_log_cap **out, struct vmci_err *err);
+
+/*
+ * Adds data to the log. Returns how many of its first bytes went through
+ * to write now (all of them while the head has room; the others are held
+ * for the tail), or the first negative code of write (or -ENOMEM), after
+ * which nothing more is written.
+ */
+ssize_t runner_log_cap_write(struct runner_log_cap *c, const void *data, size_t len);
+
+/*
+ * Ends the log: writes what is held, after the notice when bytes were
+ * dropped. Returns 0 or the first failure of write. Later writes fail.
+ */
+int runner_log_cap_finish(struct runner_log_cap *c);
+
+/* Bytes dropped so far (final after runner_log_cap_finish). */
+int64_t runner_log_cap_dropped(const struct runner_log_cap *c);
+
+/* Frees without finishing (the held tail is lost). Safe on NULL. */
+void runner_log_cap_free(struct runner_log_cap *c);
 
 /* ---- cancelling a running job (runner/run.c) ------------------------ */
 

@@ -109,7 +109,8 @@ static int template_make(const struct img_boot *img, const struct shape *s,
 	int rc = img_clone_file(img->disk[0] ? img->disk : NULL, disk, IMG_SCRATCH_DISK_MB, err);
 	if (rc)
 		return rc;
-	if ((rc = runner_make_run_dir("vmci-vm", run_dir, sizeof(run_dir), err)))
+	int lock;
+	if ((rc = runner_make_run_dir("vmci-vm", run_dir, sizeof(run_dir), &lock, err)))
 		return rc;
 	struct vm_spec spec = {
 	    .arch = s->arch,
@@ -130,7 +131,7 @@ static int template_make(const struct img_boot *img, const struct shape *s,
 		rc = vm_state_save(vm, state, err);
 		vm_stop(vm, STOP_TIMEOUT_MS);
 	}
-	fs_rm_rf(run_dir, NULL);
+	runner_remove_run_dir(run_dir, lock);
 	return rc;
 }
 
@@ -229,7 +230,8 @@ int runner_guest_restore(const char *image, const struct runner_guest_opts *opts
 	if (!rc)
 		rc = shape_of(&g->image, opts, &s, err);
 	if (!rc)
-		rc = runner_make_run_dir("vmci-vm", g->run_dir, sizeof(g->run_dir), err);
+		rc = runner_make_run_dir("vmci-vm", g->run_dir, sizeof(g->run_dir),
+					 &g->run_dir_lock, err);
 	if (rc) {
 		free(g);
 		return rc;
@@ -247,7 +249,7 @@ int runner_guest_restore(const char *image, const struct runner_guest_opts *opts
 	if (rc) {
 		vmci_err_wrap(err, "cannot start image '%s' from its %s template", image,
 			      runner_template_kind_name(kind));
-		fs_rm_rf(g->run_dir, NULL);
+		runner_remove_run_dir(g->run_dir, g->run_dir_lock);
 		free(g);
 		return rc;
 	}

@@ -2,7 +2,8 @@
 # `vmci run` and `vmci shell` as a user runs them, in a git repository made
 # here: the workspace (committed, modified, untracked, ignored files), a
 # matrix over guest OSes, needs, fail-fast, max-parallel, timeouts, a
-# failing step, artifacts, retries of an infrastructure failure,
+# failing step, artifacts, a run directory per run (two runs at once), a
+# flood capped by log-limit, retries of an infrastructure failure,
 # --keep-on-failure, --json, Ctrl-C, and a shell on a pseudo-terminal.
 # Most jobs use busybox-x86_64 (it boots in seconds); debian-12 and
 # busybox-aarch64 only when `vmci image ls` shows them built.
@@ -27,6 +28,8 @@ lacks() {
 # line_of FILE TEXT: the first line number holding TEXT (or 999999)
 line_of() { grep -nF -- "$2" "$1" | head -1 | cut -d: -f1 | grep . || echo 999999; }
 alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+# run_dir JSON_FILE: the run's own directory, from vmci run --json
+run_dir() { sed -n 's/^  "dir": "\(.*\)",\{0,1\}$/\1/p' "$1"; }
 
 mkdir -p "$repo" && cd "$repo" || exit 1
 git init -q . && git config user.email t@example.org && git config user.name test
@@ -57,6 +60,7 @@ jobs:
           ls -l tool.sh link.txt
           ./tool.sh
           echo "greeting=\$GREETING sha=\$VMCI_SHA"
+          [ ! -e .vmci ] || echo "shipped .vmci: \$(ls -A .vmci)"
   os:
     image: \${{ matrix.image }}
     strategy:
@@ -130,25 +134,32 @@ else
 	fail needs_waits_for_the_needed_job "$(grep -E '^\[(first|second)\]' "$err" | head)"
 fi
 contains continue_on_error_lets_the_job_pass "$err" "[second] step 'tolerated' failed, continuing: exited 9"
-art=$repo/.vmci/artifacts/second
+dir=$(run_dir "$out")
+case $dir in
+"$repo"/.vmci/runs/20[0-9][0-9]*) pass run_json_names_the_run_directory ;;
+*) fail run_json_names_the_run_directory "dir '$dir'" ;;
+esac
+contains run_summary_names_the_run_directory "$err" "logs and artifacts: .vmci/runs/${dir##*/}/"
+art=$dir/artifacts/second
 if [ -f "$art/out/a.txt" ] && [ -f "$art/out/b.txt" ] && [ -f "$art/out/deep/c.txt" ] && [ ! -e "$art/out/x.log" ]; then
 	pass artifacts_glob_downloads_the_matches
 else
 	fail artifacts_glob_downloads_the_matches "$(cd "$repo/.vmci" 2>/dev/null && find . | head -20)"
 fi
-if [ -s "$repo/.vmci/logs/files.log" ] && grep -q "present committed.txt" "$repo/.vmci/logs/files.log"; then
+if [ -s "$dir/logs/files.log" ] && grep -q "present committed.txt" "$dir/logs/files.log"; then
 	pass run_writes_a_log_per_job
 else
-	fail run_writes_a_log_per_job "$(ls "$repo/.vmci/logs" 2>&1)"
+	fail run_writes_a_log_per_job "$(ls "$dir/logs" 2>&1)"
 fi
 if grep -q '"result": "passed"' "$out" && grep -q "\"sha\": \"$sha\"" "$out" && grep -q '"name": "second"' "$out"; then
 	pass run_json_reports_the_result
 else
 	fail run_json_reports_the_result "$(head -c 600 "$out")"
 fi
-# The workspace must never ship the run's own output.
+# The workspace must never ship the run's own output (vmci's own lines name it: not those).
 "$VMCI" run --logs files >"$out" 2>&1
-lacks run_output_dir_is_not_shipped "$out" ".vmci"
+grep -F '[files] ' "$out" >"$E2E_TMP/files.out"
+lacks run_output_dir_is_not_shipped "$E2E_TMP/files.out" ".vmci"
 
 # ---- failures: a failing step, fail-fast, max-parallel, a timeout ---------------------
 
@@ -201,6 +212,97 @@ else
 	fail max_parallel_runs_the_matrix_one_at_a_time "$(grep '^\[noff' "$out")"
 fi
 contains step_timeout_fails_the_job "$out" "step timed out after 2.0s"
+
+# ---- two runs at once in one tree: each keeps its own logs and artifacts --------------
+
+cat >.vmci.yml <<'EOF'
+jobs:
+  mine:
+    image: busybox-x86_64
+    steps:
+      - run: mkdir -p out && echo "$VMCI_RUN_ID" >out/id.txt && echo "this is $VMCI_RUN_ID"; sleep 3
+    artifacts: [out/id.txt]
+EOF
+"$VMCI" run --logs --json -j 1 >"$E2E_TMP/one.json" 2>"$E2E_TMP/one.err" &
+one=$!
+"$VMCI" run --logs --json -j 1 >"$E2E_TMP/two.json" 2>"$E2E_TMP/two.err" &
+two=$!
+wait $one
+rc1=$?
+wait $two
+rc2=$?
+expect_eq two_runs_at_once_both_pass "0 0" "$rc1 $rc2"
+d1=$(run_dir "$E2E_TMP/one.json") d2=$(run_dir "$E2E_TMP/two.json")
+if [ -n "$d1" ] && [ -n "$d2" ] && [ "$d1" != "$d2" ] && [ -d "$d1" ] && [ -d "$d2" ]; then
+	pass two_runs_at_once_get_directories_of_their_own
+else
+	fail two_runs_at_once_get_directories_of_their_own "'$d1' '$d2'"
+fi
+# own_log_and_artifact NAME DIR: the log and the artifact in DIR are its run's alone
+own_log_and_artifact() {
+	local id="local-${2##*/}" log=$2/logs/mine.log
+	if [ "$(grep -c '^==> starting on' "$log" 2>/dev/null)" = 1 ] &&
+		[ "$(grep -c '^this is ' "$log")" = 1 ] && grep -qx "this is $id" "$log" &&
+		[ "$(cat "$2/artifacts/mine/out/id.txt" 2>/dev/null)" = "$id" ]; then
+		pass "$1"
+	else
+		fail "$1" "log: $(head -20 "$log" 2>&1); artifact: $(cat "$2/artifacts/mine/out/id.txt" 2>&1)"
+	fi
+}
+own_log_and_artifact first_of_two_runs_keeps_its_own_log_and_artifact "$d1"
+own_log_and_artifact second_of_two_runs_keeps_its_own_log_and_artifact "$d2"
+latest=$(readlink "$repo/.vmci/runs/latest")
+if [ -n "$latest" ] && { [ "$latest" = "${d1##*/}" ] || [ "$latest" = "${d2##*/}" ]; }; then
+	pass latest_points_to_one_of_the_runs
+else
+	fail latest_points_to_one_of_the_runs "latest -> '$latest'; runs '$d1' '$d2'"
+fi
+
+# ---- a flood: the log stops at its log-limit, keeping its head and its tail -----------
+
+cat >.vmci.yml <<'EOF'
+jobs:
+  flood:
+    image: busybox-x86_64
+    log-limit: 1M
+    steps:
+      - run: yes | head -c 10m; echo flood-end; exit 7
+EOF
+"$VMCI" run --logs --json >"$out" 2>"$err"
+rc=$?
+expect_eq flood_still_fails_with_the_command_status 1 "$rc"
+contains flood_summary_shows_the_exit_status "$err" "flood: step 'yes | head -c 10m; echo flood-end; exit 7': exited 7"
+log=$(run_dir "$out")/logs/flood.log
+size=$(wc -c <"$log" 2>/dev/null || echo 0)
+if [ "$size" -gt 0 ] && [ "$size" -le 1048576 ]; then
+	pass flood_log_stops_at_the_limit
+else
+	fail flood_log_stops_at_the_limit "size $size"
+fi
+# "==> log cut: N bytes dropped here (log-limit 1M keeps the first H and the last T bytes)"
+notice=$(grep -a '^==> log cut: ' "$log" | head -1)
+read -r dropped head tail <<<"$(echo "$notice" | sed -n 's/^==> log cut: \([0-9]*\) bytes dropped here (log-limit 1M keeps the first \([0-9]*\) and the last \([0-9]*\) bytes)$/\1 \2 \3/p')"
+# All the log was given: the step's output (10m of "y\n", "flood-end\n") and vmci's own lines.
+own=$(grep -a '^==> ' "$log" | grep -av '^==> log cut: ' | wc -c)
+given=$((10485760 + 10 + own))
+if [ -n "${dropped:-}" ] && [ $((dropped + head + tail)) = "$given" ] &&
+	[ $((size - head - tail)) -le 200 ] && [ "$(grep -ac '^==> log cut: ' "$log")" = 1 ]; then
+	pass flood_log_notice_counts_the_dropped_bytes_exactly
+else
+	fail flood_log_notice_counts_the_dropped_bytes_exactly "notice '$notice', size $size, given $given"
+fi
+if head -c 4096 "$log" | grep -aq '^==> step 1/1: ' && tail -c 300 "$log" | grep -aq '^flood-end$' &&
+	tail -n 1 "$log" | grep -aq '^==> failed: exited 7'; then
+	pass flood_log_keeps_its_head_and_its_tail
+else
+	fail flood_log_keeps_its_head_and_its_tail "$(head -c 300 "$log"; echo ...; tail -c 300 "$log")"
+fi
+if grep -q "\"log_dropped\": ${dropped:-x}," "$out"; then
+	pass flood_json_reports_the_cut
+else
+	fail flood_json_reports_the_cut "$(grep log_dropped "$out")"
+fi
+contains flood_lines_stop_at_the_cut "$err" "[flood] (the rest of its output is not shown"
 
 # ---- an infrastructure failure is retried, and exits 3 ------------------------------
 

@@ -248,6 +248,41 @@ static void test_sizes_refused(void **state)
 		      "'0M'\n");
 }
 
+static void test_log_limit_is_a_size_in_bytes(void **state)
+{
+	static const struct {
+		const char *text;
+		int64_t bytes;
+	} sizes[] = {{"1M", 1 << 20}, {"10M", 10 << 20}, {"2Gi", 2LL << 30}, {"1T", 1LL << 40}};
+	for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+		char yaml[256];
+		snprintf(yaml, sizeof(yaml), "jobs:\n  a:\n" JOB_BODY "    log-limit: %s\n",
+			 sizes[i].text);
+		struct pipe_run *run = load_ok(yaml);
+		assert_int_equal(run->jobs[0].log_limit, sizes[i].bytes);
+		pipe_run_free(run);
+	}
+}
+
+static void test_log_limit_refused_with_its_position(void **state)
+{
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    log-limit: 1000\n",
+		      "t.yml:6:16: error: log-limit of job 'a' must be a size such as 512M or 1G, "
+		      "not '1000'\n");
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    log-limit: 512K\n",
+		      "t.yml:6:16: error: log-limit of job 'a' must be a size such as 512M or 1G, "
+		      "not '512K'\n");
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    log-limit: 2T\n",
+		      "t.yml:6:16: error: log-limit of job 'a' must be at most 1024G, not '2T'\n");
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    log_limit: 1M\n",
+		      "t.yml:6:5: error: unknown key 'log_limit' in job 'a' (did you mean "
+		      "'log-limit'?)\n");
+}
+
 static void test_defaults_of_a_bare_job(void **state)
 {
 	struct pipe_run *run = load_ok("jobs:\n  a:\n" JOB_BODY);
@@ -256,6 +291,7 @@ static void test_defaults_of_a_bare_job(void **state)
 	assert_int_equal(j->retries, 0);
 	assert_int_equal(j->cpus, PIPE_DEFAULT_CPUS);
 	assert_int_equal(j->memory_mb, PIPE_DEFAULT_MEMORY_MB);
+	assert_int_equal(j->log_limit, 64LL << 20);
 	assert_true(j->fail_fast);
 	assert_int_equal(j->max_parallel, 0);
 	assert_null(j->condition);
@@ -462,6 +498,8 @@ int main(void)
 	    cmocka_unit_test(test_durations_refused),
 	    cmocka_unit_test(test_sizes_in_documented_forms),
 	    cmocka_unit_test(test_sizes_refused),
+	    cmocka_unit_test(test_log_limit_is_a_size_in_bytes),
+	    cmocka_unit_test(test_log_limit_refused_with_its_position),
 	    cmocka_unit_test(test_defaults_of_a_bare_job),
 	    cmocka_unit_test(test_artifacts_stay_in_workspace),
 	    cmocka_unit_test(test_step_fields),
