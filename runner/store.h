@@ -2,7 +2,8 @@
  * runner/store: the service's durable state, and its queue.
  *
  * Everything `vmci serve` must not lose lives here: runs and their jobs,
- * the attempts of each job and their steps, log bytes and events. A call that returns 0 has
+ * the attempts of each job and their steps, log bytes, the artifact
+ * index, hosts, events and API tokens. A call that returns 0 has
  * committed what it wrote: a SIGKILL a moment later loses none of it.
  *
  * The queue's rules are the store's, each applied in one transaction, so
@@ -223,9 +224,9 @@ void store_job_free(struct store_job *job);
 /*
  * Takes one claimable job for host: of the oldest run first, then in job
  * order. It becomes `running` as a new attempt, under a lease of
- * lease_seconds from now. No two claimers ever get the same job.
- * Returns 1 with *out (free with store_job_free), or 0 when nothing is
- * claimable.
+ * lease_seconds from now. No two claimers ever get the same job. A host
+ * registered in a state other than `up` gets nothing. Returns 1 with
+ * *out (free with store_job_free), or 0 when nothing is claimable.
  */
 int store_claim(struct store *s, const char *host, int lease_seconds, struct store_job **out,
 		struct vmci_err *err);
@@ -303,6 +304,63 @@ int64_t store_log_append(struct store *s, int64_t job_id, int attempt, const voi
 int64_t store_log_read(struct store *s, int64_t job_id, int64_t offset, size_t max, struct buf *out,
 		       int64_t *next_offset, bool *finished, struct vmci_err *err);
 
+/* ---- artifacts (runner/store/artifacts.c) --------------------------- */
+
+struct store_artifact {
+	int64_t job_id;
+	int attempt;
+	char *path; /* relative to the job's artifact directory */
+	int64_t size;
+	char sha256[SHA256_HEX_LEN + 1];
+	int64_t created_ms;
+};
+
+/*
+ * Indexes a file the current attempt produced; the same path again
+ * replaces the entry (a retried job rewrites its files). -ESTALE for an
+ * attempt that is not current.
+ */
+int store_artifact_add(struct store *s, int64_t job_id, int attempt, const char *path, int64_t size,
+		       const char *sha256, struct vmci_err *err);
+/* The job's artifacts by path, into *out (free with store_artifacts_free). */
+int store_artifacts_list(struct store *s, int64_t job_id, struct store_artifact **out, size_t *n,
+			 struct vmci_err *err);
+void store_artifacts_free(struct store_artifact *list, size_t n);
+
+/* ---- hosts (runner/store/hosts.c) ----------------------------------- */
+
+enum store_host_state { STORE_HOST_UP, STORE_HOST_DRAINING, STORE_HOST_DOWN };
+
+/* "up", "draining", "down" */
+const char *store_host_state_name(enum store_host_state state);
+
+struct store_host {
+	char *name, *url;
+	int capacity;
+	enum store_host_state state;
+	int64_t drain_deadline_ms; /* while draining */
+	int64_t heartbeat_ms, registered_ms;
+	int running; /* jobs it runs now */
+};
+
+/*
+ * Registers host, `up`, with a heartbeat now; registered already, its url
+ * and capacity are updated, and it stays draining if it was (a `down`
+ * host comes back up).
+ */
+int store_host_register(struct store *s, const char *name, const char *url, int capacity,
+			struct vmci_err *err);
+/* Records a heartbeat; a `down` host comes back `up`. -ENOENT when not registered. */
+int store_host_heartbeat(struct store *s, const char *name, struct vmci_err *err);
+/* Sets the state (a deadline only means something for draining; 0: none). */
+int store_host_set_state(struct store *s, const char *name, enum store_host_state state,
+			 int64_t drain_deadline_ms, struct vmci_err *err);
+/* Marks `down` every host whose last heartbeat is older than older_than_ms; returns how many. */
+int store_hosts_mark_down(struct store *s, int64_t older_than_ms, struct vmci_err *err);
+/* Every host by name, into *out (free with store_hosts_free). */
+int store_hosts_list(struct store *s, struct store_host **out, size_t *n, struct vmci_err *err);
+void store_hosts_free(struct store_host *hosts, size_t n);
+
 /* ---- events (runner/store/events.c) --------------------------------- */
 
 /*
@@ -326,5 +384,28 @@ int store_event_add(struct store *s, int64_t run_id, int64_t job_id, const char 
 int store_events_list(struct store *s, int64_t run_id, int64_t after_id, int limit,
 		      struct store_event **out, size_t *n, struct vmci_err *err);
 void store_events_free(struct store_event *events, size_t n);
+
+/* ---- API tokens (runner/store/tokens.c) ----------------------------- */
+
+/* "vmci_" and 64 hex digits (256 random bits). */
+#define STORE_TOKEN_LEN	     69
+#define STORE_TOKEN_NAME_MAX 64
+
+/*
+ * Makes a token named name and writes it (the only time it exists in
+ * plain text) to token; the store keeps its SHA-256 only. -EEXIST when
+ * the name is taken.
+ */
+int store_token_create(struct store *s, const char *name, char token[STORE_TOKEN_LEN + 1],
+		       struct vmci_err *err);
+/*
+ * Returns 1 and the token's name (when name is not NULL) if token is
+ * valid, 0 if not. Every stored hash is compared in constant time, so
+ * the answer takes as long whichever token matches, or none.
+ */
+int store_token_verify(struct store *s, const char *token, char name[STORE_TOKEN_NAME_MAX + 1],
+		       struct vmci_err *err);
+/* -ENOENT when there is no such token. */
+int store_token_delete(struct store *s, const char *name, struct vmci_err *err);
 
 #endif

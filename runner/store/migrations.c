@@ -119,6 +119,29 @@ static const struct migration migrations[] = {
      " data TEXT NOT NULL,"
      " created_ms BIGINT NOT NULL);"
      "CREATE INDEX events_by_run ON events (run_id, id);"},
+    {2, "artifacts, hosts, tokens",
+     /* One entry per file of a job: a retried job rewrites its files, and their entries. */
+     "CREATE TABLE artifacts ("
+     " job_id BIGINT NOT NULL REFERENCES jobs (id),"
+     " path TEXT NOT NULL,"
+     " attempt INTEGER NOT NULL,"
+     " size BIGINT NOT NULL,"
+     " sha256 TEXT NOT NULL,"
+     " created_ms BIGINT NOT NULL,"
+     " PRIMARY KEY (job_id, path));"
+     "CREATE TABLE hosts ("
+     " name TEXT PRIMARY KEY,"
+     " url TEXT NOT NULL,"
+     " capacity INTEGER NOT NULL,"
+     " state TEXT NOT NULL,"
+     " drain_deadline_ms BIGINT,"
+     " heartbeat_ms BIGINT NOT NULL,"
+     " registered_ms BIGINT NOT NULL);"
+     /* hash: the token's SHA-256 in hex; the token itself is never stored. */
+     "CREATE TABLE tokens ("
+     " name TEXT PRIMARY KEY,"
+     " hash TEXT NOT NULL UNIQUE,"
+     " created_ms BIGINT NOT NULL);"},
 };
 
 int store_schema_latest(void)

@@ -50,15 +50,20 @@ int job_current_tx(struct store *s, int64_t job_id, int attempt, int64_t *run_id
 static int claim_tx(struct store *s, const char *host, int lease_seconds, struct store_job **out,
 		    struct vmci_err *err)
 {
+	/* A draining (or down) host takes nothing new; one never registered may claim. */
+	int64_t not_up = 0;
+	int rc = db_int(s, &not_up, err,
+			"SELECT COUNT(*) FROM hosts WHERE name = ? AND state <> 'up'", "s", host);
+	if (rc < 0 || not_up)
+		return rc < 0 ? rc : 0;
 	struct store_stmt *st;
-	int rc =
-	    db_query(s, &st, err,
-		     "SELECT j.id, j.run_id FROM jobs j"
-		     " WHERE j.status = 'queued' AND j.pending_needs = 0"
-		     " AND (j.max_parallel = 0 OR j.max_parallel > (SELECT COUNT(*) FROM jobs r"
-		     " WHERE r.run_id = j.run_id AND r.grp = j.grp AND r.status = 'running'))"
-		     " ORDER BY j.run_id, j.idx LIMIT 1 {skip_locked}",
-		     "");
+	rc = db_query(s, &st, err,
+		      "SELECT j.id, j.run_id FROM jobs j"
+		      " WHERE j.status = 'queued' AND j.pending_needs = 0"
+		      " AND (j.max_parallel = 0 OR j.max_parallel > (SELECT COUNT(*) FROM jobs r"
+		      " WHERE r.run_id = j.run_id AND r.grp = j.grp AND r.status = 'running'))"
+		      " ORDER BY j.run_id, j.idx LIMIT 1 {skip_locked}",
+		      "");
 	if (rc < 0)
 		return rc;
 	rc = db_step(s, st, err);

@@ -21,10 +21,11 @@ static void test_an_empty_file_is_migrated_to_the_latest_version(void **state)
 	assert_int_equal(store_schema_version(f->s, &err), store_schema_latest());
 	assert_int_equal(sql_int(f->path, "SELECT COUNT(*) FROM schema_version"),
 			 store_schema_latest());
-	assert_int_equal(sql_int(f->path, "SELECT COUNT(*) FROM sqlite_master WHERE name IN"
-					  " ('runs', 'jobs', 'job_needs', 'attempts', 'steps',"
-					  " 'log_chunks', 'events')"),
-			 7);
+	assert_int_equal(sql_int(f->path,
+				 "SELECT COUNT(*) FROM sqlite_master WHERE name IN"
+				 " ('runs', 'jobs', 'job_needs', 'attempts', 'steps',"
+				 " 'log_chunks', 'events', 'artifacts', 'hosts', 'tokens')"),
+			 10);
 	sqlite3 *db;
 	sqlite3_stmt *st;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
@@ -69,6 +70,81 @@ static void test_a_file_from_a_newer_vmci_is_refused_untouched(void **state)
 	assert_non_null(strstr(err.msg, "upgrade vmci"));
 	assert_int_equal(sql_int(f->path, "SELECT MAX(version) FROM schema_version"), newer);
 	assert_int_equal(sql_int(f->path, "SELECT COUNT(*) FROM sqlite_master"), objects);
+}
+
+/*
+ * A database as version 1 of the store left it (the schema kept in
+ * tests/fixtures/store/schema-v1.sql, rows as that code wrote them): run 1
+ * with job a (succeeded, with a log) and job b (queued, needing a).
+ */
+static void make_v1_database(const char *path)
+{
+	struct buf schema = {0};
+	struct vmci_err err = {0};
+	if (fs_read_file("tests/fixtures/store/schema-v1.sql", 1 << 20, &schema, &err))
+		fail_msg("%s", err.msg);
+	sql_run(path, buf_cstr(&schema));
+	buf_free(&schema);
+	sql_run(path,
+		"PRAGMA journal_mode=WAL;"
+		"INSERT INTO runs VALUES (1, 'acme/widget', 'refs/heads/main', 'abc123', 'push',"
+		" 'running', 1777593600000, 1777593601000, NULL);"
+		"INSERT INTO jobs (id, run_id, idx, name, image, matrix, grp, fail_fast,"
+		" max_parallel, timeout_s, retries, status, pending_needs, attempt, host,"
+		" exit_code, log_len, created_ms, started_ms, finished_ms) VALUES"
+		" (1, 1, 0, 'a', 'debian-12', '{\"cc\":\"gcc\"}', 0, 1, 0, 600, 0, 'success', 0,"
+		" 1, 'build1', 0, 6, 1777593600000, 1777593601000, 1777593602000),"
+		" (2, 1, 1, 'b', 'debian-12', '{}', 1, 1, 0, 600, 0, 'queued', 0, 0, NULL, NULL, 0,"
+		" 1777593600000, NULL, NULL);"
+		"INSERT INTO job_needs VALUES (2, 1);"
+		"INSERT INTO attempts (job_id, number, host, status, exit_code, log_start,"
+		" started_ms, finished_ms) VALUES (1, 1, 'build1', 'success', 0, 0, 1777593601000,"
+		" 1777593602000);"
+		"INSERT INTO log_chunks VALUES (1, 0, 6, 1, X'6275696c740a');"
+		"INSERT INTO events (run_id, job_id, kind, data, created_ms) VALUES"
+		" (1, NULL, 'run.created', '{}', 1777593600000);");
+}
+
+static void test_a_v1_file_is_migrated_with_its_data_intact(void **state)
+{
+	struct fx *f = fx_new();
+	make_v1_database(f->path);
+	assert_int_equal(sql_int(f->path, "SELECT MAX(version) FROM schema_version"), 1);
+	fx_open_store(f);
+	struct vmci_err err = {0};
+	assert_int_equal(store_schema_version(f->s, &err), store_schema_latest());
+	assert_true(store_schema_latest() > 1);
+
+	struct store_run *r;
+	assert_int_equal(store_run_get(f->s, 1, &r, &err), 0);
+	assert_string_equal(r->repo, "acme/widget");
+	assert_string_equal(r->trigger, "push");
+	assert_int_equal(r->status, STORE_RUNNING);
+	assert_int_equal(r->started_ms, T0 + 1000);
+	assert_int_equal(r->n_jobs, 2);
+	assert_string_equal(r->jobs[0].matrix_json, "{\"cc\":\"gcc\"}");
+	assert_int_equal(r->jobs[0].status, STORE_SUCCESS);
+	assert_int_equal(r->jobs[1].needs[0], 1);
+	store_run_free(r);
+	struct buf log = {0};
+	int64_t next;
+	bool done;
+	assert_int_equal(store_log_read(f->s, 1, 0, 100, &log, &next, &done, &err), 6);
+	assert_memory_equal(log.data, "built\n", 6);
+	assert_true(done);
+	buf_free(&log);
+
+	/* The old run goes on under the new code, and what version 2 added works. */
+	struct store_job *b = claim(f->s, "build1");
+	assert_int_equal(b->id, 2);
+	finish(f->s, b->id, 1, STORE_SUCCESS);
+	store_job_free(b);
+	assert_int_equal(run_status(f->s, 1), STORE_SUCCESS);
+	assert_int_equal(run_of(f->s, "next"), 2);
+	char token[STORE_TOKEN_LEN + 1];
+	assert_int_equal(store_token_create(f->s, "admin", token, &err), 0);
+	assert_int_equal(store_host_register(f->s, "build1", "http://build1:8080", 4, &err), 0);
+	fx_teardown((void **)&f);
 }
 
 static void *open_and_close(void *arg)
@@ -442,6 +518,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
 	    T(test_an_empty_file_is_migrated_to_the_latest_version),
 	    T(test_reopening_applies_no_migration_twice),
+	    cmocka_unit_test(test_a_v1_file_is_migrated_with_its_data_intact),
 	    T(test_a_file_from_a_newer_vmci_is_refused_untouched),
 	    cmocka_unit_test(test_openers_racing_on_a_new_file_migrate_it_once),
 	    cmocka_unit_test(test_urls_of_other_databases_are_refused_clearly),
