@@ -10,10 +10,12 @@
 #include "runner/store/engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BUSY_TIMEOUT_MS 10000
 
@@ -80,7 +82,18 @@ static int pragma(struct store_db *db, const char *sql, const char *expect, stru
 	int rc = sqlite3_prepare_v2(db->db, sql, -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return fail(db, rc, sql, err);
-	rc = sqlite3_step(st);
+	/*
+	 * Switching a new file to WAL needs it to itself for a moment: another
+	 * opener doing the same gets SQLITE_BUSY at once, without the busy
+	 * handler, so wait here as the handler would.
+	 */
+	int64_t start = clock_ms();
+	while (((rc = sqlite3_step(st)) & 0xff) == SQLITE_BUSY &&
+	       clock_ms() - start < BUSY_TIMEOUT_MS) {
+		sqlite3_reset(st);
+		struct timespec ts = {.tv_nsec = 200000 + (long)(rand_r(&db->seed) % 800) * 1000};
+		nanosleep(&ts, NULL);
+	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		rc = fail(db, rc, sql, err);
 		sqlite3_finalize(st);
@@ -139,6 +152,19 @@ static int sq_open(const char *target, struct store_db **out, struct vmci_err *e
 		return vmci_err_set(err, ENAMETOOLONG, "sqlite: path too long: %.100s...", target);
 	}
 	strcpy(db->path, target);
+	/*
+	 * The database holds job logs and token hashes: created for its owner
+	 * only (SQLite gives the -wal and -shm files the database's mode).
+	 */
+	int fd = open(target, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		free(db);
+		return vmci_err_set(err, e, "sqlite %s: cannot open or create the database: %s%s",
+				    target, strerror(e),
+				    e == ENOENT ? " (create its directory first)" : "");
+	}
+	close(fd);
 	/* Our handle serializes its callers, so SQLite need not lock for us. */
 	int rc =
 	    sqlite3_open_v2(target, &db->db,

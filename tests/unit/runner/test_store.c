@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +35,18 @@ static void test_an_empty_file_is_migrated_to_the_latest_version(void **state)
 	assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+}
+
+static void test_a_new_database_is_readable_by_its_owner_only(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	char wal[PATH_MAX + 8];
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
 }
 
 static void test_reopening_applies_no_migration_twice(void **state)
@@ -153,26 +166,31 @@ static void *open_and_close(void *arg)
 	struct vmci_err err = {0};
 	struct store *s = NULL;
 	intptr_t rc = store_open(f->url, &s, &err);
+	if (rc)
+		print_error("store_open: %s\n", err.msg);
 	store_close(s);
 	return (void *)rc;
 }
 
+/* Services starting together on a new file: every one opens it, each migration runs once. */
 static void test_openers_racing_on_a_new_file_migrate_it_once(void **state)
 {
-	struct fx *f = fx_new();
-	pthread_t t[4];
-	for (int i = 0; i < 4; i++)
-		assert_int_equal(pthread_create(&t[i], NULL, open_and_close, f), 0);
-	for (int i = 0; i < 4; i++) {
-		void *rc;
-		pthread_join(t[i], &rc);
-		assert_int_equal((intptr_t)rc, 0);
+	for (int round = 0; round < 16; round++) {
+		struct fx *f = fx_new();
+		pthread_t t[4];
+		for (int i = 0; i < 4; i++)
+			assert_int_equal(pthread_create(&t[i], NULL, open_and_close, f), 0);
+		for (int i = 0; i < 4; i++) {
+			void *rc;
+			pthread_join(t[i], &rc);
+			assert_int_equal((intptr_t)rc, 0);
+		}
+		assert_int_equal(sql_int(f->path, "SELECT COUNT(*) FROM schema_version"),
+				 store_schema_latest());
+		struct vmci_err err = {0};
+		fs_rm_rf(f->dir, &err);
+		free(f);
 	}
-	assert_int_equal(sql_int(f->path, "SELECT COUNT(*) FROM schema_version"),
-			 store_schema_latest());
-	struct vmci_err err = {0};
-	fs_rm_rf(f->dir, &err);
-	free(f);
 }
 
 static void test_urls_of_other_databases_are_refused_clearly(void **state)
@@ -188,6 +206,7 @@ static void test_urls_of_other_databases_are_refused_clearly(void **state)
 	assert_int_equal(store_open("sqlite:", &s, &err), -EINVAL);
 	assert_int_equal(store_open("sqlite:/nonexistent-dir/x/vmci.db", &s, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "/nonexistent-dir/x/vmci.db"));
+	assert_non_null(strstr(err.msg, "create its directory"));
 	assert_null(s);
 }
 
@@ -517,6 +536,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
 	    T(test_an_empty_file_is_migrated_to_the_latest_version),
+	    T(test_a_new_database_is_readable_by_its_owner_only),
 	    T(test_reopening_applies_no_migration_twice),
 	    cmocka_unit_test(test_a_v1_file_is_migrated_with_its_data_intact),
 	    T(test_a_file_from_a_newer_vmci_is_refused_untouched),
