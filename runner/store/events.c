@@ -40,6 +40,17 @@ int store_event_add(struct store *s, int64_t run_id, int64_t job_id, const char 
 	if (!kind || !*kind)
 		return vmci_err_set(err, EINVAL, "event of run %lld: no kind given",
 				    (long long)run_id);
+	if (data_json) {
+		json_t *data = json_loads(data_json, JSON_DECODE_ANY, NULL);
+		bool object = json_is_object(data);
+		json_decref(data);
+		if (!object)
+			return vmci_err_set(
+			    err, EINVAL,
+			    "event '%s' of run %lld: its data is not a JSON object: "
+			    "%.60s",
+			    kind, (long long)run_id, data_json);
+	}
 	store_lock(s);
 	int rc = db_begin(s, true, err);
 	if (rc == 0) {

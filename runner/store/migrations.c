@@ -4,7 +4,9 @@
  * A migration is applied once, in order, each in its own write
  * transaction together with its row in schema_version, so a database is
  * always at exactly one version, and several processes opening it at
- * once apply each migration once. Published migrations are never edited:
+ * once apply each migration once (SQLite's write transaction excludes the
+ * others from its BEGIN; an engine without such a lock must take one, e.g.
+ * a PostgreSQL advisory lock, in its begin). Published migrations are never edited:
  * a change is a new migration at the end (tests/fixtures/store/ keeps the
  * schema of each earlier version, and the tests migrate from it).
  *

@@ -194,6 +194,7 @@ static void test_events_tell_what_happened_to_a_run_in_order(void **state)
 			 0);
 	assert_int_equal(store_job_finish(f->s, a->id, 1, STORE_FAILURE, 2, "make", &err), 0);
 	assert_int_equal(store_event_add(f->s, run + 1, 0, "x", NULL, &err), -ENOENT);
+	assert_int_equal(store_event_add(f->s, run, 0, "x", "[1]", &err), -EINVAL);
 
 	struct store_event *ev;
 	size_t n;
