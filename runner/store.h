@@ -54,8 +54,9 @@ struct store;
 /*
  * Opens the store at url and brings its schema up to date, each pending
  * migration in its own transaction. url is `sqlite:PATH` (the file is
- * created if missing; WAL, foreign keys on, a busy timeout); a
- * `postgresql://` url is refused for now with a message saying so. A
+ * created if missing, readable by its owner only; WAL, foreign keys on,
+ * a busy timeout); a `postgresql://` url is refused for now with a
+ * message saying so (a password in a url is never shown). A
  * database written by a newer vmci (a schema version this code does not
  * know) is refused, untouched. *out is freed with store_close.
  */
