@@ -103,6 +103,20 @@ int fs_self_dir(char *out, size_t size);
 /* $VMCI_HOME, or ~/.cache/vmci. Never fails; falls back to /tmp/vmci-$UID. */
 const char *vmci_home(void);
 
+/* ---- names that become file names (common/name.c) ----------------- */
+
+/* The longest such name: an image's, which the store keeps as a file name. */
+#define VMCI_NAME_MAX 63
+/* What vmci_name_ok accepts, for messages that say how to fix a name. */
+#define VMCI_NAME_RULE "1 to 63 letters, digits, '.', '_' and '-', not starting with '.'"
+
+/*
+ * True when name follows VMCI_NAME_RULE, so it is safe as one file name:
+ * no '/', no "..", no hidden file. The image store refuses every other
+ * image name, and pipeline validation checks `image:` with the same rule.
+ */
+bool vmci_name_ok(const char *name);
+
 /* ---- hashing (common/hash.c) -------------------------------------- */
 
 #define SHA256_HEX_LEN 64
