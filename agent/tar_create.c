@@ -193,8 +193,12 @@ static void map_num(char *map, size_t *len, int64_t v)
 static int map_layout(int fd, int64_t size, struct file_layout *l)
 {
 	*l = (struct file_layout){.stored = size};
-	struct region *r = NULL;
-	size_t n = 0, cap = 0;
+	if (size == 0)
+		return 0;
+	size_t n = 0, cap = 16; /* room for the last region of a file that is all hole */
+	struct region *r = malloc(cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
 	int64_t data = 0;
 	for (int64_t off = 0; off < size;) {
 		off_t d = lseek(fd, off, SEEK_DATA);
@@ -208,7 +212,7 @@ static int map_layout(int fd, int64_t size, struct file_layout *l)
 		if (h > size)
 			h = size;
 		if (n + 2 > cap) {
-			cap = cap ? cap * 2 : 16;
+			cap *= 2;
 			struct region *p = realloc(r, cap * sizeof(*p));
 			if (!p) {
 				free(r);

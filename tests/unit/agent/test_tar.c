@@ -483,6 +483,25 @@ static void test_sparse_file_travels_as_its_data_regions(void **state)
 	assert_sparse_copy(p);
 }
 
+static void test_file_that_is_all_hole_travels_as_its_map(void **state)
+{
+	struct fixture *f = *state;
+	char p[512];
+	snprintf(p, sizeof(p), "%s/empty.img", f->src); /* as `truncate -s 500M` makes it */
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(ftruncate(fd, 500LL << 20), 0);
+	close(fd);
+	assert_int_equal(create(f, p), 0);
+	struct stat st;
+	assert_int_equal(stat(f->tar, &st), 0);
+	assert_true(st.st_size <= 6 * TAR_BLOCK); /* pax header and records, header, map, end */
+	assert_int_equal(extract(f, 0), 0);
+	snprintf(p, sizeof(p), "%s/empty.img", f->dst);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_size, 500LL << 20);
+	assert_int_equal(st.st_blocks, 0);
+}
+
 static void test_sparse_file_from_libarchive_is_extracted_sparse(void **state)
 {
 	struct fixture *f = *state;
@@ -655,6 +674,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_truncated_stream_is_an_error, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage_is_not_a_tar_stream, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sparse_file_travels_as_its_data_regions, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_file_that_is_all_hole_travels_as_its_map, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_sparse_file_from_libarchive_is_extracted_sparse,
 					    setup, teardown),
