@@ -160,4 +160,9 @@ int64_t clock_ns(void);
 /* Formats a duration in ms as "850ms", "3.2s", "2m05s". */
 void format_duration(int64_t ms, char *out, size_t size);
 
+/* ---- sizes (common/size.c) ---------------------------------------- */
+
+/* Formats a byte count as "512 bytes", "4.0 KiB", "500.0 MiB", "1.5 GiB". */
+void format_size(long long bytes, char *out, size_t size);
+
 #endif
