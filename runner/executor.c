@@ -2,9 +2,10 @@
  * The executor: one attempt of one job in one VM.
  *
  * A job gets a VM from a runner_vm_source, its workspace at
- * RUNNER_GUEST_WORKSPACE, and each step as `sh -e -c RUN`, with the
- * environment built from the run (VMCI_*), the job's env (the pipeline's
- * overlaid by the job's) and the step's. Expressions were expanded when the pipeline was loaded.
+ * RUNNER_GUEST_WORKSPACE, and each step as `sh -e -c RUN` (a long script
+ * as a file: runner/script.c), with the environment built from the run
+ * (VMCI_*), the job's env (the pipeline's overlaid by the job's) and the
+ * step's. Expressions were expanded when the pipeline was loaded.
  * Timeouts: each step gets the smaller of its own timeout and what is
  * left of the job's. Artifacts are copied out after the steps, whatever
  * they did, unless the job was cancelled or its VM failed
@@ -18,6 +19,7 @@
 #include "runner/runner.h"
 #include "pipelines/pipelines.h"
 #include "runner/artifacts.h"
+#include "runner/script.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -211,9 +213,9 @@ static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t 
 		textf(cwd, sizeof(cwd), "%s", step->workdir);
 	else
 		textf(cwd, sizeof(cwd), "%s/%s", RUNNER_GUEST_WORKSPACE, step->workdir);
-	const char *argv[] = {"sh", "-e", "-c", step->run, NULL};
+	struct step_command cmd;
 	struct vm_exec_opts xo = {
-	    .argv = argv,
+	    .argv = cmd.argv,
 	    .env = (const char *const *)env->items,
 	    .cwd = cwd,
 	    .timeout_ms = (uint32_t)(limit > UINT32_MAX ? UINT32_MAX : limit),
@@ -224,12 +226,19 @@ static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t 
 	if (k && k->step_started)
 		k->step_started(k->ctx, a->index, a->step);
 	struct runner_step_result sr = {.result = RUNNER_PASSED};
-	struct vmci_err err = {0};
+	struct vmci_err err = {0}, ping = {0};
 	int64_t t0 = clock_ms();
-	int rc = vm_exec(vm, &xo, &sr.exit, &err);
+	int rc = step_command_prepare(vm, a->step + 1, step->run, &cmd, &err);
+	bool put_failed = rc < 0 && !vm_ping(vm, 5000, &ping); /* the guest's, not the VM's */
+	if (!rc)
+		rc = vm_exec(vm, &xo, &sr.exit, &err);
 	sr.duration_ms = clock_ms() - t0;
 	env_truncate(env, base);
-	if (rc < 0) {
+	if (put_failed) {
+		sr.exit = (struct vm_exec_result){.kind = VM_START_FAILED, .code = -rc};
+		textf(sr.how, sizeof(sr.how), "could not start: %s", err.msg);
+		rc = 0;
+	} else if (rc < 0) {
 		char what[256];
 		textf(what, sizeof(what), "step '%s'", step->name);
 		infra_error(a, what, &err);
@@ -253,6 +262,8 @@ static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t 
 		break;
 	case VM_START_FAILED:
 		sr.result = RUNNER_FAILED;
+		if (put_failed)
+			break; /* sr.how says why */
 		if (sr.exit.code == ENOENT && step->workdir)
 			textf(sr.how, sizeof(sr.how),
 			      "could not start: no directory %s in the guest", cwd);
