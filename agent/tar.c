@@ -206,13 +206,19 @@ struct tar_ext {
 	bool has_size, has_mtime, has_uid, has_gid;
 	int64_t size, uid, gid;
 	struct timespec mtime;
+	/* GNU sparse files: format major.minor (-1: absent), real name and size */
+	int64_t sparse_major, sparse_minor, realsize;
+	char *sparse_name;
+	bool has_realsize;
 };
 
 static void ext_free(struct tar_ext *x)
 {
 	free(x->path);
 	free(x->link);
+	free(x->sparse_name);
 	memset(x, 0, sizeof(*x));
+	x->sparse_major = x->sparse_minor = -1;
 }
 
 static int parse_pax_time(const char *v, struct timespec *ts)
@@ -284,6 +290,16 @@ static int parse_pax(char *data, size_t n, struct tar_ext *x)
 		} else if (!strcmp(key, "gid")) {
 			rc = parse_pax_int(val, &x->gid);
 			x->has_gid = true;
+		} else if (!strcmp(key, "GNU.sparse.major")) {
+			rc = parse_pax_int(val, &x->sparse_major);
+		} else if (!strcmp(key, "GNU.sparse.minor")) {
+			rc = parse_pax_int(val, &x->sparse_minor);
+		} else if (!strcmp(key, "GNU.sparse.name")) {
+			free(x->sparse_name);
+			x->sparse_name = strdup(val);
+		} else if (!strcmp(key, "GNU.sparse.realsize") || !strcmp(key, "GNU.sparse.size")) {
+			rc = parse_pax_int(val, &x->realsize);
+			x->has_realsize = true;
 		}
 		if (rc)
 			return -1;
@@ -323,7 +339,7 @@ static int read_ext_data(struct agent_tar_in *in, int64_t size, size_t max, char
 int agent_tar_read_entry(struct agent_tar_in *in, struct agent_tar_entry *e, char *err,
 			 size_t errlen)
 {
-	struct tar_ext x = {0};
+	struct tar_ext x = {.sparse_major = -1, .sparse_minor = -1};
 	uint8_t h[TAR_BLOCK];
 	int rc;
 	memset(e, 0, sizeof(*e));
@@ -400,6 +416,26 @@ int agent_tar_read_entry(struct agent_tar_in *in, struct agent_tar_entry *e, cha
 			e->uid = x.uid;
 		if (x.has_gid)
 			e->gid = x.gid;
+		if (x.sparse_major >= 0 || x.sparse_minor >= 0) {
+			/* Only format 1.0 (the map in the data): what GNU tar and libarchive write.
+			 */
+			if (x.sparse_major != 1 || x.sparse_minor != 0 || !x.has_realsize ||
+			    e->type != '0') {
+				rc = agent_tar_fail(
+				    err, errlen, ENOTSUP,
+				    "unsupported GNU sparse member (format %lld.%lld%s)",
+				    (long long)x.sparse_major, (long long)x.sparse_minor,
+				    x.has_realsize ? "" : " without a real size");
+				break;
+			}
+			e->sparse = true;
+			e->realsize = x.realsize;
+			if (x.sparse_name) {
+				free(x.path);
+				x.path = x.sparse_name;
+				x.sparse_name = NULL;
+			}
+		}
 		if (x.path) {
 			e->path = x.path;
 			x.path = NULL;

@@ -7,8 +7,10 @@
  * Format (POSIX.1-2001 pax, the ustar layout): 512-byte headers, data
  * padded to 512 bytes, two zero blocks at the end. We read ustar, pax
  * extended headers ('x'; global 'g' headers are skipped), GNU long names
- * ('L', 'K') and base-256 numbers; we write ustar with a pax header when a
- * path, link or number does not fit.
+ * ('L', 'K'), base-256 numbers and GNU sparse files (format 1.0: pax
+ * records GNU.sparse.*, the map of data regions at the start of the
+ * data); we write ustar with a pax header when a path, link or number
+ * does not fit, and files with holes as GNU sparse 1.0.
  *
  * All of it works on blocking fds, in a child of the agent. Functions
  * return 0 or -errno with a message in err.
@@ -97,9 +99,15 @@ struct agent_tar_entry {
 	char *path, *link;
 	char type;
 	mode_t mode;
-	int64_t uid, gid, size;
+	int64_t uid, gid, size; /* size: of the member's data in the stream */
 	struct timespec mtime;
 	unsigned devmajor, devminor;
+	/*
+	 * A GNU sparse file (format 1.0): its data starts with the map of
+	 * its data regions, and the file is realsize bytes once extracted.
+	 */
+	bool sparse;
+	int64_t realsize;
 };
 
 /*

@@ -2,6 +2,15 @@
  * Writing a tar stream of a file, a directory or a glob's matches (GET).
  * Directories are walked in name order; a file with several links is
  * archived once and linked to after that.
+ *
+ * Symlinks are never followed, the paths asked for and glob matches
+ * included: a symlink is archived as a symlink, so a link loop or a link
+ * to "/" costs one entry, not a walk of whatever it points to.
+ *
+ * A file with holes (SEEK_HOLE says where) is written as a GNU sparse
+ * file, format 1.0 inside pax (what GNU tar and libarchive write and
+ * read): the holes are never read nor sent, and the host re-creates them.
+ * A 500 MB file made by `truncate` travels as a few hundred bytes.
  */
 #include "agent/tar.h"
 
@@ -22,6 +31,23 @@ struct seen_link {
 	dev_t dev;
 	ino_t ino;
 	char *name;
+};
+
+/* A sparse file keeps at most this many data regions; past it, the rest is sent whole. */
+#define SPARSE_MAX_REGIONS 10000
+
+/* A run of data in a sparse file; the bytes between two regions are a hole. */
+struct region {
+	int64_t off, len;
+};
+
+/* How a regular file is stored: whole, or as its data regions. */
+struct file_layout {
+	struct region *regions; /* NULL: the file is stored whole */
+	size_t n;
+	char *map; /* the sparse map that starts the member's data, padded to a block */
+	size_t map_len;
+	int64_t stored; /* the member's data size: map and regions, or the file's size */
 };
 
 struct tar_out {
@@ -67,14 +93,40 @@ static int out_write(struct tar_out *o, const void *data, size_t n)
 	return 0;
 }
 
-/* Writes the headers of one member: a pax header first when needed. */
-static int write_header(struct tar_out *o, const char *name, const struct stat *st, char type,
-			const char *link)
+/*
+ * The name a sparse member's ustar header carries, as GNU tar writes it:
+ * readers that know the format take the real one from GNU.sparse.name.
+ */
+static void sparse_stand_in(const char *name, char *out, size_t size)
 {
-	int64_t size = type == '0' ? (int64_t)st->st_size : 0;
-	char *recs = NULL, num[32];
+	const char *base = strrchr(name, '/');
+	base = base ? base + 1 : name;
+	size_t len = strlen(base);
+	snprintf(out, size, "GNUSparseFile.0/%s", base + (len > 80 ? len - 80 : 0));
+}
+
+/*
+ * Writes the headers of one member: a pax header first when needed.
+ * layout: a regular file's (NULL for other types); a sparse one adds the
+ * GNU.sparse records and stores its real name there.
+ */
+static int write_header(struct tar_out *o, const char *name, const struct stat *st, char type,
+			const char *link, const struct file_layout *layout)
+{
+	int64_t size = layout ? layout->stored : 0;
+	bool sparse = layout && layout->regions;
+	char *recs = NULL, num[32], stand_in[128];
 	size_t nrecs = 0, prefix_len;
 	bool oom = false;
+	if (sparse) {
+		snprintf(num, sizeof(num), "%lld", (long long)st->st_size);
+		oom |= agent_tar_pax_add(&recs, &nrecs, "GNU.sparse.major", "1") != 0;
+		oom |= agent_tar_pax_add(&recs, &nrecs, "GNU.sparse.minor", "0") != 0;
+		oom |= agent_tar_pax_add(&recs, &nrecs, "GNU.sparse.name", name) != 0;
+		oom |= agent_tar_pax_add(&recs, &nrecs, "GNU.sparse.realsize", num) != 0;
+		sparse_stand_in(name, stand_in, sizeof(stand_in));
+		name = stand_in;
+	}
 	bool fits = agent_tar_ustar_split(name, &prefix_len);
 	if (!fits)
 		oom |= agent_tar_pax_add(&recs, &nrecs, "path", name) != 0;
@@ -127,34 +179,151 @@ static int write_header(struct tar_out *o, const char *name, const struct stat *
 	return out_write(o, h, TAR_BLOCK);
 }
 
-static int write_file_data(struct tar_out *o, const char *disk, const struct stat *st, bool follow)
+/* Appends "%lld\n" to the map being built. */
+static void map_num(char *map, size_t *len, int64_t v)
 {
-	int fd = open(disk, O_RDONLY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
-	if (fd < 0)
-		return agent_tar_fail(o->err, o->errlen, errno, "cannot open %s: %s", disk,
-				      strerror(errno));
-	int rc = 0;
-	uint64_t left = (uint64_t)st->st_size;
-	while (left > 0 && !rc) {
-		if (o->len == TAR_IO_BUF && (rc = out_flush(o)))
-			break;
-		size_t room = TAR_IO_BUF - o->len, want = left < room ? (size_t)left : room;
-		ssize_t n = read(fd, o->buf + o->len, want);
+	*len += (size_t)sprintf(map + *len, "%lld\n", (long long)v);
+}
+
+/*
+ * Finds the data regions of fd (size bytes) with SEEK_DATA/SEEK_HOLE,
+ * reading nothing. A file without holes, or on a filesystem that cannot
+ * tell, is stored whole (layout->regions stays NULL). Returns 0 or -ENOMEM.
+ */
+static int map_layout(int fd, int64_t size, struct file_layout *l)
+{
+	*l = (struct file_layout){.stored = size};
+	if (size == 0)
+		return 0;
+	size_t n = 0, cap = 16; /* room for the last region of a file that is all hole */
+	struct region *r = malloc(cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	int64_t data = 0;
+	for (int64_t off = 0; off < size;) {
+		off_t d = lseek(fd, off, SEEK_DATA);
+		if (d < 0 && errno == ENXIO)
+			break; /* a hole to the end */
+		off_t h = d < 0 ? -1 : lseek(fd, d, SEEK_HOLE);
+		if (h < 0) { /* the filesystem cannot tell */
+			free(r);
+			return 0;
+		}
+		if (h > size)
+			h = size;
+		if (n + 2 > cap) {
+			cap *= 2;
+			struct region *p = realloc(r, cap * sizeof(*p));
+			if (!p) {
+				free(r);
+				return -ENOMEM;
+			}
+			r = p;
+		}
+		if (n + 2 == SPARSE_MAX_REGIONS)
+			h = size; /* enough regions: the rest goes whole */
+		r[n++] = (struct region){d, h - d};
+		data += h - d;
+		off = h;
+	}
+	if (data == size) { /* no hole */
+		free(r);
+		return 0;
+	}
+	if (n == 0 || r[n - 1].off + r[n - 1].len < size)
+		r[n++] = (struct region){size, 0}; /* ends in a hole: GNU tar marks the end */
+	/* The map: entries, then offset and size of each, one number a line, in whole blocks. */
+	size_t room = (2 * n + 1) * 21 + TAR_BLOCK;
+	char *map = malloc(room);
+	if (!map) {
+		free(r);
+		return -ENOMEM;
+	}
+	size_t len = 0;
+	map_num(map, &len, (int64_t)n);
+	for (size_t i = 0; i < n; i++) {
+		map_num(map, &len, r[i].off);
+		map_num(map, &len, r[i].len);
+	}
+	size_t pad = (size_t)agent_tar_padding(len);
+	memset(map + len, 0, pad);
+	*l = (struct file_layout){.regions = r,
+				  .n = n,
+				  .map = map,
+				  .map_len = len + pad,
+				  .stored = (int64_t)(len + pad) + data};
+	return 0;
+}
+
+static void layout_free(struct file_layout *l)
+{
+	free(l->regions);
+	free(l->map);
+}
+
+/* Appends len bytes of fd from off; a file that ends early is an error. */
+static int copy_range(struct tar_out *o, int fd, const char *disk, int64_t off, int64_t len)
+{
+	while (len > 0) {
+		if (o->len == TAR_IO_BUF) {
+			int rc = out_flush(o);
+			if (rc)
+				return rc;
+		}
+		size_t room = TAR_IO_BUF - o->len, want = (uint64_t)len < room ? (size_t)len : room;
+		ssize_t n = pread(fd, o->buf + o->len, want, off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			rc = agent_tar_fail(o->err, o->errlen, errno, "cannot read %s: %s", disk,
-					    strerror(errno));
-		else if (n == 0)
-			rc = agent_tar_fail(o->err, o->errlen, EIO,
-					    "%s shrank while being archived", disk);
-		else {
-			o->len += (size_t)n;
-			left -= (uint64_t)n;
-		}
+			return agent_tar_fail(o->err, o->errlen, errno, "cannot read %s: %s", disk,
+					      strerror(errno));
+		if (n == 0)
+			return agent_tar_fail(o->err, o->errlen, EIO,
+					      "%s shrank while being archived", disk);
+		o->len += (size_t)n;
+		off += n;
+		len -= n;
 	}
+	return 0;
+}
+
+/* The member's data: the whole file, or the sparse map and the data regions. */
+static int write_file_data(struct tar_out *o, int fd, const char *disk, const struct file_layout *l,
+			   int64_t size)
+{
+	int rc = 0;
+	if (!l->regions)
+		rc = copy_range(o, fd, disk, 0, size);
+	else
+		rc = out_write(o, l->map, l->map_len);
+	for (size_t i = 0; l->regions && i < l->n && !rc; i++)
+		rc = copy_range(o, fd, disk, l->regions[i].off, l->regions[i].len);
+	return rc ? rc : out_write(o, NULL, agent_tar_padding((uint64_t)l->stored));
+}
+
+/* Archives the regular file disk (lstat'ed as st) as name. */
+static int add_file(struct tar_out *o, const char *disk, const char *name, const struct stat *st)
+{
+	/* O_NONBLOCK: a file swapped for a FIFO since lstat must not hang the archive. */
+	int fd = open(disk, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return agent_tar_fail(o->err, o->errlen, errno, "cannot open %s: %s", disk,
+				      strerror(errno));
+	struct stat now;
+	struct file_layout l = {0};
+	int rc = 0;
+	if (fstat(fd, &now) || !S_ISREG(now.st_mode) || now.st_ino != st->st_ino)
+		rc = agent_tar_fail(o->err, o->errlen, EAGAIN,
+				    "%s was replaced while being archived", disk);
+	else if (map_layout(fd, st->st_size, &l))
+		rc = agent_tar_fail(o->err, o->errlen, ENOMEM, "out of memory");
+	if (!rc)
+		rc = write_header(o, name, st, '0', NULL, &l);
+	if (!rc)
+		rc = write_file_data(o, fd, disk, &l, st->st_size);
+	layout_free(&l);
 	close(fd);
-	return rc ? rc : out_write(o, NULL, agent_tar_padding((uint64_t)st->st_size));
+	return rc;
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -162,7 +331,7 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int add_path(struct tar_out *o, const char *disk, const char *name, bool follow);
+static int add_path(struct tar_out *o, const char *disk, const char *name);
 
 /* Archives a directory's entries, sorted, below name. */
 static int add_dir_contents(struct tar_out *o, const char *disk, const char *name)
@@ -203,7 +372,7 @@ static int add_dir_contents(struct tar_out *o, const char *disk, const char *nam
 		char *cdisk, *cname;
 		if (!rc && asprintf(&cdisk, "%s%s%s", disk, sep, names[i]) >= 0) {
 			if (asprintf(&cname, "%s/%s", name, names[i]) >= 0) {
-				rc = add_path(o, cdisk, cname, false);
+				rc = add_path(o, cdisk, cname);
 				free(cname);
 			} else {
 				rc = agent_tar_fail(o->err, o->errlen, ENOMEM, "out of memory");
@@ -218,11 +387,11 @@ static int add_dir_contents(struct tar_out *o, const char *disk, const char *nam
 	return rc;
 }
 
-/* Archives disk as name; follow: stat through a symlink (the top level). */
-static int add_path(struct tar_out *o, const char *disk, const char *name, bool follow)
+/* Archives disk as name; a symlink as a symlink, wherever it is. */
+static int add_path(struct tar_out *o, const char *disk, const char *name)
 {
 	struct stat st;
-	if ((follow ? stat(disk, &st) : lstat(disk, &st)) < 0)
+	if (lstat(disk, &st) < 0)
 		return agent_tar_fail(o->err, o->errlen, errno, "cannot stat %s: %s", disk,
 				      strerror(errno));
 	if (strlen(name) >= PATH_MAX)
@@ -230,7 +399,7 @@ static int add_path(struct tar_out *o, const char *disk, const char *name, bool 
 	if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
 		for (size_t i = 0; i < o->nlinks; i++)
 			if (o->links[i].dev == st.st_dev && o->links[i].ino == st.st_ino)
-				return write_header(o, name, &st, '1', o->links[i].name);
+				return write_header(o, name, &st, '1', o->links[i].name, NULL);
 		if (o->nlinks == o->caplinks) {
 			size_t cap = o->caplinks ? o->caplinks * 2 : 16;
 			struct seen_link *l = realloc(o->links, cap * sizeof(*l));
@@ -247,15 +416,13 @@ static int add_path(struct tar_out *o, const char *disk, const char *name, bool 
 		o->nlinks++;
 	}
 	int rc;
-	if (S_ISREG(st.st_mode)) {
-		rc = write_header(o, name, &st, '0', NULL);
-		return rc ? rc : write_file_data(o, disk, &st, follow);
-	}
+	if (S_ISREG(st.st_mode))
+		return add_file(o, disk, name, &st);
 	if (S_ISDIR(st.st_mode)) {
 		char *dname;
 		if (asprintf(&dname, "%s/", name) < 0)
 			return agent_tar_fail(o->err, o->errlen, ENOMEM, "out of memory");
-		rc = write_header(o, dname, &st, '5', NULL);
+		rc = write_header(o, dname, &st, '5', NULL, NULL);
 		free(dname);
 		return rc ? rc : add_dir_contents(o, disk, name);
 	}
@@ -266,14 +433,14 @@ static int add_path(struct tar_out *o, const char *disk, const char *name, bool 
 			return agent_tar_fail(o->err, o->errlen, errno, "cannot read link %s: %s",
 					      disk, strerror(errno));
 		target[n] = 0;
-		return write_header(o, name, &st, '2', target);
+		return write_header(o, name, &st, '2', target, NULL);
 	}
 	if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) || S_ISFIFO(st.st_mode))
 		return write_header(o, name, &st,
 				    S_ISCHR(st.st_mode)	  ? '3'
 				    : S_ISBLK(st.st_mode) ? '4'
 							  : '6',
-				    NULL);
+				    NULL, NULL);
 	return 0; /* sockets have no place in an archive */
 }
 
@@ -314,7 +481,7 @@ static int add_glob(struct tar_out *o, const char *pattern)
 		const char *name = strncmp(m, pattern, prefix) ? m : m + prefix;
 		while (*name == '/')
 			name++;
-		rc = add_path(o, m, *name ? name : ".", true);
+		rc = add_path(o, m, *name ? name : ".");
 	}
 	globfree(&g);
 	return rc;
@@ -332,7 +499,7 @@ int agent_tar_create(int fd, const char *path, char *err, size_t errlen)
 		rc = add_glob(&o, path);
 	} else {
 		char *name = top_name(path);
-		rc = name ? add_path(&o, path, name, true)
+		rc = name ? add_path(&o, path, name)
 			  : agent_tar_fail(err, errlen, ENOMEM, "out of memory");
 		free(name);
 	}

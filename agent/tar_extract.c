@@ -3,6 +3,7 @@
  * with openat(O_NOFOLLOW) from its fd, so no member is written through a
  * symlink, and members with absolute paths or ".." are refused.
  * Directories get their mode and times last, once their contents are in.
+ * A sparse member's holes stay holes: only its data regions are written.
  */
 #include "agent/tar.h"
 
@@ -121,6 +122,101 @@ static void set_owner_times(struct untar *u, int pfd, const char *name,
 	(void)utimensat(pfd, name, ts, AT_SYMLINK_NOFOLLOW);
 }
 
+/* Copies the next len bytes of the stream to fd at its current offset. */
+static int copy_data(struct untar *u, struct agent_tar_in *in, int fd,
+		     const struct agent_tar_entry *e, uint64_t len)
+{
+	while (len > 0) {
+		ssize_t avail = agent_tar_in_fill(in);
+		if (avail <= 0)
+			return agent_tar_fail(u->err, u->errlen, avail < 0 ? (int)-avail : EIO,
+					      "truncated tar stream in %s", e->path);
+		size_t k = (uint64_t)avail < len ? (size_t)avail : (size_t)len;
+		int rc = agent_tar_write_all(fd, in->buf + in->off, k);
+		if (rc)
+			return agent_tar_fail(u->err, u->errlen, -rc, "cannot write %s: %s",
+					      e->path, strerror(-rc));
+		in->off += k;
+		len -= k;
+	}
+	return 0;
+}
+
+/* Reads one "%lld\n" line of a sparse map, counting what it used in *used (at most max). */
+static int map_number(struct untar *u, struct agent_tar_in *in, const struct agent_tar_entry *e,
+		      uint64_t *used, uint64_t max, int64_t *out)
+{
+	int64_t v = 0;
+	for (int digits = 0;; digits++) {
+		if (*used >= max || agent_tar_in_fill(in) <= 0)
+			return agent_tar_fail(u->err, u->errlen, EINVAL,
+					      "truncated sparse map in %s", e->path);
+		char c = (char)in->buf[in->off++];
+		(*used)++;
+		if (c == '\n' && digits > 0)
+			break;
+		if (c < '0' || c > '9' || digits >= 18)
+			return agent_tar_fail(u->err, u->errlen, EINVAL,
+					      "malformed sparse map in %s", e->path);
+		v = v * 10 + (c - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * A sparse member's data into fd: the map of its regions, then each
+ * region's bytes at its offset; what lies between stays a hole.
+ */
+static int extract_sparse(struct untar *u, struct agent_tar_in *in, int fd,
+			  const struct agent_tar_entry *e)
+{
+	uint64_t used = 0, max = (uint64_t)e->size;
+	int64_t n, off, len, end = 0, data = 0;
+	int rc = map_number(u, in, e, &used, max, &n);
+	if (!rc && n > (int64_t)(max / 4)) /* each entry takes at least four bytes */
+		rc = agent_tar_fail(u->err, u->errlen, EINVAL, "malformed sparse map in %s",
+				    e->path);
+	struct region {
+		int64_t off, len;
+	} *r = rc ? NULL : calloc((size_t)n + 1, sizeof(*r));
+	if (!rc && !r)
+		rc = agent_tar_fail(u->err, u->errlen, ENOMEM, "out of memory");
+	for (int64_t i = 0; !rc && i < n; i++) {
+		rc = map_number(u, in, e, &used, max, &off);
+		if (!rc)
+			rc = map_number(u, in, e, &used, max, &len);
+		if (!rc && (off < end || len > e->realsize - off))
+			rc = agent_tar_fail(u->err, u->errlen, EINVAL,
+					    "sparse map of %s has regions out of order or past its "
+					    "size",
+					    e->path);
+		if (!rc) {
+			r[i] = (struct region){off, len};
+			end = off + len;
+			data += len;
+		}
+	}
+	uint64_t pad = agent_tar_padding(used);
+	if (!rc && (used + pad + (uint64_t)data != max))
+		rc = agent_tar_fail(u->err, u->errlen, EINVAL,
+				    "sparse map of %s does not match its size", e->path);
+	if (!rc && (rc = agent_tar_in_read(in, NULL, pad)))
+		rc = agent_tar_fail(u->err, u->errlen, rc < 0 ? -rc : EIO, "truncated tar stream");
+	for (int64_t i = 0; !rc && i < n; i++) {
+		if (lseek(fd, r[i].off, SEEK_SET) < 0)
+			rc = agent_tar_fail(u->err, u->errlen, errno, "cannot seek in %s: %s",
+					    e->path, strerror(errno));
+		else
+			rc = copy_data(u, in, fd, e, (uint64_t)r[i].len);
+	}
+	if (!rc && ftruncate(fd, e->realsize))
+		rc = agent_tar_fail(u->err, u->errlen, errno, "cannot size %s: %s", e->path,
+				    strerror(errno));
+	free(r);
+	return rc;
+}
+
 static int extract_file(struct untar *u, struct agent_tar_in *in, int pfd, const char *name,
 			const struct agent_tar_entry *e)
 {
@@ -131,23 +227,8 @@ static int extract_file(struct untar *u, struct agent_tar_in *in, int pfd, const
 			return agent_tar_fail(u->err, u->errlen, errno, "cannot create %s: %s",
 					      e->path, strerror(errno));
 	}
-	int rc = 0;
-	uint64_t left = (uint64_t)e->size;
-	while (left > 0 && !rc) {
-		ssize_t avail = agent_tar_in_fill(in);
-		if (avail <= 0) {
-			rc = agent_tar_fail(u->err, u->errlen, avail < 0 ? (int)-avail : EIO,
-					    "truncated tar stream in %s", e->path);
-			break;
-		}
-		size_t k = (uint64_t)avail < left ? (size_t)avail : (size_t)left;
-		rc = agent_tar_write_all(fd, in->buf + in->off, k);
-		if (rc)
-			rc = agent_tar_fail(u->err, u->errlen, -rc, "cannot write %s: %s", e->path,
-					    strerror(-rc));
-		in->off += k;
-		left -= k;
-	}
+	int rc =
+	    e->sparse ? extract_sparse(u, in, fd, e) : copy_data(u, in, fd, e, (uint64_t)e->size);
 	if (!rc && u->as_root)
 		(void)fchown(fd, (uid_t)e->uid, (gid_t)e->gid); /* before chmod: it clears setuid */
 	if (!rc && fchmod(fd, e->mode))

@@ -103,6 +103,20 @@ int fs_self_dir(char *out, size_t size);
 /* $VMCI_HOME, or ~/.cache/vmci. Never fails; falls back to /tmp/vmci-$UID. */
 const char *vmci_home(void);
 
+/* ---- names that become file names (common/name.c) ----------------- */
+
+/* The longest such name: an image's, which the store keeps as a file name. */
+#define VMCI_NAME_MAX 63
+/* What vmci_name_ok accepts, for messages that say how to fix a name. */
+#define VMCI_NAME_RULE "1 to 63 letters, digits, '.', '_' and '-', not starting with '.'"
+
+/*
+ * True when name follows VMCI_NAME_RULE, so it is safe as one file name:
+ * no '/', no "..", no hidden file. The image store refuses every other
+ * image name, and pipeline validation checks `image:` with the same rule.
+ */
+bool vmci_name_ok(const char *name);
+
 /* ---- hashing (common/hash.c) -------------------------------------- */
 
 #define SHA256_HEX_LEN 64
@@ -145,5 +159,10 @@ int64_t clock_ms(void);
 int64_t clock_ns(void);
 /* Formats a duration in ms as "850ms", "3.2s", "2m05s". */
 void format_duration(int64_t ms, char *out, size_t size);
+
+/* ---- sizes (common/size.c) ---------------------------------------- */
+
+/* Formats a byte count as "512 bytes", "4.0 KiB", "500.0 MiB", "1.5 GiB". */
+void format_size(long long bytes, char *out, size_t size);
 
 #endif

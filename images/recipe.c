@@ -179,18 +179,6 @@ static int mapping(struct parse *p, const yaml_node_t *n, const char *what, cons
 
 /* ---- fields ---------------------------------------------------------------- */
 
-/* Image names become file names: letters, digits, '.', '_', '-', not starting with '.'. */
-static bool name_ok(const char *s)
-{
-	if (!s[0] || s[0] == '.')
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || strchr("._-", *s)))
-			return false;
-	return true;
-}
-
 /* "4G", "512M", "2GiB", "1073741824": bytes, with binary multiples. */
 int img_parse_size(const char *s, long long *out)
 {
@@ -344,9 +332,9 @@ static int parse_root(struct parse *p, const yaml_node_t *root, const char *expe
 	if (rc)
 		return rc;
 	rc = scalar(p, v[NAME], "name", s->name, sizeof(s->name));
-	if (!rc && !name_ok(s->name))
-		return at(p, v[NAME], EINVAL,
-			  "bad image name '%s' (use letters, digits, '.', '_' and '-')", s->name);
+	if (!rc && !vmci_name_ok(s->name))
+		return at(p, v[NAME], EINVAL, "bad image name '%s' (use " VMCI_NAME_RULE ")",
+			  s->name);
 	if (!rc && expected_name && strcmp(s->name, expected_name))
 		return at(p, v[NAME], EINVAL, "name '%s' does not match the file name %s.yml",
 			  s->name, expected_name);

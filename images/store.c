@@ -48,17 +48,13 @@ static int store_dir(char *out, size_t size, const char *sub, struct vmci_err *e
 	return fs_mkdir_p(out, 0755, err);
 }
 
-/* Names become file names: letters, digits, '.', '_', '-', not starting with '.'. */
+_Static_assert(sizeof(((struct img_boot *)0)->name) > VMCI_NAME_MAX, "image names must fit");
+
+/* Names become file names: vmci_name_ok, the rule pipelines check `image:` with. */
 static int check_name(const char *name, struct vmci_err *err)
 {
-	size_t n = strlen(name);
-	bool ok = n > 0 && n < sizeof(((struct img_boot *)0)->name) && name[0] != '.';
-	for (size_t i = 0; ok && i < n; i++)
-		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
-		     (name[i] >= '0' && name[i] <= '9') || strchr("._-", name[i]);
-	if (!ok)
-		return vmci_err_set(err, EINVAL,
-				    "bad image name '%s' (use letters, digits, '.', '_' and '-')",
+	if (!vmci_name_ok(name))
+		return vmci_err_set(err, EINVAL, "bad image name '%s' (use " VMCI_NAME_RULE ")",
 				    name);
 	return 0;
 }

@@ -116,6 +116,10 @@ static int render_steps(struct expander *x, const struct job_spec *b, struct ren
 				       : NULL;
 		if (!st->env || !st->run || !st->name)
 			return render_failure(x);
+		if (!s->run.flat) /* flat scripts were checked when read */
+			pipe_script_check(
+			    x->ctx, s->run_pos, st->run,
+			    pipe_fmt(x->ctx, "run of step %zu of job '%s'", i + 1, b->id));
 		st->timeout_ms = s->timeout_ms;
 		st->continue_on_error = s->continue_on_error;
 		st->workdir = s->workdir;
@@ -124,6 +128,41 @@ static int render_steps(struct expander *x, const struct job_spec *b, struct ren
 	}
 	re->env[ENV_STEP] = NULL;
 	*out = steps;
+	return 0;
+}
+
+/* What an env entry takes in the exec request: "KEY=VALUE" and its end. */
+static size_t var_size(const struct pipe_var *v)
+{
+	return strlen(v->key) + strlen(v->value) + 2;
+}
+
+/*
+ * Checks each step's environment against PIPE_MAX_ENV_SIZE and
+ * PIPE_MAX_ENV_VARS: the job's env and the step's, with VMCI_JOB,
+ * VMCI_JOB_ID and VMCI_IMAGE, which the runner adds from the job.
+ * Records the first step over a limit; returns -EINVAL then, else 0.
+ */
+static int check_env_size(struct expander *x, const struct job_spec *b, const struct pipe_job *j)
+{
+	size_t base = strlen(j->name) + strlen(j->id) + strlen(j->image) + 3 * 16;
+	for (size_t i = 0; i < j->n_env; i++)
+		base += var_size(&j->env[i]);
+	for (size_t k = 0; k < j->n_steps; k++) {
+		const struct pipe_step *st = &j->steps[k];
+		size_t size = base, count = j->n_env + st->n_env;
+		for (size_t i = 0; i < st->n_env; i++)
+			size += var_size(&st->env[i]);
+		if (size <= PIPE_MAX_ENV_SIZE && count <= PIPE_MAX_ENV_VARS)
+			continue;
+		struct ypos pos = st->n_env ? b->steps[k].pos : b->pos;
+		pipe_error_at(x->ctx, pos,
+			      "the environment of step %zu of job '%s' has %zu variables in %zu "
+			      "KiB, more than the %d variables in %d KiB a step may have",
+			      k + 1, j->name, count, (size + 1023) >> 10, PIPE_MAX_ENV_VARS,
+			      PIPE_MAX_ENV_SIZE >> 10);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -195,6 +234,7 @@ static int expand_job(struct expander *x, const struct pipe_spec *spec, size_t b
 	const char **job_values = NULL;
 
 	struct pipe_strmap names = {.arena = x->ctx->tmp};
+	bool env_refused = false; /* said once per id, not once per combination */
 	for (size_t r = 0; r < n_rows; r++) {
 		const char *const *row = m ? rows + r * m->n_keys : NULL;
 		struct pipe_job *j = &jobs[first_of[bi] + r];
@@ -243,6 +283,8 @@ static int expand_job(struct expander *x, const struct pipe_spec *spec, size_t b
 		    .log_limit = b->log_limit,
 		    .artifacts = b->artifacts,
 		    .n_artifacts = b->n_artifacts,
+		    .artifact_max_bytes = b->artifact_max_bytes,
+		    .artifact_max_files = b->artifact_max_files,
 		    .needs = needs,
 		    .n_needs = b->n_needs,
 		    .fail_fast = b->fail_fast,
@@ -255,6 +297,11 @@ static int expand_job(struct expander *x, const struct pipe_spec *spec, size_t b
 			return render_failure(x);
 		if (!*j->image)
 			pipe_error_at(x->ctx, b->image_pos, "image of job '%s' is empty", j->name);
+		else if (!b->image.flat) /* flat names were checked when read */
+			pipe_image_check(x->ctx, b->image_pos, j->image,
+					 pipe_fmt(x->ctx, "job '%s'", j->name));
+		if (!env_refused)
+			env_refused = check_env_size(x, b, j) != 0;
 		if (m) {
 			int rc = pipe_strmap_add(&names, j->name, strlen(j->name), (long)r, NULL);
 			if (rc < 0)

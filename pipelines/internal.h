@@ -343,6 +343,7 @@ struct step_spec {
 	bool continue_on_error;
 	const char *workdir;
 	struct ypos pos;
+	struct ypos run_pos;
 };
 
 struct need_ref {
@@ -366,6 +367,8 @@ struct job_spec {
 	int64_t log_limit; /* bytes */
 	const char **artifacts;
 	size_t n_artifacts;
+	int64_t artifact_max_bytes;
+	int artifact_max_files;
 	struct need_ref *needs;
 	size_t n_needs;
 	bool fail_fast;
@@ -400,6 +403,14 @@ int pipe_validate(struct pipe_ctx *ctx, const struct ynode *root, struct pipe_sp
 /* One job: its value node `n` under key `key`. Same returns. */
 int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const struct ynode *key,
 		   const struct ynode *n, struct job_spec *job);
+/*
+ * Records an error at pos unless image is an image name (vmci_name_ok);
+ * a ${{ vmci.* }} kept for the run counts as a plain name. where: "job
+ * 'build'". Returns 0 or -EINVAL.
+ */
+int pipe_image_check(struct pipe_ctx *ctx, struct ypos pos, const char *image, const char *where);
+/* Records an error at pos when script is past PIPE_MAX_SCRIPT_SIZE. Returns 0 or -EINVAL. */
+int pipe_script_check(struct pipe_ctx *ctx, struct ypos pos, const char *script, const char *what);
 /* An `env` mapping at level with the given scope. Same returns. */
 int pipe_env_parse(struct pipe_ctx *ctx, const struct ynode *n, const struct expr_scope *scope,
 		   const char *where, struct env_spec *out);

@@ -1,7 +1,8 @@
 /*
  * One job under `jobs:` and its parts (PIPELINE.md "Rules"): image,
  * strategy, needs, env, steps, timeout, retries, resources, artifacts, if,
- * and log-limit.
+ * and log-limit. What a run cannot run is refused here, not in the VM: an
+ * image name the store would refuse, a script past PIPE_MAX_SCRIPT_SIZE.
  * The strategy is read first: its matrix keys are what the job's
  * expressions may name.
  */
@@ -17,6 +18,7 @@ static const char *const strategy_keys[] = {"matrix", "fail-fast", "max-parallel
 static const char *const resource_keys[] = {"cpus", "memory"};
 static const char *const step_keys[] = {"name",	  "run", "env", "timeout", "continue-on-error",
 					"workdir"};
+static const char *const artifact_keys[] = {"paths", "max-size", "max-files"};
 
 /* Folds a typed-read result into the job's: ENOMEM wins, then any error. */
 static int fold(int rc, int r)
@@ -114,8 +116,8 @@ static bool inside_workspace(const char *path)
 	return true;
 }
 
-static int parse_artifacts(struct pipe_ctx *ctx, const struct ynode *n, struct job_spec *job,
-			   const char *where)
+static int parse_artifact_paths(struct pipe_ctx *ctx, const struct ynode *n, struct job_spec *job,
+				const char *where)
 {
 	if (n->kind != Y_SEQ)
 		return pipe_error_at(ctx, n->pos, "artifacts of %s must be a list of paths, not %s",
@@ -137,6 +139,50 @@ static int parse_artifacts(struct pipe_ctx *ctx, const struct ynode *n, struct j
 		if (r == 0)
 			job->artifacts[job->n_artifacts++] = s;
 		rc = fold(rc, r);
+	}
+	return rc;
+}
+
+/*
+ * `artifacts`: a list of paths, or a mapping with `paths` and the job's
+ * own limits (`max-size`: bytes of data, `max-files`: entries).
+ */
+static int parse_artifacts(struct pipe_ctx *ctx, const struct ynode *n, struct job_spec *job,
+			   const char *where)
+{
+	if (n->kind != Y_MAP)
+		return n->kind == Y_SEQ
+			   ? parse_artifact_paths(ctx, n, job, where)
+			   : pipe_error_at(ctx, n->pos,
+					   "artifacts of %s must be a list of paths or a mapping "
+					   "with 'paths', not %s",
+					   where, pipe_node_what(n));
+	const char *what = pipe_fmt(ctx, "artifacts of %s", where);
+	int rc =
+	    pipe_check_keys(ctx, n, artifact_keys, ARRAY_LEN(artifact_keys), what) ? -EINVAL : 0;
+	const struct ynode *v;
+	if (!(v = pipe_map_get(n, "paths")))
+		rc = pipe_error_at(ctx, n->pos,
+				   "%s has no 'paths': list the paths to copy out (write: paths: "
+				   "[out/])",
+				   what);
+	else
+		rc = fold(rc, parse_artifact_paths(ctx, v, job, where));
+	if ((v = pipe_map_get(n, "max-size"))) {
+		int64_t mb;
+		what = pipe_fmt(ctx, "max-size of the artifacts of %s", where);
+		int r = pipe_node_size_mb(ctx, v, what, &mb);
+		if (r == 0 && mb > (PIPE_MAX_ARTIFACT_BYTES >> 20))
+			r = pipe_error_at(ctx, v->pos, "%s must be at most %lldG", what,
+					  PIPE_MAX_ARTIFACT_BYTES >> 30);
+		if (r == 0)
+			job->artifact_max_bytes = mb << 20;
+		rc = fold(rc, r);
+	}
+	if ((v = pipe_map_get(n, "max-files"))) {
+		what = pipe_fmt(ctx, "max-files of the artifacts of %s", where);
+		rc = fold(rc, pipe_node_int(ctx, v, what, 1, PIPE_MAX_ARTIFACT_FILES,
+					    &job->artifact_max_files));
 	}
 	return rc;
 }
@@ -207,10 +253,13 @@ static int parse_step(struct pipe_ctx *ctx, const struct pipe_spec *spec, struct
 		rc = pipe_error_at(ctx, n->pos, "%s has no 'run': give the commands to run", where);
 	} else {
 		what = pipe_fmt(ctx, "run of %s", where);
+		step->run_pos = v->pos;
 		int r = pipe_tmpl_compile(ctx, &scope, v, what, &step->run);
 		if (r == 0 && step->run.flat && !step->run.flat[strspn(step->run.flat, " \t\r\n")])
 			r = pipe_error_at(ctx, v->pos, "%s is empty: give the commands to run",
 					  what);
+		if (r == 0 && step->run.flat)
+			r = pipe_script_check(ctx, v->pos, step->run.flat, what);
 		rc = fold(rc, r);
 	}
 	if ((v = pipe_map_get(n, "timeout"))) {
@@ -247,6 +296,34 @@ static int parse_steps(struct pipe_ctx *ctx, const struct pipe_spec *spec, const
 	return rc;
 }
 
+int pipe_image_check(struct pipe_ctx *ctx, struct ypos pos, const char *image, const char *where)
+{
+	/* ${{ vmci.* }} not known yet stands for a plain name until the run gives its value. */
+	char probe[VMCI_NAME_MAX + 2];
+	size_t n = 0;
+	for (const char *p = image; *p && n <= VMCI_NAME_MAX;) {
+		const char *close = strncmp(p, "${{", 3) ? NULL : strstr(p + 3, "}}");
+		probe[n++] = close ? 'x' : *p;
+		p = close ? close + 2 : p + 1;
+	}
+	probe[n] = 0;
+	if (vmci_name_ok(probe))
+		return 0;
+	return pipe_error_at(ctx, pos, "image '%s' of %s is not an image name: use " VMCI_NAME_RULE,
+			     image, where);
+}
+
+int pipe_script_check(struct pipe_ctx *ctx, struct ypos pos, const char *script, const char *what)
+{
+	size_t len = strlen(script);
+	if (len <= PIPE_MAX_SCRIPT_SIZE)
+		return 0;
+	return pipe_error_at(ctx, pos,
+			     "%s is %zu KiB, more than the %d KiB a step's script may have: put "
+			     "the commands in a file of the workspace and run that",
+			     what, (len + 1023) >> 10, PIPE_MAX_SCRIPT_SIZE >> 10);
+}
+
 int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const struct ynode *key,
 		   const struct ynode *n, struct job_spec *job)
 {
@@ -259,6 +336,8 @@ int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const str
 	job->cpus = PIPE_DEFAULT_CPUS;
 	job->memory_mb = PIPE_DEFAULT_MEMORY_MB;
 	job->log_limit = PIPE_DEFAULT_LOG_LIMIT;
+	job->artifact_max_bytes = PIPE_DEFAULT_ARTIFACT_MAX_BYTES;
+	job->artifact_max_files = PIPE_DEFAULT_ARTIFACT_MAX_FILES;
 	job->fail_fast = true;
 	where = pipe_fmt(ctx, "job '%s'", job->id);
 	if (n->kind != Y_MAP)
@@ -290,6 +369,8 @@ int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const str
 			r = pipe_error_at(ctx, v->pos, "%s must be a string, not null", what);
 		else if (r == 0 && job->image.flat && !*job->image.flat)
 			r = pipe_error_at(ctx, v->pos, "%s is empty", what);
+		else if (r == 0 && job->image.flat)
+			r = pipe_image_check(ctx, v->pos, job->image.flat, where);
 		rc = fold(rc, r);
 	}
 	if (!(v = pipe_map_get(n, "steps")))

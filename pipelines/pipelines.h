@@ -54,6 +54,27 @@
 #define PIPE_MAX_CPUS		256
 #define PIPE_MAX_FILE_SIZE	(4 << 20)
 
+/*
+ * What a run can carry, checked at validation so that `vmci validate`
+ * refuses what `vmci run` could not run: a step's script (expanded) and
+ * the environment a step sees (the pipeline's, job's and step's env with
+ * the job's name and image, as KEY=VALUE strings).
+ */
+#define PIPE_MAX_SCRIPT_SIZE (1 << 20)
+#define PIPE_MAX_ENV_SIZE    (32 << 10)
+#define PIPE_MAX_ENV_VARS    1000
+
+/*
+ * A job's artifacts: at most this much file data (holes of sparse files
+ * are free) and this many entries (files, directories, symlinks), unless
+ * the job sets `artifacts: {paths: [...], max-size: 2G, max-files: N}`,
+ * up to the maxima.
+ */
+#define PIPE_DEFAULT_ARTIFACT_MAX_BYTES (1LL << 30)
+#define PIPE_DEFAULT_ARTIFACT_MAX_FILES 10000
+#define PIPE_MAX_ARTIFACT_BYTES		(8LL << 30)
+#define PIPE_MAX_ARTIFACT_FILES		1000000
+
 /* ---- the expanded run ------------------------------------------------ */
 
 /* One environment variable or matrix value; both strings belong to the run. */
@@ -98,6 +119,8 @@ struct pipe_job {
 	int64_t log_limit; /* bytes of log the job keeps (head and tail); PIPE_DEFAULT_LOG_LIMIT */
 	const char *const *artifacts; /* globs relative to the workspace */
 	size_t n_artifacts;
+	int64_t artifact_max_bytes;    /* what the artifacts may hold: data bytes... */
+	int artifact_max_files;	       /* ...and entries (see PIPE_DEFAULT_ARTIFACT_MAX_BYTES) */
 	const struct pipe_need *needs; /* distinct ids, in the order written */
 	size_t n_needs;
 	bool fail_fast;	       /* strategy.fail-fast (default true) */

@@ -2,13 +2,15 @@
  * The executor: one attempt of one job in one VM.
  *
  * A job gets a VM from a runner_vm_source, its workspace at
- * RUNNER_GUEST_WORKSPACE, and each step as `sh -e -c RUN`, with the
- * environment built from the run (VMCI_*), the job's env (the pipeline's
- * overlaid by the job's) and the step's. Expressions were expanded when
- * the pipeline was loaded. Timeouts: each step gets the smaller of its
- * own timeout and what is left of the job's. Artifacts are copied out
- * after the steps, whatever they did, unless the job was cancelled or its
- * VM failed.
+ * RUNNER_GUEST_WORKSPACE, and each step as `sh -e -c RUN` (a long script
+ * as a file: runner/script.c), with the environment built from the run
+ * (VMCI_*), the job's env (the pipeline's overlaid by the job's) and the
+ * step's. Expressions were expanded when the pipeline was loaded.
+ * Timeouts: each step gets the smaller of its own timeout and what is
+ * left of the job's. Artifacts are copied out after the steps, whatever
+ * they did, unless the job was cancelled or its VM failed
+ * (runner/artifacts.c); a job whose artifacts could not all be copied
+ * fails.
  *
  * What vm_exec returns separates the two kinds of failure: a negative
  * code is the VM's (RUNNER_ERROR, retried by the scheduler), a result is
@@ -16,6 +18,8 @@
  */
 #include "runner/runner.h"
 #include "pipelines/pipelines.h"
+#include "runner/artifacts.h"
+#include "runner/script.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -157,6 +161,17 @@ static void infra_error(struct attempt *a, const char *what, const struct vmci_e
 	textf(a->res->error, sizeof(a->res->error), "%s: %s", what, err->msg);
 }
 
+/* The artifacts could not all be copied: a job that passed fails; why goes to res->error. */
+static void artifacts_failed(struct attempt *a, const char *why)
+{
+	struct runner_job_result *res = a->res;
+	textf(res->error, sizeof(res->error), "artifacts incomplete: %s", why);
+	if (res->result == RUNNER_PASSED) {
+		res->result = RUNNER_FAILED;
+		textf(res->how, sizeof(res->how), "its artifacts could not all be copied");
+	}
+}
+
 /*
  * Runs step i. Returns 0 when the job goes on, 1 when it ends here
  * (result set), -1 on an infrastructure failure (result set).
@@ -198,9 +213,9 @@ static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t 
 		textf(cwd, sizeof(cwd), "%s", step->workdir);
 	else
 		textf(cwd, sizeof(cwd), "%s/%s", RUNNER_GUEST_WORKSPACE, step->workdir);
-	const char *argv[] = {"sh", "-e", "-c", step->run, NULL};
+	struct step_command cmd;
 	struct vm_exec_opts xo = {
-	    .argv = argv,
+	    .argv = cmd.argv,
 	    .env = (const char *const *)env->items,
 	    .cwd = cwd,
 	    .timeout_ms = (uint32_t)(limit > UINT32_MAX ? UINT32_MAX : limit),
@@ -211,12 +226,19 @@ static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t 
 	if (k && k->step_started)
 		k->step_started(k->ctx, a->index, a->step);
 	struct runner_step_result sr = {.result = RUNNER_PASSED};
-	struct vmci_err err = {0};
+	struct vmci_err err = {0}, ping = {0};
 	int64_t t0 = clock_ms();
-	int rc = vm_exec(vm, &xo, &sr.exit, &err);
+	int rc = step_command_prepare(vm, a->step + 1, step->run, &cmd, &err);
+	bool put_failed = rc < 0 && !vm_ping(vm, 5000, &ping); /* the guest's, not the VM's */
+	if (!rc)
+		rc = vm_exec(vm, &xo, &sr.exit, &err);
 	sr.duration_ms = clock_ms() - t0;
 	env_truncate(env, base);
-	if (rc < 0) {
+	if (put_failed) {
+		sr.exit = (struct vm_exec_result){.kind = VM_START_FAILED, .code = -rc};
+		textf(sr.how, sizeof(sr.how), "could not start: %s", err.msg);
+		rc = 0;
+	} else if (rc < 0) {
 		char what[256];
 		textf(what, sizeof(what), "step '%s'", step->name);
 		infra_error(a, what, &err);
@@ -240,6 +262,8 @@ static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t 
 		break;
 	case VM_START_FAILED:
 		sr.result = RUNNER_FAILED;
+		if (put_failed)
+			break; /* sr.how says why */
 		if (sr.exit.code == ENOENT && step->workdir)
 			textf(sr.how, sizeof(sr.how),
 			      "could not start: no directory %s in the guest", cwd);
@@ -273,78 +297,42 @@ static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t 
 	return 1;
 }
 
+static void note_line(void *ctx, const char *text)
+{
+	note(ctx, "%s", text);
+}
+
 /*
- * The guest directory of an artifact glob, as the agent stores matches:
- * relative to the last '/' before the first wildcard. Returns its length.
+ * Copies the job's artifacts out. Artifacts a path matched that could not
+ * all be copied fail the job, as GitLab Runner fails a job whose
+ * artifacts it cannot upload; a path that matched nothing is only noted
+ * (GitLab's "no matching files" warning). Returns -1 when the VM failed.
  */
-static size_t glob_prefix(const char *glob)
-{
-	size_t prefix = 0;
-	for (const char *p = glob; *p && !strchr("*?[", *p); p++)
-		if (*p == '/')
-			prefix = (size_t)(p - glob) + 1;
-	return prefix;
-}
-
-/* Whether a path has a ".." component. */
-static bool has_dotdot(const char *path)
-{
-	for (const char *p = path; (p = strstr(p, "..")) != NULL; p += 2)
-		if ((p == path || p[-1] == '/') && (p[2] == 0 || p[2] == '/'))
-			return true;
-	return false;
-}
-
-/* Copies the job's artifacts out. Returns -1 when the VM failed meanwhile. */
 static int get_artifacts(struct attempt *a, struct vm *vm, const char *host_dir)
 {
 	struct runner_job_result *res = a->res;
-	for (size_t i = 0; i < a->job->n_artifacts; i++) {
-		const char *glob = a->job->artifacts[i];
-		const char *rel = glob[0] == '/' ? glob + 1 : glob;
-		size_t prefix = glob_prefix(rel);
-		char guest[PATH_MAX], host[PATH_MAX];
-		if (has_dotdot(rel)) {
-			textf(res->error, sizeof(res->error),
-			      "artifact '%s' leaves the workspace: '..' is not allowed", glob);
-			note(a, "artifacts: %s", res->error);
-			continue;
-		}
-		if ((glob[0] == '/'
-			 ? fs_path(guest, sizeof(guest), "%s", glob)
-			 : fs_path(guest, sizeof(guest), "%s/%s", RUNNER_GUEST_WORKSPACE, glob)) ||
-		    fs_path(host, sizeof(host), "%s/%.*s", host_dir, (int)prefix, rel)) {
-			textf(res->error, sizeof(res->error), "artifact '%s': path too long", glob);
-			continue;
-		}
-		struct vmci_err err = {0};
-		if (vm_get(vm, guest, host, &err) == 0) {
-			res->artifacts++;
-			continue;
-		}
-		/* A guest that still answers only failed to archive (a permission, a race). */
-		struct vmci_err ping = {0};
-		if (vm_ping(vm, 5000, &ping)) {
-			infra_error(a, "copying the artifacts out", &err);
-			return -1;
-		}
-		textf(res->error, sizeof(res->error), "artifact '%s': %s", glob, err.msg);
-		note(a, "artifacts: %s", res->error);
+	char problem[512];
+	struct vmci_err err = {0};
+	if (artifact_collect(vm, a->job, host_dir, note_line, a, &res->artifacts, problem,
+			     sizeof(problem), &err)) {
+		infra_error(a, "copying the artifacts out", &err);
+		return -1;
 	}
-	if (a->job->n_artifacts)
-		note(a, "artifacts: %d of %zu copied to %s", res->artifacts, a->job->n_artifacts,
-		     host_dir);
+	if (res->artifacts.incomplete)
+		artifacts_failed(a, problem);
 	return 0;
 }
 
 /* The job's artifact directory, emptied: a run shows only its own artifacts. */
 static int prepare_artifacts(struct attempt *a, char *dir, size_t size)
 {
-	char name[256];
+	char name[256], why[PATH_MAX + 600];
 	runner_job_dirname(a->job->name, name, sizeof(name));
 	struct vmci_err err = {0};
 	if (fs_path(dir, size, "%s/%s", a->o->artifacts_dir, name) || fs_rm_rf(dir, &err)) {
-		textf(a->res->error, sizeof(a->res->error), "cannot empty %s: %s", dir, err.msg);
+		textf(why, sizeof(why), "cannot empty %s: %s", dir, err.msg);
+		a->res->artifacts.incomplete = true;
+		artifacts_failed(a, why);
 		return -1;
 	}
 	return 0;

@@ -397,7 +397,7 @@ int runner_local_runs_prune(const char *runs, int keep);
 enum runner_result {
 	RUNNER_PENDING,	  /* not finished */
 	RUNNER_PASSED,	  /* every step passed (or failed with continue-on-error) */
-	RUNNER_FAILED,	  /* a step failed or timed out, or the job timed out */
+	RUNNER_FAILED,	  /* a step failed or timed out, the job timed out, artifacts incomplete */
 	RUNNER_ERROR,	  /* infrastructure: a VM failed to boot or died, the agent broke */
 	RUNNER_CANCELLED, /* stopped by fail-fast or by the user */
 	RUNNER_SKIPPED,	  /* never started: a job it needs did not pass */
@@ -414,6 +414,26 @@ struct runner_step_result {
 	char how[160]; /* "exited 3", "timed out after 5s (step timeout)" */
 };
 
+/*
+ * What a job's artifacts came to (runner/artifacts.c). Symlinks are
+ * copied as symlinks, never followed; sparse files stay sparse.
+ */
+struct runner_artifact_stats {
+	long long files; /* regular files, hard links included */
+	long long dirs;
+	long long symlinks;
+	long long bytes;      /* the files' sizes */
+	long long data_bytes; /* what the guest sent of them: bytes less sparse files' holes */
+	long long refused;    /* entries not copied: unsafe, a device or FIFO, past a limit */
+	int missing;	      /* paths that matched nothing: a warning, the job goes on */
+	/*
+	 * Something a path matched was not copied (refused, past the job's
+	 * max-size or max-files, unreadable in the guest): the job fails, as
+	 * GitLab Runner fails a job whose artifacts it cannot upload.
+	 */
+	bool incomplete;
+};
+
 struct runner_job_result {
 	enum runner_result result;
 	int attempts;	     /* 1 + retries used */
@@ -424,7 +444,7 @@ struct runner_job_result {
 	char os[96];	     /* what the guest reported: "Debian GNU/Linux 12 (bookworm)" */
 	char arch[16];
 	int64_t boot_ms;    /* how long the VM took to be ready */
-	int artifacts;	    /* artifact globs copied out */
+	struct runner_artifact_stats artifacts;
 	bool kept;	    /* --keep-on-failure: its VM stays up (runner_executor_kept_vm) */
 };
 

@@ -198,6 +198,13 @@ static int on_get_frame(struct vm *vm, struct channel_op *op, const struct agent
 					    GET_MAX_BYTES >> 30, op->what);
 		if (!ctx->write_error)
 			ctx->write_error = -channel_write_all(ctx->fd, f->payload, f->h.len);
+		/* Nobody takes the rest (the reader stopped, at its limit): stop the guest's
+		 * archiving. */
+		if (ctx->write_error && !op->cancel_sent) {
+			channel_begin(vm);
+			op->cancel_sent = true;
+			return channel_queue(vm, AGENT_CANCEL, op->stream, err);
+		}
 		return 0;
 	}
 	return take_result(op, f, &ctx->result, err);

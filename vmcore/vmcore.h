@@ -291,7 +291,11 @@ int vm_put_tar(struct vm *vm, int fd, const char *guest_dir, struct vmci_err *er
  */
 int vm_get(struct vm *vm, const char *guest_path, const char *host_dir, struct vmci_err *err);
 
-/* Writes the tar stream of guest_path to fd. */
+/*
+ * Writes the tar stream of guest_path to fd. When fd stops taking it (its
+ * reader shut it down: a limit was reached), the guest is told to stop
+ * archiving and the call fails with the guest's "cancelled".
+ */
 int vm_get_tar(struct vm *vm, const char *guest_path, int fd, struct vmci_err *err);
 
 /* ---- guest housekeeping --------------------------------------------- */

@@ -33,3 +33,24 @@ else fail plan_json_lists_expanded_jobs "rc=$rc jobs=$jobs: $(cat "$E2E_TMP/err"
 "$VMCI" plan >"$E2E_TMP/plan.txt" 2>&1
 if [ $? = 0 ] && grep -q "build (" "$E2E_TMP/plan.txt"; then pass plan_table_names_matrix_jobs
 else fail plan_table_names_matrix_jobs "$(cat "$E2E_TMP/plan.txt")"; fi
+
+# ---- what a run could not run is refused here, with its position ------------------------
+printf 'jobs:\n  a:\n    image: ../../etc/passwd\n    steps: [{run: make}]\n' >bad-image.yml
+"$VMCI" validate bad-image.yml >/dev/null 2>"$E2E_TMP/err"
+rc=$?
+if [ "$rc" = 2 ] && grep -qF "bad-image.yml:3:12: error: image '../../etc/passwd' of job 'a' is not an image name" "$E2E_TMP/err"
+then pass validate_refuses_an_image_outside_the_store
+else fail validate_refuses_an_image_outside_the_store "rc=$rc: $(cat "$E2E_TMP/err")"; fi
+"$VMCI" plan bad-image.yml >/dev/null 2>"$E2E_TMP/err"
+expect_eq plan_refuses_an_image_outside_the_store 2 "$?"
+
+{
+	printf 'jobs:\n  a:\n    image: busybox-x86_64\n    steps:\n      - run: |\n'
+	for i in $(seq 1 25000); do echo "          echo line $i of a script too long to run ......."; done
+} >long-script.yml
+"$VMCI" validate long-script.yml >/dev/null 2>"$E2E_TMP/err"
+rc=$?
+if [ "$rc" = 2 ] && grep -qF "long-script.yml:5:14: error: run of step 1 of job 'a' is " "$E2E_TMP/err" &&
+	grep -qF "more than the 1024 KiB a step's script may have" "$E2E_TMP/err"
+then pass validate_refuses_a_script_past_the_limit_with_its_position
+else fail validate_refuses_a_script_past_the_limit_with_its_position "rc=$rc: $(head -c 600 "$E2E_TMP/err")"; fi

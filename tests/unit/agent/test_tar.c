@@ -1,11 +1,14 @@
 /*
  * The agent's tar reader and writer, included whole (the agent is not part
- * of libvmci). Archives go through a temporary file.
+ * of libvmci). Archives go through a temporary file; libarchive reads
+ * them as the host does.
  */
 #include "agent/tar.c"
 #include "agent/tar_create.c"
 #include "agent/tar_extract.c"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -409,6 +412,245 @@ static void test_garbage_is_not_a_tar_stream(void **state)
 	assert_non_null(strstr(f->err, "checksum"));
 }
 
+/* ---- sparse files and symlinks ------------------------------------------- */
+
+#define SPARSE_SIZE (64LL << 20)
+
+/* A 64 MiB file of two small data regions, at 0 and at 40 MiB, ending in a hole. */
+static void make_sparse(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "head", 4, 0), 4);
+	assert_int_equal(pwrite(fd, "middle", 6, 40LL << 20), 6);
+	assert_int_equal(ftruncate(fd, SPARSE_SIZE), 0);
+	close(fd);
+}
+
+static void assert_sparse_copy(const char *path)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, SPARSE_SIZE);
+	assert_true((long long)st.st_blocks * 512 < (1LL << 20));
+	int fd = open(path, O_RDONLY);
+	char buf[8] = {0};
+	assert_int_equal(pread(fd, buf, 4, 0), 4);
+	assert_memory_equal(buf, "head", 4);
+	assert_int_equal(pread(fd, buf, 6, 40LL << 20), 6);
+	assert_memory_equal(buf, "middle", 6);
+	assert_int_equal(pread(fd, buf, 8, (20LL << 20)), 8);
+	assert_memory_equal(buf, "\0\0\0\0\0\0\0\0", 8);
+	close(fd);
+}
+
+static void test_sparse_file_travels_as_its_data_regions(void **state)
+{
+	struct fixture *f = *state;
+	char p[512];
+	snprintf(p, sizeof(p), "%s/big.bin", f->src);
+	make_sparse(p);
+	assert_int_equal(create(f, p), 0);
+	struct stat st;
+	assert_int_equal(stat(f->tar, &st), 0);
+	assert_true(st.st_size < 128 * 1024); /* headers, the map, two blocks of data */
+
+	/* libarchive, as the host reads it: the real name, size and regions. */
+	struct archive *a = archive_read_new();
+	archive_read_support_format_tar(a);
+	assert_int_equal(archive_read_open_filename(a, f->tar, 10240), ARCHIVE_OK);
+	struct archive_entry *e;
+	assert_int_equal(archive_read_next_header(a, &e), ARCHIVE_OK);
+	assert_string_equal(archive_entry_pathname(e), "big.bin");
+	assert_int_equal(archive_entry_size(e), SPARSE_SIZE);
+	const void *block;
+	size_t size, data = 0;
+	la_int64_t offset;
+	while (archive_read_data_block(a, &block, &size, &offset) == ARCHIVE_OK) {
+		if (size && offset == 0)
+			assert_memory_equal(block, "head", 4);
+		else if (size)
+			assert_int_equal(offset, 40LL << 20);
+		data += size;
+	}
+	assert_true(data >= 10 && data <= 64 * 1024); /* regions are whole filesystem blocks */
+	assert_int_equal(archive_read_next_header(a, &e), ARCHIVE_EOF);
+	archive_read_free(a);
+
+	/* The agent's own extractor keeps the holes too. */
+	assert_int_equal(extract(f, 0), 0);
+	snprintf(p, sizeof(p), "%s/big.bin", f->dst);
+	assert_sparse_copy(p);
+}
+
+static void test_file_that_is_all_hole_travels_as_its_map(void **state)
+{
+	struct fixture *f = *state;
+	char p[512];
+	snprintf(p, sizeof(p), "%s/empty.img", f->src); /* as `truncate -s 500M` makes it */
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_int_equal(ftruncate(fd, 500LL << 20), 0);
+	close(fd);
+	assert_int_equal(create(f, p), 0);
+	struct stat st;
+	assert_int_equal(stat(f->tar, &st), 0);
+	assert_true(st.st_size <= 6 * TAR_BLOCK); /* pax header and records, header, map, end */
+	assert_int_equal(extract(f, 0), 0);
+	snprintf(p, sizeof(p), "%s/empty.img", f->dst);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_size, 500LL << 20);
+	assert_int_equal(st.st_blocks, 0);
+}
+
+static void test_sparse_file_from_libarchive_is_extracted_sparse(void **state)
+{
+	struct fixture *f = *state;
+	/* What vm_put_dir sends for a sparse host file: libarchive's pax writer. */
+	char p[512];
+	snprintf(p, sizeof(p), "%s/big.bin", f->src);
+	make_sparse(p);
+	struct archive *out = archive_write_new(), *disk = archive_read_disk_new();
+	archive_write_set_format_pax_restricted(out);
+	assert_int_equal(archive_write_open_filename(out, f->tar), ARCHIVE_OK);
+	assert_int_equal(archive_read_disk_open(disk, p), ARCHIVE_OK);
+	struct archive_entry *e = archive_entry_new();
+	assert_int_equal(archive_read_next_header2(disk, e), ARCHIVE_OK);
+	assert_true(archive_entry_sparse_count(e) > 0);
+	archive_entry_set_pathname(e, "big.bin");
+	assert_int_equal(archive_write_header(out, e), ARCHIVE_OK);
+	/* As bsdtar does: the writer skips the holes' zeros itself. */
+	static const char zeros[65536];
+	const void *block;
+	size_t size;
+	la_int64_t offset, done = 0;
+	while (archive_read_data_block(disk, &block, &size, &offset) == ARCHIVE_OK) {
+		for (; done < offset; done += (la_int64_t)sizeof(zeros))
+			archive_write_data(out, zeros,
+					   (size_t)(offset - done) < sizeof(zeros)
+					       ? (size_t)(offset - done)
+					       : sizeof(zeros));
+		done = offset + (la_int64_t)size;
+		assert_int_equal(archive_write_data(out, block, size), (la_ssize_t)size);
+	}
+	archive_entry_free(e);
+	archive_read_free(disk);
+	assert_int_equal(archive_write_close(out), ARCHIVE_OK);
+	archive_write_free(out);
+
+	assert_int_equal(extract(f, 0), 0);
+	snprintf(p, sizeof(p), "%s/big.bin", f->dst);
+	assert_sparse_copy(p);
+	snprintf(p, sizeof(p), "%s/GNUSparseFile.0", f->dst);
+	assert_int_equal(access(p, F_OK), -1);
+}
+
+/* The members of f->tar as "type name[ -> link]" lines, in archive order. */
+static char *list_members(struct fixture *f)
+{
+	struct archive *a = archive_read_new();
+	archive_read_support_format_tar(a);
+	assert_int_equal(archive_read_open_filename(a, f->tar, 10240), ARCHIVE_OK);
+	char *s = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&s, &len);
+	struct archive_entry *e;
+	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+		mode_t t = archive_entry_filetype(e);
+		fprintf(out, "%s %s%s%s\n",
+			t == AE_IFLNK	? "link"
+			: t == AE_IFDIR ? "dir"
+					: "file",
+			archive_entry_pathname(e), t == AE_IFLNK ? " -> " : "",
+			t == AE_IFLNK ? archive_entry_symlink(e) : "");
+	}
+	archive_read_free(a);
+	fclose(out);
+	return s;
+}
+
+/* src/loop: a file, a link to itself, one to its parent, and two links to each other. */
+static void make_loops(struct fixture *f)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/loop", f->src);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/loop/f", f->src);
+	write_file(p, "f\n", 2, 0644, 1000000000);
+	snprintf(p, sizeof(p), "%s/loop/self", f->src);
+	assert_int_equal(symlink(".", p), 0);
+	snprintf(p, sizeof(p), "%s/loop/up", f->src);
+	assert_int_equal(symlink("..", p), 0);
+	snprintf(p, sizeof(p), "%s/loop/a", f->src);
+	assert_int_equal(symlink("b", p), 0);
+	snprintf(p, sizeof(p), "%s/loop/b", f->src);
+	assert_int_equal(symlink("a", p), 0);
+	snprintf(p, sizeof(p), "%s/link-to-loop", f->src);
+	assert_int_equal(symlink("loop", p), 0);
+}
+
+static void test_symlinks_are_archived_as_symlinks_never_followed(void **state)
+{
+	struct fixture *f = *state;
+	make_loops(f);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/loop", f->src);
+	assert_int_equal(create(f, p), 0);
+	char *got = list_members(f);
+	assert_string_equal(got, "dir loop/\n"
+				 "link loop/a -> b\n"
+				 "link loop/b -> a\n"
+				 "file loop/f\n"
+				 "link loop/self -> .\n"
+				 "link loop/up -> ..\n");
+	free(got);
+	/* Glob matches that are symlinks, loops included. */
+	snprintf(p, sizeof(p), "%s/loop/*", f->src);
+	assert_int_equal(create(f, p), 0);
+	got = list_members(f);
+	assert_string_equal(got, "link a -> b\n"
+				 "link b -> a\n"
+				 "file f\n"
+				 "link self -> .\n"
+				 "link up -> ..\n");
+	free(got);
+	/* A path asked for by name that is a symlink is a symlink too. */
+	snprintf(p, sizeof(p), "%s/link-to-loop", f->src);
+	assert_int_equal(create(f, p), 0);
+	got = list_members(f);
+	assert_string_equal(got, "link link-to-loop -> loop\n");
+	free(got);
+}
+
+static void test_sparse_map_past_the_real_size_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	/* A GNU sparse 1.0 member whose one region (8 bytes at 100) ends past its 50 bytes. */
+	char *recs = NULL;
+	size_t nrecs = 0;
+	agent_tar_pax_add(&recs, &nrecs, "GNU.sparse.major", "1");
+	agent_tar_pax_add(&recs, &nrecs, "GNU.sparse.minor", "0");
+	agent_tar_pax_add(&recs, &nrecs, "GNU.sparse.name", "bad.bin");
+	agent_tar_pax_add(&recs, &nrecs, "GNU.sparse.realsize", "50");
+	uint8_t h[TAR_BLOCK], block[TAR_BLOCK] = "1\n100\n8\n", zero[2 * TAR_BLOCK] = {0};
+	int fd = open(f->tar, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	agent_tar_header_init(h, "PaxHeader", 0, 'x', 0644, 0, 0, (int64_t)nrecs, 0);
+	agent_tar_header_finish(h);
+	agent_tar_write_all(fd, h, TAR_BLOCK);
+	agent_tar_write_all(fd, recs, nrecs);
+	agent_tar_write_all(fd, zero, agent_tar_padding(nrecs));
+	agent_tar_header_init(h, "GNUSparseFile.0/bad.bin", 0, '0', 0644, 0, 0, TAR_BLOCK + 8, 0);
+	agent_tar_header_finish(h);
+	agent_tar_write_all(fd, h, TAR_BLOCK);
+	agent_tar_write_all(fd, block, TAR_BLOCK);
+	agent_tar_write_all(fd, "12345678", 8);
+	agent_tar_write_all(fd, zero, TAR_BLOCK - 8);
+	agent_tar_write_all(fd, zero, sizeof(zero));
+	close(fd);
+	free(recs);
+	assert_int_equal(extract(f, 0), -EINVAL);
+	assert_non_null(strstr(f->err, "past its size"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -431,6 +673,16 @@ int main(void)
 	    cmocka_unit_test(test_base256_numbers_are_read),
 	    cmocka_unit_test_setup_teardown(test_truncated_stream_is_an_error, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage_is_not_a_tar_stream, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sparse_file_travels_as_its_data_regions, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_file_that_is_all_hole_travels_as_its_map, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_sparse_file_from_libarchive_is_extracted_sparse,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sparse_map_past_the_real_size_is_refused, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_symlinks_are_archived_as_symlinks_never_followed,
+					    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

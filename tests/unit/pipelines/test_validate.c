@@ -173,7 +173,8 @@ static void test_wrong_scalar_types(void **state)
 	    "t.yml:8:28: error: fail-fast of job 'a' must be true or false, not 'yes'\n"
 	    "t.yml:8:47: error: max-parallel of job 'a' must be a whole number from 1 to "
 	    "1000000, not '-1'\n"
-	    "t.yml:9:16: error: artifacts of job 'a' must be a list of paths, not a string\n");
+	    "t.yml:9:16: error: artifacts of job 'a' must be a list of paths or a mapping "
+	    "with 'paths', not a string\n");
 }
 
 static void test_retries_above_limit(void **state)

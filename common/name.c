@@ -1,0 +1,18 @@
+/* Names that become file names: one rule for the image store and the pipeline checks. */
+#include "common/common.h"
+
+#include <string.h>
+
+bool vmci_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > VMCI_NAME_MAX || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
