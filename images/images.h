@@ -190,13 +190,25 @@ int img_gc(const struct img_gc_opts *opts, struct img_gc_report *report, struct 
  * "sha256:" prefix allowed), so an interrupted pull (a dropped connection,
  * Ctrl-C) resumes where it stopped the next time (HTTP Range). Nothing is
  * published unless the whole file's sha256 equals sha256_hex; a mismatch
- * removes the download. progress (may be NULL) gets bytes done of total.
- * Errors say what failed: the HTTP status, the host that could not be
- * resolved or reached, a dropped connection (and that the next pull
- * resumes), the expected and actual checksum.
+ * removes the download. The file may have at most max_bytes (<= 0:
+ * IMG_PULL_MAX_BYTES), and no more than the server announced: a larger
+ * announced size is refused before anything is written, and a download
+ * that grows past either is stopped and deleted. progress (may be NULL)
+ * gets bytes done of total. Errors say what failed: the HTTP status, the
+ * host that could not be resolved or reached, a dropped connection (and
+ * that the next pull resumes), a redirect loop, the size limit, the
+ * expected and actual checksum.
  */
-int img_pull(const char *url, const char *sha256_hex, const char *name, img_progress_fn progress,
-	     void *ctx, struct vmci_err *err);
+int img_pull(const char *url, const char *sha256_hex, const char *name, long long max_bytes,
+	     img_progress_fn progress, void *ctx, struct vmci_err *err);
+/* The default size limit of a pull. */
+#define IMG_PULL_MAX_BYTES (16LL << 30)
+
+/*
+ * A size as recipes and options give it: "4G", "512M", "2GiB", "1048576"
+ * (binary multiples) as bytes. Returns 0 or -EINVAL.
+ */
+int img_parse_size(const char *s, long long *out);
 
 /* $VMCI_HOME/images */
 const char *img_store_root(void);

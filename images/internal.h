@@ -360,7 +360,7 @@ typedef int (*img_publish_fn)(void *ctx, const char *name, const char *file,
 			      img_progress_fn progress, void *progress_ctx, struct vmci_err *err);
 
 /* img_pull with another way to publish: for tests, which have no kernel to boot with. */
-int img_pull_with(const char *url, const char *sha256_hex, const char *name,
+int img_pull_with(const char *url, const char *sha256_hex, const char *name, long long max_bytes,
 		  img_publish_fn publish, void *publish_ctx, img_progress_fn progress, void *ctx,
 		  struct vmci_err *err);
 
@@ -409,9 +409,6 @@ int img_spec_load(const char *path, const char *expected_name, struct img_spec *
 /* The recipe of image name (img_recipe_path). -ENOENT when there is none. */
 int img_spec_find(const char *name, struct img_spec **out, struct vmci_err *err);
 void img_spec_free(struct img_spec *s);
-
-/* "4G", "512M", "2GiB", "1048576" as bytes. Returns 0 or -EINVAL. */
-int img_parse_size(const char *s, long long *out);
 
 /* The builder a spec's rootfs needs, as a recipe owning spec. */
 struct img_recipe *img_recipe_new(struct img_spec *spec, struct vmci_err *err);

@@ -2,8 +2,8 @@
 # `vmci image` as a user runs it, in a store of its own (sharing only the
 # download cache): import a root filesystem, list and inspect it, pull a
 # disk from a local HTTP server (a good and a wrong checksum), remove, gc.
-# Then what an untrusted or unlucky import meets: device nodes in a
-# tarball, and a full disk.
+# Then what an untrusted or unlucky import or pull meets: device nodes in
+# a tarball, a full disk, and a server that never stops sending.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -171,3 +171,43 @@ else
 	echo "ok image_import_on_a_full_disk_fails_naming_the_file # SKIP cannot mount a tmpfs: $(cat "$E2E_TMP/err")"
 fi
 rm -rf "$E2E_TMP/rootfs-big" "$E2E_TMP/big.tar.gz"
+
+# ---- a server that never stops sending ---------------------------------------------
+
+endless_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 - "$endless_port" >/dev/null 2>&1 <<'PY' &
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(4)
+chunk = b"\x5a" * 65536
+while True:
+    c, _ = s.accept()
+    try:
+        c.recv(4096)
+        c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        while True:
+            c.sendall(chunk)
+    except OSError:
+        pass
+    c.close()
+PY
+cleanup_pids+=($!)
+for _ in $(seq 1 50); do
+	python3 -c "import socket; socket.create_connection(('127.0.0.1',$endless_port),1)" 2>/dev/null && break
+	sleep 0.1
+done
+# timeout: a pull without a limit would fill the disk.
+timeout 60 "$VMCI" image pull "http://127.0.0.1:$endless_port/endless.qcow2" --sha256 "$sum" \
+	--name e2e-endless --max-size 2M >/dev/null 2>"$E2E_TMP/err"
+rc=$?
+parts=$(ls "$VMCI_HOME/images/tmp" 2>/dev/null | grep '\.part$')
+if [ "$rc" != 0 ] && grep -q "limit of 2.0 MiB" "$E2E_TMP/err" && [ -z "$parts" ]
+then pass image_pull_stops_an_endless_download_at_max_size_and_keeps_nothing
+else fail image_pull_stops_an_endless_download_at_max_size_and_keeps_nothing "rc=$rc parts='$parts' $(cat "$E2E_TMP/err")"; fi
+
+"$VMCI" image pull "$url" --sha256 "$sum" --name e2e-bad-size --max-size lots >/dev/null 2>"$E2E_TMP/err"
+rc=$?
+if [ "$rc" = 2 ] && grep -qF "bad --max-size 'lots'" "$E2E_TMP/err"; then pass image_pull_bad_max_size_is_a_usage_error
+else fail image_pull_bad_max_size_is_a_usage_error "rc=$rc $(cat "$E2E_TMP/err")"; fi
