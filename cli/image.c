@@ -360,7 +360,7 @@ static const char *const gc_kinds[] = {
     [IMG_GC_CLONE] = "stale clone",
     [IMG_GC_REGISTRATION] = "clone record",
     [IMG_GC_SCRATCH] = "scratch directory",
-    [IMG_GC_DOWNLOAD] = "old partial download",
+    [IMG_GC_DOWNLOAD] = "partial download",
 };
 
 static void print_gc_item(void *ctx, enum img_gc_kind kind, const char *what, long long bytes)
@@ -380,7 +380,7 @@ static int image_gc(int argc, char **argv)
 			  "Usage: vmci image gc [--dry-run]\n\n"
 			  "Removes the images that no name, no image built on them and no live\n"
 			  "clone uses; clones left by processes that died; the leftovers of\n"
-			  "interrupted builds; partial downloads not resumed for a week.");
+			  "interrupted builds, imports, pulls and downloads.");
 	if (first < 0)
 		return -first - 1;
 	if (first < argc) {

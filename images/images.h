@@ -152,10 +152,10 @@ enum img_gc_kind {
 	IMG_GC_IMAGE,	     /* an image no name, image or live clone references */
 	IMG_GC_CLONE,	     /* a stale clone: its maker died, nothing has it open */
 	IMG_GC_REGISTRATION, /* the registration of a clone whose overlay is gone */
-	IMG_GC_SCRATCH,	     /* a directory an interrupted build left in tmp/ */
-	IMG_GC_DOWNLOAD,     /* a partial pull nobody resumed for IMG_GC_DOWNLOAD_DAYS */
+	IMG_GC_SCRATCH,	     /* a scratch directory whose build, import or pull died
+				(in tmp/, cache/rootfs/ or cache/debs/partial/) */
+	IMG_GC_DOWNLOAD,     /* a partial pull (tmp/pull-*.part) no pull is writing */
 };
-#define IMG_GC_DOWNLOAD_DAYS 7
 
 struct img_gc_opts {
 	bool dry_run; /* report only */
@@ -173,7 +173,10 @@ struct img_gc_report {
 /*
  * Removes every image that no name, no live clone and no kept image (as a
  * backing file) references, every stale clone, the registrations of clones
- * that are gone, abandoned scratch directories and old partial downloads.
+ * that are gone, and the scratch directories and partial downloads of
+ * processes that are gone (each is locked by its owner while it runs; a
+ * partial download gc removes is no longer there for a later pull to
+ * resume).
  * Safe while builds, pulls and clones run: it holds the store lock while it
  * decides, skips images a build is publishing, and moves an image out of
  * blobs/ before deleting it, so a half-deleted image never looks published.

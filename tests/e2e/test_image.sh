@@ -2,8 +2,9 @@
 # `vmci image` as a user runs it, in a store of its own (sharing only the
 # download cache): import a root filesystem, list and inspect it, pull a
 # disk from a local HTTP server (a good and a wrong checksum), remove, gc.
-# Then what an untrusted or unlucky import or pull meets: device nodes in
-# a tarball, a full disk, and a server that never stops sending.
+# Then what an untrusted or unlucky import, pull or gc meets: device nodes
+# in a tarball, a full disk, a server that never stops sending, and the
+# leftovers of killed imports and pulls.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -211,3 +212,47 @@ else fail image_pull_stops_an_endless_download_at_max_size_and_keeps_nothing "rc
 rc=$?
 if [ "$rc" = 2 ] && grep -qF "bad --max-size 'lots'" "$E2E_TMP/err"; then pass image_pull_bad_max_size_is_a_usage_error
 else fail image_pull_bad_max_size_is_a_usage_error "rc=$rc $(cat "$E2E_TMP/err")"; fi
+
+# ---- leftovers of killed work -------------------------------------------------------
+
+# A store of its own: gc here must not touch what other runs share.
+gc_home=$E2E_TMP/gc-home
+mkdir -p "$gc_home/cache" "$gc_home/images/tmp"
+[ -d "$real_home/cache/debs" ] && ln -s "$real_home/cache/debs" "$gc_home/cache/debs"
+stale_part=$gc_home/images/tmp/pull-$(printf '%064d' 7).part
+echo "half a download" >"$stale_part"
+# A live import's scratch: its owner holds the lock for as long as it runs.
+live=$gc_home/cache/rootfs/live-0123456789ab.1
+mkdir -p "$live/target"
+flock "$live" sleep 60 &
+cleanup_pids+=($!)
+# A killed import: kill -9 once it has made its root filesystem scratch.
+mkdir -p "$E2E_TMP/rootfs-slow/etc"
+head -c 64M /dev/zero >"$E2E_TMP/rootfs-slow/etc/zeros"
+tar -C "$E2E_TMP/rootfs-slow" -czf "$E2E_TMP/slow.tar.gz" .
+rm -rf "$E2E_TMP/rootfs-slow"
+VMCI_HOME=$gc_home "$VMCI" image import e2e-killed "$E2E_TMP/slow.tar.gz" >/dev/null 2>&1 &
+importer=$!
+killed=""
+for _ in $(seq 1 600); do
+	killed=$(ls -d "$gc_home"/cache/rootfs/e2e-killed-* 2>/dev/null | head -1)
+	[ -n "$killed" ] && break
+	kill -0 "$importer" 2>/dev/null || break
+	sleep 0.02
+done
+kill -9 "$importer" 2>/dev/null
+wait "$importer" 2>/dev/null
+
+VMCI_HOME=$gc_home "$VMCI" image gc --dry-run >"$E2E_TMP/gc.txt" 2>&1
+if grep -qF "would remove partial download $stale_part" "$E2E_TMP/gc.txt" &&
+	[ -n "$killed" ] && grep -qF "would remove scratch directory $killed" "$E2E_TMP/gc.txt" &&
+	! grep -qF "$live" "$E2E_TMP/gc.txt" && [ -e "$stale_part" ] && [ -d "$killed" ]
+then pass image_gc_dry_run_lists_stale_partial_downloads_and_killed_imports
+else fail image_gc_dry_run_lists_stale_partial_downloads_and_killed_imports "killed='$killed' $(cat "$E2E_TMP/gc.txt")"; fi
+
+VMCI_HOME=$gc_home "$VMCI" image gc >"$E2E_TMP/gc.txt" 2>&1
+rc=$?
+if [ "$rc" = 0 ] && [ ! -e "$stale_part" ] && [ -n "$killed" ] && [ ! -e "$killed" ] && [ -d "$live" ]
+then pass image_gc_removes_stale_leftovers_and_keeps_live_scratch
+else fail image_gc_removes_stale_leftovers_and_keeps_live_scratch "rc=$rc $(cat "$E2E_TMP/gc.txt")"; fi
+rm -f "$E2E_TMP/slow.tar.gz"
