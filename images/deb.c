@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -191,6 +192,19 @@ static bool read_resolution(const char *file, struct img_deb *out, bool *fresh)
 	return ok;
 }
 
+/*
+ * Whether a failed download failed for want of space in dir: apt said so
+ * ("No space left on device"), or the file system is full now (apt does
+ * not always say why a write failed).
+ */
+static bool disk_full(const char *dir, const struct vmci_err *why)
+{
+	struct statvfs fs;
+	if (why && strstr(why->msg, strerror(ENOSPC)))
+		return true;
+	return statvfs(dir, &fs) == 0 && (unsigned long long)fs.f_bavail * fs.f_frsize < (1u << 20);
+}
+
 /* Downloads d into the cache: into a scratch directory first, then renamed in place. */
 static int download(struct img_deb *d, struct vmci_err *err)
 {
@@ -208,6 +222,13 @@ static int download(struct img_deb *d, struct vmci_err *err)
 	char *argv[] = {"env", "-C", s.path, "apt-get", "download", "-q", spec, NULL};
 	rc = run_command(argv, NULL, err);
 	char fix[96];
+	if (rc && disk_full(s.path, err)) {
+		rc = vmci_err_set(err, ENOSPC,
+				  "cannot download %s into %s: %s (free some space there, e.g. "
+				  "with `vmci image gc`, and try again)",
+				  spec, s.path, strerror(ENOSPC));
+		goto out;
+	}
 	if (rc) {
 		vmci_err_wrap(err, "cannot download %s (check the network, or run: %s)", spec,
 			      apt_fix(d->arch, fix, sizeof(fix)));
@@ -467,11 +488,19 @@ static int write_vmlinuz(struct kernel_ctx *k, struct archive *a, struct vmci_er
 	size_t size;
 	la_int64_t off;
 	int r, rc = 0;
-	while ((r = archive_read_data_block(a, &block, &size, &off)) == ARCHIVE_OK) {
-		if (pwrite(fd, block, size, off) != (ssize_t)size) {
-			rc = vmci_err_errno(err, errno ? errno : EIO, "cannot write %s",
-					    k->vmlinuz_out);
-			break;
+	while (!rc && (r = archive_read_data_block(a, &block, &size, &off)) == ARCHIVE_OK) {
+		/* A short write is retried: the next one says why (ENOSPC) if it fails. */
+		for (size_t done = 0; done < size;) {
+			ssize_t n =
+			    pwrite(fd, (const char *)block + done, size - done, off + (off_t)done);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				rc = vmci_err_errno(err, n < 0 ? errno : EIO, "cannot write %s",
+						    k->vmlinuz_out);
+				break;
+			}
+			done += (size_t)n;
 		}
 	}
 	if (!rc && r != ARCHIVE_EOF)

@@ -7,6 +7,7 @@
 
 #include "images/internal.h"
 #include "fake_module.h"
+#include "small_fs.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -289,6 +290,49 @@ static void test_no_resolution_and_no_apt_says_apt_get_update(void **state)
 	assert_non_null(strstr(err.msg, "apt-get update"));
 }
 
+/*
+ * A fake apt first in PATH: apt-cache shows a kernel, and apt-get download
+ * fills the disk and fails the way apt does, without naming the cause.
+ */
+static void test_download_onto_a_full_disk_says_no_space_left(void **state)
+{
+	char cache[PATH_MAX], partial[PATH_MAX], bin[PATH_MAX], path[PATH_MAX];
+	fs_path(cache, sizeof(cache), "%s/cache", home);
+	assert_int_equal(fs_rm_rf(cache, NULL), 0);
+	fs_path(bin, sizeof(bin), "%s/fake-apt", home);
+	assert_int_equal(fs_mkdir_p(bin, 0755, NULL), 0);
+	static const char apt_cache[] =
+	    "#!/bin/sh\n"
+	    "printf 'Package: linux-image-cloud-amd64\\nVersion: 9.9-1\\n"
+	    "Depends: linux-image-9.9-cloud-amd64 (= 9.9-1)\\n'\n";
+	static const char apt_get[] =
+	    "#!/bin/sh\n"
+	    "head -c 4194304 /dev/zero >linux-image-9.9-cloud-amd64_9.9-1_amd64.deb 2>/dev/null\n"
+	    "echo 'E: Failed to fetch http://deb.debian.org/debian/pool/main/l/linux.deb' >&2\n"
+	    "exit 100\n";
+	fs_path(path, sizeof(path), "%s/apt-cache", bin);
+	assert_int_equal(fs_write_atomic(path, apt_cache, sizeof(apt_cache) - 1, 0755, NULL), 0);
+	fs_path(path, sizeof(path), "%s/apt-get", bin);
+	assert_int_equal(fs_write_atomic(path, apt_get, sizeof(apt_get) - 1, 0755, NULL), 0);
+	fs_path(partial, sizeof(partial), "%s/cache/debs/partial", home);
+	small_fs_mount_or_skip(partial, "1m");
+
+	char *saved = strdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	char fake_path[PATH_MAX + 32];
+	snprintf(fake_path, sizeof(fake_path), "%s:/usr/bin:/bin", bin);
+	setenv("PATH", fake_path, 1);
+	struct img_deb d;
+	struct vmci_err err = {0};
+	int rc = fetch_cloud_amd64(&d, &err);
+	setenv("PATH", saved, 1);
+	free(saved);
+	small_fs_umount(partial);
+	assert_int_equal(rc, -ENOSPC);
+	assert_non_null(strstr(err.msg, "linux-image-9.9-cloud-amd64"));
+	assert_non_null(strcasestr(err.msg, "no space left on device"));
+	assert_null(strstr(err.msg, "check the network"));
+}
+
 int main(void)
 {
 	/* Before anything calls vmci_home(), which keeps the first value it sees. */
@@ -306,6 +350,7 @@ int main(void)
 	    cmocka_unit_test(test_fresh_resolution_and_cached_deb_need_no_apt),
 	    cmocka_unit_test(test_stale_resolution_is_used_when_apt_fails),
 	    cmocka_unit_test(test_no_resolution_and_no_apt_says_apt_get_update),
+	    cmocka_unit_test(test_download_onto_a_full_disk_says_no_space_left),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	fs_rm_rf(home, NULL);
