@@ -523,6 +523,15 @@ static const char *module_relpath(const char *path)
 	return rel && !strncmp(rel + 1, "kernel/", 7) ? rel + 1 : NULL;
 }
 
+/* "lib/modules/REL/modules.builtin" (or under usr/): the modules built into the kernel. */
+static bool is_modules_builtin(const char *path)
+{
+	if (!strncmp(path, "usr/", 4))
+		path += 4;
+	const char *rel = strncmp(path, "lib/modules/", 12) ? NULL : strchr(path + 12, '/');
+	return rel && !strcmp(rel, "/modules.builtin");
+}
+
 static int kernel_entry(void *ctx, const char *path, struct archive *a, struct archive_entry *e,
 			struct vmci_err *err)
 {
@@ -532,6 +541,12 @@ static int kernel_entry(void *ctx, const char *path, struct archive *a, struct a
 	if (!k->modules_only && !strncmp(path, "boot/vmlinuz-", 13)) {
 		snprintf(k->release, k->release_size, "%s", path + 13);
 		return write_vmlinuz(k, a, err);
+	}
+	if (!k->modules_only && is_modules_builtin(path)) {
+		k->raw.len = 0;
+		int rc = img_archive_read_entry(a, path, MAX_MODULE_BYTES, &k->raw, err);
+		return rc ? rc
+			  : img_kmods_builtin(k->mods, (const char *)k->raw.data, k->raw.len, err);
 	}
 	const char *rel = module_relpath(path);
 	if (!rel || !img_kmod_is_module(rel))
@@ -579,6 +594,12 @@ int img_deb_extract_kernel(const char *deb, const char *vmlinuz_out, struct img_
 			rc = vmci_err_set(err, EIO, "%d kernel modules of %s could not be kept", rc,
 					  deb);
 	}
+	/* A misspelt module would otherwise be taken for a built-in one, silently. */
+	const char *unknown;
+	for (size_t i = 0; !rc && (unknown = img_kmods_unknown(mods, i)) != NULL; i++)
+		log_warn("kernel module '%s' (in kernel.modules of the recipe) is neither in %s "
+			 "nor built into its kernel %s: it is left out (check its name)",
+			 unknown, deb, release);
 	buf_free(&k.raw);
 	buf_free(&k.ko);
 	return rc;

@@ -218,6 +218,21 @@ int img_kmods_add(struct img_kmods *s, const char *relpath, const void *data, si
  */
 int img_kmods_order(struct img_kmods *s, struct vmci_err *err);
 
+/*
+ * Records the kernel's built-in modules from its modules.builtin (one
+ * "kernel/fs/ext4/ext4.ko" a line), so that a wanted name that is neither
+ * a module nor built in can be told apart (img_kmods_unknown).
+ */
+int img_kmods_builtin(struct img_kmods *s, const char *text, size_t len, struct vmci_err *err);
+
+/*
+ * The i-th wanted name that is neither a module file seen so far nor built
+ * into the kernel (a misspelt name in a recipe), or NULL past the last.
+ * Always NULL when no modules.builtin was recorded: then every name
+ * without a module file is taken as built in.
+ */
+const char *img_kmods_unknown(const struct img_kmods *s, size_t i);
+
 /* The ordered modules, after img_kmods_order. */
 struct img_kmod {
 	const char *name;    /* normalized: '_' for '-' */
