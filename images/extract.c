@@ -101,13 +101,19 @@ static int settle_nodes(const char *target, struct img_nodes *nodes, struct vmci
 		char full[PATH_MAX];
 		struct stat st;
 		fs_path(full, sizeof(full), "%s/%s", target, n->path);
-		if (lstat(full, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != n->ino ||
-		    st.st_size != 0) {
+		if (lstat(full, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == n->ino &&
+		    st.st_size == 0)
+			nodes->v[kept++] = *n;
+		else
 			free(n->path);
-			continue;
-		}
+	}
+	nodes->n = kept;
+	for (size_t i = 0; i < nodes->n; i++) {
+		char full[PATH_MAX];
+		fs_path(full, sizeof(full), "%s/%s", target, nodes->v[i].path);
 		for (char *slash = strchr(full + strlen(target) + 1, '/'); slash;
 		     slash = strchr(slash + 1, '/')) {
+			struct stat st;
 			*slash = 0;
 			bool dir = lstat(full, &st) == 0 && S_ISDIR(st.st_mode);
 			*slash = '/';
@@ -116,11 +122,9 @@ static int settle_nodes(const char *target, struct img_nodes *nodes, struct vmci
 				    err, EINVAL,
 				    "cannot keep the device node %s: a parent of it "
 				    "is not a directory",
-				    n->path);
+				    nodes->v[i].path);
 		}
-		nodes->v[kept++] = *n;
 	}
-	nodes->n = kept;
 	return 0;
 }
 
