@@ -24,7 +24,7 @@ TEST_PKGS := cmocka
 DEB_PACKAGES := build-essential pkg-config git \
 	libarchive-dev libjansson-dev libssl-dev libyaml-dev libcmocka-dev \
 	libgit2-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev libmicrohttpd-dev \
-	qemu-system-x86 qemu-system-arm qemu-utils busybox-static e2fsprogs debootstrap \
+	qemu-system-x86 qemu-system-arm qemu-utils busybox-static e2fsprogs debootstrap strace \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 	clang libclang-rt-14-dev cppcheck clang-format jq
 

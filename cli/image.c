@@ -286,15 +286,17 @@ static int image_import(int argc, char **argv)
 static int image_pull(int argc, char **argv)
 {
 	static const char usage[] =
-	    "Usage: vmci image pull URL --sha256 HEX --name NAME\n\n"
+	    "Usage: vmci image pull URL --sha256 HEX --name NAME [--max-size SIZE]\n\n"
 	    "Downloads a qcow2 or raw disk (or a root filesystem archive) and makes it\n"
 	    "the image NAME, as `vmci image import` does. An interrupted pull resumes\n"
 	    "where it stopped when run again; nothing is published unless the file's\n"
-	    "sha256 is HEX.";
-	const char *sha = NULL, *name = NULL;
+	    "sha256 is HEX. A file larger than SIZE (default 16G) is refused.";
+	const char *sha = NULL, *name = NULL, *max_size = NULL;
 	const struct cli_option opts[] = {
 	    {0, "sha256", OPT_STRING, &sha, "HEX", "the file's sha256, as sha256sum prints it"},
 	    {0, "name", OPT_STRING, &name, "NAME", "the image's name"},
+	    {0, "max-size", OPT_STRING, &max_size, "SIZE",
+	     "the most the file may have: 512M, 20G, ... (default 16G)"},
 	    {0}};
 	int first = parse(argc, argv, opts, usage);
 	if (first < 0)
@@ -304,12 +306,17 @@ static int image_pull(int argc, char **argv)
 		cli_usage(stderr, usage, opts);
 		return EXIT_USAGE;
 	}
+	long long max_bytes = 0;
+	if (max_size && (img_parse_size(max_size, &max_bytes) || max_bytes <= 0)) {
+		cli_error("image pull: bad --max-size '%s' (give a size: 512M, 20G, 1T)", max_size);
+		return EXIT_USAGE;
+	}
 	char label[128];
 	snprintf(label, sizeof(label), "pulling %s", name);
 	struct cli_progress progress = {.label = label};
 	struct vmci_err err = {0};
 	int64_t t0 = clock_ms();
-	int rc = img_pull(argv[first], sha, name, cli_progress, &progress, &err);
+	int rc = img_pull(argv[first], sha, name, max_bytes, cli_progress, &progress, &err);
 	cli_progress_end(&progress);
 	if (rc) {
 		cli_error("%s", err.msg);
@@ -353,7 +360,7 @@ static const char *const gc_kinds[] = {
     [IMG_GC_CLONE] = "stale clone",
     [IMG_GC_REGISTRATION] = "clone record",
     [IMG_GC_SCRATCH] = "scratch directory",
-    [IMG_GC_DOWNLOAD] = "old partial download",
+    [IMG_GC_DOWNLOAD] = "partial download",
 };
 
 static void print_gc_item(void *ctx, enum img_gc_kind kind, const char *what, long long bytes)
@@ -373,7 +380,7 @@ static int image_gc(int argc, char **argv)
 			  "Usage: vmci image gc [--dry-run]\n\n"
 			  "Removes the images that no name, no image built on them and no live\n"
 			  "clone uses; clones left by processes that died; the leftovers of\n"
-			  "interrupted builds; partial downloads not resumed for a week.");
+			  "interrupted builds, imports, pulls and downloads.");
 	if (first < 0)
 		return -first - 1;
 	if (first < argc) {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -191,6 +192,19 @@ static bool read_resolution(const char *file, struct img_deb *out, bool *fresh)
 	return ok;
 }
 
+/*
+ * Whether a failed download failed for want of space in dir: apt said so
+ * ("No space left on device"), or the file system is full now (apt does
+ * not always say why a write failed).
+ */
+static bool disk_full(const char *dir, const struct vmci_err *why)
+{
+	struct statvfs fs;
+	if (why && strstr(why->msg, strerror(ENOSPC)))
+		return true;
+	return statvfs(dir, &fs) == 0 && (unsigned long long)fs.f_bavail * fs.f_frsize < (1u << 20);
+}
+
 /* Downloads d into the cache: into a scratch directory first, then renamed in place. */
 static int download(struct img_deb *d, struct vmci_err *err)
 {
@@ -208,6 +222,13 @@ static int download(struct img_deb *d, struct vmci_err *err)
 	char *argv[] = {"env", "-C", s.path, "apt-get", "download", "-q", spec, NULL};
 	rc = run_command(argv, NULL, err);
 	char fix[96];
+	if (rc && disk_full(s.path, err)) {
+		rc = vmci_err_set(err, ENOSPC,
+				  "cannot download %s into %s: %s (free some space there, e.g. "
+				  "with `vmci image gc`, and try again)",
+				  spec, s.path, strerror(ENOSPC));
+		goto out;
+	}
 	if (rc) {
 		vmci_err_wrap(err, "cannot download %s (check the network, or run: %s)", spec,
 			      apt_fix(d->arch, fix, sizeof(fix)));
@@ -467,11 +488,19 @@ static int write_vmlinuz(struct kernel_ctx *k, struct archive *a, struct vmci_er
 	size_t size;
 	la_int64_t off;
 	int r, rc = 0;
-	while ((r = archive_read_data_block(a, &block, &size, &off)) == ARCHIVE_OK) {
-		if (pwrite(fd, block, size, off) != (ssize_t)size) {
-			rc = vmci_err_errno(err, errno ? errno : EIO, "cannot write %s",
-					    k->vmlinuz_out);
-			break;
+	while (!rc && (r = archive_read_data_block(a, &block, &size, &off)) == ARCHIVE_OK) {
+		/* A short write is retried: the next one says why (ENOSPC) if it fails. */
+		for (size_t done = 0; done < size;) {
+			ssize_t n =
+			    pwrite(fd, (const char *)block + done, size - done, off + (off_t)done);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				rc = vmci_err_errno(err, n < 0 ? errno : EIO, "cannot write %s",
+						    k->vmlinuz_out);
+				break;
+			}
+			done += (size_t)n;
 		}
 	}
 	if (!rc && r != ARCHIVE_EOF)
@@ -494,6 +523,15 @@ static const char *module_relpath(const char *path)
 	return rel && !strncmp(rel + 1, "kernel/", 7) ? rel + 1 : NULL;
 }
 
+/* "lib/modules/REL/modules.builtin" (or under usr/): the modules built into the kernel. */
+static bool is_modules_builtin(const char *path)
+{
+	if (!strncmp(path, "usr/", 4))
+		path += 4;
+	const char *rel = strncmp(path, "lib/modules/", 12) ? NULL : strchr(path + 12, '/');
+	return rel && !strcmp(rel, "/modules.builtin");
+}
+
 static int kernel_entry(void *ctx, const char *path, struct archive *a, struct archive_entry *e,
 			struct vmci_err *err)
 {
@@ -503,6 +541,12 @@ static int kernel_entry(void *ctx, const char *path, struct archive *a, struct a
 	if (!k->modules_only && !strncmp(path, "boot/vmlinuz-", 13)) {
 		snprintf(k->release, k->release_size, "%s", path + 13);
 		return write_vmlinuz(k, a, err);
+	}
+	if (!k->modules_only && is_modules_builtin(path)) {
+		k->raw.len = 0;
+		int rc = img_archive_read_entry(a, path, MAX_MODULE_BYTES, &k->raw, err);
+		return rc ? rc
+			  : img_kmods_builtin(k->mods, (const char *)k->raw.data, k->raw.len, err);
 	}
 	const char *rel = module_relpath(path);
 	if (!rel || !img_kmod_is_module(rel))
@@ -550,6 +594,12 @@ int img_deb_extract_kernel(const char *deb, const char *vmlinuz_out, struct img_
 			rc = vmci_err_set(err, EIO, "%d kernel modules of %s could not be kept", rc,
 					  deb);
 	}
+	/* A misspelt module would otherwise be taken for a built-in one, silently. */
+	const char *unknown;
+	for (size_t i = 0; !rc && (unknown = img_kmods_unknown(mods, i)) != NULL; i++)
+		log_warn("kernel module '%s' (in kernel.modules of the recipe) is neither in %s "
+			 "nor built into its kernel %s: it is left out (check its name)",
+			 unknown, deb, release);
 	buf_free(&k.raw);
 	buf_free(&k.ko);
 	return rc;

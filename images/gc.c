@@ -9,6 +9,10 @@
  * either published and whole or gone from blobs/; a gc killed while
  * deleting leaves only an unlocked directory in tmp/, which the next gc or
  * build removes.
+ *
+ * Work in progress (builds, imports, pulls, package downloads) keeps its
+ * scratch files and directories locked (flock) while its process runs;
+ * gc removes every one whose lock is free, wherever it lies.
  */
 #include "images/internal.h"
 
@@ -20,7 +24,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 int img_store_lock(bool exclusive, int *fd, struct vmci_err *err)
@@ -250,45 +253,83 @@ static int sweep_blobs(struct gc *g, struct vmci_err *err)
 }
 
 /*
- * tmp/ holds scratch directories (locked while their build lives) and
- * partial downloads (locked while a pull runs; kept for a while after, so
- * that a later pull resumes them).
+ * Whether the process that made path (a scratch directory or a partial
+ * download) is gone: its maker holds a flock on it for as long as it runs,
+ * so a lock we can take means nobody owns it. When true, *fd holds that
+ * lock (close it once path is removed), so that no new owner takes path
+ * over meanwhile.
  */
-static int sweep_tmp(struct gc *g, struct vmci_err *err)
+static bool abandoned(const char *path, bool dir, int *fd)
 {
-	char tmp[PATH_MAX];
-	int rc = img_store_dir(tmp, sizeof(tmp), "tmp", err);
-	if (rc)
-		return rc;
-	DIR *d = opendir(tmp);
+	struct stat st, fst;
+	*fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
+	if (*fd < 0)
+		return false;
+	/* The same file after the lock: not one made anew since we opened it. */
+	if (flock(*fd, LOCK_EX | LOCK_NB) == 0 && fstat(*fd, &fst) == 0 && lstat(path, &st) == 0 &&
+	    fst.st_dev == st.st_dev && fst.st_ino == st.st_ino)
+		return true;
+	close(*fd);
+	*fd = -1;
+	return false;
+}
+
+/*
+ * Removes what interrupted work left in parent: directories (scratch of
+ * builds, imports, pulls and package downloads) and, when downloads is
+ * true, partial pulls (pull-*.part, which a later pull would resume).
+ * Root filesystem trees may hold mounts (debootstrap's /proc), which are
+ * unmounted first: removing through a mount would reach the host.
+ */
+static int sweep_scratch(struct gc *g, const char *parent, bool downloads, struct vmci_err *err)
+{
+	DIR *d = opendir(parent);
 	if (!d)
-		return vmci_err_errno(err, errno, "cannot open %s", tmp);
-	time_t old = time(NULL) - IMG_GC_DOWNLOAD_DAYS * 24 * 3600;
+		return errno == ENOENT ? 0 : vmci_err_errno(err, errno, "cannot open %s", parent);
+	int rc = 0;
 	struct dirent *de;
 	while (!rc && (de = readdir(d)) != NULL) {
 		char path[PATH_MAX];
-		struct stat st, fst;
-		if (de->d_name[0] == '.' || fs_path(path, sizeof(path), "%s/%s", tmp, de->d_name) ||
+		struct stat st;
+		size_t len = strlen(de->d_name);
+		if (de->d_name[0] == '.' ||
+		    fs_path(path, sizeof(path), "%s/%s", parent, de->d_name) ||
 		    lstat(path, &st) != 0)
 			continue;
 		bool dir = S_ISDIR(st.st_mode);
-		if (!dir && (!S_ISREG(st.st_mode) || st.st_mtime > old))
+		bool part = downloads && S_ISREG(st.st_mode) && len > 5 &&
+			    !strcmp(de->d_name + len - 5, ".part");
+		int fd;
+		if ((!dir && !part) || !abandoned(path, dir, &fd))
 			continue;
-		int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
-		if (fd < 0)
-			continue;
-		/* The lock is free only when the process that made the entry is gone. */
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &fst) == 0 &&
-		    fst.st_ino == st.st_ino && lstat(path, &st) == 0 && fst.st_ino == st.st_ino) {
-			long long bytes = img_disk_usage(path);
-			if (!dry(g))
-				rc = fs_rm_rf(path, err);
-			if (!rc)
-				item(g, dir ? IMG_GC_SCRATCH : IMG_GC_DOWNLOAD, path, bytes);
+		long long bytes = img_disk_usage(path);
+		if (!dry(g)) {
+			if (dir)
+				img_umount_below(path);
+			rc = fs_rm_rf(path, err);
 		}
+		if (!rc)
+			item(g, dir ? IMG_GC_SCRATCH : IMG_GC_DOWNLOAD, path, bytes);
 		close(fd);
 	}
 	closedir(d);
+	return rc;
+}
+
+/* Every place where work in progress keeps files: the store's tmp/ and the caches. */
+static int sweep_leftovers(struct gc *g, struct vmci_err *err)
+{
+	static const char *const caches[] = {"cache/rootfs", "cache/debs/partial"};
+	char dir[PATH_MAX];
+	int rc = img_store_dir(dir, sizeof(dir), "tmp", err);
+	if (!rc)
+		rc = sweep_scratch(g, dir, true, err);
+	for (size_t i = 0; !rc && i < ARRAY_LEN(caches); i++) {
+		if (fs_path(dir, sizeof(dir), "%s/%s", vmci_home(), caches[i]))
+			return vmci_err_set(err, ENAMETOOLONG, "path too long under %s",
+					    vmci_home());
+		rc = sweep_scratch(g, dir, false, err);
+	}
 	return rc;
 }
 
@@ -310,7 +351,7 @@ int img_gc(const struct img_gc_opts *opts, struct img_gc_report *report, struct 
 	/* Out of blobs/ already: delete without blocking clones and builds. */
 	img_scratch_drop(&g.trash);
 	if (!rc)
-		rc = sweep_tmp(&g, err);
+		rc = sweep_leftovers(&g, err);
 	free(g.keep);
 	if (rc)
 		vmci_err_wrap(err, "gc of %s", img_store_root());

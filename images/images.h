@@ -152,10 +152,10 @@ enum img_gc_kind {
 	IMG_GC_IMAGE,	     /* an image no name, image or live clone references */
 	IMG_GC_CLONE,	     /* a stale clone: its maker died, nothing has it open */
 	IMG_GC_REGISTRATION, /* the registration of a clone whose overlay is gone */
-	IMG_GC_SCRATCH,	     /* a directory an interrupted build left in tmp/ */
-	IMG_GC_DOWNLOAD,     /* a partial pull nobody resumed for IMG_GC_DOWNLOAD_DAYS */
+	IMG_GC_SCRATCH,	     /* a scratch directory whose build, import or pull died
+				(in tmp/, cache/rootfs/ or cache/debs/partial/) */
+	IMG_GC_DOWNLOAD,     /* a partial pull (tmp/pull-*.part) no pull is writing */
 };
-#define IMG_GC_DOWNLOAD_DAYS 7
 
 struct img_gc_opts {
 	bool dry_run; /* report only */
@@ -173,7 +173,10 @@ struct img_gc_report {
 /*
  * Removes every image that no name, no live clone and no kept image (as a
  * backing file) references, every stale clone, the registrations of clones
- * that are gone, abandoned scratch directories and old partial downloads.
+ * that are gone, and the scratch directories and partial downloads of
+ * processes that are gone (each is locked by its owner while it runs; a
+ * partial download gc removes is no longer there for a later pull to
+ * resume).
  * Safe while builds, pulls and clones run: it holds the store lock while it
  * decides, skips images a build is publishing, and moves an image out of
  * blobs/ before deleting it, so a half-deleted image never looks published.
@@ -190,13 +193,25 @@ int img_gc(const struct img_gc_opts *opts, struct img_gc_report *report, struct 
  * "sha256:" prefix allowed), so an interrupted pull (a dropped connection,
  * Ctrl-C) resumes where it stopped the next time (HTTP Range). Nothing is
  * published unless the whole file's sha256 equals sha256_hex; a mismatch
- * removes the download. progress (may be NULL) gets bytes done of total.
- * Errors say what failed: the HTTP status, the host that could not be
- * resolved or reached, a dropped connection (and that the next pull
- * resumes), the expected and actual checksum.
+ * removes the download. The file may have at most max_bytes (<= 0:
+ * IMG_PULL_MAX_BYTES), and no more than the server announced: a larger
+ * announced size is refused before anything is written, and a download
+ * that grows past either is stopped and deleted. progress (may be NULL)
+ * gets bytes done of total. Errors say what failed: the HTTP status, the
+ * host that could not be resolved or reached, a dropped connection (and
+ * that the next pull resumes), a redirect loop, the size limit, the
+ * expected and actual checksum.
  */
-int img_pull(const char *url, const char *sha256_hex, const char *name, img_progress_fn progress,
-	     void *ctx, struct vmci_err *err);
+int img_pull(const char *url, const char *sha256_hex, const char *name, long long max_bytes,
+	     img_progress_fn progress, void *ctx, struct vmci_err *err);
+/* The default size limit of a pull. */
+#define IMG_PULL_MAX_BYTES (16LL << 30)
+
+/*
+ * A size as recipes and options give it: "4G", "512M", "2GiB", "1048576"
+ * (binary multiples) as bytes. Returns 0 or -EINVAL.
+ */
+int img_parse_size(const char *s, long long *out);
 
 /* $VMCI_HOME/images */
 const char *img_store_root(void);

@@ -7,15 +7,14 @@
  *     GPT partition table): stored as a qcow2 disk, as it is;
  *   - anything else is read with libarchive (tar, tar.gz, tar.xz, tar.zst,
  *     zip, ...), extracted as root into a scratch tree with owners, modes,
- *     setuid bits, links and extended attributes, and made an ext4 disk.
+ *     setuid bits, links and extended attributes (extract.c), and made an
+ *     ext4 disk; its device nodes are made in the disk, never on the host.
  * The image boots the busybox-ARCH kernel and initramfs of its recipe, and
  * the agent switches into the disk: /dev/vda, or the Linux partition of a
  * partitioned disk.
  */
 #include "images/internal.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -177,110 +176,6 @@ static int detect(const char *path, struct import_inputs *in, struct vmci_err *e
 	return rc;
 }
 
-/* ---- extracting an archive ------------------------------------------------------ */
-
-/* Extracts source under target as root would, refusing paths that leave it. */
-static int extract(const char *source, const char *target, struct img_build *b, long long *bytes,
-		   struct vmci_err *err)
-{
-	struct archive *a = archive_read_new(), *w = archive_write_disk_new();
-	if (!a || !w) {
-		archive_read_free(a);
-		archive_write_free(w);
-		return vmci_err_set(err, ENOMEM, "out of memory");
-	}
-	archive_read_support_filter_all(a);
-	archive_read_support_format_all(a);
-	archive_write_disk_set_options(
-	    w, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
-		   ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-		   ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_UNLINK);
-	archive_write_disk_set_standard_lookup(w);
-	int rc = 0;
-	long long entries = 0;
-	*bytes = 0;
-	if (archive_read_open_filename(a, source, 1 << 16) != ARCHIVE_OK) {
-		rc = vmci_err_set(err, EINVAL,
-				  "cannot read %s as a root filesystem archive or a disk: %s",
-				  source, archive_error_string(a));
-		goto out;
-	}
-	struct archive_entry *e;
-	int r;
-	while (!rc && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-		/* Every path, and every hard link's target, is put under target. */
-		const char *path = archive_entry_pathname(e);
-		while (path && (path[0] == '/' || (path[0] == '.' && path[1] == '/')))
-			path += path[0] == '/' ? 1 : 2;
-		if (!path || !path[0] || !strcmp(path, "."))
-			continue;
-		char full[PATH_MAX], link[PATH_MAX];
-		if (fs_path(full, sizeof(full), "%s/%s", target, path)) {
-			rc = vmci_err_set(err, ENAMETOOLONG, "path too long in %s: %s", source,
-					  path);
-			break;
-		}
-		archive_entry_copy_pathname(e, full);
-		const char *hard = archive_entry_hardlink(e);
-		if (hard) {
-			while (hard[0] == '/' || (hard[0] == '.' && hard[1] == '/'))
-				hard += hard[0] == '/' ? 1 : 2;
-			fs_path(link, sizeof(link), "%s/%s", target, hard);
-			archive_entry_copy_hardlink(e, link);
-		}
-		r = archive_write_header(w, e);
-		if (r == ARCHIVE_WARN) {
-			log_warn("%s: %s", path, archive_error_string(w));
-		} else if (r != ARCHIVE_OK) {
-			bool device = archive_entry_filetype(e) == AE_IFCHR ||
-				      archive_entry_filetype(e) == AE_IFBLK;
-			/* Device nodes cannot always be made here; devtmpfs provides them. */
-			if (device) {
-				log_warn("skipping device node %s: %s", path,
-					 archive_error_string(w));
-				continue;
-			}
-			rc = vmci_err_set(err, EIO, "cannot extract %s from %s: %s", path, source,
-					  archive_error_string(w));
-			break;
-		}
-		const void *block;
-		size_t size;
-		la_int64_t off;
-		while ((r = archive_read_data_block(a, &block, &size, &off)) == ARCHIVE_OK) {
-			if (archive_write_data_block(w, block, size, off) < ARCHIVE_WARN) {
-				r = ARCHIVE_FATAL;
-				break;
-			}
-			*bytes += (long long)size;
-		}
-		if (r != ARCHIVE_EOF) {
-			rc = vmci_err_set(err, EIO, "cannot extract %s from %s: %s", path, source,
-					  archive_error_string(r == ARCHIVE_FATAL ? w : a));
-			break;
-		}
-		if (archive_write_finish_entry(w) < ARCHIVE_WARN) {
-			rc = vmci_err_set(err, EIO, "cannot finish %s from %s: %s", path, source,
-					  archive_error_string(w));
-			break;
-		}
-		if (++entries % 1000 == 0)
-			img_progress(b, "extracting root filesystem", entries, 0);
-	}
-	if (!rc && r != ARCHIVE_EOF)
-		rc = vmci_err_set(err, EINVAL, "cannot read %s: %s", source,
-				  archive_error_string(a));
-	if (!rc && entries == 0)
-		rc = vmci_err_set(err, EINVAL, "%s holds no files: not a root filesystem", source);
-	if (!rc && archive_write_close(w) != ARCHIVE_OK)
-		rc = vmci_err_set(err, EIO, "cannot finish extracting %s: %s", source,
-				  archive_error_string(w));
-out:
-	archive_read_free(a);
-	archive_write_free(w);
-	return rc;
-}
-
 /* Room for the files, the filesystem's own needs and what jobs write. */
 static long long disk_size_for(long long bytes)
 {
@@ -328,6 +223,13 @@ int img_import_prepare(struct img_build *b, struct vmci_err *err)
 		img_digest_line(digest, "source", in->source_sha);
 		img_digest_line(digest, "format", in->format);
 		img_digest_line(digest, "disk-size", size);
+		/*
+		 * Extraction that fails on a full disk and keeps device nodes out of
+		 * the host: archives imported before it may have made broken images,
+		 * which a new import must not reuse.
+		 */
+		if (in->kind == SRC_ARCHIVE)
+			img_digest_line(digest, "extract", "2");
 	}
 	sha256_finish(digest, b->digest);
 	return rc;
@@ -354,9 +256,10 @@ static int archive_to_disk(struct img_build *b, const char *qcow2, long long *si
 	if (!rc && realpath(target, real))
 		memcpy(target, real, sizeof(target));
 	long long bytes = 0;
+	struct img_nodes nodes = {0};
 	if (!rc) {
 		img_progress(b, "extracting root filesystem", 0, 0);
-		rc = extract(spec->source, target, b, &bytes, err);
+		rc = img_extract_rootfs(spec->source, target, b, &bytes, &nodes, err);
 	}
 	/* The root directory is the system's: not whatever mode the scratch had. */
 	if (!rc && (chown(target, 0, 0) || chmod(target, 0755)))
@@ -367,7 +270,10 @@ static int archive_to_disk(struct img_build *b, const char *qcow2, long long *si
 		rc = img_rootdisk_make(target, *size, raw, err);
 	}
 	if (!rc)
+		rc = img_rootdisk_add_nodes(raw, &nodes, err);
+	if (!rc)
 		rc = img_rootdisk_to_qcow2(raw, "raw", qcow2, b, err);
+	img_nodes_free(&nodes);
 	img_rootfs_scratch_drop(&work);
 	return rc;
 }

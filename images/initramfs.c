@@ -205,12 +205,23 @@ static int by_path(const void *a, const void *b)
 	return strcmp(((const struct ent *)a)->path, ((const struct ent *)b)->path);
 }
 
+/*
+ * A failure of the writer a: the file's own errno when there is one (a
+ * full disk says "No space left on device"), else libarchive's words.
+ */
+static int write_failed(struct archive *a, const char *what, struct vmci_err *err)
+{
+	int e = archive_errno(a);
+	if (e > 0)
+		return vmci_err_errno(err, e, "%s", what);
+	return vmci_err_set(err, EIO, "%s: %s", what, archive_error_string(a));
+}
+
 static int write_data(struct archive *a, const void *data, size_t len, const char *what,
 		      struct vmci_err *err)
 {
 	if (len && archive_write_data(a, data, len) != (la_ssize_t)len)
-		return vmci_err_set(err, EIO, "cannot write %s into the initramfs: %s", what,
-				    archive_error_string(a));
+		return write_failed(a, what, err);
 	return 0;
 }
 
@@ -284,8 +295,7 @@ static int write_entry(struct archive *a, struct archive_entry *ae, const struct
 	archive_entry_set_size(ae, size);
 	int rc = 0;
 	if (archive_write_header(a, ae) != ARCHIVE_OK)
-		rc = vmci_err_set(err, EIO, "cannot write %s into the initramfs: %s", e->path,
-				  archive_error_string(a));
+		rc = write_failed(a, e->path, err);
 	else if (e->kind == ENT_DATA)
 		rc = write_data(a, e->data, e->len, e->path, err);
 	else if (e->kind == ENT_FILE)
@@ -324,8 +334,9 @@ int img_initramfs_write(struct img_initramfs *ir, const char *out, struct vmci_e
 	for (size_t i = 0; i < ir->n && !rc; i++)
 		rc = write_entry(a, ae, &ir->v[i], (unsigned)i + 1, err);
 	if (!rc && archive_write_close(a) != ARCHIVE_OK)
-		rc = vmci_err_set(err, EIO, "cannot finish the initramfs %s: %s", out,
-				  archive_error_string(a));
+		rc = write_failed(a, "the last entries", err);
+	if (rc)
+		vmci_err_wrap(err, "cannot write the initramfs %s", out);
 	if (!rc && fsync(fd) != 0)
 		rc = vmci_err_errno(err, errno, "cannot sync %s", out);
 out:

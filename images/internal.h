@@ -12,6 +12,7 @@
  *   list.c       listing and inspecting the store, disk headers
  *   gc.c         removing names, and everything nothing references
  *   pull.c       downloading an image by URL (libcurl)
+ *   extract.c    a root filesystem archive extracted into a tree (import)
  */
 #ifndef VMCI_IMAGES_INTERNAL_H
 #define VMCI_IMAGES_INTERNAL_H
@@ -217,6 +218,21 @@ int img_kmods_add(struct img_kmods *s, const char *relpath, const void *data, si
  */
 int img_kmods_order(struct img_kmods *s, struct vmci_err *err);
 
+/*
+ * Records the kernel's built-in modules from its modules.builtin (one
+ * "kernel/fs/ext4/ext4.ko" a line), so that a wanted name that is neither
+ * a module nor built in can be told apart (img_kmods_unknown).
+ */
+int img_kmods_builtin(struct img_kmods *s, const char *text, size_t len, struct vmci_err *err);
+
+/*
+ * The i-th wanted name that is neither a module file seen so far nor built
+ * into the kernel (a misspelt name in a recipe), or NULL past the last.
+ * Always NULL when no modules.builtin was recorded: then every name
+ * without a module file is taken as built in.
+ */
+const char *img_kmods_unknown(const struct img_kmods *s, size_t i);
+
 /* The ordered modules, after img_kmods_order. */
 struct img_kmod {
 	const char *name;    /* normalized: '_' for '-' */
@@ -359,7 +375,7 @@ typedef int (*img_publish_fn)(void *ctx, const char *name, const char *file,
 			      img_progress_fn progress, void *progress_ctx, struct vmci_err *err);
 
 /* img_pull with another way to publish: for tests, which have no kernel to boot with. */
-int img_pull_with(const char *url, const char *sha256_hex, const char *name,
+int img_pull_with(const char *url, const char *sha256_hex, const char *name, long long max_bytes,
 		  img_publish_fn publish, void *publish_ctx, img_progress_fn progress, void *ctx,
 		  struct vmci_err *err);
 
@@ -409,9 +425,6 @@ int img_spec_load(const char *path, const char *expected_name, struct img_spec *
 int img_spec_find(const char *name, struct img_spec **out, struct vmci_err *err);
 void img_spec_free(struct img_spec *s);
 
-/* "4G", "512M", "2GiB", "1048576" as bytes. Returns 0 or -EINVAL. */
-int img_parse_size(const char *s, long long *out);
-
 /* The builder a spec's rootfs needs, as a recipe owning spec. */
 struct img_recipe *img_recipe_new(struct img_spec *spec, struct vmci_err *err);
 void img_recipe_free(struct img_recipe *r);
@@ -429,6 +442,40 @@ void img_import_finish(struct img_build *b);
 
 /* Adds "label value\n" to a digest being computed. */
 void img_digest_line(struct sha256_ctx *ctx, const char *label, const char *value);
+
+/* ---- extract.c ---------------------------------------------------------- */
+
+/*
+ * A device node of a root filesystem archive. It is never made on the
+ * host: extraction leaves an empty placeholder file in its place, and the
+ * disk builder makes the node inside the image (img_rootdisk_add_nodes).
+ */
+struct img_node {
+	char *path;    /* relative to the tree: "dev/console" */
+	unsigned mode; /* S_IFCHR or S_IFBLK, and the permission bits */
+	unsigned major, minor;
+	unsigned uid, gid;
+	long long mtime; /* unix seconds */
+	ino_t ino;	 /* the placeholder's inode */
+};
+struct img_nodes {
+	struct img_node *v;
+	size_t n;
+};
+/* Frees what the nodes hold and empties the list. */
+void img_nodes_free(struct img_nodes *nodes);
+
+/*
+ * Extracts the archive source into target (an existing, empty directory)
+ * as root would: owners, modes, setuid bits, links, extended attributes.
+ * Paths that leave target are refused. Device nodes are appended to nodes
+ * (the caller frees them, also on failure) and only their placeholders are
+ * written. Any write that loses data (a full disk) fails the extraction
+ * with a message naming the entry and the reason. bytes receives the size
+ * of the files' contents; b (may be NULL) receives progress.
+ */
+int img_extract_rootfs(const char *source, const char *target, const struct img_build *b,
+		       long long *bytes, struct img_nodes *nodes, struct vmci_err *err);
 
 /* ---- bootfiles.c ------------------------------------------------------- */
 
@@ -489,6 +536,14 @@ void img_umount_below(const char *dir);
  */
 int img_rootdisk_make(const char *dir, long long size, const char *raw_out,
 		      struct vmci_err *err);
+
+/*
+ * Makes nodes (from img_extract_rootfs) device nodes in raw, an ext4
+ * filesystem that img_rootdisk_make made from their tree: each placeholder
+ * is replaced by a node with its mode, owner and time, through debugfs, so
+ * no node ever exists on the host. Fails naming the node debugfs refused.
+ */
+int img_rootdisk_add_nodes(const char *raw, const struct img_nodes *nodes, struct vmci_err *err);
 
 /* Converts a raw or qcow2 disk into a standalone qcow2 at out (synced, 0644). */
 int img_rootdisk_to_qcow2(const char *in, const char *in_format, const char *out,

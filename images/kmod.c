@@ -197,6 +197,9 @@ struct kmod_rec {
 struct img_kmods {
 	char **wanted;
 	size_t nwanted;
+	char **builtin; /* from modules.builtin */
+	size_t nbuiltin;
+	bool builtin_known;
 	char **needed; /* names known to be needed so far */
 	size_t nneeded;
 	struct kmod_rec *recs;
@@ -229,7 +232,7 @@ static int push_str(char ***v, size_t *n, char *s)
 	return 0;
 }
 
-static struct kmod_rec *find_rec(struct img_kmods *s, const char *name)
+static struct kmod_rec *find_rec(const struct img_kmods *s, const char *name)
 {
 	for (size_t i = 0; i < s->n; i++)
 		if (!strcmp(s->recs[i].pub.name, name))
@@ -293,6 +296,9 @@ void img_kmods_free(struct img_kmods *s)
 		free(r->deps);
 	}
 	free(s->wanted);
+	for (size_t i = 0; i < s->nbuiltin; i++)
+		free(s->builtin[i]);
+	free(s->builtin);
 	free(s->needed);
 	free(s->recs);
 	free(s->order);
@@ -389,6 +395,41 @@ int img_kmods_add(struct img_kmods *s, const char *relpath, const void *data, si
 		return 1;
 	}
 	return 0;
+}
+
+int img_kmods_builtin(struct img_kmods *s, const char *text, size_t len, struct vmci_err *err)
+{
+	s->builtin_known = true;
+	for (const char *line = text, *end = text + len; line < end;) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		size_t n = nl ? (size_t)(nl - line) : (size_t)(end - line);
+		/* "kernel/fs/ext4/ext4.ko": the name is the file's, without .ko. */
+		const char *base = line;
+		for (const char *p = line; p < line + n; p++)
+			if (*p == '/')
+				base = p + 1;
+		size_t blen = (size_t)(line + n - base);
+		if (blen > 3 && !memcmp(base + blen - 3, ".ko", 3) &&
+		    push_str(&s->builtin, &s->nbuiltin, name_dup(base, blen - 3)))
+			return vmci_err_set(err, ENOMEM, "out of memory");
+		line += n + 1;
+	}
+	return 0;
+}
+
+const char *img_kmods_unknown(const struct img_kmods *s, size_t i)
+{
+	if (!s->builtin_known)
+		return NULL;
+	for (size_t w = 0; w < s->nwanted; w++) {
+		const char *name = s->wanted[w];
+		bool found = find_rec(s, name) != NULL;
+		for (size_t b = 0; !found && b < s->nbuiltin; b++)
+			found = !strcmp(s->builtin[b], name);
+		if (!found && i-- == 0)
+			return name;
+	}
+	return NULL;
 }
 
 /* Places name after its dependencies (post-order); built-in names place nothing. */

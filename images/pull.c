@@ -6,7 +6,14 @@
  * 14.2): a 206 appends, a 200 means the server ignored the range and the
  * file starts over, a 416 means it was already whole. Only a file whose
  * sha256 is the one asked for is handed to img_import; a mismatch deletes
- * it. gc removes partial files nobody resumed for IMG_GC_DOWNLOAD_DAYS.
+ * it. gc removes partial files no pull holds.
+ *
+ * A pull never takes more than its limit (IMG_PULL_MAX_BYTES unless told
+ * otherwise) nor more than the size the server announced (Content-Length,
+ * or the total of Content-Range): a server that streams without end
+ * would otherwise fill the disk. A size over the limit is refused before
+ * any byte is written; a download that grows past either is stopped and
+ * deleted, since resuming it could only grow it further.
  */
 #include "images/internal.h"
 
@@ -21,6 +28,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Why the body callback stopped a transfer. */
+enum dl_stop {
+	DL_GOING,
+	DL_WRITE,     /* writing the file failed: write_errno */
+	DL_RANGE,     /* a 206 for a range we did not ask for */
+	DL_TOO_BIG,   /* the announced size is over the limit */
+	DL_LIMIT,     /* the body grew past the limit */
+	DL_OVERSIZED, /* the body grew past the announced size */
+};
+
 /* One transfer into the partial file. */
 struct dl {
 	CURL *curl;
@@ -30,9 +47,11 @@ struct dl {
 	long long written;     /* bytes written by this request */
 	long long total;       /* the whole file's size; -1 unknown */
 	long long range_start; /* from Content-Range; -1 none */
+	long long max;	       /* the most bytes the whole file may have */
 	bool started;	       /* the first body bytes were seen */
-	int write_errno;       /* why the write callback gave up */
-	char status[128];      /* the last status line, "HTTP/1.1 404 Not Found" */
+	enum dl_stop stop;
+	int write_errno;  /* when stop is DL_WRITE */
+	char status[128]; /* the last status line, "HTTP/1.1 404 Not Found" */
 	img_progress_fn progress;
 	void *ctx;
 };
@@ -71,12 +90,13 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata)
 		if (code != 206 && d->offset > 0) {
 			log_info("pull: %s ignored the range request, starting over", d->url);
 			if (ftruncate(d->fd, 0) != 0) {
+				d->stop = DL_WRITE;
 				d->write_errno = errno;
 				return 0;
 			}
 			d->offset = 0;
 		} else if (code == 206 && d->range_start != d->offset) {
-			d->write_errno = EPROTO; /* a range we did not ask for */
+			d->stop = DL_RANGE;
 			return 0;
 		}
 		if (code != 206) {
@@ -84,12 +104,22 @@ static size_t on_body(char *data, size_t size, size_t n, void *userdata)
 			curl_easy_getinfo(d->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
 			d->total = length >= 0 ? (long long)length : -1;
 		}
+		if (d->total > d->max) {
+			d->stop = DL_TOO_BIG;
+			return 0;
+		}
+	}
+	long long end = d->offset + d->written + (long long)len;
+	if (end > d->max || (d->total >= 0 && end > d->total)) {
+		d->stop = end > d->max ? DL_LIMIT : DL_OVERSIZED;
+		return 0;
 	}
 	for (size_t done = 0; done < len;) {
 		ssize_t w = pwrite(d->fd, data + done, len - done, d->offset + d->written);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
+			d->stop = DL_WRITE;
 			d->write_errno = w < 0 ? errno : EIO;
 			return 0;
 		}
@@ -112,10 +142,46 @@ static void curl_init(void)
 
 static void human(long long bytes, char *out, size_t size)
 {
-	if (bytes >= 1 << 20)
+	if (bytes >= 1LL << 30)
+		snprintf(out, size, "%.1f GiB", (double)bytes / (1LL << 30));
+	else if (bytes >= 1 << 20)
 		snprintf(out, size, "%.1f MiB", (double)bytes / (1 << 20));
 	else
 		snprintf(out, size, "%lld bytes", bytes);
+}
+
+/* What the body callback's stop means, for the user. */
+static int stop_error(const struct dl *d, const char *h, const char *part, struct vmci_err *err)
+{
+	char limit[32], size[32];
+	human(d->max, limit, sizeof(limit));
+	human(d->total, size, sizeof(size));
+	switch (d->stop) {
+	case DL_RANGE:
+		return vmci_err_set(err, EPROTO,
+				    "%s answered a range request with another range; try again, "
+				    "or delete %s to start over",
+				    h, part);
+	case DL_TOO_BIG:
+		return vmci_err_set(err, EFBIG,
+				    "%s is %s, more than the limit of %s: nothing was downloaded "
+				    "(if the size is right, pull with --max-size %lld)",
+				    d->url, size, limit, d->total);
+	case DL_LIMIT:
+		return vmci_err_set(err, EFBIG,
+				    "the download of %s went past the limit of %s and was stopped "
+				    "and deleted (if the file is that big, pull with a larger "
+				    "--max-size)",
+				    d->url, limit);
+	case DL_OVERSIZED:
+		return vmci_err_set(err, EPROTO,
+				    "%s sent more than the %lld bytes it announced for %s; the "
+				    "download was stopped and deleted",
+				    h, d->total, d->url);
+	default:
+		return vmci_err_errno(err, d->write_errno ? d->write_errno : EIO,
+				      "cannot write the download %s", part);
+	}
 }
 
 /* Turns what curl and the server said into a message a user can act on. */
@@ -160,13 +226,13 @@ static int transfer_error(struct dl *d, CURLcode res, const char *curl_msg, cons
 				  d->url, why);
 		break;
 	case CURLE_WRITE_ERROR:
-		rc = d->write_errno == EPROTO
-			 ? vmci_err_set(err, EPROTO,
-					"%s answered a range request with another range; try "
-					"again, or delete %s to start over",
-					h, part)
-			 : vmci_err_errno(err, d->write_errno ? d->write_errno : EIO,
-					  "cannot write the download %s", part);
+		rc = stop_error(d, h, part, err);
+		break;
+	case CURLE_TOO_MANY_REDIRECTS:
+		rc = vmci_err_set(err, ELOOP,
+				  "GET %s was redirected too many times (a redirect loop?): %s; "
+				  "check the URL",
+				  d->url, why);
 		break;
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CONNECT_ERROR:
@@ -191,8 +257,8 @@ static int transfer_error(struct dl *d, CURLcode res, const char *curl_msg, cons
  * whole, an HTTP status >= 300 (err set) for the caller to judge, 200 when
  * the server ignored the range (start over), or a negative code.
  */
-static int fetch(const char *url, int fd, const char *part, img_progress_fn progress, void *ctx,
-		 struct vmci_err *err)
+static int fetch(const char *url, int fd, const char *part, long long max, img_progress_fn progress,
+		 void *ctx, struct vmci_err *err)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
@@ -202,8 +268,16 @@ static int fetch(const char *url, int fd, const char *part, img_progress_fn prog
 		       .offset = st.st_size,
 		       .total = -1,
 		       .range_start = -1,
+		       .max = max,
 		       .progress = progress,
 		       .ctx = ctx};
+	if (d.offset > max) {
+		/* Left by a pull with a larger limit: it can only grow. */
+		if (ftruncate(fd, 0) != 0)
+			return vmci_err_errno(err, errno, "cannot truncate %s", part);
+		d.stop = DL_LIMIT;
+		return stop_error(&d, url, part, err);
+	}
 	char curl_msg[CURL_ERROR_SIZE] = "";
 	d.curl = curl_easy_init();
 	if (!d.curl)
@@ -240,6 +314,10 @@ static int fetch(const char *url, int fd, const char *part, img_progress_fn prog
 		rc = transfer_error(&d, res, curl_msg, part, err);
 	else if (d.total > 0 && d.offset + d.written != d.total)
 		rc = transfer_error(&d, CURLE_PARTIAL_FILE, "", part, err);
+	/* Nothing of a file over the limit, or of a server that lies about sizes, is kept. */
+	if (d.stop == DL_TOO_BIG || d.stop == DL_LIMIT || d.stop == DL_OVERSIZED)
+		if (ftruncate(fd, 0) != 0)
+			log_warn("cannot truncate %s: %s", part, strerror(errno));
 	if (rc >= 300) {
 		char status[160];
 		snprintf(status, sizeof(status), "%s", d.status[0] ? d.status : "");
@@ -304,9 +382,11 @@ static int publish_import(void *ctx, const char *name, const char *file, img_pro
 	return img_import(name, file, progress, pctx, err);
 }
 
-int img_pull_with(const char *url, const char *sha256_hex, const char *name, img_publish_fn publish,
-		  void *publish_ctx, img_progress_fn progress, void *ctx, struct vmci_err *err)
+int img_pull_with(const char *url, const char *sha256_hex, const char *name, long long max_bytes,
+		  img_publish_fn publish, void *publish_ctx, img_progress_fn progress, void *ctx,
+		  struct vmci_err *err)
 {
+	long long max = max_bytes > 0 ? max_bytes : IMG_PULL_MAX_BYTES;
 	char sha[SHA256_HEX_LEN + 1] = "", tmp[PATH_MAX], part[PATH_MAX];
 	const char *hex = strncmp(sha256_hex, "sha256:", 7) ? sha256_hex : sha256_hex + 7;
 	for (size_t i = 0; i < SHA256_HEX_LEN && hex[i]; i++)
@@ -334,7 +414,7 @@ int img_pull_with(const char *url, const char *sha256_hex, const char *name, img
 
 	char got[SHA256_HEX_LEN + 1] = "";
 	for (int attempt = 0; attempt < 3; attempt++) {
-		rc = fetch(url, fd, part, progress, ctx, err);
+		rc = fetch(url, fd, part, max, progress, ctx, err);
 		if (rc == 416) {
 			/* Nothing past our end: either the file is whole, or it is not this one. */
 			if (sha256_file(part, got, err) == 0 && !strcmp(got, sha)) {
@@ -401,8 +481,9 @@ int img_pull_with(const char *url, const char *sha256_hex, const char *name, img
 	return rc;
 }
 
-int img_pull(const char *url, const char *sha256_hex, const char *name, img_progress_fn progress,
-	     void *ctx, struct vmci_err *err)
+int img_pull(const char *url, const char *sha256_hex, const char *name, long long max_bytes,
+	     img_progress_fn progress, void *ctx, struct vmci_err *err)
 {
-	return img_pull_with(url, sha256_hex, name, publish_import, NULL, progress, ctx, err);
+	return img_pull_with(url, sha256_hex, name, max_bytes, publish_import, NULL, progress, ctx,
+			     err);
 }

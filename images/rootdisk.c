@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- mounts ---------------------------------------------------------------- */
@@ -164,6 +165,78 @@ int img_rootdisk_make(const char *dir, long long size, const char *raw_out, stru
 		return rc;
 	}
 	return sync_file(raw_out, err);
+}
+
+/*
+ * debugfs's mknod links its argument into the current directory as one
+ * name, whatever slashes it holds, and does not check that the name is
+ * free; so each node is made by changing into its parent, removing the
+ * placeholder mke2fs copied (which fails when it is not there), and making
+ * the node under the same name. debugfs exits 0 whatever its commands did:
+ * anything it prints on stderr after its banner is a failure.
+ */
+static int write_node_commands(FILE *f, const struct img_node *n)
+{
+	const char *slash = strrchr(n->path, '/');
+	const char *name = slash ? slash + 1 : n->path;
+	int dir_len = slash ? (int)(slash - n->path) : 0;
+	int n_out = fprintf(f,
+			    "cd \"/%.*s\"\n"
+			    "rm \"%s\"\n"
+			    "mknod \"%s\" %c %u %u\n"
+			    "sif \"./%s\" mode 0%o\n"
+			    "sif \"./%s\" uid %u\n"
+			    "sif \"./%s\" gid %u\n"
+			    "sif \"./%s\" mtime @%lld\n",
+			    dir_len, n->path, name, name, S_ISBLK(n->mode) ? 'b' : 'c', n->major,
+			    n->minor, name, n->mode, name, n->uid, name, n->gid, name, n->mtime);
+	return n_out < 0 ? -EIO : 0;
+}
+
+int img_rootdisk_add_nodes(const char *raw, const struct img_nodes *nodes, struct vmci_err *err)
+{
+	if (nodes->n == 0)
+		return 0;
+	char script[PATH_MAX];
+	if (fs_path(script, sizeof(script), "%s.debugfs", raw))
+		return vmci_err_set(err, ENAMETOOLONG, "path too long: %s", raw);
+	FILE *f = fopen(script, "we");
+	if (!f)
+		return vmci_err_errno(err, errno, "cannot create %s", script);
+	int rc = 0;
+	for (size_t i = 0; i < nodes->n && !rc; i++)
+		rc = write_node_commands(f, &nodes->v[i]);
+	if (fclose(f) != 0 && !rc)
+		rc = -errno;
+	if (rc) {
+		unlink(script);
+		return vmci_err_errno(err, -rc, "cannot write %s", script);
+	}
+	/* Only stderr is kept: the commands' echo goes to /dev/null. */
+	char *argv[] = {"sh", "-c",   "exec debugfs -w -f \"$1\" \"$2\" 2>&1 >/dev/null",
+			"sh", script, (char *)raw,
+			NULL};
+	struct buf out = {0};
+	rc = run_command(argv, &out, err);
+	unlink(script);
+	const char *text = buf_cstr(&out);
+	for (const char *line = text; !rc && line && *line;) {
+		size_t len = strcspn(line, "\n");
+		bool banner = line == text && !strncmp(line, "debugfs ", 8);
+		if (len && !banner)
+			rc = vmci_err_set(err, EIO,
+					  "debugfs cannot make the device nodes of the archive in "
+					  "%s: %.*s",
+					  raw, (int)len, line);
+		line += len;
+		line += *line == '\n';
+	}
+	if (!rc && !strstr(text, "debugfs "))
+		rc = vmci_err_set(err, ENOENT,
+				  "debugfs did not run (install the Debian package e2fsprogs, or "
+				  "run: make deps)");
+	buf_free(&out);
+	return rc ? rc : sync_file(raw, err);
 }
 
 int img_rootdisk_to_qcow2(const char *in, const char *in_format, const char *out,

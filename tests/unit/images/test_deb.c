@@ -7,10 +7,12 @@
 
 #include "images/internal.h"
 #include "fake_module.h"
+#include "small_fs.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +291,112 @@ static void test_no_resolution_and_no_apt_says_apt_get_update(void **state)
 	assert_non_null(strstr(err.msg, "apt-get update"));
 }
 
+/* Runs fn with stderr going to a file; returns what fn printed there. */
+static void capture_stderr(void (*fn)(void *), void *arg, struct buf *out)
+{
+	char path[PATH_MAX];
+	fs_path(path, sizeof(path), "%s/stderr", home);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644), saved = dup(2);
+	assert_true(fd >= 0 && saved >= 0);
+	fflush(stderr);
+	dup2(fd, 2);
+	fn(arg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	assert_int_equal(fs_read_file(path, 1 << 16, out, NULL), 0);
+}
+
+struct extract_call {
+	const char *deb;
+	struct img_kmods *mods;
+	int rc;
+};
+
+static void call_extract(void *arg)
+{
+	struct extract_call *c = arg;
+	char vmlinuz[PATH_MAX], release[64];
+	fs_path(vmlinuz, sizeof(vmlinuz), "%s/vmlinuz", home);
+	c->rc = img_deb_extract_kernel(c->deb, vmlinuz, c->mods, release, sizeof(release), NULL);
+}
+
+static void test_unknown_module_is_reported_not_dropped(void **state)
+{
+	size_t top_len;
+	uint8_t *top = fake_named_module("top", "", &top_len);
+	static const char builtin[] = "kernel/fs/ext4/ext4.ko\nkernel/fs/mbcache.ko\n";
+	const struct member m[] = {
+	    {"./boot/vmlinuz-9.9.9-test", "KERNEL-IMAGE", 12},
+	    {MODDIR "z/top.ko", top, top_len},
+	    {"./lib/modules/9.9.9-test/modules.builtin", builtin, sizeof(builtin) - 1},
+	};
+	char deb[PATH_MAX];
+	fs_path(deb, sizeof(deb), "%s/unknown.deb", home);
+	make_deb(deb, m, ARRAY_LEN(m));
+	/* virtio_rgn: a typo. top is a module file, ext4 is built in. */
+	const char *const wanted[] = {"top", "ext4", "virtio_rgn", NULL};
+	struct extract_call c = {.deb = deb, .mods = img_kmods_new(wanted)};
+	struct buf said = {0};
+	vmci_log_set_level(VMCI_LOG_WARN);
+	capture_stderr(call_extract, &c, &said);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(img_kmods_count(c.mods), 1);
+	const char *text = buf_cstr(&said);
+	if (!strstr(text, "warning") || !strstr(text, "'virtio_rgn'") ||
+	    !strstr(text, "kernel.modules"))
+		fail_msg("no warning naming virtio_rgn in: '%s'", text);
+	assert_null(strstr(text, "'ext4'"));
+	assert_null(strstr(text, "'top'"));
+	img_kmods_free(c.mods);
+	buf_free(&said);
+	free(top);
+}
+
+/*
+ * A fake apt first in PATH: apt-cache shows a kernel, and apt-get download
+ * fills the disk and fails the way apt does, without naming the cause.
+ */
+static void test_download_onto_a_full_disk_says_no_space_left(void **state)
+{
+	char cache[PATH_MAX], partial[PATH_MAX], bin[PATH_MAX], path[PATH_MAX];
+	fs_path(cache, sizeof(cache), "%s/cache", home);
+	assert_int_equal(fs_rm_rf(cache, NULL), 0);
+	fs_path(bin, sizeof(bin), "%s/fake-apt", home);
+	assert_int_equal(fs_mkdir_p(bin, 0755, NULL), 0);
+	static const char apt_cache[] =
+	    "#!/bin/sh\n"
+	    "printf 'Package: linux-image-cloud-amd64\\nVersion: 9.9-1\\n"
+	    "Depends: linux-image-9.9-cloud-amd64 (= 9.9-1)\\n'\n";
+	static const char apt_get[] =
+	    "#!/bin/sh\n"
+	    "head -c 4194304 /dev/zero >linux-image-9.9-cloud-amd64_9.9-1_amd64.deb 2>/dev/null\n"
+	    "echo 'E: Failed to fetch http://deb.debian.org/debian/pool/main/l/linux.deb' >&2\n"
+	    "exit 100\n";
+	fs_path(path, sizeof(path), "%s/apt-cache", bin);
+	assert_int_equal(fs_write_atomic(path, apt_cache, sizeof(apt_cache) - 1, 0755, NULL), 0);
+	fs_path(path, sizeof(path), "%s/apt-get", bin);
+	assert_int_equal(fs_write_atomic(path, apt_get, sizeof(apt_get) - 1, 0755, NULL), 0);
+	fs_path(partial, sizeof(partial), "%s/cache/debs/partial", home);
+	small_fs_mount_or_skip(partial, "1m");
+
+	char *saved = strdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
+	char fake_path[PATH_MAX + 32];
+	snprintf(fake_path, sizeof(fake_path), "%s:/usr/bin:/bin", bin);
+	setenv("PATH", fake_path, 1);
+	struct img_deb d;
+	struct vmci_err err = {0};
+	int rc = fetch_cloud_amd64(&d, &err);
+	setenv("PATH", saved, 1);
+	free(saved);
+	small_fs_umount(partial);
+	assert_int_equal(rc, -ENOSPC);
+	assert_non_null(strstr(err.msg, "linux-image-9.9-cloud-amd64"));
+	assert_non_null(strcasestr(err.msg, "no space left on device"));
+	assert_null(strstr(err.msg, "check the network"));
+}
+
 int main(void)
 {
 	/* Before anything calls vmci_home(), which keeps the first value it sees. */
@@ -306,6 +414,8 @@ int main(void)
 	    cmocka_unit_test(test_fresh_resolution_and_cached_deb_need_no_apt),
 	    cmocka_unit_test(test_stale_resolution_is_used_when_apt_fails),
 	    cmocka_unit_test(test_no_resolution_and_no_apt_says_apt_get_update),
+	    cmocka_unit_test(test_unknown_module_is_reported_not_dropped),
+	    cmocka_unit_test(test_download_onto_a_full_disk_says_no_space_left),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	fs_rm_rf(home, NULL);

@@ -206,15 +206,43 @@ static void test_gc_skips_an_image_a_build_is_publishing(void **state)
 	assert_int_equal(gc(false).removed[IMG_GC_IMAGE], 1);
 }
 
-static void test_gc_removes_abandoned_scratch_and_old_downloads(void **state)
+/* What a gc reported, one "KIND PATH" line each. */
+static void note_item(void *ctx, enum img_gc_kind kind, const char *what, long long bytes)
 {
-	char tmp[PATH_MAX], abandoned[PATH_MAX], old[PATH_MAX], fresh[PATH_MAX];
+	struct buf *b = ctx;
+	char line[PATH_MAX + 16];
+	int n = snprintf(line, sizeof(line), "%d %s\n", (int)kind, what);
+	buf_append(b, line, (size_t)n);
+}
+
+static bool reported(const struct buf *b, enum img_gc_kind kind, const char *path)
+{
+	char line[PATH_MAX + 16];
+	snprintf(line, sizeof(line), "%d %s\n", (int)kind, path);
+	return strstr(buf_cstr((struct buf *)b), line) != NULL;
+}
+
+static void test_gc_removes_what_dead_processes_left_and_keeps_live_work(void **state)
+{
+	char tmp[PATH_MAX], rootfs[PATH_MAX], partial[PATH_MAX];
 	snprintf(tmp, sizeof(tmp), "%s/tmp", img_store_root());
-	assert_int_equal(fs_mkdir_p(tmp, 0755, NULL), 0);
+	snprintf(rootfs, sizeof(rootfs), "%s/cache/rootfs", home);
+	snprintf(partial, sizeof(partial), "%s/cache/debs/partial", home);
+	/* Live work first: making a root filesystem scratch cleans abandoned ones. */
+	struct img_scratch live, live_import;
+	assert_int_equal(img_scratch_new(tmp, "live", &live, NULL), 0);
+	assert_int_equal(img_rootfs_scratch("live-import", &live_import, NULL), 0);
+	char live_part[PATH_MAX];
+	snprintf(live_part, sizeof(live_part), "%s/pull-%064d.part", tmp, 3);
+	int live_fd = open(live_part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(live_fd >= 0);
+	assert_int_equal(flock(live_fd, LOCK_EX), 0);
+
+	/* What processes that died left: a pull's partial file, fresh or old, and scratch. */
+	char abandoned[PATH_MAX], old[PATH_MAX], fresh[PATH_MAX], import[PATH_MAX], apt[PATH_MAX],
+	    inside[PATH_MAX];
 	snprintf(abandoned, sizeof(abandoned), "%s/0123abcd.4000000", tmp);
 	assert_int_equal(mkdir(abandoned, 0555), 0);
-	struct img_scratch live;
-	assert_int_equal(img_scratch_new(tmp, "live", &live, NULL), 0);
 	snprintf(old, sizeof(old), "%s/pull-%064d.part", tmp, 1);
 	snprintf(fresh, sizeof(fresh), "%s/pull-%064d.part", tmp, 2);
 	assert_int_equal(fs_write_atomic(old, "old", 3, 0644, NULL), 0);
@@ -222,16 +250,45 @@ static void test_gc_removes_abandoned_scratch_and_old_downloads(void **state)
 	struct timeval long_ago[2] = {{.tv_sec = time(NULL) - 30 * 86400},
 				      {.tv_sec = time(NULL) - 30 * 86400}};
 	assert_int_equal(utimes(old, long_ago), 0);
+	snprintf(import, sizeof(import), "%s/killed-0123456789ab.4000000", rootfs);
+	snprintf(inside, sizeof(inside), "%s/target/etc", import);
+	assert_int_equal(fs_mkdir_p(inside, 0755, NULL), 0);
+	snprintf(apt, sizeof(apt), "%s/apt.4000000", partial);
+	assert_int_equal(fs_mkdir_p(apt, 0755, NULL), 0);
 
-	struct img_gc_report r = gc(false);
-	assert_int_equal(r.removed[IMG_GC_SCRATCH], 1);
-	assert_int_equal(r.removed[IMG_GC_DOWNLOAD], 1);
+	/* A dry run lists every one of them, and removes nothing. */
+	struct buf items = {0};
+	struct img_gc_opts o = {.dry_run = true, .on_item = note_item, .ctx = &items};
+	struct img_gc_report r;
+	struct vmci_err err = {0};
+	if (img_gc(&o, &r, &err))
+		fail_msg("img_gc: %s", err.msg);
+	assert_true(reported(&items, IMG_GC_SCRATCH, abandoned));
+	assert_true(reported(&items, IMG_GC_SCRATCH, import));
+	assert_true(reported(&items, IMG_GC_SCRATCH, apt));
+	assert_true(reported(&items, IMG_GC_DOWNLOAD, old));
+	assert_true(reported(&items, IMG_GC_DOWNLOAD, fresh));
+	assert_int_equal(r.removed[IMG_GC_SCRATCH], 3);
+	assert_int_equal(r.removed[IMG_GC_DOWNLOAD], 2);
+	assert_true(fs_exists(import) && fs_exists(fresh) && fs_exists(abandoned));
+	buf_free(&items);
+
+	r = gc(false);
+	assert_int_equal(r.removed[IMG_GC_SCRATCH], 3);
+	assert_int_equal(r.removed[IMG_GC_DOWNLOAD], 2);
 	assert_false(fs_exists(abandoned));
 	assert_false(fs_exists(old));
-	assert_true(fs_exists(fresh));
+	assert_false(fs_exists(fresh));
+	assert_false(fs_exists(import));
+	assert_false(fs_exists(apt));
+	/* Work whose process lives is kept. */
 	assert_true(fs_exists(live.path));
+	assert_true(fs_exists(live_import.path));
+	assert_true(fs_exists(live_part));
 	img_scratch_drop(&live);
-	unlink(fresh);
+	img_rootfs_scratch_drop(&live_import);
+	close(live_fd);
+	unlink(live_part);
 }
 
 static void test_remove_unknown_name_says_what_to_do(void **state)
@@ -350,7 +407,7 @@ int main(void)
 	    T(test_gc_drops_registrations_whose_overlay_is_gone),
 	    T(test_gc_keeps_the_parents_of_kept_images),
 	    T(test_gc_skips_an_image_a_build_is_publishing),
-	    T(test_gc_removes_abandoned_scratch_and_old_downloads),
+	    T(test_gc_removes_what_dead_processes_left_and_keeps_live_work),
 	    T(test_remove_unknown_name_says_what_to_do),
 	    T(test_list_reports_sizes_sharing_and_clones),
 	    T(test_inspect_shows_manifest_files_and_clones),

@@ -7,6 +7,8 @@
 
 #include "images/internal.h"
 
+#include "small_fs.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <errno.h>
@@ -208,6 +210,34 @@ static void test_missing_host_file_fails_and_leaves_nothing(void **state)
 	img_initramfs_free(ir);
 }
 
+static void test_full_disk_says_no_space_left_on_device(void **state)
+{
+	char dir[PATH_MAX], out[PATH_MAX];
+	fs_path(dir, sizeof(dir), "%s/small", tmp);
+	fs_path(out, sizeof(out), "%s/initramfs.cpio.gz", dir);
+	small_fs_mount_or_skip(dir, "1m");
+	/* Bytes gzip cannot shrink, more than the file system holds. */
+	enum { LEN = 3 << 20 };
+	uint8_t *noise = malloc(LEN);
+	uint32_t x = 1;
+	for (size_t i = 0; i < LEN; i++) {
+		x = x * 1103515245u + 12345u;
+		noise[i] = (uint8_t)(x >> 23);
+	}
+	struct img_initramfs *ir = img_initramfs_new();
+	assert_int_equal(img_initramfs_add_data(ir, "bin/big", 0755, noise, LEN, NULL), 0);
+	free(noise);
+	struct vmci_err err = {0};
+	int rc = img_initramfs_write(ir, out, &err);
+	bool left = fs_exists(out);
+	small_fs_umount(dir);
+	img_initramfs_free(ir);
+	assert_int_equal(rc, -ENOSPC);
+	assert_non_null(strstr(err.msg, out));
+	assert_non_null(strcasestr(err.msg, "no space left on device"));
+	assert_false(left);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +245,7 @@ int main(void)
 	    cmocka_unit_test(test_output_is_deterministic),
 	    cmocka_unit_test(test_bad_and_duplicate_paths_are_refused),
 	    cmocka_unit_test(test_missing_host_file_fails_and_leaves_nothing),
+	    cmocka_unit_test(test_full_disk_says_no_space_left_on_device),
 	};
 	return cmocka_run_group_tests(tests, make_tmp, remove_tmp);
 }

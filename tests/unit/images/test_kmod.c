@@ -125,6 +125,22 @@ static void test_order_takes_missing_modules_as_built_in(void **state)
 	img_kmods_free(s);
 }
 
+static void test_wanted_name_neither_module_nor_built_in_is_unknown(void **state)
+{
+	const char *const wanted[] = {"virtio_blk", "ext4", "virtio-rgn", "crc32c", NULL};
+	struct img_kmods *s = img_kmods_new(wanted);
+	add_module(s, "kernel/drivers/block/virtio_blk.ko", "virtio_blk", "", 1);
+	/* Without the kernel's list of built-in modules, nothing can be called unknown. */
+	assert_null(img_kmods_unknown(s, 0));
+	static const char builtin[] = "kernel/fs/ext4/ext4.ko\nkernel/crypto/crc32c_generic.ko\n"
+				      "kernel/lib/crc32c.ko";
+	assert_int_equal(img_kmods_builtin(s, builtin, sizeof(builtin) - 1, NULL), 0);
+	assert_int_equal(img_kmods_order(s, NULL), 0);
+	assert_string_equal(img_kmods_unknown(s, 0), "virtio_rgn");
+	assert_null(img_kmods_unknown(s, 1));
+	img_kmods_free(s);
+}
+
 static void test_order_reports_a_dependency_cycle(void **state)
 {
 	const char *const wanted[] = {"a", NULL};
@@ -253,6 +269,7 @@ int main(void)
 	    cmocka_unit_test(test_modinfo_without_section_is_an_error),
 	    cmocka_unit_test(test_order_puts_dependencies_first),
 	    cmocka_unit_test(test_order_takes_missing_modules_as_built_in),
+	    cmocka_unit_test(test_wanted_name_neither_module_nor_built_in_is_unknown),
 	    cmocka_unit_test(test_order_reports_a_dependency_cycle),
 	    cmocka_unit_test(test_order_counts_modules_seen_before_they_were_needed),
 	    cmocka_unit_test(test_names_match_with_dashes_or_underscores),

@@ -2,8 +2,9 @@
  * images/pull.c against a small HTTP server in this process (127.0.0.1):
  * a good download, one cut off half way and resumed with a Range request,
  * a wrong checksum, a 404, a server that ignores ranges, a refused
- * connection. Publishing is a fake (img_pull_with) that makes the file the
- * root disk of a fake image, so no kernel is needed.
+ * connection, a server that streams without end or announces too much or
+ * sends more than it announced, a redirect loop. Publishing is a fake (img_pull_with) that makes
+ * the file the root disk of a fake image, so no kernel is needed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,16 +45,18 @@ static struct {
 	bool cut_next;	     /* /cut.qcow2: send half of the body, then close */
 } srv = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void send_all(int fd, const void *data, size_t len)
+/* Returns -1 when the client went away. */
+static int send_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 	while (len > 0) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 		if (n <= 0)
-			return; /* the client went away */
+			return -1;
 		p += n;
 		len -= (size_t)n;
 	}
+	return 0;
 }
 
 /* Answers one request; every connection carries one (Connection: close). */
@@ -85,6 +88,34 @@ static void serve(int c)
 	pthread_mutex_unlock(&srv.lock);
 
 	char head[512];
+	if (!strcmp(path, "/loop.qcow2")) {
+		int n = snprintf(head, sizeof(head),
+				 "HTTP/1.1 302 Found\r\nLocation: /loop.qcow2\r\n"
+				 "Content-Length: 0\r\nConnection: close\r\n\r\n");
+		send_all(c, head, (size_t)n);
+		return;
+	}
+	if (!strcmp(path, "/endless.qcow2") || !strcmp(path, "/liar.qcow2") ||
+	    !strcmp(path, "/huge.qcow2")) {
+		/* No end but the client's: no size, a size smaller than what comes, or a huge one.
+		 */
+		int n =
+		    !strcmp(path, "/endless.qcow2")
+			? snprintf(head, sizeof(head),
+				   "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+		    : !strcmp(path, "/liar.qcow2")
+			? snprintf(head, sizeof(head),
+				   "HTTP/1.1 206 Partial Content\r\n"
+				   "Content-Range: bytes 0-999/1000\r\nConnection: close\r\n\r\n")
+			: snprintf(head, sizeof(head),
+				   "HTTP/1.1 200 OK\r\nContent-Length: %lld\r\n"
+				   "Connection: close\r\n\r\n",
+				   IMG_PULL_MAX_BYTES + 1);
+		send_all(c, head, (size_t)n);
+		while (send_all(c, content, FILE_LEN) == 0)
+			;
+		return;
+	}
 	bool known = !strcmp(path, "/good.qcow2") || !strcmp(path, "/cut.qcow2") ||
 		     !strcmp(path, "/norange.qcow2");
 	if (!known) {
@@ -195,7 +226,7 @@ static int pull(const char *path, const char *sha, const char *name, struct vmci
 {
 	char u[256];
 	url(u, sizeof(u), path);
-	return img_pull_with(u, sha, name, fake_import, NULL, NULL, NULL, err);
+	return img_pull_with(u, sha, name, 0, fake_import, NULL, NULL, NULL, err);
 }
 
 static int reset(void **state)
@@ -217,7 +248,7 @@ static void test_good_download_is_verified_and_published(void **state)
 	url(u, sizeof(u), "/good.qcow2");
 	struct progress_seen p = {0};
 	struct vmci_err err = {0};
-	if (img_pull_with(u, content_sha, "good", fake_import, NULL, note_progress, &p, &err))
+	if (img_pull_with(u, content_sha, "good", 0, fake_import, NULL, note_progress, &p, &err))
 		fail_msg("pull: %s", err.msg);
 	assert_published("good");
 	assert_int_equal(srv.requests, 1);
@@ -333,17 +364,77 @@ static void test_refused_connection_and_bad_input_say_what_failed(void **state)
 	snprintf(u, sizeof(u), "http://127.0.0.1:%d/x.qcow2", ntohs(a.sin_port));
 	struct vmci_err err = {0};
 	assert_int_equal(
-	    img_pull_with(u, content_sha, "refused", fake_import, NULL, NULL, NULL, &err),
+	    img_pull_with(u, content_sha, "refused", 0, fake_import, NULL, NULL, NULL, &err),
 	    -ECONNREFUSED);
 	assert_non_null(strstr(err.msg, "cannot connect to 127.0.0.1"));
 
 	assert_int_equal(pull("/good.qcow2", "1234", "short", &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "64 hex digits"));
-	assert_int_equal(img_pull_with("ftp://127.0.0.1/x", content_sha, "ftp", fake_import, NULL,
-				       NULL, NULL, &err),
+	assert_int_equal(img_pull_with("ftp://127.0.0.1/x", content_sha, "ftp", 0, fake_import,
+				       NULL, NULL, NULL, &err),
 			 -EINVAL);
 	assert_non_null(strstr(err.msg, "http"));
 	assert_int_equal(published, 0);
+}
+
+/* A pull of path with a size limit of max bytes. */
+static int pull_max(const char *path, long long max, const char *name, struct vmci_err *err)
+{
+	char u[256];
+	url(u, sizeof(u), path);
+	return img_pull_with(u, content_sha, name, max, fake_import, NULL, NULL, NULL, err);
+}
+
+static void assert_no_partial(void)
+{
+	char part[PATH_MAX];
+	part_path(part, content_sha);
+	assert_false(fs_exists(part));
+}
+
+static void test_endless_stream_stops_at_the_limit_and_keeps_nothing(void **state)
+{
+	struct vmci_err err = {0};
+	assert_int_equal(pull_max("/endless.qcow2", 1 << 20, "endless", &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "/endless.qcow2"));
+	assert_non_null(strstr(err.msg, "went past the limit of 1.0 MiB"));
+	assert_non_null(strstr(err.msg, "--max-size"));
+	assert_int_equal(published, 0);
+	assert_no_partial();
+}
+
+static void test_announced_size_over_the_limit_is_refused_before_downloading(void **state)
+{
+	struct vmci_err err = {0};
+	assert_int_equal(pull_max("/good.qcow2", 1 << 20, "toobig", &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "is 3.0 MiB, more than the limit of 1.0 MiB"));
+	assert_non_null(strstr(err.msg, "nothing was downloaded"));
+	assert_int_equal(published, 0);
+	assert_no_partial();
+	/* The default limit holds too. */
+	assert_int_equal(pull_max("/huge.qcow2", 0, "huge", &err), -EFBIG);
+	assert_non_null(strstr(err.msg, "more than the limit of 16.0 GiB"));
+	assert_no_partial();
+}
+
+static void test_more_than_the_announced_size_is_refused(void **state)
+{
+	struct vmci_err err = {0};
+	assert_int_equal(pull_max("/liar.qcow2", 0, "liar", &err), -EPROTO);
+	assert_non_null(strstr(err.msg, "sent more than the 1000 bytes it announced"));
+	assert_int_equal(published, 0);
+	assert_no_partial();
+}
+
+static void test_redirect_loop_is_not_called_a_cut_off_download(void **state)
+{
+	struct vmci_err err = {0};
+	assert_int_equal(pull_max("/loop.qcow2", 0, "loop", &err), -ELOOP);
+	assert_non_null(strstr(err.msg, "redirect"));
+	assert_null(strstr(err.msg, "run the same pull again"));
+	assert_null(strstr(err.msg, "cut off"));
+	assert_int_equal(published, 0);
+	assert_no_partial();
 }
 
 int main(void)
@@ -378,6 +469,10 @@ int main(void)
 	    T(test_complete_partial_is_published_without_download),
 	    T(test_concurrent_pull_of_the_same_file_is_refused),
 	    T(test_refused_connection_and_bad_input_say_what_failed),
+	    T(test_endless_stream_stops_at_the_limit_and_keeps_nothing),
+	    T(test_announced_size_over_the_limit_is_refused_before_downloading),
+	    T(test_more_than_the_announced_size_is_refused),
+	    T(test_redirect_loop_is_not_called_a_cut_off_download),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	shutdown(srv.fd, SHUT_RDWR);
