@@ -314,7 +314,7 @@ static void on_job_retrying(void *ctx, size_t i, int attempt, const char *why)
 	pthread_mutex_unlock(&b->lock);
 }
 
-/* Called under the run's lock (runner/run.c): takes only the board's. */
+/* Called under the run's lock (runner/sched.c): takes only the board's. */
 static void on_job_finished(void *ctx, size_t i, const struct runner_job_result *res)
 {
 	struct board *b = ctx;

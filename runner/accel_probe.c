@@ -1,5 +1,6 @@
 /* The accelerator canary on demand, on the smallest image of the host's architecture. */
-#include "runner/runner.h"
+#include "runner/build.h"
+#include "runner/guest.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -16,7 +16,9 @@
  * code is the VM's (RUNNER_ERROR, retried by the scheduler), a result is
  * the step's (RUNNER_FAILED, never retried).
  */
-#include "runner/runner.h"
+#include "runner/build.h"
+#include "runner/run_dir.h"
+#include "runner/executor.h"
 #include "pipelines/pipelines.h"
 #include "runner/artifacts.h"
 #include "runner/script.h"

@@ -1,5 +1,7 @@
 /* A VM booted from a golden image, with a private run directory. */
-#include "runner/runner.h"
+#include "runner/run_dir.h"
+#include "runner/build.h"
+#include "runner/guest.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -10,7 +10,9 @@
  * disk is published clean. The VM has no network (vmcore has no network
  * mode yet): commands work with what the image already holds.
  */
-#include "runner/runner.h"
+#include "runner/guest.h"
+#include "runner/run_dir.h"
+#include "runner/build.h"
 
 #include <errno.h>
 #include <stdio.h>

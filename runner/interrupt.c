@@ -9,7 +9,7 @@
  * registered cleanup (the terminal's state): its QEMUs die with it
  * (PR_SET_PDEATHSIG), and children it spawns get a clean signal mask.
  */
-#include "runner/runner.h"
+#include "runner/interrupt.h"
 
 #include <pthread.h>
 #include <signal.h>

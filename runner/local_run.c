@@ -8,7 +8,7 @@
  * checked to be on the directory the name holds, and a run whose
  * directory went makes another.
  */
-#include "runner/runner.h"
+#include "runner/local_run.h"
 #include "runner/dir_lock.h"
 
 #include <dirent.h>

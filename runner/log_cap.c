@@ -7,7 +7,7 @@
  * limit after all, else its last tail_max bytes after a notice. The ring
  * is allocated only when the head is full, so small logs cost nothing.
  */
-#include "runner/runner.h"
+#include "runner/log_cap.h"
 
 #include <errno.h>
 #include <stdio.h>

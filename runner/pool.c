@@ -13,7 +13,9 @@
  * REVERTING -> READY, or is destroyed when its revert or health ping
  * fails; a destroyed VM leaves room for the pool thread to start another.
  */
-#include "runner/runner.h"
+#include "runner/run_dir.h"
+#include "runner/build.h"
+#include "runner/pool.h"
 
 #include "runner/pool_records.h"
 

@@ -7,7 +7,7 @@
  * whose lock is free while its owner lives. Directories without the mark
  * (another program's, or an older vmci's) are left alone.
  */
-#include "runner/runner.h"
+#include "runner/run_dir.h"
 #include "runner/dir_lock.h"
 
 #include <dirent.h>

@@ -3,7 +3,7 @@
  * them: with the setup hook wired (so a recipe with `setup:` builds
  * wherever a VM is first asked for) and the caller's progress.
  */
-#include "runner/runner.h"
+#include "runner/build.h"
 
 #include "pipelines/pipelines.h"
 

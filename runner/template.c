@@ -9,7 +9,9 @@
  * mount count) finds the same disk after a restore. Every VM started from
  * the template gets its own overlay of that disk.
  */
-#include "runner/runner.h"
+#include "runner/run_dir.h"
+#include "runner/build.h"
+#include "runner/template.h"
 
 #include <dirent.h>
 #include <errno.h>

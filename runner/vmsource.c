@@ -1,5 +1,5 @@
 /* The cold-boot VM source: each job a fresh VM, destroyed when it ends. */
-#include "runner/runner.h"
+#include "runner/vmsource.h"
 #include "pipelines/pipelines.h"
 
 #include <stdint.h>

@@ -3,7 +3,8 @@
  * run uses, so VMs boot (or restore from a template) ahead of the jobs
  * and are reverted, not rebooted, between the jobs of one image.
  */
-#include "runner/runner.h"
+#include "runner/pool.h"
+#include "runner/vmsource.h"
 #include "pipelines/pipelines.h"
 
 #include <errno.h>

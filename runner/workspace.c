@@ -8,7 +8,7 @@
  * untracked path git status shows (ignored ones are not shown). The
  * bytes come from the working directory, so unstaged edits travel too.
  */
-#include "runner/runner.h"
+#include "runner/workspace.h"
 
 #include <archive.h>
 #include <archive_entry.h>

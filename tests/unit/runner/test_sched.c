@@ -1,5 +1,5 @@
 /*
- * The scheduler of a run (runner/run.c) with fake jobs: needs order,
+ * The scheduler of a run (runner/sched.c) with fake jobs: needs order,
  * skipping, fail-fast, max-parallel, the run's VM limit, retries of
  * infrastructure failures only, cancel, and kept VMs. No VM is started.
  *

@@ -13,7 +13,7 @@
  * What runs a job is behind runner_job_ops, so the logic here is tested
  * with fake jobs (tests/unit/runner).
  */
-#include "runner/runner.h"
+#include "runner/sched.h"
 #include "pipelines/pipelines.h"
 
 #include <errno.h>

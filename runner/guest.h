@@ -1,0 +1,54 @@
+/*
+ * runner: a VM booted from a golden image, and the accelerator canary on
+ * demand.
+ */
+#ifndef VMCI_RUNNER_GUEST_H
+#define VMCI_RUNNER_GUEST_H
+
+#include <limits.h>
+#include "common/common.h"
+#include "images/images.h"
+#include "vmcore/vmcore.h"
+
+/* ---- a VM booted from a golden image (runner/guest.c) ---------------- */
+
+struct runner_guest_opts {
+	int cpus;	       /* 0: 1 */
+	int memory_mb;	       /* 0: 256 */
+	enum vm_accel accel;   /* AUTO by default */
+	img_progress_fn progress; /* called while the image is built, may be NULL */
+	void *progress_ctx;
+};
+
+struct runner_guest {
+	struct vm *vm;
+	struct img_boot image;
+	char run_dir[PATH_MAX]; /* private temporary directory, removed by destroy */
+	int run_dir_lock;	/* held while the VM lives (runner_make_run_dir) */
+	char disk[PATH_MAX];	/* the VM's copy-on-write clone of the image, in run_dir */
+};
+
+/*
+ * Finds (building if needed) the image and boots a fresh VM from it, in a
+ * new temporary run directory under $TMPDIR (unix socket paths must stay
+ * short), on its own copy-on-write clone of the image's disk (an empty
+ * scratch disk for images without one). Returns 0 with *out ready for commands, or a negative code with
+ * err naming the image and the failure; nothing is left behind on error.
+ */
+int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
+		      struct runner_guest **out, struct vmci_err *err);
+
+/* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
+void runner_guest_destroy(struct runner_guest *g, int timeout_ms);
+
+/* ---- the accelerator canary (runner/accel_probe.c) ------------------- */
+
+/*
+ * Boots the canary (vm_accel_canary) again on the smallest image of the
+ * host's architecture (busybox-<arch>, built if missing, with opts'
+ * progress) and writes the verdict that AUTO follows from then on.
+ */
+int runner_accel_probe(const struct runner_guest_opts *opts, struct vm_accel_verdict *out,
+		       struct vmci_err *err);
+
+#endif

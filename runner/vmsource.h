@@ -1,0 +1,59 @@
+/*
+ * runner: where jobs get VMs: booted cold, or leased from a warm pool.
+ */
+#ifndef VMCI_RUNNER_VMSOURCE_H
+#define VMCI_RUNNER_VMSOURCE_H
+
+#include "runner/guest.h"
+#include "runner/pool.h"
+
+struct pipe_run;
+struct pipe_job;
+
+/* ---- where jobs get VMs (runner/vmsource.c, runner/warm.c) ----------- */
+
+struct runner_lease {
+	struct runner_guest *guest;
+	void *priv; /* the source's */
+};
+
+/*
+ * A provider of VMs for jobs. acquire is called on the job's own thread,
+ * which lives until release (vm_start's rule); it returns 0 with a VM
+ * ready for commands or a negative code (an infrastructure failure) with
+ * err. release gives it back: broken when an infrastructure failure
+ * happened on it (destroy it), otherwise it may be reverted and reused.
+ */
+struct runner_vm_source {
+	void *ctx;
+	int (*acquire)(void *ctx, const struct pipe_job *job, struct runner_lease *lease,
+		       struct vmci_err *err);
+	void (*release)(void *ctx, struct runner_lease *lease, bool broken);
+};
+
+/*
+ * Cold boot: every job a fresh VM (runner_guest_boot) with the job's cpus
+ * and memory, destroyed on release. accel is passed to the guest.
+ */
+struct runner_cold_source {
+	enum vm_accel accel;
+};
+void runner_vm_source_cold(struct runner_vm_source *out, struct runner_cold_source *cold);
+
+/*
+ * Warm pools: one runner_pool per image of the run, sized by the run's
+ * parallelism, VMs shaped by the first job of each image; a job whose
+ * shape differs, or whose image has no pool, boots cold. Jobs' VMs go
+ * back to the pool (reverted) when they end.
+ */
+struct runner_warm_source;
+int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int max_vms,
+			   enum vm_accel accel, struct runner_warm_source **out,
+			   struct vmci_err *err);
+void runner_vm_source_warm(struct runner_vm_source *out, struct runner_warm_source *warm);
+/* Makes waiting and later acquires fail (runner_pool_interrupt): for a cancelled run. */
+void runner_warm_source_interrupt(struct runner_warm_source *warm);
+/* Stops the pools' VMs. Safe on NULL. */
+void runner_warm_source_free(struct runner_warm_source *warm);
+
+#endif
