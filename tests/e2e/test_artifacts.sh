@@ -58,7 +58,7 @@ start=$(date +%s)
 "$VMCI" run --logs -j 2 >"$out" 2>&1
 rc=$?
 expect_eq run_with_incomplete_artifacts_exits_1 1 "$rc"
-art=$repo/.vmci/artifacts
+art=$repo/.vmci/runs/latest/artifacts # this run's own (.vmci/runs/ID)
 
 # ---- sparse ---------------------------------------------------------------------------
 big=$art/collect/out/big.img
