@@ -1,6 +1,6 @@
 /*
- * Durations and sizes as the format writes them (PIPELINE.md "Durations:
- * 90s, 20m, 1h30m. Sizes: 512M, 1G").
+ * Durations and sizes as the format writes them (docs/pipeline.md
+ * "Values": durations 90s, 20m, 1h30m; sizes 512M, 1G).
  */
 #include "pipelines/internal.h"
 

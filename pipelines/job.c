@@ -1,5 +1,5 @@
 /*
- * One job under `jobs:` and its parts (PIPELINE.md "Rules"): image,
+ * One job under `jobs:` and its parts (docs/pipeline.md "Jobs"): image,
  * strategy, needs, env, steps, timeout, retries, resources, artifacts, if.
  * The strategy is read first: its matrix keys are what the job's
  * expressions may name.

@@ -1,5 +1,5 @@
 /*
- * The rules of PIPELINE.md on keys and types: unknown keys with a
+ * The rules of docs/pipeline.md on keys and types: unknown keys with a
  * suggestion, required keys, wrong types, empty steps, durations, sizes,
  * `on`, and every error at once in file order.
  */
@@ -7,7 +7,7 @@
 
 static void test_unknown_job_key_suggests_steps(void **state)
 {
-	/* The example of PIPELINE.md "Errors". */
+	/* The example of docs/pipeline.md "Errors". */
 	assert_errors(
 	    "jobs:\n"
 	    "  build:\n"
