@@ -50,9 +50,6 @@ int cli_parse(int argc, char **argv, const struct cli_option *opts, const char *
 	      bool stop_at_operand);
 void cli_usage(FILE *out, const char *usage, const struct cli_option *opts);
 
-/* Parses "90s", "20m", "1h30m", "250ms" or a plain number of seconds. */
-int cli_parse_duration_ms(const char *text, int *out_ms);
-
 /* Prints "vmci: error: ..." in red on a terminal. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -138,6 +138,32 @@ int run_command(char *const argv[], struct buf *out, struct vmci_err *err);
  */
 const char *suggest_nearest(const char *word, const char *const *candidates, size_t n);
 
+/* ---- durations and sizes (common/units.c) -------------------------- */
+
+/* For parse_duration: a lone number is seconds ("--timeout 30"). */
+#define DURATION_BARE_SECONDS 1u
+
+/*
+ * Parses a duration: numbers of at most 9 digits, each followed by a unit
+ * h, m, s or ms, largest first and each at most once: "90s", "20m",
+ * "1h30m", "250ms", "0s". With DURATION_BARE_SECONDS a lone number is
+ * that many seconds. Returns 0 with *out_ms, or -EINVAL. Zero is a
+ * duration: callers that need a positive one say so.
+ */
+int parse_duration(const char *text, unsigned flags, int64_t *out_ms);
+
+/* For parse_size: a bare number is refused; the size must name its unit. */
+#define SIZE_NEED_UNIT 1u
+
+/*
+ * Parses a size: a whole number and a binary multiple K, M, G or T in
+ * either case, optionally followed by "i", "B" or "iB" ("2G", "2g",
+ * "2GiB" and "2GB" all mean 2 GiB); a bare number is bytes unless
+ * SIZE_NEED_UNIT. Returns 0 with *out_bytes, or -EINVAL (also for a size
+ * past INT64_MAX bytes).
+ */
+int parse_size(const char *text, unsigned flags, int64_t *out_bytes);
+
 /* ---- time (common/clock.c) ---------------------------------------- */
 
 /* Monotonic milliseconds and nanoseconds. */

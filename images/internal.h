@@ -409,9 +409,6 @@ int img_spec_load(const char *path, const char *expected_name, struct img_spec *
 int img_spec_find(const char *name, struct img_spec **out, struct vmci_err *err);
 void img_spec_free(struct img_spec *s);
 
-/* "4G", "512M", "2GiB", "1048576" as bytes. Returns 0 or -EINVAL. */
-int img_parse_size(const char *s, long long *out);
-
 /* The builder a spec's rootfs needs, as a recipe owning spec. */
 struct img_recipe *img_recipe_new(struct img_spec *spec, struct vmci_err *err);
 void img_recipe_free(struct img_recipe *r);

@@ -171,23 +171,6 @@ static void test_name_must_match_the_file(void **state)
 	    err.msg, "mine.yml:1:7: error: name 'other' does not match the file name mine.yml");
 }
 
-static void test_sizes(void **state)
-{
-	long long v;
-	assert_int_equal(img_parse_size("4G", &v), 0);
-	assert_int_equal(v, 4LL << 30);
-	assert_int_equal(img_parse_size("512M", &v), 0);
-	assert_int_equal(v, 512LL << 20);
-	assert_int_equal(img_parse_size("2GiB", &v), 0);
-	assert_int_equal(v, 2LL << 30);
-	assert_int_equal(img_parse_size("1048576", &v), 0);
-	assert_int_equal(v, 1048576);
-	assert_int_equal(img_parse_size("-1G", &v), -EINVAL);
-	assert_int_equal(img_parse_size("G", &v), -EINVAL);
-	assert_int_equal(img_parse_size("4X", &v), -EINVAL);
-	assert_int_equal(img_parse_size("99999999999T", &v), -EINVAL);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -200,7 +183,6 @@ int main(void)
 	    cmocka_unit_test(test_wrong_types_and_values_are_placed),
 	    cmocka_unit_test(test_missing_and_repeated_keys),
 	    cmocka_unit_test(test_name_must_match_the_file),
-	    cmocka_unit_test(test_sizes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

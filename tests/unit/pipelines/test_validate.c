@@ -246,6 +246,11 @@ static void test_sizes_refused(void **state)
 		      "  a:\n" JOB_BODY "    resources: {memory: 0M}\n",
 		      "t.yml:6:25: error: memory of job 'a' must be a size such as 512M or 1G, not "
 		      "'0M'\n");
+	/* Sizes are whole MiB. */
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    resources: {memory: 1536K}\n",
+		      "t.yml:6:25: error: memory of job 'a' must be a size such as 512M or 1G, not "
+		      "'1536K'\n");
 }
 
 static void test_defaults_of_a_bare_job(void **state)
