@@ -103,6 +103,16 @@ int fs_self_dir(char *out, size_t size);
 /* $VMCI_HOME, or ~/.cache/vmci. Never fails; falls back to /tmp/vmci-$UID. */
 const char *vmci_home(void);
 
+/* ---- writing whole buffers (common/io.c) ---------------------------- */
+
+/*
+ * Writes data[0..len) to fd whole: retries short writes and EINTR, and
+ * waits while a non-blocking fd is full. A socket is written with
+ * MSG_NOSIGNAL, so a peer that went away is -EPIPE, never SIGPIPE (other
+ * fds raise SIGPIPE as write does). Returns 0 or a negative errno code.
+ */
+int io_write_all(int fd, const void *data, size_t len);
+
 /* ---- hashing (common/hash.c) -------------------------------------- */
 
 #define SHA256_HEX_LEN 64
