@@ -103,6 +103,19 @@ int fs_self_dir(char *out, size_t size);
 /* $VMCI_HOME, or ~/.cache/vmci. Never fails; falls back to /tmp/vmci-$UID. */
 const char *vmci_home(void);
 
+/* ---- finding programs (common/path.c) ------------------------------- */
+
+/*
+ * Finds the program name as execvp would, and writes its path to out:
+ * name itself when it holds a '/', else the first regular, executable
+ * file of that name in the directories of $PATH (an empty entry is the
+ * current directory; an unset or empty $PATH is
+ * /usr/local/bin:/usr/bin:/bin). Returns 0, -ENOENT when there is none,
+ * or -ENAMETOOLONG when a candidate's path does not fit in size and no
+ * other one is found.
+ */
+int path_search(const char *name, char *out, size_t size);
+
 /* ---- writing whole buffers (common/io.c) ---------------------------- */
 
 /*
