@@ -101,7 +101,7 @@ static int run_once(struct run_config *c, int n)
 	if (c->pool)
 		runner_pool_release(c->pool, g, rc < 0);
 	else
-		runner_guest_destroy(g, 3000);
+		runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 	if (rc) {
 		cli_error("%s", err.msg);
 		return EXIT_VM_ERROR;

@@ -161,6 +161,22 @@ int run_command(char *const argv[], struct buf *out, struct vmci_err *err);
  */
 const char *suggest_nearest(const char *word, const char *const *candidates, size_t n);
 
+/* ---- how long vmci waits (shared by every module) ------------------- */
+
+/*
+ * How long a VM may take to quit cleanly (QMP quit) before it is killed,
+ * when its work is done and its disk is thrown away.
+ */
+#define VMCI_STOP_TIMEOUT_MS 3000
+/*
+ * The same for a VM whose disk is kept (an image's after its setup
+ * commands, a template's after its state is saved): QEMU flushes the
+ * disk as it quits, and a kill could leave it unfinished.
+ */
+#define VMCI_STOP_FLUSH_TIMEOUT_MS 10000
+/* How long a guest's agent may take to answer a ping (vm_ping) before the VM counts as dead. */
+#define VMCI_PING_TIMEOUT_MS 5000
+
 /* ---- durations and sizes (common/units.c) -------------------------- */
 
 /* For parse_duration: a lone number is seconds ("--timeout 30"). */

@@ -324,7 +324,7 @@ static int get_artifacts(struct attempt *a, struct vm *vm, const char *host_dir)
 		}
 		/* A guest that still answers only failed to archive (a permission, a race). */
 		struct vmci_err ping = {0};
-		if (vm_ping(vm, 5000, &ping)) {
+		if (vm_ping(vm, VMCI_PING_TIMEOUT_MS, &ping)) {
 			infra_error(a, "copying the artifacts out", &err);
 			return -1;
 		}
