@@ -1,6 +1,6 @@
 # vmci: one build for everything.
 #
-#   make deps    install the Debian packages vmci needs (only the missing ones)
+#   make deps    install the Debian packages of packages.txt (only the missing ones)
 #   make         build/vmci and the guest agents
 #   make test    unit, VM and end-to-end tests
 #   make asan    the same tests built with AddressSanitizer + UBSan, VMs under TCG
@@ -20,13 +20,10 @@ SAN        ?=
 LIB_PKGS  := libarchive jansson libcrypto yaml-0.1 libcurl libgit2
 TEST_PKGS := cmocka
 
-# Debian packages for building, testing and running vmci.
-DEB_PACKAGES := build-essential pkg-config git \
-	libarchive-dev libjansson-dev libssl-dev libyaml-dev libcmocka-dev \
-	libgit2-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev libmicrohttpd-dev \
-	qemu-system-x86 qemu-system-arm qemu-utils busybox-static e2fsprogs debootstrap \
-	gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-	clang libclang-rt-14-dev cppcheck clang-format
+# Debian packages for building, testing and running vmci: the first field
+# of every line of packages.txt that is not a comment. The same table is
+# compiled into vmci (common/packages.c), for vmci doctor and error messages.
+DEB_PACKAGES := $(shell awk 'NF && $$1 !~ /^\043/ { print $$1 }' packages.txt)
 
 WARNINGS := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wvla
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -44,7 +41,8 @@ TEST_LIBS := $(call pkg_libs,$(TEST_PKGS))
 # ---- sources ---------------------------------------------------------
 
 LIB_DIRS := common vmcore images pipelines runner
-LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)) agent/protocol.c
+GEN_SRCS := $(BUILD)/gen/packages_txt.c
+LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)) agent/protocol.c $(GEN_SRCS)
 CLI_SRCS := $(wildcard cli/*.c)
 AGENT_SRCS := $(wildcard agent/*.c)
 TEST_SUPPORT_SRCS := $(wildcard tests/support/*.c)
@@ -89,6 +87,14 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# packages.txt as the C string vmci_packages_txt, for common/packages.c.
+$(BUILD)/gen/packages_txt.c: packages.txt
+	@mkdir -p $(dir $@)
+	{ echo '/* Made from packages.txt by the Makefile. */'; \
+	  echo 'const char vmci_packages_txt[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/.*/"&\\n"/' $<; \
+	  echo ';'; } > $@.tmp && mv $@.tmp $@
 
 $(LIB): $(call obj,$(LIB_SRCS))
 	@rm -f $@

@@ -150,6 +150,44 @@ int sha256_update_file(struct sha256_ctx *ctx, const char *path, struct vmci_err
  */
 int run_command(char *const argv[], struct buf *out, struct vmci_err *err);
 
+/* ---- Debian packages (common/packages.c, packages.txt) --------------- */
+
+/* When a package is needed, as packages.txt says. */
+enum pkg_need {
+	PKG_BUILD,    /* to build vmci */
+	PKG_TEST,     /* to test, lint or fuzz it */
+	PKG_RUN,      /* to run it: required */
+	PKG_OPTIONAL, /* to run some guests */
+};
+
+struct pkg_info {
+	char name[64]; /* "qemu-utils" */
+	enum pkg_need need;
+	char programs[128]; /* what vmci runs from it, comma-separated: "qemu-img"; "" */
+	char purpose[128];  /* "disk images (qemu-img)" */
+};
+
+/*
+ * Walks the table of packages.txt (compiled in), in its order: *pos
+ * starts at 0; each call fills out with the next package and returns
+ * true, then false after the last.
+ */
+bool pkg_next(size_t *pos, struct pkg_info *out);
+
+/*
+ * The Debian package that installs program prog (a name, or a path whose
+ * last component is taken): its name written to out, which is returned;
+ * NULL when the table does not know prog.
+ */
+const char *pkg_providing(const char *prog, char *out, size_t size);
+
+/*
+ * Sets err to ENOENT with "PROG not found (install the Debian package
+ * PKG, or run: make deps)", or "PROG not found in $PATH" when no package
+ * is known, and returns -ENOENT.
+ */
+int pkg_err_missing(struct vmci_err *err, const char *prog);
+
 /* ---- did you mean (common/suggest.c) ------------------------------ */
 
 /*
