@@ -157,8 +157,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -I. $(WARNINGS) -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_SRCS    := tests/fuzz/fuzz_pipelines.c $(wildcard pipelines/*.c) common/buf.c common/err.c common/fs.c \
-	common/units.c
+FUZZ_SRCS    := tests/fuzz/fuzz_pipelines.c $(wildcard pipelines/*.c) \
+	$(addprefix common/,buf.c err.c fs.c io.c suggest.c units.c)
 
 $(FUZZ_BUILD)/fuzz_pipelines: $(FUZZ_SRCS) $(wildcard pipelines/*.h) common/common.h
 	@mkdir -p $(dir $@)
