@@ -111,9 +111,8 @@ int img_scratch_clean(const char *parent, struct vmci_err *err);
 /* ---- agent_path.c ---------------------------------------------------- */
 
 /*
- * The recipe file of an image: $VMCI_RECIPES_DIR/NAME.yml, else
- * images/recipes/NAME.yml in the source tree the executable was built in
- * (searched upward from its directory), else <exe>/../share/vmci/recipes.
+ * The recipe file of an image: NAME.yml in img_recipes_dir(). -ENOENT
+ * (err says where it looked) when there is none.
  */
 int img_recipe_path(const char *name, char *out, size_t size, struct vmci_err *err);
 
