@@ -4,7 +4,8 @@
 #   make         build/vmci and the guest agents
 #   make test    unit, VM and end-to-end tests
 #   make asan    the same tests built with AddressSanitizer + UBSan, VMs under TCG
-#   make check   test, then asan: what CI runs
+#   make check   check-layers, test, then asan: what CI runs
+#   make check-layers  the layer rule of docs/design.md on every #include
 #   make bench   benchmarks (never part of make test)
 #   make fmt     clang-format every source file
 #   make lint    cppcheck
@@ -62,7 +63,7 @@ CC_x86_64 := $(if $(filter x86_64,$(shell uname -m)),$(CC),x86_64-linux-gnu-gcc)
 CC_aarch64 := $(if $(filter aarch64,$(shell uname -m)),$(CC),aarch64-linux-gnu-gcc)
 AGENTS := $(AGENT_x86_64) $(if $(shell command -v $(CC_aarch64) 2>/dev/null),$(AGENT_aarch64))
 
-.PHONY: all deps test asan check bench fmt lint clean fuzz check-libs
+.PHONY: all deps test asan check check-layers bench fmt lint clean fuzz check-libs
 all: check-libs $(BUILD)/vmci $(AGENTS)
 
 check-libs:
@@ -131,7 +132,11 @@ test: all $(UNIT_TESTS) $(VM_TESTS)
 asan:
 	VMCI_ACCEL=tcg $(MAKE) BUILD=build-asan SAN=1 test
 
-check: test asan
+# The static checks first (seconds), then the tests (minutes).
+check: check-layers test asan
+
+check-layers:
+	@tests/check-layers
 
 bench: all $(BENCHES)
 	@VMCI_BUILD=$(BUILD) bench/run-benches $(BENCHES)

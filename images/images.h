@@ -120,6 +120,13 @@ int img_clone_file(const char *backing, const char *overlay_path, int size_mb,
  */
 int img_clone_release(const char *overlay_path, struct vmci_err *err);
 
+/*
+ * True when another open file description holds a lock on path: QEMU
+ * locks the disks it opens, so a clone that is locked is in use by a VM
+ * (what gc relies on).
+ */
+bool img_file_locked(const char *path);
+
 /* ---- what the store holds (images/list.c) ---------------------------- */
 
 /*

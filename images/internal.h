@@ -325,9 +325,6 @@ int img_clone_regs(struct img_clone_reg **out, size_t *count, struct vmci_err *e
 /* Removes a registration, and its overlay too when overlay is true (a stale clone). */
 int img_clone_reg_drop(const struct img_clone_reg *reg, bool overlay, struct vmci_err *err);
 
-/* True when another open file description holds a lock on path (QEMU locks its images). */
-bool img_file_locked(const char *path);
-
 /* ---- disks and blob contents (list.c) ------------------------------- */
 
 /* What a disk file's header says. */

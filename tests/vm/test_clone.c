@@ -18,8 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "images/internal.h" /* img_file_locked */
-
 static long long on_disk(const char *path)
 {
 	struct stat st;
