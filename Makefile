@@ -4,10 +4,11 @@
 #   make         build/vmci and the guest agents
 #   make test    unit, VM and end-to-end tests
 #   make asan    the same tests built with AddressSanitizer + UBSan, VMs under TCG
-#   make check   check-layers, test, then asan: what CI runs
+#   make check   check-layers, lint, test, then asan: what CI runs
 #   make check-layers  the layer rule of docs/design.md on every #include
 #   make bench   benchmarks (never part of make test)
 #   make fmt     clang-format every source file
+#   make fmt-check  fail when a file is not clang-format clean (not in check yet)
 #   make lint    cppcheck
 #
 # Everything is built under $(BUILD); `make asan` uses build-asan.
@@ -63,7 +64,7 @@ CC_x86_64 := $(if $(filter x86_64,$(shell uname -m)),$(CC),x86_64-linux-gnu-gcc)
 CC_aarch64 := $(if $(filter aarch64,$(shell uname -m)),$(CC),aarch64-linux-gnu-gcc)
 AGENTS := $(AGENT_x86_64) $(if $(shell command -v $(CC_aarch64) 2>/dev/null),$(AGENT_aarch64))
 
-.PHONY: all deps test asan check check-layers bench fmt lint clean fuzz check-libs
+.PHONY: all deps test asan check check-layers bench fmt fmt-check lint clean fuzz check-libs
 all: check-libs $(BUILD)/vmci $(AGENTS)
 
 check-libs:
@@ -133,7 +134,7 @@ asan:
 	VMCI_ACCEL=tcg $(MAKE) BUILD=build-asan SAN=1 test
 
 # The static checks first (seconds), then the tests (minutes).
-check: check-layers test asan
+check: check-layers lint test asan
 
 check-layers:
 	@tests/check-layers
@@ -143,6 +144,11 @@ bench: all $(BENCHES)
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Not part of `make check` yet: the tree is not clang-format clean, and is
+# formatted in one commit once the branches in flight have merged.
+fmt-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \

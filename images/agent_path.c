@@ -135,13 +135,18 @@ int img_recipe_names(char ***out, struct vmci_err *err)
 	int rc = img_recipes_dir(dir, sizeof(dir), err);
 	if (rc)
 		return rc;
-	DIR *d = opendir(dir);
-	if (!d)
-		return vmci_err_errno(err, errno, "cannot read the recipes in %s", dir);
 	size_t n = 0, cap = 8;
 	char **names = calloc(cap, sizeof(*names));
-	struct dirent *e = NULL;
-	while (names && (e = readdir(d))) {
+	if (!names)
+		return vmci_err_set(err, ENOMEM, "out of memory listing the recipes in %s", dir);
+	DIR *d = opendir(dir);
+	if (!d) {
+		int e = errno;
+		free(names);
+		return vmci_err_errno(err, e, "cannot read the recipes in %s", dir);
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
 		size_t len = strlen(e->d_name);
 		if (len <= 4 || len - 4 >= RECIPE_NAME_MAX || strcmp(e->d_name + len - 4, ".yml"))
 			continue;
@@ -162,7 +167,7 @@ int img_recipe_names(char ***out, struct vmci_err *err)
 		names[n++] = name;
 		names[n] = NULL;
 	}
-	bool failed = !names || e != NULL; /* the loop stopped early: out of memory */
+	bool failed = e != NULL; /* the loop stopped early: out of memory */
 	closedir(d);
 	if (failed) {
 		img_names_free(names);
