@@ -60,7 +60,7 @@ int main(void)
 				break;
 			}
 			boot_ms[r] = (double)(clock_ns() - t0) / 1e6;
-			runner_guest_destroy(g, 3000);
+			runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 		}
 		stats_print_row("boot to ready agent", "runner_guest_boot (clone + QEMU + agent)",
 				guests[i], BOOT_RUNS, stats_of(boot_ms, BOOT_RUNS), "ms");

@@ -68,7 +68,7 @@ static struct stats bench_boot(const char *image, int runs)
 		if (runner_guest_boot(image, NULL, &g, &err))
 			die("boot", &err);
 		ms[i] = first_output_ms(g->vm, t0);
-		runner_guest_destroy(g, 3000);
+		runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 	}
 	return stats_of(ms, (size_t)runs);
 }
@@ -87,7 +87,7 @@ static struct stats bench_template(const char *image, enum runner_template_kind 
 		if (runner_guest_restore(image, NULL, templates, kind, &g, &err))
 			die("restore", &err);
 		ms[i] = first_output_ms(g->vm, t0);
-		runner_guest_destroy(g, 3000);
+		runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 	}
 	return stats_of(ms, (size_t)runs);
 }

@@ -35,7 +35,7 @@ static void bench_boot(int runs)
 		int64_t t0 = clock_ns();
 		struct runner_guest *g = boot();
 		ms[i] = (double)(clock_ns() - t0) / 1e6;
-		runner_guest_destroy(g, 3000);
+		runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 	}
 	stats_print_row("cold boot to ready agent", "vm_start (QEMU + kernel + agent hello)",
 			IMAGE ", 256 MiB, 1 vCPU", (size_t)runs, stats_of(ms, (size_t)runs), "ms");
@@ -106,6 +106,6 @@ int main(void)
 	struct runner_guest *g = boot();
 	bench_exec(g, 50);
 	bench_put(g, 5, 64);
-	runner_guest_destroy(g, 3000);
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 	return 0;
 }

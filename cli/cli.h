@@ -50,8 +50,12 @@ int cli_parse(int argc, char **argv, const struct cli_option *opts, const char *
 	      bool stop_at_operand);
 void cli_usage(FILE *out, const char *usage, const struct cli_option *opts);
 
-/* Parses "90s", "20m", "1h30m", "250ms" or a plain number of seconds. */
-int cli_parse_duration_ms(const char *text, int *out_ms);
+/*
+ * usage followed by the names of the images a recipe builds (" a, b, c"),
+ * for a --help that ends with "Images with a recipe:". Returns a string
+ * to free, or NULL when out of memory. (cli/image.c)
+ */
+char *cli_usage_with_recipes(const char *usage);
 
 /* Prints "vmci: error: ..." in red on a terminal. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

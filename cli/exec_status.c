@@ -5,6 +5,7 @@
  */
 #include "cli/cli.h"
 
+#include "common/common.h"
 #include "vmcore/vmcore.h"
 
 #include <errno.h>
@@ -13,16 +14,8 @@
 
 void cli_write_output(void *ctx, int fd, const void *data, size_t len)
 {
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return; /* a closed stdout loses output, not the run */
-		p += n;
-		len -= (size_t)n;
-	}
+	/* A closed stdout loses output, not the run. */
+	(void)io_write_all(fd, data, len);
 }
 
 int cli_exec_status(const struct vm_exec_result *res)

@@ -26,12 +26,30 @@ static const char image_usage[] =
     "\n"
     "Images with a recipe:";
 
+char *cli_usage_with_recipes(const char *usage)
+{
+	struct buf b = {0};
+	char **names = NULL;
+	struct vmci_err err = {0};
+	buf_appendf(&b, "%s", usage);
+	if (img_recipe_names(&names, &err))
+		buf_appendf(&b, " (%s)", err.msg);
+	for (size_t i = 0; names && names[i]; i++)
+		buf_appendf(&b, "%s %s", i ? "," : "", names[i]);
+	img_names_free(names);
+	if (buf_reserve(&b, 1)) {
+		buf_free(&b);
+		return NULL;
+	}
+	b.data[b.len] = 0;
+	return (char *)b.data;
+}
+
 static void print_usage(FILE *out)
 {
-	fprintf(out, "%s", image_usage);
-	for (const char *const *n = img_known_names(); *n; n++)
-		fprintf(out, " %s", *n);
-	fprintf(out, "\n");
+	char *usage = cli_usage_with_recipes(image_usage);
+	fprintf(out, "%s\n", usage ? usage : image_usage);
+	free(usage);
 }
 
 /* Parses argv against opts; returns the first operand's index, or -(exit code + 1). */
@@ -306,8 +324,8 @@ static int image_pull(int argc, char **argv)
 		cli_usage(stderr, usage, opts);
 		return EXIT_USAGE;
 	}
-	long long max_bytes = 0;
-	if (max_size && (img_parse_size(max_size, &max_bytes) || max_bytes <= 0)) {
+	int64_t max_bytes = 0;
+	if (max_size && (parse_size(max_size, 0, &max_bytes) || max_bytes <= 0)) {
 		cli_error("image pull: bad --max-size '%s' (give a size: 512M, 20G, 1T)", max_size);
 		return EXIT_USAGE;
 	}

@@ -23,48 +23,6 @@ void cli_error(const char *fmt, ...)
 		fprintf(stderr, "vmci: error: %s\n", msg);
 }
 
-int cli_parse_duration_ms(const char *text, int *out_ms)
-{
-	static const struct {
-		const char *unit;
-		long long ms;
-	} units[] = {{"ms", 1}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
-	const char *p = text;
-	long long total = 0;
-	bool any = false;
-	if (!*p)
-		return -EINVAL;
-	while (*p) {
-		char *end;
-		errno = 0;
-		long long n = strtoll(p, &end, 10);
-		if (end == p || n < 0 || errno)
-			return -EINVAL;
-		p = end;
-		long long scale = 0;
-		if (!*p) {
-			scale = any ? -1 : 1000; /* a bare number is seconds */
-		} else {
-			for (size_t i = 0; i < ARRAY_LEN(units); i++) {
-				size_t l = strlen(units[i].unit);
-				if (!strncmp(p, units[i].unit, l)) {
-					scale = units[i].ms;
-					p += l;
-					break;
-				}
-			}
-		}
-		if (scale <= 0 || n > INT_MAX / scale)
-			return -EINVAL;
-		total += n * scale;
-		if (total > INT_MAX)
-			return -EINVAL;
-		any = true;
-	}
-	*out_ms = (int)total;
-	return 0;
-}
-
 void cli_usage(FILE *out, const char *usage, const struct cli_option *opts)
 {
 	fprintf(out, "%s\n", usage);
@@ -120,13 +78,17 @@ static int set_value(const struct cli_option *o, const char *arg, const char *cm
 		*(int *)o->value = (int)v;
 		return 0;
 	}
-	case OPT_DURATION:
-		if (cli_parse_duration_ms(arg, (int *)o->value)) {
-			cli_error("%s: --%s wants a duration such as 90s, 20m or 1h30m, not '%s'", cmd,
-				  o->long_name, arg);
+	case OPT_DURATION: {
+		int64_t ms;
+		if (parse_duration(arg, DURATION_BARE_SECONDS, &ms) || ms > INT_MAX) {
+			cli_error("%s: --%s wants a duration such as 90s, 20m or 1h30m (units h, "
+				  "m, s, ms, largest first) or a number of seconds, not '%s'",
+				  cmd, o->long_name, arg);
 			return -1;
 		}
+		*(int *)o->value = (int)ms;
 		return 0;
+	}
 	}
 	return -1;
 }

@@ -172,7 +172,7 @@ int cmd_shell(int argc, char **argv)
 	rc = cli_shell_session(guest->vm, workdir, NULL,
 			       first < argc ? (const char *const *)(argv + first) : NULL, &status,
 			       &err);
-	runner_guest_destroy(guest, 3000);
+	runner_guest_destroy(guest, VMCI_STOP_TIMEOUT_MS);
 	if (rc) {
 		cli_error("%s", err.msg);
 		return EXIT_VM_ERROR;

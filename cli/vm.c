@@ -25,8 +25,8 @@ static const char vm_usage[] =
     "\n"
     "  vmci vm run --pool --repeat 5 busybox-x86_64 -- uname -a\n"
     "\n"
-    "Images: busybox-x86_64, busybox-aarch64, debian-12 (built on first use), or\n"
-	"any imported or pulled image (see: vmci image ls).";
+    "Images: any imported or pulled image (see: vmci image ls), or one with a\n"
+    "recipe, built on first use:";
 
 /* What a Ctrl-C or SIGTERM should stop: the running command, a wait for a pool VM, the runs. */
 static struct vm *volatile running_vm;
@@ -97,7 +97,7 @@ static int run_once(struct run_config *c, int n)
 	if (c->pool)
 		runner_pool_release(c->pool, g, rc < 0);
 	else
-		runner_guest_destroy(g, 3000);
+		runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 	if (rc) {
 		cli_error("%s", err.msg);
 		return EXIT_VM_ERROR;
@@ -165,7 +165,9 @@ static int vm_run(int argc, char **argv)
 	     "how new VMs start: boot (default), template, template-plain"},
 	    {0},
 	};
-	int first = cli_parse(argc, argv, opts, vm_usage, true);
+	char *usage = cli_usage_with_recipes(vm_usage);
+	int first = cli_parse(argc, argv, opts, usage ? usage : vm_usage, true);
+	free(usage);
 	if (first == -2)
 		return EXIT_OK;
 	if (first < 0)

@@ -117,6 +117,29 @@ const char *vmci_home(void);
  */
 bool vmci_name_ok(const char *name);
 
+/* ---- finding programs (common/path.c) ------------------------------- */
+
+/*
+ * Finds the program name as execvp would, and writes its path to out:
+ * name itself when it holds a '/', else the first regular, executable
+ * file of that name in the directories of $PATH (an empty entry is the
+ * current directory; an unset or empty $PATH is
+ * /usr/local/bin:/usr/bin:/bin). Returns 0, -ENOENT when there is none,
+ * or -ENAMETOOLONG when a candidate's path does not fit in size and no
+ * other one is found.
+ */
+int path_search(const char *name, char *out, size_t size);
+
+/* ---- writing whole buffers (common/io.c) ---------------------------- */
+
+/*
+ * Writes data[0..len) to fd whole: retries short writes and EINTR, and
+ * waits while a non-blocking fd is full. A socket is written with
+ * MSG_NOSIGNAL, so a peer that went away is -EPIPE, never SIGPIPE (other
+ * fds raise SIGPIPE as write does). Returns 0 or a negative errno code.
+ */
+int io_write_all(int fd, const void *data, size_t len);
+
 /* ---- hashing (common/hash.c) -------------------------------------- */
 
 #define SHA256_HEX_LEN 64
@@ -141,6 +164,44 @@ int sha256_update_file(struct sha256_ctx *ctx, const char *path, struct vmci_err
  */
 int run_command(char *const argv[], struct buf *out, struct vmci_err *err);
 
+/* ---- Debian packages (common/packages.c, packages.txt) --------------- */
+
+/* When a package is needed, as packages.txt says. */
+enum pkg_need {
+	PKG_BUILD,    /* to build vmci */
+	PKG_TEST,     /* to test, lint or fuzz it */
+	PKG_RUN,      /* to run it: required */
+	PKG_OPTIONAL, /* to run some guests */
+};
+
+struct pkg_info {
+	char name[64]; /* "qemu-utils" */
+	enum pkg_need need;
+	char programs[128]; /* what vmci runs from it, comma-separated: "qemu-img"; "" */
+	char purpose[128];  /* "disk images (qemu-img)" */
+};
+
+/*
+ * Walks the table of packages.txt (compiled in), in its order: *pos
+ * starts at 0; each call fills out with the next package and returns
+ * true, then false after the last.
+ */
+bool pkg_next(size_t *pos, struct pkg_info *out);
+
+/*
+ * The Debian package that installs program prog (a name, or a path whose
+ * last component is taken): its name written to out, which is returned;
+ * NULL when the table does not know prog.
+ */
+const char *pkg_providing(const char *prog, char *out, size_t size);
+
+/*
+ * Sets err to ENOENT with "PROG not found (install the Debian package
+ * PKG, or run: make deps)", or "PROG not found in $PATH" when no package
+ * is known, and returns -ENOENT.
+ */
+int pkg_err_missing(struct vmci_err *err, const char *prog);
+
 /* ---- did you mean (common/suggest.c) ------------------------------ */
 
 /*
@@ -151,6 +212,48 @@ int run_command(char *const argv[], struct buf *out, struct vmci_err *err);
  * candidates wins. Compares at most n candidates, each once.
  */
 const char *suggest_nearest(const char *word, const char *const *candidates, size_t n);
+
+/* ---- how long vmci waits (shared by every module) ------------------- */
+
+/*
+ * How long a VM may take to quit cleanly (QMP quit) before it is killed,
+ * when its work is done and its disk is thrown away.
+ */
+#define VMCI_STOP_TIMEOUT_MS 3000
+/*
+ * The same for a VM whose disk is kept (an image's after its setup
+ * commands, a template's after its state is saved): QEMU flushes the
+ * disk as it quits, and a kill could leave it unfinished.
+ */
+#define VMCI_STOP_FLUSH_TIMEOUT_MS 10000
+/* How long a guest's agent may take to answer a ping (vm_ping) before the VM counts as dead. */
+#define VMCI_PING_TIMEOUT_MS 5000
+
+/* ---- durations and sizes (common/units.c) -------------------------- */
+
+/* For parse_duration: a lone number is seconds ("--timeout 30"). */
+#define DURATION_BARE_SECONDS 1u
+
+/*
+ * Parses a duration: numbers of at most 9 digits, each followed by a unit
+ * h, m, s or ms, largest first and each at most once: "90s", "20m",
+ * "1h30m", "250ms", "0s". With DURATION_BARE_SECONDS a lone number is
+ * that many seconds. Returns 0 with *out_ms, or -EINVAL. Zero is a
+ * duration: callers that need a positive one say so.
+ */
+int parse_duration(const char *text, unsigned flags, int64_t *out_ms);
+
+/* For parse_size: a bare number is refused; the size must name its unit. */
+#define SIZE_NEED_UNIT 1u
+
+/*
+ * Parses a size: a whole number and a binary multiple K, M, G or T in
+ * either case, optionally followed by "i", "B" or "iB" ("2G", "2g",
+ * "2GiB" and "2GB" all mean 2 GiB); a bare number is bytes unless
+ * SIZE_NEED_UNIT. Returns 0 with *out_bytes, or -EINVAL (also for a size
+ * past INT64_MAX bytes).
+ */
+int parse_size(const char *text, unsigned flags, int64_t *out_bytes);
 
 /* ---- time (common/clock.c) ---------------------------------------- */
 

@@ -104,21 +104,6 @@ int fs_rename_durable(const char *from, const char *to, struct vmci_err *err)
 	return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		    struct vmci_err *err)
 {
@@ -128,7 +113,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return vmci_err_errno(err, errno, "cannot create %s", tmp);
-	int rc = write_all(fd, data, len);
+	int rc = io_write_all(fd, data, len);
 	if (!rc && fsync(fd) != 0)
 		rc = -errno;
 	if (close(fd) != 0 && !rc)
@@ -200,7 +185,7 @@ int fs_copy_file(const char *from, const char *to, mode_t mode, struct vmci_err 
 				rc = vmci_err_errno(err, errno, "cannot read %s", from);
 			break;
 		}
-		int w = write_all(out, chunk, (size_t)n);
+		int w = io_write_all(out, chunk, (size_t)n);
 		if (w) {
 			rc = vmci_err_errno(err, -w, "cannot write %s", to);
 			break;

@@ -13,25 +13,6 @@
 
 extern char **environ;
 
-/* Which Debian package provides a helper, for "not found" messages. */
-static const char *package_of(const char *prog)
-{
-	static const struct {
-		const char *prog, *pkg;
-	} known[] = {
-		{"apt-get", "apt"},
-		{"qemu-img", "qemu-utils"},
-		{"mke2fs", "e2fsprogs"},
-		{"debootstrap", "debootstrap"},
-		{"qemu-system-x86_64", "qemu-system-x86"},
-		{"qemu-system-aarch64", "qemu-system-arm"},
-	};
-	for (size_t i = 0; i < ARRAY_LEN(known); i++)
-		if (!strcmp(known[i].prog, prog))
-			return known[i].pkg;
-	return NULL;
-}
-
 /* Keeps the last lines of a stream: enough to explain a failure. */
 static void keep_tail(struct buf *tail, const uint8_t *data, size_t n)
 {
@@ -67,10 +48,8 @@ int run_command(char *const argv[], struct buf *out, struct vmci_err *err)
 	if (rc != 0) {
 		close(out_pipe[0]);
 		close(err_pipe[0]);
-		const char *pkg = package_of(argv[0]);
-		if (rc == ENOENT && pkg)
-			return vmci_err_set(err, rc, "%s not found (install the Debian package %s, or run: make deps)",
-					    argv[0], pkg);
+		if (rc == ENOENT)
+			return pkg_err_missing(err, argv[0]);
 		return vmci_err_errno(err, rc, "cannot run %s", argv[0]);
 	}
 

@@ -3,17 +3,22 @@
  * guest agent binaries and the recipe files. Both are found relative to
  * the running executable, so a build tree (build/vmci, build/agent/) and an
  * install (bin/vmci, lib/vmci/, share/vmci/recipes/) both work without
- * configuration; an environment variable overrides either.
+ * configuration; an environment variable overrides either. The images
+ * a recipe builds are the recipe files there: nothing lists them by hand.
  */
 #include "images/internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* How far up from the executable a source tree's images/recipes is looked for. */
 #define RECIPE_SEARCH_DEPTH 6
+/* Image names are at most this long, with their NUL (struct img_boot). */
+#define RECIPE_NAME_MAX 64
 
 static bool is_plain_name(const char *s)
 {
@@ -61,20 +66,23 @@ int img_agent_path(const char *arch, char *out, size_t size, struct vmci_err *er
 			    file, self, self, file);
 }
 
-int img_recipe_path(const char *name, char *out, size_t size, struct vmci_err *err)
+static bool is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int img_recipes_dir(char *out, size_t size, struct vmci_err *err)
 {
 	char path[PATH_MAX], dir[PATH_MAX];
-	if (!is_plain_name(name))
-		return vmci_err_set(err, EINVAL, "bad recipe name '%s'", name);
-
 	const char *env = getenv("VMCI_RECIPES_DIR");
 	if (env && *env) {
-		if (fs_path(path, sizeof(path), "%s/%s.yml", env, name) == 0 && fs_exists(path))
-			return found(path, out, size, err);
+		if (is_dir(env))
+			return found(env, out, size, err);
 		return vmci_err_set(err, ENOENT,
-				    "recipe %s.yml not found in $VMCI_RECIPES_DIR (%s) (unset it, "
-				    "or point it at images/recipes)",
-				    name, env);
+				    "$VMCI_RECIPES_DIR (%s) is not a directory (unset it, or point "
+				    "it at images/recipes)",
+				    env);
 	}
 
 	int rc = fs_self_dir(dir, sizeof(dir));
@@ -83,20 +91,96 @@ int img_recipe_path(const char *name, char *out, size_t size, struct vmci_err *e
 	char self[PATH_MAX];
 	memcpy(self, dir, sizeof(self));
 	for (int depth = 0; depth < RECIPE_SEARCH_DEPTH; depth++) {
-		if (fs_path(path, sizeof(path), "%s/images/recipes/%s.yml", dir, name) == 0 &&
-		    fs_exists(path))
+		if (fs_path(path, sizeof(path), "%s/images/recipes", dir) == 0 && is_dir(path))
 			return found(path, out, size, err);
 		char *slash = strrchr(dir, '/');
 		if (!slash || slash == dir)
 			break;
 		*slash = 0;
 	}
-	if (fs_path(path, sizeof(path), "%s/../share/vmci/recipes/%s.yml", self, name) == 0 &&
-	    fs_exists(path))
+	if (fs_path(path, sizeof(path), "%s/../share/vmci/recipes", self) == 0 && is_dir(path))
 		return found(path, out, size, err);
 	return vmci_err_set(
 	    err, ENOENT,
-	    "recipe %s.yml not found in images/recipes above %s nor in %s/../share/vmci/recipes "
-	    "(set VMCI_RECIPES_DIR to the directory holding it)",
-	    name, self, self);
+	    "no recipes: neither images/recipes above %s nor %s/../share/vmci/recipes "
+	    "exists (set VMCI_RECIPES_DIR to the directory holding them)",
+	    self, self);
+}
+
+int img_recipe_path(const char *name, char *out, size_t size, struct vmci_err *err)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	if (!is_plain_name(name))
+		return vmci_err_set(err, EINVAL, "bad recipe name '%s'", name);
+	int rc = img_recipes_dir(dir, sizeof(dir), err);
+	if (rc)
+		return rc;
+	if (fs_path(path, sizeof(path), "%s/%s.yml", dir, name) == 0 && fs_exists(path))
+		return found(path, out, size, err);
+	const char *env = getenv("VMCI_RECIPES_DIR");
+	return vmci_err_set(err, ENOENT, "recipe %s.yml not found in %s (%s)", name, dir,
+			    env && *env ? "unset VMCI_RECIPES_DIR, or point it at images/recipes"
+					: "set VMCI_RECIPES_DIR to the directory holding it");
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int img_recipe_names(char ***out, struct vmci_err *err)
+{
+	char dir[PATH_MAX];
+	*out = NULL;
+	int rc = img_recipes_dir(dir, sizeof(dir), err);
+	if (rc)
+		return rc;
+	size_t n = 0, cap = 8;
+	char **names = calloc(cap, sizeof(*names));
+	if (!names)
+		return vmci_err_set(err, ENOMEM, "out of memory listing the recipes in %s", dir);
+	DIR *d = opendir(dir);
+	if (!d) {
+		int e = errno;
+		free(names);
+		return vmci_err_errno(err, e, "cannot read the recipes in %s", dir);
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len <= 4 || len - 4 >= RECIPE_NAME_MAX || strcmp(e->d_name + len - 4, ".yml"))
+			continue;
+		if (n + 2 > cap) {
+			char **grown = realloc(names, 2 * cap * sizeof(*names));
+			if (!grown)
+				break;
+			names = grown;
+			cap *= 2;
+		}
+		char *name = strndup(e->d_name, len - 4);
+		if (!name)
+			break;
+		if (!is_plain_name(name)) {
+			free(name);
+			continue;
+		}
+		names[n++] = name;
+		names[n] = NULL;
+	}
+	bool failed = e != NULL; /* the loop stopped early: out of memory */
+	closedir(d);
+	if (failed) {
+		img_names_free(names);
+		return vmci_err_set(err, ENOMEM, "out of memory listing the recipes in %s", dir);
+	}
+	qsort(names, n, sizeof(*names), compare_names);
+	*out = names;
+	return 0;
+}
+
+void img_names_free(char **names)
+{
+	for (size_t i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
 }

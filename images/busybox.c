@@ -35,6 +35,12 @@
 #define HOST_MACHINE 0
 #endif
 
+/* The Debian package of the host's static busybox, as packages.txt names it. */
+static const char *host_busybox_package(char *out, size_t size)
+{
+	return pkg_providing("busybox", out, size) ? out : "a static busybox package";
+}
+
 static uint64_t le(const uint8_t *p, int n)
 {
 	uint64_t v = 0;
@@ -110,11 +116,13 @@ int img_busybox_binary(const struct img_spec *spec, const char *deb_arch, unsign
 	if (spec->busybox[0] == '/') {
 		if (fs_path(out, size, "%s", spec->busybox))
 			return vmci_err_set(err, ENAMETOOLONG, "path too long: %s", spec->busybox);
+		char pkg[64];
 		if (!img_static_elf(out, machine))
 			return vmci_err_set(err, ENOENT,
-					    "busybox-static is not installed: %s is missing or not "
-					    "a static %s binary (run: make deps)",
-					    out, spec->arch);
+					    "%s is not installed: %s is missing or not a static %s "
+					    "binary (run: make deps)",
+					    host_busybox_package(pkg, sizeof(pkg)), out,
+					    spec->arch);
 		return 0;
 	}
 	struct img_deb deb;
@@ -166,14 +174,16 @@ int img_busybox_applets(const char *busybox, unsigned machine, struct buf *out,
 		char theirs[128], ours[128];
 		if (!banner(busybox, theirs, sizeof(theirs)))
 			return vmci_err_set(err, EINVAL, "%s does not look like busybox", busybox);
+		char pkg[64];
+		host_busybox_package(pkg, sizeof(pkg));
 		if (!img_static_elf(HOST_BUSYBOX, HOST_MACHINE) ||
 		    !banner(HOST_BUSYBOX, ours, sizeof(ours)) || strcmp(theirs, ours))
 			return vmci_err_set(
 			    err, ENOENT,
 			    "cannot list the applets of %s (%s): the host cannot run it, and its "
-			    "busybox-static is not the same version (install the same version of "
-			    "busybox-static on the host: apt-get install busybox-static)",
-			    busybox, theirs);
+			    "%s is not the same version (install the same version of %s on the "
+			    "host: apt-get install %s)",
+			    busybox, theirs, pkg, pkg, pkg);
 		ask = HOST_BUSYBOX;
 	}
 	char *argv[] = {(char *)ask, "--list-full", NULL};

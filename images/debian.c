@@ -215,9 +215,7 @@ static int run_debootstrap(char *const argv[], struct img_build *b, struct vmci_
 	if (rc) {
 		close(fds[0]);
 		if (rc == ENOENT)
-			return vmci_err_set(err, rc,
-					    "debootstrap not found (install the Debian "
-					    "package debootstrap, or run: make deps)");
+			return pkg_err_missing(err, argv[0]);
 		return vmci_err_errno(err, rc, "cannot run debootstrap");
 	}
 	struct deb_progress p = {.b = b};

@@ -33,7 +33,28 @@ struct img_boot {
 /* Progress of a long step, for a progress display: done of total (total 0: unknown). */
 typedef void (*img_progress_fn)(void *ctx, const char *step, long long done, long long total);
 
-/* The images vmci knows how to build, NULL-terminated. */
+/*
+ * The directory of the recipe files: $VMCI_RECIPES_DIR, else the
+ * images/recipes of the source tree the executable was built in (searched
+ * upward from its directory), else <exe>/../share/vmci/recipes. Returns 0
+ * with its absolute path in out, or -ENOENT with err saying where it
+ * looked.
+ */
+int img_recipes_dir(char *out, size_t size, struct vmci_err *err);
+
+/*
+ * The images vmci knows how to build: NAME for every NAME.yml in
+ * img_recipes_dir(), sorted. Returns 0 with *out a NULL-terminated array
+ * to free with img_names_free(), or a negative code with err.
+ */
+int img_recipe_names(char ***out, struct vmci_err *err);
+void img_names_free(char **names);
+
+/*
+ * img_recipe_names() as a NULL-terminated array that stays valid for the
+ * life of the process (read once; empty when the recipes cannot be read).
+ * For callers that cannot free; prefer img_recipe_names().
+ */
 const char *const *img_known_names(void);
 
 /*
@@ -98,6 +119,13 @@ int img_clone_file(const char *backing, const char *overlay_path, int size_mb,
  * registration. Missing is not an error.
  */
 int img_clone_release(const char *overlay_path, struct vmci_err *err);
+
+/*
+ * True when another open file description holds a lock on path: QEMU
+ * locks the disks it opens, so a clone that is locked is in use by a VM
+ * (what gc relies on).
+ */
+bool img_file_locked(const char *path);
 
 /* ---- what the store holds (images/list.c) ---------------------------- */
 
@@ -206,12 +234,6 @@ int img_pull(const char *url, const char *sha256_hex, const char *name, long lon
 	     img_progress_fn progress, void *ctx, struct vmci_err *err);
 /* The default size limit of a pull. */
 #define IMG_PULL_MAX_BYTES (16LL << 30)
-
-/*
- * A size as recipes and options give it: "4G", "512M", "2GiB", "1048576"
- * (binary multiples) as bytes. Returns 0 or -EINVAL.
- */
-int img_parse_size(const char *s, long long *out);
 
 /* $VMCI_HOME/images */
 const char *img_store_root(void);

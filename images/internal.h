@@ -112,9 +112,8 @@ int img_scratch_clean(const char *parent, struct vmci_err *err);
 /* ---- agent_path.c ---------------------------------------------------- */
 
 /*
- * The recipe file of an image: $VMCI_RECIPES_DIR/NAME.yml, else
- * images/recipes/NAME.yml in the source tree the executable was built in
- * (searched upward from its directory), else <exe>/../share/vmci/recipes.
+ * The recipe file of an image: NAME.yml in img_recipes_dir(). -ENOENT
+ * (err says where it looked) when there is none.
  */
 int img_recipe_path(const char *name, char *out, size_t size, struct vmci_err *err);
 
@@ -341,9 +340,6 @@ int img_clone_regs(struct img_clone_reg **out, size_t *count, struct vmci_err *e
 
 /* Removes a registration, and its overlay too when overlay is true (a stale clone). */
 int img_clone_reg_drop(const struct img_clone_reg *reg, bool overlay, struct vmci_err *err);
-
-/* True when another open file description holds a lock on path (QEMU locks its images). */
-bool img_file_locked(const char *path);
 
 /* ---- disks and blob contents (list.c) ------------------------------- */
 

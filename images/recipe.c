@@ -179,26 +179,6 @@ static int mapping(struct parse *p, const yaml_node_t *n, const char *what, cons
 
 /* ---- fields ---------------------------------------------------------------- */
 
-/* "4G", "512M", "2GiB", "1073741824": bytes, with binary multiples. */
-int img_parse_size(const char *s, long long *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (end == s || errno || s[0] == '-')
-		return -EINVAL;
-	static const char units[] = "KMGT";
-	const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
-	unsigned shift = u ? 10u * (unsigned)(u - units + 1) : 0;
-	end += u != NULL;
-	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
-		end += strlen(end);
-	if (*end || v > (unsigned long long)LLONG_MAX >> shift)
-		return -EINVAL;
-	*out = (long long)(v << shift);
-	return 0;
-}
-
 /* A path from the recipe, made absolute against the recipe file's directory. */
 static int recipe_relative(struct parse *p, const yaml_node_t *n, const char *what, char *out,
 			   size_t size)
@@ -351,13 +331,15 @@ static int parse_root(struct parse *p, const yaml_node_t *root, const char *expe
 		rc = parse_rootfs(p, v[ROOTFS]);
 	if (!rc && v[DISK_SIZE]) {
 		char size[32];
+		int64_t bytes = 0;
 		rc = scalar(p, v[DISK_SIZE], "disk_size", size, sizeof(size));
-		if (!rc && (img_parse_size(size, &s->disk_size) || s->disk_size < DISK_SIZE_MIN ||
-			    s->disk_size > DISK_SIZE_MAX))
+		if (!rc &&
+		    (parse_size(size, 0, &bytes) || bytes < DISK_SIZE_MIN || bytes > DISK_SIZE_MAX))
 			return at(p, v[DISK_SIZE], EINVAL,
 				  "disk_size must be a size between 16M and 2T such as 4G, not "
 				  "'%s'",
 				  size);
+		s->disk_size = bytes;
 		if (!rc && (s->rootfs == IMG_ROOTFS_BUSYBOX || s->rootfs == IMG_ROOTFS_DISK))
 			return at(p, v[DISK_SIZE], EINVAL,
 				  "disk_size applies to a root disk the build makes (debootstrap, "

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -24,12 +25,21 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The recipes shipped in images/recipes. */
-static const char *const known_names[] = {"busybox-x86_64", "busybox-aarch64", "debian-12", NULL};
+/* img_known_names(): the recipe names, read once. */
+static char **known_names;
+static pthread_once_t known_names_once = PTHREAD_ONCE_INIT;
+
+static void read_known_names(void)
+{
+	static char *none[] = {NULL};
+	if (img_recipe_names(&known_names, NULL))
+		known_names = none;
+}
 
 const char *const *img_known_names(void)
 {
-	return known_names;
+	pthread_once(&known_names_once, read_known_names);
+	return (const char *const *)known_names;
 }
 
 const char *img_store_root(void)
@@ -478,9 +488,12 @@ int img_ensure_with(const char *name, const struct img_ensure_opts *opts, struct
 	rc = img_find(name, out, err);
 	if (rc == -ENOENT) {
 		char known[256] = "";
-		for (const char *const *n = known_names; *n; n++)
+		char **names = NULL;
+		img_recipe_names(&names, NULL);
+		for (size_t i = 0; names && names[i]; i++)
 			snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
-				 n == known_names ? "" : ", ", *n);
+				 i ? ", " : "", names[i]);
+		img_names_free(names);
 		return vmci_err_set(
 		    err, ENOENT,
 		    "unknown image '%s': no recipe builds it and %s does not hold it (known: %s)",

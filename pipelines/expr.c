@@ -1,6 +1,6 @@
 /*
  * ${{ ... }} expressions: `matrix.KEY`, `env.NAME`, `vmci.sha`,
- * `vmci.ref` and `vmci.run_id` (PIPELINE.md). Each string is checked once,
+ * `vmci.ref` and `vmci.run_id` (docs/pipeline.md). Each string is checked once,
  * when its job is validated, against what is visible where it is written;
  * an unknown name is an error with its position, never an empty string at
  * run time. The string is then either constant (rendered once, shared by

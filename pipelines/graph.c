@@ -1,6 +1,6 @@
 /*
  * The job graph: `needs` names job ids (not matrix combinations); every
- * name must be a job, and the needs may not form a cycle (PIPELINE.md).
+ * name must be a job, and the needs may not form a cycle (docs/pipeline.md).
  * The graph is over ids, so it is as small as the file whatever the
  * matrices make; the runner gets each need as a range of expanded jobs.
  */

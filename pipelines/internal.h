@@ -12,7 +12,8 @@
  *   combos.c     its combinations: counted without making them, then made
  *   graph.c      needs: names resolved, cycles found
  *   expand.c     the checked spec -> the pipe_run the runner reads
- *   duration.c, cron.c, errors.c, strmap.c, arena.c: helpers
+ *   cron.c, errors.c, strmap.c, arena.c: helpers (durations and sizes
+ *                are common's parse_duration and parse_size)
  *
  * Everything before expand.c allocates from ctx->tmp, freed when
  * pipe_load() returns; the run has its own arena.
@@ -193,13 +194,6 @@ int pipe_node_expect(struct pipe_ctx *ctx, const struct ynode *n, enum ykind kin
 struct ypos pipe_scalar_pos(const struct pipe_ctx *ctx, const struct ynode *n, size_t off);
 /* True for [A-Za-z_][A-Za-z0-9_-]* (dash_ok) or [A-Za-z_][A-Za-z0-9_]*. */
 bool pipe_is_ident(const char *s, size_t len, bool dash_ok);
-
-/* ---- duration.c ----------------------------------------------------------- */
-
-/* "90s", "20m", "1h30m" (units h, m, s, ms, largest first, each once). 0 or -EINVAL. */
-int pipe_parse_duration(const char *s, int64_t *out_ms);
-/* "512M", "1G", "2T" (also "Mi"/"MB" spellings). 0 or -EINVAL. */
-int pipe_parse_size_mb(const char *s, int64_t *out_mb);
 
 /* ---- cron.c --------------------------------------------------------------- */
 

@@ -1,5 +1,5 @@
 /*
- * One job under `jobs:` and its parts (PIPELINE.md "Rules"): image,
+ * One job under `jobs:` and its parts (docs/pipeline.md "Jobs"): image,
  * strategy, needs, env, steps, timeout, retries, resources, artifacts, if,
  * and log-limit. What a run cannot run is refused here, not in the VM: an
  * image name the store would refuse, a script past PIPE_MAX_SCRIPT_SIZE.

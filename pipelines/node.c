@@ -177,7 +177,8 @@ int pipe_node_int(struct pipe_ctx *ctx, const struct ynode *n, const char *what,
 int pipe_node_duration(struct pipe_ctx *ctx, const struct ynode *n, const char *what,
 		       int64_t *out_ms)
 {
-	if (n->kind == Y_SCALAR && !pipe_node_is_null(n) && !pipe_parse_duration(n->str, out_ms))
+	if (n->kind == Y_SCALAR && !pipe_node_is_null(n) && !parse_duration(n->str, 0, out_ms) &&
+	    *out_ms > 0)
 		return 0;
 	return pipe_error_at(ctx, n->pos, "%s must be a duration such as 90s, 20m or 1h30m, not %s",
 			     what, shown(ctx, n));
@@ -186,8 +187,13 @@ int pipe_node_duration(struct pipe_ctx *ctx, const struct ynode *n, const char *
 int pipe_node_size_mb(struct pipe_ctx *ctx, const struct ynode *n, const char *what,
 		      int64_t *out_mb)
 {
-	if (n->kind == Y_SCALAR && !pipe_node_is_null(n) && !pipe_parse_size_mb(n->str, out_mb))
+	/* Whole MiB: "512M", "1G", "2T" (also "1GiB", "1g"). */
+	int64_t bytes;
+	if (n->kind == Y_SCALAR && !pipe_node_is_null(n) &&
+	    !parse_size(n->str, SIZE_NEED_UNIT, &bytes) && bytes > 0 && bytes % (1 << 20) == 0) {
+		*out_mb = bytes >> 20;
 		return 0;
+	}
 	return pipe_error_at(ctx, n->pos, "%s must be a size such as 512M or 1G, not %s", what,
 			     shown(ctx, n));
 }

@@ -1,5 +1,5 @@
 /*
- * pipelines: the pipeline file, `.vmci.yml` (the format is PIPELINE.md).
+ * pipelines: the pipeline file, `.vmci.yml` (the format: docs/pipeline.md).
  *
  * pipe_load() parses the YAML with libyaml, checks every rule of the
  * format, expands each job's matrix (GitHub Actions semantics) and
@@ -21,12 +21,12 @@
  * encloses them (the innermost env wins). A matrix key only some
  * combinations have (added by an include) expands to "" in the others.
  *
- * Beyond PIPELINE.md: top-level keys starting with `x-` are ignored, a
- * place for anchors (as in Compose files); `on: push` and `on: [push]`
- * are accepted as in GitHub Actions; `if:` is kept, not evaluated; a
- * job's `log-limit` (a size from 1M to 1024G, default 64M) bounds the log
- * it keeps: past it, the log holds its beginning and its end, and a line
- * saying how many bytes were dropped between them.
+ * Easy to miss in docs/pipeline.md: top-level keys starting with `x-`
+ * are ignored, a place for anchors (as in Compose files); `on: push` and
+ * `on: [push]` are accepted as in GitHub Actions; `if:` is kept, not
+ * evaluated; a job's `log-limit` (a size from 1M to 1024G, default 64M)
+ * bounds the log it keeps: past it, the log holds its beginning and its
+ * end, and a line saying how many bytes were dropped between them.
  *
  * Bounds that hold on any input: 4 MiB of text (pipe_load_file), 10^6
  * nodes counting aliases as copies, 512 levels of nesting, 256 matrix

@@ -1,5 +1,5 @@
 /*
- * The top level of a pipeline (PIPELINE.md "Rules"): `name`, `on`, `env`
+ * The top level of a pipeline (docs/pipeline.md "The top level"): `name`, `on`, `env`
  * and `jobs`, plus keys starting with `x-`, which are ignored so that a
  * file has somewhere to define anchors (`x-defaults: &defaults ...`).
  * Every check records its error and goes on, so one run of `vmci

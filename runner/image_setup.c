@@ -96,7 +96,7 @@ int runner_image_setup(void *ctx, const struct img_setup_vm *req, struct vmci_er
 			vmci_err_wrap(err, "cannot sync the disk of image %s after setup",
 				      req->image);
 	}
-	vm_stop(vm, 10000);
+	vm_stop(vm, VMCI_STOP_FLUSH_TIMEOUT_MS);
 	runner_remove_run_dir(run_dir, lock);
 	return rc;
 }

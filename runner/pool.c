@@ -27,12 +27,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define POOL_SNAPSHOT	"clean"
-#define PING_TIMEOUT_MS 5000
-#define STOP_TIMEOUT_MS 3000
-#define WAIT_SLICE_MS	100   /* how often a waiting acquire looks at runner_pool_interrupt */
-#define RETRY_MIN_MS	1000  /* after a failed start, then doubling... */
-#define RETRY_MAX_MS	60000 /* ...up to this */
+#define POOL_SNAPSHOT "clean"
+#define WAIT_SLICE_MS 100   /* how often a waiting acquire looks at runner_pool_interrupt */
+#define RETRY_MIN_MS  1000  /* after a failed start, then doubling... */
+#define RETRY_MAX_MS  60000 /* ...up to this */
 
 enum pool_vm_state { PV_READY, PV_BUSY, PV_DIRTY, PV_BROKEN, PV_REVERTING };
 
@@ -87,7 +85,7 @@ static void timespec_in(struct timespec *ts, int64_t ms)
 
 static void destroy_vm(struct pool_vm *v)
 {
-	runner_guest_destroy(v->g, STOP_TIMEOUT_MS);
+	runner_guest_destroy(v->g, VMCI_STOP_TIMEOUT_MS);
 	if (v->record[0])
 		unlink(v->record);
 	free(v);
@@ -136,7 +134,7 @@ static int revert_vm(struct pool_vm *v, struct vmci_err *err)
 {
 	int rc = vm_snapshot_load(v->g->vm, POOL_SNAPSHOT, err);
 	if (!rc)
-		rc = vm_ping(v->g->vm, PING_TIMEOUT_MS, err);
+		rc = vm_ping(v->g->vm, VMCI_PING_TIMEOUT_MS, err);
 	return rc;
 }
 

@@ -22,8 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STOP_TIMEOUT_MS 5000
-
 const char *runner_template_kind_name(enum runner_template_kind kind)
 {
 	return kind == RUNNER_TEMPLATE_PLAIN ? "plain" : "mapped";
@@ -131,7 +129,7 @@ static int template_make(const struct img_boot *img, const struct shape *s,
 	rc = vm_start(&spec, &vm, err);
 	if (!rc) {
 		rc = vm_state_save(vm, state, err);
-		vm_stop(vm, STOP_TIMEOUT_MS);
+		vm_stop(vm, VMCI_STOP_FLUSH_TIMEOUT_MS);
 	}
 	runner_remove_run_dir(run_dir, lock);
 	return rc;

@@ -4,9 +4,6 @@
 
 #include <stdint.h>
 
-/* How long a VM may take to quit cleanly before it is killed. */
-#define STOP_TIMEOUT_MS 3000
-
 static int cold_acquire(void *ctx, const struct pipe_job *job, struct runner_lease *lease,
 			struct vmci_err *err)
 {
@@ -22,7 +19,7 @@ static int cold_acquire(void *ctx, const struct pipe_job *job, struct runner_lea
 
 static void cold_release(void *ctx, struct runner_lease *lease, bool broken)
 {
-	runner_guest_destroy(lease->guest, broken ? 0 : STOP_TIMEOUT_MS);
+	runner_guest_destroy(lease->guest, broken ? 0 : VMCI_STOP_TIMEOUT_MS);
 	lease->guest = NULL;
 }
 

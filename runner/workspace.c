@@ -272,21 +272,11 @@ struct tar_sink {
 static la_ssize_t tar_write(struct archive *a, void *client, const void *data, size_t len)
 {
 	struct tar_sink *s = client;
-	const char *p = data;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t n = send(s->fd, p, left, MSG_NOSIGNAL);
-		if (n < 0 && errno == ENOTSOCK)
-			n = write(s->fd, p, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			s->error = n < 0 ? errno : EPIPE;
-			archive_set_error(a, s->error, "%s", strerror(s->error));
-			return -1;
-		}
-		p += n;
-		left -= (size_t)n;
+	int rc = io_write_all(s->fd, data, len);
+	if (rc) {
+		s->error = -rc;
+		archive_set_error(a, s->error, "%s", strerror(s->error));
+		return -1;
 	}
 	return (la_ssize_t)len;
 }

@@ -5,9 +5,10 @@ VMCI=${VMCI_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/vmci}
 E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/vmci-e2e.XXXXXX")
 trap 'rm -rf "$E2E_TMP"' EXIT
 
-# pass NAME / fail NAME WHY
+# pass NAME / fail NAME WHY / skip NAME WHY
 pass() { echo "ok $1"; }
 fail() { echo "not ok $1: $2"; }
+skip() { echo "ok $1 # SKIP $2"; } # counted as skipped, not passed
 
 # expect_eq NAME EXPECTED ACTUAL
 expect_eq() {

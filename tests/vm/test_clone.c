@@ -18,8 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "images/internal.h" /* img_file_locked */
-
 static long long on_disk(const char *path)
 {
 	struct stat st;
@@ -71,7 +69,7 @@ static void test_clone_writes_never_reach_the_golden_image(void **state)
 	if (r.kind != VM_EXITED || r.code != 0)
 		fail_msg("dd failed (%d, %d): %s", r.kind, r.code, buf_cstr(&c.out));
 	capture_free(&c);
-	vm_stop(vm, 5000);
+	vm_stop(vm, VMCI_STOP_FLUSH_TIMEOUT_MS);
 	assert_false(img_file_locked(clone));
 
 	char golden_after[SHA256_HEX_LEN + 1], base_after[SHA256_HEX_LEN + 1];

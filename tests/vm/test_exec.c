@@ -28,7 +28,7 @@ static int boot_vm(void **state)
 
 static int stop_vm(void **state)
 {
-	runner_guest_destroy(guest, 3000);
+	runner_guest_destroy(guest, VMCI_STOP_TIMEOUT_MS);
 	return 0;
 }
 
@@ -164,7 +164,7 @@ static void test_cancel_stops_the_command(void **state)
 static void test_ping_and_refresh(void **state)
 {
 	struct vmci_err err = {0};
-	assert_int_equal(vm_ping(guest->vm, 5000, &err), 0);
+	assert_int_equal(vm_ping(guest->vm, VMCI_PING_TIMEOUT_MS, &err), 0);
 	vmtest_sh(guest->vm, "date -s '2001-01-01 00:00:00' >/dev/null", NULL);
 	assert_int_equal(vm_refresh_guest(guest->vm, &err), 0);
 	struct capture c = {0};
@@ -198,7 +198,7 @@ static void test_qemu_killed_mid_command_is_an_infrastructure_failure(void **sta
 	assert_true(rc < 0);
 	assert_true(took < 500 + 5000);
 	assert_non_null(strstr(err.msg, "QEMU"));
-	runner_guest_destroy(victim, 1000);
+	runner_guest_destroy(victim, VMCI_STOP_TIMEOUT_MS);
 }
 
 int main(void)

@@ -36,7 +36,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	runner_guest_destroy(guest, 3000);
+	runner_guest_destroy(guest, VMCI_STOP_TIMEOUT_MS);
 	fs_rm_rf(work, NULL);
 	return 0;
 }

@@ -47,7 +47,7 @@ static void test_busybox_x86_64_boots_and_reports_x86_64(void **state)
 	assert_string_equal(vm_guest_info(g->vm, "arch"), "x86_64");
 	expect_output(g, "uname -m", "x86_64\n");
 	expect_output(g, "cat /etc/os-release", "PRETTY_NAME=\"vmci busybox (x86_64)\"");
-	runner_guest_destroy(g, 3000);
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 }
 
 static void test_busybox_aarch64_boots_and_reports_aarch64(void **state)
@@ -58,7 +58,7 @@ static void test_busybox_aarch64_boots_and_reports_aarch64(void **state)
 	expect_output(g, "cat /etc/os-release", "PRETTY_NAME=\"vmci busybox (aarch64)\"");
 	/* The applets came from the host's busybox of the same version: they all run. */
 	expect_output(g, "ls /bin/ls && sha256sum /bin/busybox >/dev/null && echo ok", "ok\n");
-	runner_guest_destroy(g, 3000);
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 }
 
 static void test_debian_12_boots_with_build_tools(void **state)
@@ -78,7 +78,7 @@ static void test_debian_12_boots_with_build_tools(void **state)
 	    "git init -q && git add . && git -c user.name=t -c user.email=t@e commit -qm one\n"
 	    "git log --oneline | wc -l",
 	    "built here\n1\n");
-	runner_guest_destroy(g, 3000);
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 }
 
 int main(void)

@@ -124,7 +124,7 @@ static void check_imported_files_on(const char *image, const char *root_mount)
 		      "600 1234 1234\nmine\n");
 	/* The guest writes to its own clone. */
 	expect_output(g, "echo changed > /data/hello.txt && cat /data/hello.txt", "changed\n");
-	runner_guest_destroy(g, 3000);
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 }
 
 static void check_imported_files(const char *image)
@@ -264,7 +264,7 @@ static void test_recipe_setup_commands_run_in_a_vm_and_persist(void **state)
 	struct runner_guest *g = vmtest_boot("setup-test");
 	expect_output(g, "cat /etc/setup-ran; stat -c %a /etc/setup-ran", "configured\n600\n");
 	expect_output(g, "ls /data", "hard\nhello.txt\nlink\nsuid\n");
-	runner_guest_destroy(g, 3000);
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 
 	/* A failing command fails the build and names itself; nothing is published. */
 	n = snprintf(text, sizeof(text),

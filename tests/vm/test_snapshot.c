@@ -138,7 +138,7 @@ static void check_isolation(const char *image, const char *disk_write, const cha
 	/* The memory job 1 filled is free again (some slack for page cache). */
 	assert_true(atoll(value_of(&c, "avail")) > avail0 - 10 * 1024);
 	capture_free(&c);
-	runner_guest_destroy(g, 3000);
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 }
 
 static void test_revert_undoes_files_processes_environment_memory_and_disk(void **state)
@@ -179,7 +179,7 @@ static void test_guest_clock_is_the_hosts_after_a_revert(void **state)
 	assert_int_equal(vm_snapshot_delete(g->vm, "stale-clock", &err), 0);
 	assert_true(vm_snapshot_load(g->vm, "stale-clock", &err) < 0);
 	assert_non_null(strstr(err.msg, "stale-clock"));
-	runner_guest_destroy(g, 3000);
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 }
 
 /* ---- templates ----------------------------------------------------------- */
@@ -217,8 +217,8 @@ static void check_clones_differ(enum runner_template_kind kind)
 	assert_string_equal(value_of(&cb, "disk"), "");
 	capture_free(&ca);
 	capture_free(&cb);
-	runner_guest_destroy(a, 3000);
-	runner_guest_destroy(b, 3000);
+	runner_guest_destroy(a, VMCI_STOP_TIMEOUT_MS);
+	runner_guest_destroy(b, VMCI_STOP_TIMEOUT_MS);
 }
 
 static void test_clones_of_a_mapped_template_differ_in_randomness_and_identity(void **state)
@@ -242,7 +242,7 @@ static void test_a_template_that_does_not_load_is_made_again(void **state)
 	assert_int_equal(fs_write_atomic(stream, "garbage", 7, 0644, &err), 0);
 	struct runner_guest *g = restore(RUNNER_TEMPLATE_MAPPED);
 	assert_int_equal(vmtest_sh(g->vm, "true", NULL).code, 0);
-	runner_guest_destroy(g, 3000);
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 }
 
 int main(void)

@@ -101,6 +101,79 @@ static void test_recipe_dir_from_the_environment(void **state)
 	unsetenv("VMCI_RECIPES_DIR");
 }
 
+/* Makes tmp/NAME with a line of text. */
+static void touch(const char *name)
+{
+	char path[PATH_MAX];
+	fs_path(path, sizeof(path), "%s/%s", tmp, name);
+	assert_int_equal(fs_write_atomic(path, "name: x\n", 8, 0644, NULL), 0);
+}
+
+static void test_recipe_names_are_the_files_in_the_recipes_dir(void **state)
+{
+	touch("zeta.yml");
+	touch("alpha.yml");
+	touch("notes.txt");
+	touch(".hidden.yml");
+	touch(".yml");
+	setenv("VMCI_RECIPES_DIR", tmp, 1);
+	char **names = NULL;
+	assert_int_equal(img_recipe_names(&names, NULL), 0);
+	assert_string_equal(names[0], "alpha");
+	assert_string_equal(names[1], "zeta");
+	assert_null(names[2]);
+	img_names_free(names);
+	char dir[PATH_MAX], real[PATH_MAX];
+	assert_int_equal(img_recipes_dir(dir, sizeof(dir), NULL), 0);
+	assert_non_null(realpath(tmp, real));
+	assert_string_equal(dir, real);
+}
+
+static void test_an_empty_recipes_dir_has_no_names(void **state)
+{
+	setenv("VMCI_RECIPES_DIR", tmp, 1);
+	char **names = NULL;
+	assert_int_equal(img_recipe_names(&names, NULL), 0);
+	assert_null(names[0]);
+	img_names_free(names);
+}
+
+static void test_the_source_tree_recipes_are_found(void **state)
+{
+	unsetenv("VMCI_RECIPES_DIR");
+	char **names = NULL;
+	struct vmci_err err = {0};
+	if (img_recipe_names(&names, &err))
+		fail_msg("%s", err.msg);
+	size_t n = 0;
+	while (names[n])
+		n++;
+	static const char *const shipped[] = {"busybox-aarch64", "busybox-x86_64", "debian-12"};
+	for (size_t i = 0; i < ARRAY_LEN(shipped); i++) {
+		bool found = false;
+		for (size_t k = 0; k < n && !found; k++)
+			found = !strcmp(names[k], shipped[i]);
+		if (!found)
+			fail_msg("recipe %s was not listed", shipped[i]);
+	}
+	for (size_t k = 1; k < n; k++)
+		assert_true(strcmp(names[k - 1], names[k]) < 0);
+	img_names_free(names);
+}
+
+static void test_a_missing_recipes_dir_is_an_error(void **state)
+{
+	char missing[PATH_MAX];
+	fs_path(missing, sizeof(missing), "%s/none", tmp);
+	setenv("VMCI_RECIPES_DIR", missing, 1);
+	char **names = NULL;
+	struct vmci_err err = {0};
+	assert_int_equal(img_recipe_names(&names, &err), -ENOENT);
+	assert_null(names);
+	assert_non_null(strstr(err.msg, missing));
+	assert_non_null(strstr(err.msg, "VMCI_RECIPES_DIR"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -112,6 +185,13 @@ int main(void)
 	    cmocka_unit_test(test_bad_arch_names_are_refused),
 	    cmocka_unit_test(test_recipe_found_in_the_source_tree),
 	    cmocka_unit_test_setup_teardown(test_recipe_dir_from_the_environment, make_tmp,
+					    remove_tmp),
+	    cmocka_unit_test_setup_teardown(test_recipe_names_are_the_files_in_the_recipes_dir,
+					    make_tmp, remove_tmp),
+	    cmocka_unit_test_setup_teardown(test_an_empty_recipes_dir_has_no_names, make_tmp,
+					    remove_tmp),
+	    cmocka_unit_test(test_the_source_tree_recipes_are_found),
+	    cmocka_unit_test_setup_teardown(test_a_missing_recipes_dir_is_an_error, make_tmp,
 					    remove_tmp),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -277,18 +277,24 @@ static void test_find_errors_say_what_to_do(void **state)
 	assert_non_null(strstr(err.msg, "delete it"));
 }
 
-static void test_unknown_image_lists_known_names(void **state)
+static void test_unknown_image_lists_the_recipes_there_are(void **state)
 {
-	const char *const *names = img_known_names();
-	assert_string_equal(names[0], "busybox-x86_64");
-	assert_string_equal(names[1], "busybox-aarch64");
-	assert_string_equal(names[2], "debian-12");
-	assert_null(names[3]);
 	struct img_boot boot;
 	struct vmci_err err = {0};
 	assert_int_equal(img_ensure("no-such-image", &boot, NULL, NULL, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "no-such-image"));
 	assert_non_null(strstr(err.msg, "busybox-x86_64"));
+
+	/* A recipe is known by being in the recipes directory: nothing else lists it. */
+	char dir[PATH_MAX], file[PATH_MAX];
+	fs_path(dir, sizeof(dir), "%s/recipes", home);
+	fs_path(file, sizeof(file), "%s/mine.yml", dir);
+	assert_int_equal(fs_mkdir_p(dir, 0755, NULL), 0);
+	assert_int_equal(fs_write_atomic(file, "name: mine\n", 11, 0644, NULL), 0);
+	setenv("VMCI_RECIPES_DIR", dir, 1);
+	assert_int_equal(img_ensure("no-such-image", &boot, NULL, NULL, &err), -ENOENT);
+	unsetenv("VMCI_RECIPES_DIR");
+	assert_non_null(strstr(err.msg, "(known: mine)"));
 }
 
 /* Child side of the concurrency test: notes that it waited, exits 0 on success. */
@@ -360,7 +366,7 @@ int main(void)
 	    cmocka_unit_test(test_failed_build_publishes_nothing),
 	    cmocka_unit_test(test_name_pointing_at_a_missing_blob_is_not_found_then_rebuilt),
 	    cmocka_unit_test(test_find_errors_say_what_to_do),
-	    cmocka_unit_test(test_unknown_image_lists_known_names),
+	    cmocka_unit_test(test_unknown_image_lists_the_recipes_there_are),
 	    cmocka_unit_test(test_concurrent_ensures_build_once),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,7 +7,7 @@
 
 static void test_needs_unknown_job_suggests_nearest(void **state)
 {
-	/* The example of PIPELINE.md "Errors", with the suggestion. */
+	/* The example of docs/pipeline.md "Errors", with the suggestion. */
 	assert_errors("jobs:\n"
 		      "  build:\n" JOB_BODY "  package:\n"
 		      "    needs: [biuld]\n" JOB_BODY,

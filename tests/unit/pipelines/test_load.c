@@ -1,6 +1,6 @@
 /*
  * The run the runner gets, from the files in tests/fixtures/pipelines:
- * the example of PIPELINE.md field by field, a file built on anchors, and
+ * the example of docs/pipeline.md field by field, a file built on anchors, and
  * a broken file with every error in order. Also what pipe_load_file says
  * about files it cannot read.
  */

@@ -1,5 +1,5 @@
 /*
- * The rules of PIPELINE.md on keys and types: unknown keys with a
+ * The rules of docs/pipeline.md on keys and types: unknown keys with a
  * suggestion, required keys, wrong types, empty steps, durations, sizes,
  * `on`, and every error at once in file order.
  */
@@ -7,7 +7,7 @@
 
 static void test_unknown_job_key_suggests_steps(void **state)
 {
-	/* The example of PIPELINE.md "Errors". */
+	/* The example of docs/pipeline.md "Errors". */
 	assert_errors(
 	    "jobs:\n"
 	    "  build:\n"
@@ -247,6 +247,11 @@ static void test_sizes_refused(void **state)
 		      "  a:\n" JOB_BODY "    resources: {memory: 0M}\n",
 		      "t.yml:6:25: error: memory of job 'a' must be a size such as 512M or 1G, not "
 		      "'0M'\n");
+	/* Sizes are whole MiB. */
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    resources: {memory: 1536K}\n",
+		      "t.yml:6:25: error: memory of job 'a' must be a size such as 512M or 1G, not "
+		      "'1536K'\n");
 }
 
 static void test_log_limit_is_a_size_in_bytes(void **state)

@@ -409,9 +409,44 @@ static void test_a_kept_job_is_released_only_by_the_run(void **state)
 	done(&f, r);
 }
 
-static void test_default_max_vms_is_at_least_one(void **state)
+/* MemAvailable of /proc/meminfo in MiB, as runner_default_max_vms reads it. */
+static long long available_mb(void)
 {
-	assert_true(runner_default_max_vms(1024) >= 1);
+	FILE *f = fopen("/proc/meminfo", "re");
+	assert_non_null(f);
+	char line[256];
+	long long kb = -1;
+	while (fgets(line, sizeof(line), f) && sscanf(line, "MemAvailable: %lld kB", &kb) != 1)
+		;
+	fclose(f);
+	assert_true(kb > 0);
+	return kb / 1024;
+}
+
+static void test_default_max_vms_is_a_vm_per_cpu_when_memory_allows(void **state)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	/* 1 MiB guests: each costs QEMU's overhead (192 MiB) more. */
+	long long by_memory = available_mb() / (1 + 192);
+	int n = runner_default_max_vms(1);
+	if (by_memory > cpus + cpus / 4)
+		assert_int_equal(n, cpus < 1024 ? cpus : 1024);
+	else /* memory binds here; it moves a little between two reads */
+		assert_true(n >= by_memory - 1 && n <= by_memory + 1);
+}
+
+static void test_default_max_vms_is_bounded_by_available_memory(void **state)
+{
+	/*
+	 * Guests of two thirds of the available memory: one fits, however
+	 * many CPUs there are (and however the available memory moves by a
+	 * few percent between two reads).
+	 */
+	assert_int_equal(runner_default_max_vms(available_mb() * 2 / 3), 1);
+}
+
+static void test_one_vm_even_when_none_fits(void **state)
+{
 	assert_int_equal(runner_default_max_vms(INT64_C(1) << 40), 1);
 }
 
@@ -441,7 +476,9 @@ int main(void)
 	    cmocka_unit_test(test_cancel_stops_running_jobs_and_never_starts_the_rest),
 	    cmocka_unit_test(test_unselected_jobs_do_not_run_nor_block),
 	    cmocka_unit_test(test_a_kept_job_is_released_only_by_the_run),
-	    cmocka_unit_test(test_default_max_vms_is_at_least_one),
+	    cmocka_unit_test(test_default_max_vms_is_a_vm_per_cpu_when_memory_allows),
+	    cmocka_unit_test(test_default_max_vms_is_bounded_by_available_memory),
+	    cmocka_unit_test(test_one_vm_even_when_none_fits),
 	    cmocka_unit_test(test_job_dirname_is_one_safe_component),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
