@@ -22,19 +22,6 @@ static const char doctor_usage[] =
 	"$VMCI_HOME/accel.json until the kernel, QEMU or CPU changes. --probe boots the\n"
 	"canary again now.";
 
-/* Debian packages vmci needs at run time, and what each is for. */
-static const struct {
-	const char *package, *purpose;
-	bool required;
-} runtime_packages[] = {
-	{"qemu-system-x86", "x86_64 guests", true},
-	{"qemu-system-arm", "aarch64 guests", false},
-	{"qemu-utils", "disk images (qemu-img)", true},
-	{"busybox-static", "the busybox guests", true},
-	{"e2fsprogs", "root disks (mke2fs)", true},
-	{"debootstrap", "Debian guests", false},
-};
-
 static bool package_installed(const char *pkg)
 {
 	char *argv[] = {"dpkg-query", "-W", "-f=${Status}", (char *)pkg, NULL};
@@ -43,24 +30,6 @@ static bool package_installed(const char *pkg)
 	bool ok = run_command(argv, &out, &err) == 0 && strstr(buf_cstr(&out), "ok installed");
 	buf_free(&out);
 	return ok;
-}
-
-/* The full path of prog in $PATH, or NULL. */
-static bool find_in_path(const char *prog, char *out, size_t size)
-{
-	const char *path = getenv("PATH");
-	if (!path)
-		path = "/usr/bin:/bin";
-	char *copy = strdup(path);
-	bool found = false;
-	for (char *save, *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-		if (!fs_path(out, size, "%s/%s", dir, prog) && access(out, X_OK) == 0) {
-			found = true;
-			break;
-		}
-	}
-	free(copy);
-	return found;
 }
 
 /* The verdict for this host's key as JSON, or null when there is none. */
@@ -168,7 +137,7 @@ int cmd_doctor(int argc, char **argv)
 	for (size_t i = 0; i < ARRAY_LEN(arches); i++) {
 		char path[4096];
 		const char *bin = vm_qemu_binary(arches[i]);
-		bool found = find_in_path(bin, path, sizeof(path));
+		bool found = path_search(bin, path, sizeof(path)) == 0;
 		json_object_set_new(jqemu, vm_arch_name(arches[i]), found ? json_string(path) : json_null());
 		if (!json)
 			printf("qemu %-8s %s%s%s\n", vm_arch_name(arches[i]), found ? path : "",
@@ -180,14 +149,18 @@ int cmd_doctor(int argc, char **argv)
 	json_object_set_new(report, "qemu", jqemu);
 
 	json_t *jpkgs = json_object();
-	for (size_t i = 0; i < ARRAY_LEN(runtime_packages); i++) {
-		bool have = package_installed(runtime_packages[i].package);
-		json_object_set_new(jpkgs, runtime_packages[i].package, json_boolean(have));
+	/* What vmci needs at run time, from the table make deps installs (packages.txt). */
+	struct pkg_info pkg;
+	for (size_t pos = 0; pkg_next(&pos, &pkg);) {
+		if (pkg.need != PKG_RUN && pkg.need != PKG_OPTIONAL)
+			continue;
+		bool required = pkg.need == PKG_RUN;
+		bool have = package_installed(pkg.name);
+		json_object_set_new(jpkgs, pkg.name, json_boolean(have));
 		if (!json)
-			printf("package       %-16s %s (%s)\n", runtime_packages[i].package,
-			       have ? ok : (runtime_packages[i].required ? missing : optional),
-			       runtime_packages[i].purpose);
-		if (!have && runtime_packages[i].required)
+			printf("package       %-16s %s (%s)\n", pkg.name,
+			       have ? ok : (required ? missing : optional), pkg.purpose);
+		if (!have && required)
 			healthy = false;
 	}
 	json_object_set_new(report, "packages", jpkgs);
@@ -204,9 +177,13 @@ int cmd_doctor(int argc, char **argv)
 	if (!have_agent)
 		healthy = false;
 
-	const char *const *names = img_known_names();
+	char **names = NULL;
+	if (img_recipe_names(&names, &err)) {
+		cli_error("doctor: %s", err.msg);
+		healthy = false;
+	}
 	json_t *jimages = json_object();
-	for (size_t i = 0; names[i]; i++) {
+	for (size_t i = 0; names && names[i]; i++) {
 		struct img_boot img;
 		bool built = img_find(names[i], &img, &err) == 0;
 		json_object_set_new(jimages, names[i], built ? json_string(img.digest) : json_null());
@@ -214,6 +191,7 @@ int cmd_doctor(int argc, char **argv)
 			printf("image         %-16s %s\n", names[i],
 			       built ? img.digest : "not built yet (built on first use)");
 	}
+	img_names_free(names);
 	json_object_set_new(report, "images", jimages);
 	json_object_set_new(report, "healthy", json_boolean(healthy));
 	if (json) {

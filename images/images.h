@@ -51,13 +51,6 @@ int img_recipe_names(char ***out, struct vmci_err *err);
 void img_names_free(char **names);
 
 /*
- * img_recipe_names() as a NULL-terminated array that stays valid for the
- * life of the process (read once; empty when the recipes cannot be read).
- * For callers that cannot free; prefer img_recipe_names().
- */
-const char *const *img_known_names(void);
-
-/*
  * Finds the image called name in the store, building it first when it is
  * missing or its inputs changed. progress may be NULL. Two processes that
  * ask for the same image at once build it once (a lock in the store).

@@ -17,30 +17,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-/* img_known_names(): the recipe names, read once. */
-static char **known_names;
-static pthread_once_t known_names_once = PTHREAD_ONCE_INIT;
-
-static void read_known_names(void)
-{
-	static char *none[] = {NULL};
-	if (img_recipe_names(&known_names, NULL))
-		known_names = none;
-}
-
-const char *const *img_known_names(void)
-{
-	pthread_once(&known_names_once, read_known_names);
-	return (const char *const *)known_names;
-}
 
 const char *img_store_root(void)
 {

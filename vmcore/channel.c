@@ -41,31 +41,6 @@ uint32_t channel_new_stream(struct vm *vm)
 	return vm->next_stream;
 }
 
-int channel_write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	bool is_socket = true;
-	while (len > 0) {
-		ssize_t n = is_socket ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
-		if (n < 0 && errno == ENOTSOCK && is_socket) {
-			is_socket = false;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-			poll(&pfd, 1, 1000);
-			continue;
-		}
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int channel_vm_died(struct vm *vm, const char *what, struct vmci_err *err)
 {
 	char how[96], tail[2048];

@@ -116,7 +116,5 @@ void accel_record_runtime_failure(enum vm_arch arch, const char *failure);
 /* Whether requested, after $VMCI_ACCEL, is AUTO: vmci may choose, and fall back. */
 bool accel_is_auto(enum vm_accel requested);
 
-/* Writes all of data to fd (a socket without SIGPIPE, or a file/pipe). */
-int channel_write_all(int fd, const void *data, size_t len);
 
 #endif

@@ -74,7 +74,7 @@ struct tar_job {
 static la_ssize_t sock_write(struct archive *a, void *client, const void *data, size_t len)
 {
 	struct tar_job *job = client;
-	int rc = channel_write_all(job->fd, data, len);
+	int rc = io_write_all(job->fd, data, len);
 	if (rc) {
 		archive_set_error(a, -rc, "the transfer stopped: %s", strerror(-rc));
 		return -1;
@@ -197,7 +197,7 @@ static int on_get_frame(struct vm *vm, struct channel_op *op, const struct agent
 			return vmci_err_set(err, EFBIG, "the guest sent more than %lld GiB while %s",
 					    GET_MAX_BYTES >> 30, op->what);
 		if (!ctx->write_error)
-			ctx->write_error = -channel_write_all(ctx->fd, f->payload, f->h.len);
+			ctx->write_error = -io_write_all(ctx->fd, f->payload, f->h.len);
 		/* Nobody takes the rest (the reader stopped, at its limit): stop the guest's
 		 * archiving. */
 		if (ctx->write_error && !op->cancel_sent) {

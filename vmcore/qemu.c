@@ -255,28 +255,9 @@ struct child_failure {
 
 enum child_step { CHILD_SETUP, CHILD_EXEC };
 
-/* Finds name in $PATH, as execvp would, so the child can use execv. */
-static int find_in_path(const char *name, char *out, size_t size)
-{
-	const char *path = getenv("PATH");
-	if (!path || !*path)
-		path = "/usr/local/bin:/usr/bin:/bin";
-	for (const char *p = path;;) {
-		const char *end = strchrnul(p, ':');
-		int len = (int)(end - p);
-		if (fs_path(out, size, "%.*s/%s", len, len ? p : ".", name) == 0 &&
-		    access(out, X_OK) == 0)
-			return 0;
-		if (!*end)
-			break;
-		p = end + 1;
-	}
-	return -ENOENT;
-}
-
 int qemu_find_binary(enum vm_arch arch, char *out, size_t size)
 {
-	return find_in_path(vm_qemu_binary(arch), out, size);
+	return path_search(vm_qemu_binary(arch), out, size);
 }
 
 /* Moves fd above stdin/stdout/stderr so the child's dup2s cannot clobber it. */
@@ -392,7 +373,7 @@ int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qe
 
 	const char *binary = vm_qemu_binary(spec->arch);
 	char path[PATH_MAX];
-	if (find_in_path(binary, path, sizeof(path)) < 0)
+	if (path_search(binary, path, sizeof(path)) < 0)
 		return vmci_err_set(err, ENOENT,
 				    "%s not found in $PATH (install the Debian package %s, or run: "
 				    "make deps)",
