@@ -312,6 +312,13 @@ struct runner_workspace {
 	char ref[256];	     /* "refs/heads/main"; "HEAD" when detached; "" without git */
 	char **files;	     /* paths relative to root, sorted; regular files and symlinks */
 	size_t n_files;
+	/*
+	 * A commit's tree (runner_workspace_from_commit, runner/git_source.h):
+	 * root is a bare repository and the files are read from commit sha,
+	 * stamped with its time; never from a working directory.
+	 */
+	bool from_commit;
+	int64_t commit_time;
 };
 
 /*
@@ -511,6 +518,9 @@ void runner_log_cap_free(struct runner_log_cap *c);
  */
 struct runner_cancel;
 
+/* A request not yet made, for a caller that runs jobs itself (the service); free with _free. */
+struct runner_cancel *runner_cancel_new(void);
+void runner_cancel_free(struct runner_cancel *c);
 /* Sets the request and cancels the running command of the attached VM. Thread-safe. */
 void runner_cancel_request(struct runner_cancel *c);
 bool runner_cancel_requested(struct runner_cancel *c);
