@@ -12,7 +12,8 @@ int client_init(struct client *c, const char *server, const char *token_file)
 	memset(c, 0, sizeof(*c));
 	if (!server || !*server)
 		server = getenv("VMCI_SERVER");
-	snprintf(c->server, sizeof(c->server), "%s", server && *server ? server : CLIENT_DEFAULT_SERVER);
+	snprintf(c->server, sizeof(c->server), "%s",
+		 server && *server ? server : CLIENT_DEFAULT_SERVER);
 	size_t n = strlen(c->server);
 	while (n && c->server[n - 1] == '/')
 		c->server[--n] = 0;
@@ -38,8 +39,8 @@ static size_t collect(char *data, size_t size, size_t n, void *ctx)
 	return buf_append(ctx, data, size * n) ? 0 : size * n;
 }
 
-int client_request(const struct client *c, const char *method, const char *path,
-		   const char *body, long *status, struct buf *out)
+int client_request(const struct client *c, const char *method, const char *path, const char *body,
+		   long *status, struct buf *out)
 {
 	CURL *curl = curl_easy_init();
 	if (!curl) {

@@ -34,8 +34,8 @@ int client_init(struct client *c, const char *server, const char *token_file);
  * Fills *status and out (the response body). Returns 0, or EXIT_INFRA
  * after printing why the server could not be reached.
  */
-int client_request(const struct client *c, const char *method, const char *path,
-		   const char *body, long *status, struct buf *out);
+int client_request(const struct client *c, const char *method, const char *path, const char *body,
+		   long *status, struct buf *out);
 
 /*
  * A JSON request: returns 0 with *out (to json_decref) on a 2xx answer;

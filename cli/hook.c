@@ -57,7 +57,8 @@ static int install(const char *server, const char *repo, const char *token_file,
 		return EXIT_USAGE;
 	}
 	struct buf b = {0};
-	buf_appendf(&b, "#!/bin/sh\n# Written by 'vmci hook install': a run for every push.\nexec ");
+	buf_appendf(&b,
+		    "#!/bin/sh\n# Written by 'vmci hook install': a run for every push.\nexec ");
 	shell_quote(&b, exe);
 	buf_appendf(&b, " hook post-receive --server ");
 	shell_quote(&b, server);
@@ -107,7 +108,8 @@ static int post_receive(const char *server, const char *repo, const char *token_
 		if (rc == 0)
 			fprintf(stderr, "vmci: run %lld for %s (%.12s): %s/api/v1/runs/%lld\n",
 				(long long)json_integer_value(json_object_get(run, "id")), ref, new,
-				c.server, (long long)json_integer_value(json_object_get(run, "id")));
+				c.server,
+				(long long)json_integer_value(json_object_get(run, "id")));
 		json_decref(run);
 		if (rc > worst)
 			worst = rc;

@@ -124,7 +124,8 @@ int cmd_serve(int argc, char **argv)
 		char addr[128];
 		snprintf(addr, sizeof(addr), "%s", cfg.listen);
 		*strrchr(addr, ':') = 0;
-		fprintf(stderr, "vmci serve: listening on http://%s:%d (host %s, %d job(s) at once, %s)\n",
+		fprintf(stderr,
+			"vmci serve: listening on http://%s:%d (host %s, %d job(s) at once, %s)\n",
 			addr, http_port(http), cfg.host, cfg.capacity, cfg.db);
 		while (!runner_interrupted())
 			usleep(100 * 1000);

@@ -34,10 +34,10 @@ int cmd_submit(int argc, char **argv)
 	int rc = client_init(&c, server, NULL);
 	json_t *run = NULL;
 	if (!rc)
-		rc = client_json(&c, "submit", "POST", "/api/v1/runs",
-				 json_pack("{s:s, s:s, s:s?}", "repo", argv[first], "ref", ref,
-					   "sha", sha),
-				 &run);
+		rc = client_json(
+		    &c, "submit", "POST", "/api/v1/runs",
+		    json_pack("{s:s, s:s, s:s?}", "repo", argv[first], "ref", ref, "sha", sha),
+		    &run);
 	if (rc)
 		return rc;
 	if (as_json)

@@ -168,9 +168,9 @@ int git_source_read_file(const char *git_dir, const char *sha, const char *path,
 	int rc = commit_tree(git_dir, sha, &repo, &commit, &tree, err);
 	git_tree_entry *e = NULL;
 	git_blob *blob = NULL;
-	if (rc == 0 && (git_tree_entry_bypath(&e, tree, path) ||
-			git_tree_entry_type(e) != GIT_OBJECT_BLOB ||
-			git_blob_lookup(&blob, repo, git_tree_entry_id(e))))
+	if (rc == 0 &&
+	    (git_tree_entry_bypath(&e, tree, path) || git_tree_entry_type(e) != GIT_OBJECT_BLOB ||
+	     git_blob_lookup(&blob, repo, git_tree_entry_id(e))))
 		rc = vmci_err_set(err, ENOENT, "commit %.12s has no file %s", sha, path);
 	if (rc == 0 && (size_t)git_blob_rawsize(blob) > max)
 		rc = vmci_err_set(err, EFBIG, "%s at commit %.12s is over %zu bytes", path, sha,

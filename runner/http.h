@@ -22,12 +22,12 @@
 struct store;
 
 struct http_opts {
-	const char *listen;  /* "ADDR:PORT" (IPv4); port 0: any free port */
-	const char *db_url;  /* the server opens its own handle */
+	const char *listen;		     /* "ADDR:PORT" (IPv4); port 0: any free port */
+	const char *db_url;		     /* the server opens its own handle */
 	const struct service_config *config; /* repos that runs may name */
 	struct service_dirs dirs;
-	const char *host;    /* for /healthz */
-	size_t max_body;     /* bytes; 0: HTTP_DEFAULT_MAX_BODY */
+	const char *host; /* for /healthz */
+	size_t max_body;  /* bytes; 0: HTTP_DEFAULT_MAX_BODY */
 };
 
 #define HTTP_DEFAULT_MAX_BODY (1u << 20)

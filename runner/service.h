@@ -29,10 +29,10 @@ struct service_repo {
 #define SERVICE_DEFAULT_LISTEN "127.0.0.1:8080"
 
 struct service_config {
-	char *listen;	 /* "ADDR:PORT"; SERVICE_DEFAULT_LISTEN when not set */
-	char *db;	 /* store url; NULL: store_default_url */
-	char *host;	 /* this host's name; NULL: the machine's hostname */
-	int capacity;	 /* jobs at once; 0: runner_default_max_vms */
+	char *listen; /* "ADDR:PORT"; SERVICE_DEFAULT_LISTEN when not set */
+	char *db;     /* store url; NULL: store_default_url */
+	char *host;   /* this host's name; NULL: the machine's hostname */
+	int capacity; /* jobs at once; 0: runner_default_max_vms */
 	struct service_repo *repos;
 	size_t n_repos;
 };
@@ -51,8 +51,8 @@ struct service_config {
  */
 int service_config_load(const char *path, struct service_config *out, struct vmci_err *err);
 /* The same from text (file names it in errors). */
-int service_config_parse(const char *file, const char *text, size_t len,
-			 struct service_config *out, struct vmci_err *err);
+int service_config_parse(const char *file, const char *text, size_t len, struct service_config *out,
+			 struct vmci_err *err);
 void service_config_free(struct service_config *c);
 /* The repo named name, or NULL. */
 const struct service_repo *service_config_repo(const struct service_config *c, const char *name);
@@ -80,13 +80,13 @@ int service_trigger(struct store *s, const struct service_dirs *dirs,
 /* ---- the workers (runner/service/worker.c) -------------------------- */
 
 struct service_opts {
-	const char *db_url;		   /* each worker opens its own handle */
-	const char *host;		   /* this host's name in the store */
-	const char *url;		   /* how peers reach it; may be NULL */
-	int capacity;			   /* worker threads, and warm VMs per image */
+	const char *db_url;		     /* each worker opens its own handle */
+	const char *host;		     /* this host's name in the store */
+	const char *url;		     /* how peers reach it; may be NULL */
+	int capacity;			     /* worker threads, and warm VMs per image */
 	const struct service_config *config; /* its repos */
 	struct service_dirs dirs;
-	int lease_s;	 /* claims' lease; 0: 30 */
+	int lease_s; /* claims' lease; 0: 30 */
 	enum vm_accel accel;
 };
 

@@ -58,14 +58,14 @@ static enum MHD_Result runs_create(struct http_server *srv, struct MHD_Connectio
 		return http_error(c, MHD_HTTP_BAD_REQUEST, "the body is not JSON: %s (line %d)",
 				  jerr.text, jerr.line);
 	const char *repo = NULL, *ref = "refs/heads/main", *sha = NULL, *trigger = "api";
-	if (!json_is_object(body) ||
-	    json_unpack_ex(body, &jerr, 0, "{s:s, s?s, s?s, s?s}", "repo", &repo, "ref", &ref,
-			   "sha", &sha, "trigger", &trigger)) {
+	bool object = json_is_object(body);
+	if (!object || json_unpack_ex(body, &jerr, 0, "{s:s, s?s, s?s, s?s}", "repo", &repo, "ref",
+				      &ref, "sha", &sha, "trigger", &trigger)) {
 		json_decref(body);
 		return http_error(c, MHD_HTTP_BAD_REQUEST,
 				  "the body must be {\"repo\": NAME, \"ref\": REF, \"sha\": "
 				  "optional}: %s",
-				  json_is_object(body) ? jerr.text : "not an object");
+				  object ? jerr.text : "not an object");
 	}
 	enum MHD_Result ret;
 	const struct service_repo *r = service_config_repo(srv->o.config, repo);
@@ -80,10 +80,12 @@ static enum MHD_Result runs_create(struct http_server *srv, struct MHD_Connectio
 		struct vmci_err err = {0};
 		int rc = service_trigger(srv->store, &srv->o.dirs, r, ref, sha && *sha ? sha : NULL,
 					 trigger, &id, &err);
-		ret = rc ? http_error(c, rc == -ENOENT || rc == -EINVAL ? MHD_HTTP_UNPROCESSABLE_CONTENT
-									: MHD_HTTP_BAD_GATEWAY,
-				      "%s", err.msg)
-			 : run_reply(srv, c, id, MHD_HTTP_CREATED);
+		ret =
+		    rc ? http_error(c,
+				    rc == -ENOENT || rc == -EINVAL ? MHD_HTTP_UNPROCESSABLE_CONTENT
+								   : MHD_HTTP_BAD_GATEWAY,
+				    "%s", err.msg)
+		       : run_reply(srv, c, id, MHD_HTTP_CREATED);
 	}
 	json_decref(body);
 	return ret;
@@ -137,9 +139,9 @@ static enum MHD_Result runs_route(struct http_server *srv, struct MHD_Connection
 		int rc = store_run_cancel(srv->store, id, &err);
 		return rc < 0 ? store_failure(c, rc, &err) : run_reply(srv, c, id, MHD_HTTP_OK);
 	}
-	return http_error(c, *p && strcmp(p, "/cancel") ? MHD_HTTP_NOT_FOUND
-							: MHD_HTTP_METHOD_NOT_ALLOWED,
-			  "%s %s is not an endpoint", method, p);
+	return http_error(
+	    c, *p && strcmp(p, "/cancel") ? MHD_HTTP_NOT_FOUND : MHD_HTTP_METHOD_NOT_ALLOWED,
+	    "%s %s is not an endpoint", method, p);
 }
 
 /* ---- jobs ------------------------------------------------------------------------------- */
@@ -173,8 +175,8 @@ static enum MHD_Result job_log(struct http_server *srv, struct MHD_Connection *c
 	struct buf out = {0};
 	int64_t next = 0;
 	bool finished = false;
-	int64_t n = store_log_read(srv->store, id, offset, LOG_READ_MAX, &out, &next, &finished,
-				   &err);
+	int64_t n =
+	    store_log_read(srv->store, id, offset, LOG_READ_MAX, &out, &next, &finished, &err);
 	if (n < 0) {
 		buf_free(&out);
 		return store_failure(c, (int)n, &err);
@@ -194,8 +196,8 @@ static enum MHD_Result job_log(struct http_server *srv, struct MHD_Connection *c
 	return ret;
 }
 
-static enum MHD_Result job_artifacts(struct http_server *srv, struct MHD_Connection *c,
-				     int64_t id, const char *path)
+static enum MHD_Result job_artifacts(struct http_server *srv, struct MHD_Connection *c, int64_t id,
+				     const char *path)
 {
 	struct store_job *job = NULL;
 	struct vmci_err err = {0};
@@ -211,10 +213,10 @@ static enum MHD_Result job_artifacts(struct http_server *srv, struct MHD_Connect
 	} else if (!path) {
 		json_t *a = json_array();
 		for (size_t i = 0; i < n; i++)
-			json_array_append_new(a, json_pack("{s:s, s:I, s:s, s:i}", "path",
-							   list[i].path, "size",
-							   (json_int_t)list[i].size, "sha256",
-							   list[i].sha256, "attempt", list[i].attempt));
+			json_array_append_new(
+			    a, json_pack("{s:s, s:I, s:s, s:i}", "path", list[i].path, "size",
+					 (json_int_t)list[i].size, "sha256", list[i].sha256,
+					 "attempt", list[i].attempt));
 		ret = http_json(c, MHD_HTTP_OK, json_pack("{s:o}", "artifacts", a));
 	} else {
 		/* Only indexed paths are served: nothing outside the job's directory. */
@@ -238,7 +240,8 @@ static enum MHD_Result job_artifacts(struct http_server *srv, struct MHD_Connect
 			ret = http_error(c, MHD_HTTP_NOT_FOUND, "job %lld has no artifact '%s'",
 					 (long long)id, path);
 		} else {
-			struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+			struct MHD_Response *r =
+			    MHD_create_response_from_fd((uint64_t)st.st_size, fd);
 			MHD_add_response_header(r, "Content-Type", "application/octet-stream");
 			ret = MHD_queue_response(c, MHD_HTTP_OK, r);
 			MHD_destroy_response(r);

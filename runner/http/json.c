@@ -60,12 +60,11 @@ json_t *http_job_json(const struct store_job *j)
 
 json_t *http_run_json(const struct store_run *r)
 {
-	json_t *o = json_pack("{s:I, s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:o}", "id",
-			      (json_int_t)r->id, "repo", r->repo, "ref", r->ref, "sha",
-			      str_or_null(r->sha), "trigger", r->trigger, "status",
-			      store_status_name(r->status), "created_at", time_json(r->created_ms),
-			      "started_at", time_json(r->started_ms), "finished_at",
-			      time_json(r->finished_ms));
+	json_t *o = json_pack(
+	    "{s:I, s:s, s:s, s:o, s:s, s:s, s:o, s:o, s:o}", "id", (json_int_t)r->id, "repo",
+	    r->repo, "ref", r->ref, "sha", str_or_null(r->sha), "trigger", r->trigger, "status",
+	    store_status_name(r->status), "created_at", time_json(r->created_ms), "started_at",
+	    time_json(r->started_ms), "finished_at", time_json(r->finished_ms));
 	if (o && r->jobs) {
 		json_t *jobs = json_array();
 		for (size_t i = 0; i < r->n_jobs; i++)

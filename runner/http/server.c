@@ -23,8 +23,7 @@ enum MHD_Result http_json(struct MHD_Connection *c, unsigned status, json_t *bod
 		return MHD_NO;
 	size_t len = strlen(text);
 	text[len] = 0;
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
 		free(text);
 		return MHD_NO;
@@ -67,9 +66,10 @@ static int authenticate(struct http_server *srv, struct MHD_Connection *c, enum 
 {
 	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
 	if (!auth || strncasecmp(auth, "Bearer ", 7)) {
-		*ret = http_error(c, MHD_HTTP_UNAUTHORIZED,
-				  "missing token: send 'Authorization: Bearer TOKEN' (make one with "
-				  "vmci token create NAME)");
+		*ret =
+		    http_error(c, MHD_HTTP_UNAUTHORIZED,
+			       "missing token: send 'Authorization: Bearer TOKEN' (make one with "
+			       "vmci token create NAME)");
 		return -1;
 	}
 	const char *token = auth + 7;
@@ -98,8 +98,8 @@ static enum MHD_Result healthz(struct http_server *srv, struct MHD_Connection *c
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size, void **con_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
 {
 	struct http_server *srv = cls;
 	struct http_request *req = *con_cls;
@@ -124,8 +124,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (!strcmp(url, "/healthz"))
 		return healthz(srv, c);
 	if (strncmp(url, "/api/v1/", 8))
-		return http_error(c, MHD_HTTP_NOT_FOUND, "no such path: %s (the API is under /api/v1/)",
-				  url);
+		return http_error(c, MHD_HTTP_NOT_FOUND,
+				  "no such path: %s (the API is under /api/v1/)", url);
 	enum MHD_Result ret = MHD_NO;
 	if (authenticate(srv, c, &ret))
 		return ret;
@@ -162,8 +162,8 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa, struct vmci_
 	if (!strcmp(addr, "localhost"))
 		snprintf(addr, sizeof(addr), "127.0.0.1");
 	if (inet_pton(AF_INET, addr, &sa->sin_addr) != 1)
-		return vmci_err_set(err, EINVAL,
-				    "listen address '%s': '%s' is not an IPv4 address", listen, addr);
+		return vmci_err_set(err, EINVAL, "listen address '%s': '%s' is not an IPv4 address",
+				    listen, addr);
 	return 0;
 }
 
@@ -183,11 +183,11 @@ int http_start(const struct http_opts *opts, struct http_server **out, struct vm
 		free(srv);
 		return rc;
 	}
-	srv->daemon = MHD_start_daemon(
-	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
-	    on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)120, MHD_OPTION_END);
+	srv->daemon =
+	    MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+			     NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+			     (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
 	if (!srv->daemon) {
 		int e = errno ? errno : EADDRINUSE;
 		store_close(srv->store);

@@ -14,9 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define POLL_MS	      100
-#define KEEPALIVE_MS  15000
-#define EVENT_MAX     (64u << 10)
+#define POLL_MS	     100
+#define KEEPALIVE_MS 15000
+#define EVENT_MAX    (64u << 10)
 
 struct sse {
 	struct http_server *srv;
@@ -131,7 +131,8 @@ enum MHD_Result http_sse_log(struct http_server *srv, struct MHD_Connection *c, 
 	struct sse *s = calloc(1, sizeof(*s));
 	if (!s)
 		return MHD_NO;
-	*s = (struct sse){.srv = srv, .job_id = job_id, .offset = offset, .last_write_ms = clock_ms()};
+	*s = (struct sse){
+	    .srv = srv, .job_id = job_id, .offset = offset, .last_write_ms = clock_ms()};
 	struct MHD_Response *r =
 	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, s, sse_free);
 	if (!r) {

@@ -48,8 +48,8 @@ static int integer(struct parse *p, const yaml_node_t *n, const char *what, int 
 		   int *out)
 {
 	char *end = NULL;
-	long v = n->type == YAML_SCALAR_NODE ? strtol((const char *)n->data.scalar.value, &end, 10)
-					     : 0;
+	long v =
+	    n->type == YAML_SCALAR_NODE ? strtol((const char *)n->data.scalar.value, &end, 10) : 0;
 	if (!end || end == (char *)n->data.scalar.value || *end || v < min || v > max)
 		return at(p, n, "%s must be a whole number from %d to %d", what, min, max);
 	*out = (int)v;
@@ -59,8 +59,8 @@ static int integer(struct parse *p, const yaml_node_t *n, const char *what, int 
 typedef int (*value_fn)(struct parse *p, const char *key, const yaml_node_t *v, void *ctx);
 
 /* Calls fn for each key of mapping n; a key not in keys is an error naming the nearest. */
-static int mapping(struct parse *p, const yaml_node_t *n, const char *what,
-		   const char *const *keys, size_t n_keys, value_fn fn, void *ctx)
+static int mapping(struct parse *p, const yaml_node_t *n, const char *what, const char *const *keys,
+		   size_t n_keys, value_fn fn, void *ctx)
 {
 	if (n->type != YAML_MAPPING_NODE)
 		return at(p, n, "%s must be a mapping", what);
@@ -76,7 +76,8 @@ static int mapping(struct parse *p, const yaml_node_t *n, const char *what,
 		if (i == n_keys) {
 			const char *near = suggest_nearest(key, keys, n_keys);
 			return at(p, k, "unknown key '%s' in %s%s%s%s", key, what,
-				  near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+				  near ? " (did you mean '" : "", near ? near : "",
+				  near ? "'?)" : "");
 		}
 		int rc = fn(p, key, v, ctx);
 		if (rc)
@@ -107,8 +108,8 @@ static int repo_value(struct parse *p, const char *key, const yaml_node_t *v, vo
 
 static int repos(struct parse *p, const yaml_node_t *n, struct service_config *c)
 {
-	static const char *const keys[] = {"name",		  "url",	       "forge",
-					   "webhook_secret_file", "status_token_file", "api_url"};
+	static const char *const keys[] = {
+	    "name", "url", "forge", "webhook_secret_file", "status_token_file", "api_url"};
 	if (n->type != YAML_SEQUENCE_NODE)
 		return at(p, n, "repos must be a list of {name, url}");
 	size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
@@ -150,8 +151,8 @@ static int top_value(struct parse *p, const char *key, const yaml_node_t *v, voi
 	return 0; /* public_url, public_read: later issues */
 }
 
-int service_config_parse(const char *file, const char *text, size_t len,
-			 struct service_config *out, struct vmci_err *err)
+int service_config_parse(const char *file, const char *text, size_t len, struct service_config *out,
+			 struct vmci_err *err)
 {
 	static const char *const keys[] = {"listen", "db",    "public_url",
 					   "host",   "repos", "public_read"};

@@ -89,8 +89,8 @@ int service_job_log_flush(struct service_job_log *l)
 	int rc = 0;
 	if (out.len && !l->stale) {
 		struct vmci_err err = {0};
-		int64_t n = store_log_append(l->store, l->job_id, l->attempt, out.data, out.len,
-					     &err);
+		int64_t n =
+		    store_log_append(l->store, l->job_id, l->attempt, out.data, out.len, &err);
 		if (n == -ESTALE)
 			l->stale = true;
 		else if (n < 0)
@@ -142,8 +142,7 @@ static void on_step_started(void *ctx, size_t job, size_t step)
 		log_warn("job %lld: %s", (long long)l->job_id, err.msg);
 }
 
-static void on_output(void *ctx, size_t job, size_t step, int stream, const void *data,
-		      size_t len)
+static void on_output(void *ctx, size_t job, size_t step, int stream, const void *data, size_t len)
 {
 	write_log(ctx, data, len);
 }

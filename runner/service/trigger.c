@@ -19,8 +19,8 @@ int service_pipeline_load(const char *git_dir, const struct service_repo *repo, 
 {
 	*out = NULL;
 	struct buf text = {0};
-	int rc = git_source_read_file(git_dir, sha, PIPE_DEFAULT_FILE, PIPE_MAX_FILE_SIZE, &text,
-				      err);
+	int rc =
+	    git_source_read_file(git_dir, sha, PIPE_DEFAULT_FILE, PIPE_MAX_FILE_SIZE, &text, err);
 	if (rc) {
 		buf_free(&text);
 		if (rc == -ENOENT)

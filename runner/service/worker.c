@@ -195,8 +195,8 @@ static int prepare(struct worker *w, const struct store_job *job, struct job_inp
 	if (rc)
 		return rc;
 	snprintf(in->run_id, sizeof(in->run_id), "%lld", (long long)job->run_id);
-	rc = service_pipeline_load(git_dir, repo, sha, in->run->ref, in->run_id, &in->pipeline,
-				   err);
+	rc =
+	    service_pipeline_load(git_dir, repo, sha, in->run->ref, in->run_id, &in->pipeline, err);
 	if (rc)
 		return rc;
 	in->index = pipe_run_find_job(in->pipeline, job->name);
@@ -227,8 +227,8 @@ static void report(struct worker *w, const struct store_job *job, enum store_sta
 		   int exit_code, const char *failed_step)
 {
 	struct vmci_err err = {0};
-	int rc = store_job_finish(w->store, job->id, job->attempt, status, exit_code, failed_step,
-				  &err);
+	int rc =
+	    store_job_finish(w->store, job->id, job->attempt, status, exit_code, failed_step, &err);
 	if (rc < 0 && rc != -ESTALE)
 		log_error("job %lld: cannot record its result: %s", (long long)job->id, err.msg);
 }
@@ -242,8 +242,7 @@ static void run_job(struct worker *w, const struct store_job *job)
 	int rc = prepare(w, job, &in, &err);
 	int64_t limit = rc == 0 ? in.pipeline->jobs[in.index].log_limit : PIPE_DEFAULT_LOG_LIMIT;
 	struct vmci_err lerr = {0};
-	if (service_job_log_new(w->store, job->id, job->attempt, limit, in.pipeline, &log,
-				&lerr)) {
+	if (service_job_log_new(w->store, job->id, job->attempt, limit, in.pipeline, &log, &lerr)) {
 		log_error("job %lld: %s", (long long)job->id, lerr.msg);
 		report(w, job, STORE_ERROR, -1, NULL);
 		job_input_free(&in);

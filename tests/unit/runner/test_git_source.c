@@ -59,8 +59,10 @@ static int setup(void **state)
 	snprintf(src, sizeof(src), "%s/src", dir);
 	snprintf(cache, sizeof(cache), "%s/cache", dir);
 	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "mkdir -p %s && cd %s && git init -q -b main . && git config "
-				   "user.email t@example.org && git config user.name t", src, src);
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p %s && cd %s && git init -q -b main . && git config "
+		 "user.email t@example.org && git config user.name t",
+		 src, src);
 	return system(cmd) ? -1 : 0;
 }
 
@@ -85,15 +87,13 @@ static void test_fetch_resolves_a_branch_and_keeps_an_older_sha(void **state)
 	sh("echo two >a.txt && git commit -qam two");
 	head_sha(second);
 	struct vmci_err err = {0};
-	assert_int_equal(git_source_fetch(cache, "acme/widget", src, "refs/heads/main", NULL, got,
-					  &err),
-			 0);
+	assert_int_equal(
+	    git_source_fetch(cache, "acme/widget", src, "refs/heads/main", NULL, got, &err), 0);
 	assert_string_equal(got, second);
 	assert_int_equal(git_source_fetch(cache, "acme/widget", src, "main", NULL, got, &err), 0);
 	assert_string_equal(got, second);
-	assert_int_equal(git_source_fetch(cache, "acme/widget", src, "refs/heads/main", first, got,
-					  &err),
-			 0);
+	assert_int_equal(
+	    git_source_fetch(cache, "acme/widget", src, "refs/heads/main", first, got, &err), 0);
 	assert_string_equal(got, first);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/acme/widget.git/HEAD", cache);
@@ -107,8 +107,8 @@ static void test_an_unknown_ref_or_sha_is_enoent(void **state)
 	sh("echo x >x.txt && git add -A && git commit -qm x");
 	char got[41];
 	struct vmci_err err = {0};
-	assert_int_equal(
-	    git_source_fetch(cache, "w", src, "refs/heads/nope", NULL, got, &err), -ENOENT);
+	assert_int_equal(git_source_fetch(cache, "w", src, "refs/heads/nope", NULL, got, &err),
+			 -ENOENT);
 	assert_non_null(strstr(err.msg, "refs/heads/nope"));
 	assert_int_equal(git_source_fetch(cache, "w", src, "refs/heads/main",
 					  "0123456789012345678901234567890123456789", got, &err),
@@ -121,8 +121,8 @@ static void test_a_bad_url_says_which_repository(void **state)
 		skip();
 	char got[41];
 	struct vmci_err err = {0};
-	assert_true(git_source_fetch(cache, "gone", "/nonexistent/repo.git", "main", NULL, got,
-				     &err) < 0);
+	assert_true(
+	    git_source_fetch(cache, "gone", "/nonexistent/repo.git", "main", NULL, got, &err) < 0);
 	assert_non_null(strstr(err.msg, "gone"));
 	assert_int_equal(git_source_fetch(cache, "../up", src, "main", NULL, got, &err), -EINVAL);
 }
@@ -176,7 +176,8 @@ static void test_the_workspace_is_the_commits_tree_only(void **state)
 	sh("echo dirty >sub/d.txt && echo new >untracked.txt");
 	assert_int_equal(git_source_dir(cache, "t", gitdir, sizeof(gitdir), &err), 0);
 	struct runner_workspace *ws = NULL;
-	assert_int_equal(runner_workspace_from_commit(gitdir, sha, "refs/heads/main", &ws, &err), 0);
+	assert_int_equal(runner_workspace_from_commit(gitdir, sha, "refs/heads/main", &ws, &err),
+			 0);
 	assert_string_equal(ws->sha, sha);
 	assert_string_equal(ws->ref, "refs/heads/main");
 	char tar[256];

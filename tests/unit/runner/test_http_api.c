@@ -24,8 +24,11 @@ static int setup(void **state)
 	fx_setup((void **)&c->f);
 	struct vmci_err err = {0};
 	assert_int_equal(store_token_create(c->f->s, "t", c->token, &err), 0);
-	struct http_opts o = {.listen = "127.0.0.1:0", .db_url = c->f->url, .config = &c->cfg,
-			      .host = "test", .max_body = 1024};
+	struct http_opts o = {.listen = "127.0.0.1:0",
+			      .db_url = c->f->url,
+			      .config = &c->cfg,
+			      .host = "test",
+			      .max_body = 1024};
 	if (http_start(&o, &c->srv, &err))
 		fail_msg("http_start: %s", err.msg);
 	snprintf(c->base, sizeof(c->base), "http://127.0.0.1:%d", http_port(c->srv));

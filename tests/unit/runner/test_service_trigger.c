@@ -36,8 +36,10 @@ static int setup(void **state)
 	snprintf(src, sizeof(src), "%s/src", f->dir);
 	snprintf(gitroot, sizeof(gitroot), "%s/git", f->dir);
 	char cmd[PATH_MAX * 2];
-	snprintf(cmd, sizeof(cmd), "mkdir -p %s && cd %s && git init -q -b main . && git config "
-				   "user.email t@example.org && git config user.name t", src, src);
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p %s && cd %s && git init -q -b main . && git config "
+		 "user.email t@example.org && git config user.name t",
+		 src, src);
 	return system(cmd) ? -1 : 0;
 }
 
@@ -101,7 +103,8 @@ static void test_no_pipeline_or_an_invalid_one_stores_nothing(void **state)
 	struct vmci_err err = {0};
 	assert_int_equal(trigger(f, "main", &id, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, ".vmci.yml"));
-	sh("printf 'jobs:\\n  build:\\n    imag: x\\n' >.vmci.yml && git add -A && git commit -qm bad");
+	sh("printf 'jobs:\\n  build:\\n    imag: x\\n' >.vmci.yml && git add -A && git commit -qm "
+	   "bad");
 	assert_int_equal(trigger(f, "main", &id, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, ".vmci.yml:3:5: error:"));
 	assert_int_equal(trigger(f, "refs/heads/nope", &id, &err), -ENOENT);
