@@ -19,7 +19,7 @@ PKG_CONFIG ?= pkg-config
 CFLAGS     ?= -O2 -g
 SAN        ?=
 
-LIB_PKGS  := libarchive jansson libcrypto yaml-0.1 libcurl libgit2 sqlite3
+LIB_PKGS  := libarchive jansson libcrypto yaml-0.1 libcurl libgit2 sqlite3 libmicrohttpd
 TEST_PKGS := cmocka
 
 # Debian packages for building, testing and running vmci: the first field
@@ -42,7 +42,7 @@ TEST_LIBS := $(call pkg_libs,$(TEST_PKGS))
 
 # ---- sources ---------------------------------------------------------
 
-LIB_DIRS := common vmcore images pipelines runner runner/store
+LIB_DIRS := common vmcore images pipelines runner runner/store runner/service runner/http
 GEN_SRCS := $(BUILD)/gen/packages_txt.c
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)) agent/protocol.c $(GEN_SRCS)
 CLI_SRCS := $(wildcard cli/*.c)

@@ -36,6 +36,22 @@ struct runner_cancel {
 	struct vm *vm;
 };
 
+struct runner_cancel *runner_cancel_new(void)
+{
+	struct runner_cancel *c = calloc(1, sizeof(*c));
+	if (c)
+		pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+void runner_cancel_free(struct runner_cancel *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
 void runner_cancel_request(struct runner_cancel *c)
 {
 	pthread_mutex_lock(&c->lock);

@@ -17,6 +17,10 @@ struct pipe_run;
  */
 struct runner_cancel;
 
+/* A request not yet made, for a caller that runs jobs itself (the service); free with _free. */
+struct runner_cancel *runner_cancel_new(void);
+void runner_cancel_free(struct runner_cancel *c);
+
 /* Sets the request and cancels the running command of the attached VM. Thread-safe. */
 void runner_cancel_request(struct runner_cancel *c);
 bool runner_cancel_requested(struct runner_cancel *c);

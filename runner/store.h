@@ -250,6 +250,14 @@ int store_lease_renew(struct store *s, const char *host, struct vmci_err *err);
 int store_requeue_expired(struct store *s, int64_t now_ms, struct vmci_err *err);
 
 /*
+ * The same for every attempt host holds, whatever its lease, reason
+ * "host restarted": for a host that starts again after dying (its jobs'
+ * VMs died with it) or that stops without finishing them. Returns how
+ * many attempts ended.
+ */
+int store_requeue_host(struct store *s, const char *host, struct vmci_err *err);
+
+/*
  * The worker's result for attempt of job: status is success, failure,
  * error or cancelled; exit_code -1 when there is none; failed_step NULL
  * when no step failed. Dependents are unblocked or skipped, fail-fast

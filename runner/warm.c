@@ -8,6 +8,7 @@
 #include "pipelines/pipelines.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,11 @@ struct runner_warm_source {
 	struct runner_pool *pool;
 	struct warm_image *images;
 	size_t n_images;
+	/* A host's source (runner_warm_source_new_host): images are added on first use. */
+	bool lazy;
+	int per_image;
+	size_t cap_images;
+	pthread_mutex_t lock;
 	struct runner_cold_source cold;
 	struct runner_vm_source cold_src;
 };
@@ -47,6 +53,7 @@ int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int
 		return vmci_err_set(err, ENOMEM, "out of memory");
 	}
 	w->cold.accel = accel;
+	pthread_mutex_init(&w->lock, NULL);
 	runner_vm_source_cold(&w->cold_src, &w->cold);
 	int *counts = calloc(run->n_jobs ? run->n_jobs : 1, sizeof(*counts));
 	if (!counts) {
@@ -88,11 +95,71 @@ int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int
 	return 0;
 }
 
+int runner_warm_source_new_host(int per_image, enum vm_accel accel,
+				struct runner_warm_source **out, struct vmci_err *err)
+{
+	*out = NULL;
+	struct runner_warm_source *w = calloc(1, sizeof(*w));
+	if (!w)
+		return vmci_err_set(err, ENOMEM, "out of memory");
+	w->lazy = true;
+	w->per_image = per_image < 1 ? 1 : per_image;
+	w->cold.accel = accel;
+	pthread_mutex_init(&w->lock, NULL);
+	runner_vm_source_cold(&w->cold_src, &w->cold);
+	int rc = runner_pool_new(NULL, &w->pool, err);
+	if (rc) {
+		runner_warm_source_free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+/* A host's source: the pool of job's image, added (shaped by job) on its first use. */
+static struct warm_image *find_or_add(struct runner_warm_source *w, const struct pipe_job *job,
+				      struct vmci_err *err)
+{
+	pthread_mutex_lock(&w->lock);
+	struct warm_image *im = find(w, job->image);
+	if (im || !w->lazy) {
+		pthread_mutex_unlock(&w->lock);
+		return im;
+	}
+	if (w->n_images == w->cap_images) {
+		size_t cap = w->cap_images ? w->cap_images * 2 : 8;
+		struct warm_image *grown = realloc(w->images, cap * sizeof(*grown));
+		if (!grown) {
+			pthread_mutex_unlock(&w->lock);
+			return NULL;
+		}
+		w->images = grown;
+		w->cap_images = cap;
+	}
+	struct runner_pool_opts po = {
+	    .image = job->image,
+	    .size = w->per_image,
+	    .guest = {.cpus = job->cpus,
+		      .memory_mb = job->memory_mb > INT32_MAX ? INT32_MAX : (int)job->memory_mb,
+		      .accel = w->cold.accel},
+	};
+	/* The pool keeps its own copy of the name; ours must outlive the job's run. */
+	char *name = strdup(job->image);
+	if (name && runner_pool_add(w->pool, &po, err) == 0) {
+		im = &w->images[w->n_images++];
+		*im = (struct warm_image){name, job->cpus, job->memory_mb};
+	} else {
+		free(name);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return im;
+}
+
 static int warm_acquire(void *ctx, const struct pipe_job *job, struct runner_lease *lease,
 			struct vmci_err *err)
 {
 	struct runner_warm_source *w = ctx;
-	struct warm_image *im = find(w, job->image);
+	struct warm_image *im = w->lazy ? find_or_add(w, job, err) : find(w, job->image);
 	if (!im || im->cpus != job->cpus || im->memory_mb != job->memory_mb) {
 		int rc = w->cold_src.acquire(w->cold_src.ctx, job, lease, err);
 		lease->priv = NULL;
@@ -129,6 +196,9 @@ void runner_warm_source_free(struct runner_warm_source *warm)
 	if (!warm)
 		return;
 	runner_pool_free(warm->pool);
+	for (size_t i = 0; warm->lazy && i < warm->n_images; i++)
+		free((char *)warm->images[i].name);
+	pthread_mutex_destroy(&warm->lock);
 	free(warm->images);
 	free(warm);
 }

@@ -367,6 +367,77 @@ static int add_file(struct archive *a, struct archive_entry *e, const char *root
 	return 0;
 }
 
+/* ---- a commit's tree ------------------------------------------------------------ */
+
+/* Adds rel of the commit's tree. Returns 0 or -1 with msg. */
+static int add_blob(struct archive *a, struct archive_entry *e, git_repository *repo,
+		    git_tree *tree, int64_t mtime, const char *rel, char *msg, size_t msglen)
+{
+	git_tree_entry *te = NULL;
+	git_blob *blob = NULL;
+	if (git_tree_entry_bypath(&te, tree, rel) ||
+	    git_blob_lookup(&blob, repo, git_tree_entry_id(te))) {
+		git_tree_entry_free(te);
+		snprintf(msg, msglen, "cannot read %s from the commit", rel);
+		return -1;
+	}
+	git_filemode_t mode = git_tree_entry_filemode(te);
+	const char *data = git_blob_rawcontent(blob);
+	size_t len = (size_t)git_blob_rawsize(blob);
+	archive_entry_clear(e);
+	archive_entry_set_pathname(e, rel);
+	archive_entry_set_mtime(e, mtime, 0);
+	archive_entry_set_uid(e, 0);
+	archive_entry_set_gid(e, 0);
+	int rc = 0;
+	if (mode == GIT_FILEMODE_LINK) {
+		char target[PATH_MAX];
+		snprintf(target, sizeof(target), "%.*s", (int)(len < PATH_MAX ? len : PATH_MAX - 1),
+			 data);
+		archive_entry_set_filetype(e, AE_IFLNK);
+		archive_entry_set_perm(e, 0777);
+		archive_entry_set_symlink(e, target);
+		archive_entry_set_size(e, 0);
+		len = 0;
+	} else {
+		archive_entry_set_filetype(e, AE_IFREG);
+		archive_entry_set_perm(e, mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644);
+		archive_entry_set_size(e, (la_int64_t)len);
+	}
+	if (archive_write_header(a, e) != ARCHIVE_OK ||
+	    (len && archive_write_data(a, data, len) < 0)) {
+		snprintf(msg, msglen, "%s", archive_error_string(a));
+		rc = -1;
+	}
+	git_blob_free(blob);
+	git_tree_entry_free(te);
+	return rc;
+}
+
+/* Adds every file of the commit's tree; returns 0 or -1 with msg. */
+static int add_commit_files(struct archive *a, struct archive_entry *e,
+			    const struct runner_workspace *ws, char *msg, size_t msglen)
+{
+	git_libgit2_init();
+	git_repository *repo = NULL;
+	git_commit *commit = NULL;
+	git_tree *tree = NULL;
+	git_oid oid;
+	int rc = 0;
+	if (git_repository_open_bare(&repo, ws->root) || git_oid_fromstr(&oid, ws->sha) ||
+	    git_commit_lookup(&commit, repo, &oid) || git_commit_tree(&tree, commit)) {
+		snprintf(msg, msglen, "cannot read commit %s", ws->sha);
+		rc = -1;
+	}
+	for (size_t i = 0; i < ws->n_files && rc >= 0; i++)
+		rc = add_blob(a, e, repo, tree, ws->commit_time, ws->files[i], msg, msglen);
+	git_tree_free(tree);
+	git_commit_free(commit);
+	git_repository_free(repo);
+	git_libgit2_shutdown();
+	return rc;
+}
+
 int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct vmci_err *err)
 {
 	struct tar_sink sink = {.fd = fd};
@@ -385,7 +456,9 @@ int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct
 		snprintf(msg, sizeof(msg), "%s", archive_error_string(a));
 		rc = -1;
 	}
-	for (size_t i = 0; i < ws->n_files && rc >= 0; i++)
+	if (rc >= 0 && ws->from_commit)
+		rc = add_commit_files(a, e, ws, msg, sizeof(msg));
+	for (size_t i = 0; i < ws->n_files && rc >= 0 && !ws->from_commit; i++)
 		rc = add_file(a, e, ws->root, ws->files[i], msg, sizeof(msg));
 	if (rc >= 0 && archive_write_close(a) != ARCHIVE_OK) {
 		snprintf(msg, sizeof(msg), "%s", archive_error_string(a));

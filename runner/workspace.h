@@ -28,6 +28,13 @@ struct runner_workspace {
 	char ref[256];	     /* "refs/heads/main"; "HEAD" when detached; "" without git */
 	char **files;	     /* paths relative to root, sorted; regular files and symlinks */
 	size_t n_files;
+	/*
+	 * A commit's tree (runner_workspace_from_commit, runner/git_source.h):
+	 * root is a bare repository and the files are read from commit sha,
+	 * stamped with its time; never from a working directory.
+	 */
+	bool from_commit;
+	int64_t commit_time;
 };
 
 /*

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define LEASE_EXPIRED "lease expired"
+#define HOST_RESTARTED "host restarted"
 
 int job_current_tx(struct store *s, int64_t job_id, int attempt, int64_t *run_id, int64_t *log_len,
 		   struct vmci_err *err)
@@ -283,9 +284,10 @@ int store_job_finish(struct store *s, int64_t job_id, int attempt, enum store_st
 
 /* ---- lease expiry ---------------------------------------------------------------------------- */
 
-static int expire_one_tx(struct store *s, const struct job_row *j, struct vmci_err *err)
+static int expire_one_tx(struct store *s, const struct job_row *j, const char *reason,
+			 struct vmci_err *err)
 {
-	int rc = attempt_end_tx(s, j->id, j->attempt, STORE_ERROR, -1, NULL, LEASE_EXPIRED, err);
+	int rc = attempt_end_tx(s, j->id, j->attempt, STORE_ERROR, -1, NULL, reason, err);
 	if (rc < 0)
 		return rc;
 	if (j->cancel_requested)
@@ -295,16 +297,21 @@ static int expire_one_tx(struct store *s, const struct job_row *j, struct vmci_e
 	return requeue_tx(s, j->id, j->run_id, j->attempt,
 			  "UPDATE jobs SET status = 'queued', host = NULL, lease_ms = NULL,"
 			  " lease_expires_ms = NULL, leases_lost = leases_lost + 1 WHERE id = ?",
-			  LEASE_EXPIRED, err);
+			  reason, err);
 }
 
-static int expire_tx(struct store *s, int64_t now_ms, struct vmci_err *err)
+/* Expires the running jobs whose lease ended before now_ms, or (host not NULL) held by host. */
+static int expire_tx(struct store *s, int64_t now_ms, const char *host, struct vmci_err *err)
 {
 	struct store_stmt *st;
-	int rc = db_query(s, &st, err,
-			  "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_ms < ?"
-			  " ORDER BY id {for_update}",
-			  "I", now_ms);
+	int rc = host ? db_query(s, &st, err,
+				 "SELECT id FROM jobs WHERE status = 'running' AND host = ?"
+				 " ORDER BY id {for_update}",
+				 "s", host)
+		      : db_query(s, &st, err,
+				 "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_ms < ?"
+				 " ORDER BY id {for_update}",
+				 "I", now_ms);
 	if (rc < 0)
 		return rc;
 	int64_t *ids = NULL;
@@ -323,7 +330,7 @@ static int expire_tx(struct store *s, int64_t now_ms, struct vmci_err *err)
 		struct job_row j;
 		rc = job_row_tx(s, ids[i], &j, err);
 		if (rc == 0)
-			rc = expire_one_tx(s, &j, err);
+			rc = expire_one_tx(s, &j, host ? HOST_RESTARTED : LEASE_EXPIRED, err);
 	}
 	free(ids);
 	return rc < 0 ? rc : (int)n;
@@ -334,7 +341,18 @@ int store_requeue_expired(struct store *s, int64_t now_ms, struct vmci_err *err)
 	store_lock(s);
 	int rc = db_begin(s, true, err);
 	if (rc == 0)
-		rc = expire_tx(s, now_ms, err);
+		rc = expire_tx(s, now_ms, NULL, err);
+	rc = db_end(s, rc, err);
+	store_unlock(s);
+	return rc;
+}
+
+int store_requeue_host(struct store *s, const char *host, struct vmci_err *err)
+{
+	store_lock(s);
+	int rc = db_begin(s, true, err);
+	if (rc == 0)
+		rc = expire_tx(s, 0, host, err);
 	rc = db_end(s, rc, err);
 	store_unlock(s);
 	return rc;

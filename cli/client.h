@@ -1,0 +1,48 @@
+/*
+ * The HTTP client of the service's API for the client commands (submit,
+ * runs, status, logs, cancel, retry, hook): where the server is, the
+ * token, one request, and the exit codes they share.
+ *
+ * Exit codes of client commands: 0 done (a run or job that succeeded),
+ * 1 a run or job that did not succeed, 2 usage or a request the server
+ * refused (unknown id, bad token), 3 the server is unreachable or
+ * failed, 4 (status) still queued or running.
+ */
+#ifndef VMCI_CLI_CLIENT_H
+#define VMCI_CLI_CLIENT_H
+
+#include "common/common.h"
+
+#include <jansson.h>
+
+#define CLIENT_DEFAULT_SERVER "http://127.0.0.1:8080"
+#define EXIT_PENDING	      4
+
+struct client {
+	char server[512]; /* without a trailing slash */
+	char token[256];  /* "" without one */
+};
+
+/*
+ * server: --server, else $VMCI_SERVER, else the default; the token from
+ * token_file when given, else $VMCI_TOKEN.
+ */
+int client_init(struct client *c, const char *server, const char *token_file);
+
+/*
+ * One request: method, path ("/api/v1/runs"), body (JSON text or NULL).
+ * Fills *status and out (the response body). Returns 0, or EXIT_INFRA
+ * after printing why the server could not be reached.
+ */
+int client_request(const struct client *c, const char *method, const char *path, const char *body,
+		   long *status, struct buf *out);
+
+/*
+ * A JSON request: returns 0 with *out (to json_decref) on a 2xx answer;
+ * otherwise prints the server's error and returns EXIT_USAGE (4xx) or
+ * EXIT_INFRA.
+ */
+int client_json(const struct client *c, const char *cmd, const char *method, const char *path,
+		json_t *body, json_t **out);
+
+#endif

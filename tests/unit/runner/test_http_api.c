@@ -1,0 +1,184 @@
+/*
+ * The service's API (runner/http) over real HTTP on loopback and a real
+ * store: tokens, JSON errors with their statuses, body limits, logs from
+ * an offset, and a log stream resumed from an offset.
+ */
+#include "store_helpers.h"
+
+#include "runner/http.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+struct ctx {
+	struct fx *f;
+	struct http_server *srv;
+	char token[STORE_TOKEN_LEN + 1];
+	char base[64];
+	struct service_config cfg;
+};
+
+static int setup(void **state)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	fx_setup((void **)&c->f);
+	struct vmci_err err = {0};
+	assert_int_equal(store_token_create(c->f->s, "t", c->token, &err), 0);
+	struct http_opts o = {.listen = "127.0.0.1:0",
+			      .db_url = c->f->url,
+			      .config = &c->cfg,
+			      .host = "test",
+			      .max_body = 1024};
+	if (http_start(&o, &c->srv, &err))
+		fail_msg("http_start: %s", err.msg);
+	snprintf(c->base, sizeof(c->base), "http://127.0.0.1:%d", http_port(c->srv));
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+	http_stop(c->srv);
+	fx_teardown((void **)&c->f);
+	free(c);
+	return 0;
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *ctx)
+{
+	buf_append(ctx, data, size * n);
+	return size * n;
+}
+
+/* One request; returns the status, body into out. token: NULL none, "" the valid one. */
+static long request(struct ctx *c, const char *method, const char *path, const char *token,
+		    const char *body, const char *header, struct buf *out)
+{
+	CURL *curl = curl_easy_init();
+	char url[256], auth[200];
+	snprintf(url, sizeof(url), "%s%s", c->base, path);
+	struct curl_slist *h = NULL;
+	if (token) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", *token ? token : c->token);
+		h = curl_slist_append(h, auth);
+	}
+	if (header)
+		h = curl_slist_append(h, header);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+	if (body)
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+	long status = 0;
+	assert_int_equal(curl_easy_perform(curl), CURLE_OK);
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(curl);
+	return status;
+}
+
+/* Asserts the answer's status and that its body is {"error": "..."}. */
+static void expect_error(struct ctx *c, long want, const char *method, const char *path,
+			 const char *token, const char *body)
+{
+	struct buf out = {0};
+	long got = request(c, method, path, token, body, NULL, &out);
+	json_t *j = json_loadb((const char *)out.data, out.len, 0, NULL);
+	if (got != want || !json_is_string(json_object_get(j, "error")))
+		fail_msg("%s %s: want %ld with a JSON error, got %ld: %s", method, path, want, got,
+			 buf_cstr(&out));
+	json_decref(j);
+	buf_free(&out);
+}
+
+static void test_missing_and_wrong_tokens_are_401(void **state)
+{
+	struct ctx *c = *state;
+	expect_error(c, 401, "GET", "/api/v1/runs", NULL, NULL);
+	expect_error(c, 401, "GET", "/api/v1/runs", "vmci_wrong", NULL);
+	expect_error(c, 401, "POST", "/api/v1/runs", "vmci_wrong", "{}");
+	struct buf out = {0};
+	assert_int_equal(request(c, "GET", "/api/v1/runs", "", NULL, NULL, &out), 200);
+	buf_free(&out);
+}
+
+static void test_bad_requests_are_400_and_unknown_ids_404(void **state)
+{
+	struct ctx *c = *state;
+	expect_error(c, 400, "POST", "/api/v1/runs", "", "{\"repo\": ");
+	expect_error(c, 400, "POST", "/api/v1/runs", "", "[1]");
+	expect_error(c, 404, "POST", "/api/v1/runs", "", "{\"repo\": \"unknown\"}");
+	expect_error(c, 404, "GET", "/api/v1/runs/77", "", NULL);
+	expect_error(c, 404, "POST", "/api/v1/runs/77/cancel", "", NULL);
+	expect_error(c, 404, "GET", "/api/v1/jobs/77", "", NULL);
+	expect_error(c, 404, "GET", "/api/v1/jobs/77/log", "", NULL);
+	expect_error(c, 404, "GET", "/api/v1/jobs/77/log/stream", "", NULL);
+	expect_error(c, 404, "GET", "/api/v1/jobs/77/artifacts", "", NULL);
+	expect_error(c, 404, "POST", "/api/v1/jobs/77/retry", "", NULL);
+	expect_error(c, 404, "GET", "/api/v1/nothing", "", NULL);
+	expect_error(c, 400, "GET", "/api/v1/runs?status=bogus", "", NULL);
+}
+
+static void test_a_body_over_the_limit_is_413(void **state)
+{
+	struct ctx *c = *state;
+	char big[4096];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	expect_error(c, 413, "POST", "/api/v1/runs", "", big);
+}
+
+static void test_log_reads_from_an_offset_and_the_stream_resumes(void **state)
+{
+	struct ctx *c = *state;
+	struct store *s = c->f->s;
+	run_of(s, "a");
+	struct store_job *job = NULL;
+	struct vmci_err err = {0};
+	assert_int_equal(store_claim(s, "h", 60, &job, &err), 1);
+	const char *text = "line one\nline two\nthree";
+	assert_true(store_log_append(s, job->id, 1, text, strlen(text), &err) > 0);
+	assert_int_equal(store_job_finish(s, job->id, 1, STORE_SUCCESS, 0, NULL, &err), 0);
+	char path[128];
+	struct buf out = {0};
+	snprintf(path, sizeof(path), "/api/v1/jobs/%lld/log?offset=5", (long long)job->id);
+	assert_int_equal(request(c, "GET", path, "", NULL, NULL, &out), 200);
+	assert_string_equal(buf_cstr(&out), text + 5);
+	buf_free(&out);
+	snprintf(path, sizeof(path), "/api/v1/jobs/%lld/log/stream", (long long)job->id);
+	assert_int_equal(request(c, "GET", path, "", NULL, "Last-Event-ID: 9", &out), 200);
+	const char *want = "id: 23\ndata: line two\ndata: three\n\nevent: end\nid: 23\ndata: "
+			   "success\n\n";
+	assert_string_equal(buf_cstr(&out), want);
+	buf_free(&out);
+	snprintf(path, sizeof(path), "/api/v1/jobs/%lld/log?offset=99", (long long)job->id);
+	expect_error(c, 400, "GET", path, "", NULL);
+	store_job_free(job);
+}
+
+static void test_healthz_needs_no_token(void **state)
+{
+	struct ctx *c = *state;
+	struct buf out = {0};
+	assert_int_equal(request(c, "GET", "/healthz", NULL, NULL, NULL, &out), 200);
+	assert_non_null(strstr(buf_cstr(&out), "\"db\":\"ok\""));
+	buf_free(&out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_missing_and_wrong_tokens_are_401, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_requests_are_400_and_unknown_ids_404, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_body_over_the_limit_is_413, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_log_reads_from_an_offset_and_the_stream_resumes,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_healthz_needs_no_token, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
