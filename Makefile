@@ -4,11 +4,11 @@
 #   make         build/vmci and the guest agents
 #   make test    unit, VM and end-to-end tests
 #   make asan    the same tests built with AddressSanitizer + UBSan, VMs under TCG
-#   make check   check-layers, lint, test, then asan: what CI runs
+#   make check   check-layers, fmt-check, lint, test, then asan: what CI runs
 #   make check-layers  the layer rule of docs/design.md on every #include
 #   make bench   benchmarks (never part of make test)
 #   make fmt     clang-format every source file
-#   make fmt-check  fail when a file is not clang-format clean (not in check yet)
+#   make fmt-check  fail when a file is not clang-format clean
 #   make lint    cppcheck
 #
 # Everything is built under $(BUILD); `make asan` uses build-asan.
@@ -140,7 +140,7 @@ asan:
 	VMCI_ACCEL=tcg $(MAKE) BUILD=build-asan SAN=1 test
 
 # The static checks first (seconds), then the tests (minutes).
-check: check-layers lint test asan
+check: check-layers fmt-check lint test asan
 
 check-layers:
 	@tests/check-layers

@@ -6,26 +6,26 @@
 #include <string.h>
 
 static const char *const type_names[] = {
-	[AGENT_HELLO] = "hello",
-	[AGENT_ACK] = "ack",
-	[AGENT_EXEC] = "exec",
-	[AGENT_STDIN] = "stdin",
-	[AGENT_CANCEL] = "cancel",
-	[AGENT_PUT] = "put",
-	[AGENT_PUT_DATA] = "put-data",
-	[AGENT_GET] = "get",
-	[AGENT_SET_TIME] = "set-time",
-	[AGENT_ADD_ENTROPY] = "add-entropy",
-	[AGENT_PING] = "ping",
-	[AGENT_RESIZE] = "resize",
-	[AGENT_HELLO_REPLY] = "hello-reply",
-	[AGENT_STDOUT] = "stdout",
-	[AGENT_STDERR] = "stderr",
-	[AGENT_EXIT] = "exit",
-	[AGENT_DATA] = "data",
-	[AGENT_RESULT] = "result",
-	[AGENT_PONG] = "pong",
-	[AGENT_ERROR] = "error",
+    [AGENT_HELLO] = "hello",
+    [AGENT_ACK] = "ack",
+    [AGENT_EXEC] = "exec",
+    [AGENT_STDIN] = "stdin",
+    [AGENT_CANCEL] = "cancel",
+    [AGENT_PUT] = "put",
+    [AGENT_PUT_DATA] = "put-data",
+    [AGENT_GET] = "get",
+    [AGENT_SET_TIME] = "set-time",
+    [AGENT_ADD_ENTROPY] = "add-entropy",
+    [AGENT_PING] = "ping",
+    [AGENT_RESIZE] = "resize",
+    [AGENT_HELLO_REPLY] = "hello-reply",
+    [AGENT_STDOUT] = "stdout",
+    [AGENT_STDERR] = "stderr",
+    [AGENT_EXIT] = "exit",
+    [AGENT_DATA] = "data",
+    [AGENT_RESULT] = "result",
+    [AGENT_PONG] = "pong",
+    [AGENT_ERROR] = "error",
 };
 
 bool agent_type_from_host(uint16_t type)
@@ -192,7 +192,8 @@ int agent_decoder_next(struct agent_decoder *d, struct agent_frame *out, char *e
 	}
 	if (unsequenced) {
 		if (h.seq != 0) {
-			snprintf(err, errlen, "%s must carry sequence number 0", agent_type_name(h.type));
+			snprintf(err, errlen, "%s must carry sequence number 0",
+				 agent_type_name(h.type));
 			d->failed = true;
 			return -1;
 		}
@@ -315,7 +316,7 @@ long agent_writer_finish(struct agent_writer *w, uint16_t type, uint32_t stream,
 	if (payload > AGENT_MAX_PAYLOAD)
 		return -1;
 	struct agent_header h = {
-		.len = (uint32_t)payload, .type = type, .flags = 0, .stream = stream, .seq = seq};
+	    .len = (uint32_t)payload, .type = type, .flags = 0, .stream = stream, .seq = seq};
 	agent_header_encode(&h, w->buf);
 	return (long)w->len;
 }

@@ -46,7 +46,7 @@
 #define AGENT_MAX_PAYLOAD      (256u * 1024u)
 #define AGENT_DATA_CHUNK       (64u * 1024u) /* output is sent in chunks of at most this */
 #define AGENT_UNACKED_MAX      (8u * 1024u * 1024u)
-#define AGENT_MAX_ARGS	       4096	  /* argv and env entries */
+#define AGENT_MAX_ARGS	       4096 /* argv and env entries */
 #define AGENT_MAX_STRING       (64u * 1024u)
 
 enum agent_type {
@@ -70,9 +70,9 @@ enum agent_type {
 	AGENT_STDERR,		/* bytes */
 	AGENT_EXIT,		/* struct agent_exit */
 	AGENT_DATA,		/* bytes of a GET tar stream */
-	AGENT_RESULT,		/* i32 status (0 or errno), str message: ends PUT, GET, SET_TIME... */
-	AGENT_PONG,		/* the PING's bytes */
-	AGENT_ERROR,		/* i32 code, str message: the host broke the protocol */
+	AGENT_RESULT, /* i32 status (0 or errno), str message: ends PUT, GET, SET_TIME... */
+	AGENT_PONG,   /* the PING's bytes */
+	AGENT_ERROR,  /* i32 code, str message: the host broke the protocol */
 };
 
 #define AGENT_MAX_ENTROPY 4096
@@ -221,7 +221,8 @@ struct agent_exec {
 /* Encodes EXEC's payload into w (after agent_writer_begin). */
 void agent_exec_encode(struct agent_writer *w, const struct agent_exec *e);
 /* Decodes and validates; returns 0 or -1 with err. Free with agent_exec_free. */
-int agent_exec_decode(const struct agent_frame *f, struct agent_exec *out, char *err, size_t errlen);
+int agent_exec_decode(const struct agent_frame *f, struct agent_exec *out, char *err,
+		      size_t errlen);
 void agent_exec_free(struct agent_exec *e);
 
 enum agent_exit_kind {
@@ -239,7 +240,8 @@ struct agent_exit {
 };
 
 void agent_exit_encode(struct agent_writer *w, const struct agent_exit *e);
-int agent_exit_decode(const struct agent_frame *f, struct agent_exit *out, char *err, size_t errlen);
+int agent_exit_decode(const struct agent_frame *f, struct agent_exit *out, char *err,
+		      size_t errlen);
 
 /* RESULT and ERROR: i32 status (0, or an errno value), str message. */
 struct agent_result {

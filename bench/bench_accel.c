@@ -36,7 +36,8 @@ int main(void)
 {
 	struct utsname u;
 	if (uname(&u) || strcmp(u.machine, "x86_64")) {
-		printf("bench_accel: the canary is measured on x86_64 hosts; this is %s\n", u.machine);
+		printf("bench_accel: the canary is measured on x86_64 hosts; this is %s\n",
+		       u.machine);
 		return 0;
 	}
 	unsetenv("VMCI_ACCEL");
@@ -56,8 +57,8 @@ int main(void)
 	}
 	stats_print_row("canary (a host's first VM)", "vm_accel_canary: KVM, then TCG",
 			IMAGE " kernel + agent initramfs", 3, stats_of(canary_ms, 3), "ms");
-	printf("  verdict: KVM %s%s\n", v.kvm_booted ? "booted" : "failed: ",
-	       v.kvm_booted ? "" : v.failure);
+	printf("  verdict: KVM %s%s\n",
+	       v.kvm_booted ? "booted" : "failed: ", v.kvm_booted ? "" : v.failure);
 	if (vm_accel_verdict_write(&v, &err))
 		die("verdict", &err);
 

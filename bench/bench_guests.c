@@ -23,8 +23,9 @@ int main(void)
 	 */
 	const char *home = getenv("VMCI_HOME"), *user = getenv("HOME");
 	char cache[PATH_MAX];
-	if (home && *home ? fs_path(cache, sizeof(cache), "%s/cache", home)
-			  : fs_path(cache, sizeof(cache), "%s/.cache/vmci/cache", user ? user : "/root"))
+	if (home && *home
+		? fs_path(cache, sizeof(cache), "%s/cache", home)
+		: fs_path(cache, sizeof(cache), "%s/.cache/vmci/cache", user ? user : "/root"))
 		return 1;
 	const char *tmp = getenv("TMPDIR");
 	char dir[PATH_MAX], link[PATH_MAX + 8];
@@ -49,8 +50,8 @@ int main(void)
 			continue;
 		}
 		double build_ms = (double)(clock_ns() - t0) / 1e6;
-		stats_print_row("build, warm package cache", "img_ensure (empty store)", guests[i], 1,
-				(struct stats){build_ms, build_ms, build_ms}, "ms");
+		stats_print_row("build, warm package cache", "img_ensure (empty store)", guests[i],
+				1, (struct stats){build_ms, build_ms, build_ms}, "ms");
 		double boot_ms[BOOT_RUNS];
 		for (int r = 0; r < BOOT_RUNS; r++) {
 			struct runner_guest *g;

@@ -24,9 +24,9 @@ enum {
 /* ---- options (cli/options.c) ------------------------------------ */
 
 enum cli_opt_type {
-	OPT_FLAG,   /* bool */
-	OPT_STRING, /* const char * */
-	OPT_INT,    /* int */
+	OPT_FLAG,     /* bool */
+	OPT_STRING,   /* const char * */
+	OPT_INT,      /* int */
 	OPT_DURATION, /* int milliseconds: "90s", "20m", "1h30m", "500ms" or plain seconds */
 };
 
@@ -35,7 +35,7 @@ struct cli_option {
 	const char *long_name; /* without dashes */
 	enum cli_opt_type type;
 	void *value;
-	const char *arg_name;  /* for help: "SECONDS" */
+	const char *arg_name; /* for help: "SECONDS" */
 	const char *help;
 };
 

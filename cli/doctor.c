@@ -11,16 +11,16 @@
 #include <unistd.h>
 
 static const char doctor_usage[] =
-	"Usage: vmci doctor [--probe] [--json]\n"
-	"\n"
-	"Says which accelerator VMs will use and why, which QEMU binaries and Debian\n"
-	"packages are present or missing, and where images are stored. Exits 1 when\n"
-	"something vmci needs is missing.\n"
-	"\n"
-	"KVM is used only where a canary guest booted under it (and faster than under\n"
-	"TCG); the first VM on a host boots the canary and the verdict is kept in\n"
-	"$VMCI_HOME/accel.json until the kernel, QEMU or CPU changes. --probe boots the\n"
-	"canary again now.";
+    "Usage: vmci doctor [--probe] [--json]\n"
+    "\n"
+    "Says which accelerator VMs will use and why, which QEMU binaries and Debian\n"
+    "packages are present or missing, and where images are stored. Exits 1 when\n"
+    "something vmci needs is missing.\n"
+    "\n"
+    "KVM is used only where a canary guest booted under it (and faster than under\n"
+    "TCG); the first VM on a host boots the canary and the verdict is kept in\n"
+    "$VMCI_HOME/accel.json until the kernel, QEMU or CPU changes. --probe boots the\n"
+    "canary again now.";
 
 static bool package_installed(const char *pkg)
 {
@@ -39,9 +39,10 @@ static json_t *verdict_json(void)
 	if (!vm_accel_verdict_read(VM_ARCH_X86_64, &v))
 		return json_null();
 	return json_pack("{s:s, s:b, s:o, s:o, s:s, s:s, s:I}", "key", v.key, "kvm_booted",
-			 v.kvm_booted, "kvm_ms", v.kvm_ms >= 0 ? json_integer(v.kvm_ms) : json_null(),
-			 "tcg_ms", v.tcg_ms >= 0 ? json_integer(v.tcg_ms) : json_null(), "failure",
-			 v.failure, "source", v.source, "written_at", (json_int_t)v.written_at);
+			 v.kvm_booted, "kvm_ms",
+			 v.kvm_ms >= 0 ? json_integer(v.kvm_ms) : json_null(), "tcg_ms",
+			 v.tcg_ms >= 0 ? json_integer(v.tcg_ms) : json_null(), "failure", v.failure,
+			 "source", v.source, "written_at", (json_int_t)v.written_at);
 }
 
 /* --probe: the canary again. Returns false when it could not run. */
@@ -49,7 +50,8 @@ static bool accel_probe(bool json, const struct vm_kvm_info *kvm)
 {
 	if (!kvm->usable) {
 		if (!json)
-			printf("probe         nothing to prove: KVM is not usable (%s)\n", kvm->reason);
+			printf("probe         nothing to prove: KVM is not usable (%s)\n",
+			       kvm->reason);
 		return true;
 	}
 	struct cli_progress progress = {.label = "building the canary image"};
@@ -70,8 +72,8 @@ static bool accel_probe(bool json, const struct vm_kvm_info *kvm)
 			printf("probe         KVM booted the canary in %lld ms, TCG in %lld ms\n",
 			       (long long)v.kvm_ms, (long long)v.tcg_ms);
 		else
-			printf("probe         KVM failed (%s); TCG booted it in %lld ms\n", v.failure,
-			       (long long)v.tcg_ms);
+			printf("probe         KVM failed (%s); TCG booted it in %lld ms\n",
+			       v.failure, (long long)v.tcg_ms);
 	}
 	return true;
 }
@@ -80,9 +82,9 @@ int cmd_doctor(int argc, char **argv)
 {
 	bool json = false, probe = false;
 	const struct cli_option opts[] = {
-		{0, "json", OPT_FLAG, &json, NULL, "print a JSON object for scripts"},
-		{0, "probe", OPT_FLAG, &probe, NULL, "boot the accelerator canary again, now"},
-		{0},
+	    {0, "json", OPT_FLAG, &json, NULL, "print a JSON object for scripts"},
+	    {0, "probe", OPT_FLAG, &probe, NULL, "boot the accelerator canary again, now"},
+	    {0},
 	};
 	int first = cli_parse(argc, argv, opts, doctor_usage, false);
 	if (first == -2)
@@ -126,8 +128,8 @@ int cmd_doctor(int argc, char **argv)
 					       : "not decided yet",
 		       why);
 		if (kvm.usable)
-			printf("kvm           API %d, up to %d vCPUs, dirty logging %s\n", kvm.api_version,
-			       kvm.max_vcpus, kvm.dirty_log ? "yes" : "no");
+			printf("kvm           API %d, up to %d vCPUs, dirty logging %s\n",
+			       kvm.api_version, kvm.max_vcpus, kvm.dirty_log ? "yes" : "no");
 		else
 			printf("kvm           not usable: %s\n", kvm.reason);
 	}
@@ -138,7 +140,8 @@ int cmd_doctor(int argc, char **argv)
 		char path[4096];
 		const char *bin = vm_qemu_binary(arches[i]);
 		bool found = path_search(bin, path, sizeof(path)) == 0;
-		json_object_set_new(jqemu, vm_arch_name(arches[i]), found ? json_string(path) : json_null());
+		json_object_set_new(jqemu, vm_arch_name(arches[i]),
+				    found ? json_string(path) : json_null());
 		if (!json)
 			printf("qemu %-8s %s%s%s\n", vm_arch_name(arches[i]), found ? path : "",
 			       found ? "" : (arches[i] == VM_ARCH_X86_64 ? missing : optional),
@@ -186,7 +189,8 @@ int cmd_doctor(int argc, char **argv)
 	for (size_t i = 0; names && names[i]; i++) {
 		struct img_boot img;
 		bool built = img_find(names[i], &img, &err) == 0;
-		json_object_set_new(jimages, names[i], built ? json_string(img.digest) : json_null());
+		json_object_set_new(jimages, names[i],
+				    built ? json_string(img.digest) : json_null());
 		if (!json)
 			printf("image         %-16s %s\n", names[i],
 			       built ? img.digest : "not built yet (built on first use)");
@@ -199,7 +203,8 @@ int cmd_doctor(int argc, char **argv)
 		printf("%s\n", text);
 		free(text);
 	} else if (!healthy) {
-		printf("\nSomething vmci needs is missing: run 'make deps' in the vmci source tree.\n");
+		printf("\nSomething vmci needs is missing: run 'make deps' in the vmci source "
+		       "tree.\n");
 	}
 	json_decref(report);
 	return healthy ? EXIT_OK : EXIT_FAILED;

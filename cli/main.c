@@ -15,22 +15,22 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"vm", cmd_vm, "run a command in a fresh VM: vmci vm run IMAGE -- CMD..."},
-	{"image", cmd_image, "golden images: build, ls, inspect, import, pull, rm, gc"},
-	{"validate", cmd_validate, "check a pipeline file (.vmci.yml) and print every error"},
-	{"plan", cmd_plan, "show the jobs a pipeline file expands to (--json for all details)"},
-	{"run", cmd_run, "run the pipeline here, each job in its own VM: vmci run [JOB...]"},
-	{"shell", cmd_shell, "an interactive shell in a fresh VM: vmci shell IMAGE"},
-	{"doctor", cmd_doctor, "check this host: accelerator, QEMU, packages, image store"},
-	{"serve", cmd_serve, "the farm service of this host: HTTP API and workers"},
-	{"token", cmd_token, "API tokens of the service: vmci token create NAME"},
-	{"submit", cmd_submit, "ask the server for a run: vmci submit REPO [--ref REF]"},
-	{"runs", cmd_runs, "the server's runs, newest first"},
-	{"status", cmd_status, "a run of the server and its jobs: vmci status RUN"},
-	{"logs", cmd_logs, "a job's log from the server: vmci logs [-f] JOB"},
-	{"cancel", cmd_cancel, "cancel a run on the server: vmci cancel RUN"},
-	{"retry", cmd_retry, "a new attempt of a finished job: vmci retry JOB"},
-	{"hook", cmd_hook, "git hooks for the server: vmci hook install|post-receive"},
+    {"vm", cmd_vm, "run a command in a fresh VM: vmci vm run IMAGE -- CMD..."},
+    {"image", cmd_image, "golden images: build, ls, inspect, import, pull, rm, gc"},
+    {"validate", cmd_validate, "check a pipeline file (.vmci.yml) and print every error"},
+    {"plan", cmd_plan, "show the jobs a pipeline file expands to (--json for all details)"},
+    {"run", cmd_run, "run the pipeline here, each job in its own VM: vmci run [JOB...]"},
+    {"shell", cmd_shell, "an interactive shell in a fresh VM: vmci shell IMAGE"},
+    {"doctor", cmd_doctor, "check this host: accelerator, QEMU, packages, image store"},
+    {"serve", cmd_serve, "the farm service of this host: HTTP API and workers"},
+    {"token", cmd_token, "API tokens of the service: vmci token create NAME"},
+    {"submit", cmd_submit, "ask the server for a run: vmci submit REPO [--ref REF]"},
+    {"runs", cmd_runs, "the server's runs, newest first"},
+    {"status", cmd_status, "a run of the server and its jobs: vmci status RUN"},
+    {"logs", cmd_logs, "a job's log from the server: vmci logs [-f] JOB"},
+    {"cancel", cmd_cancel, "cancel a run on the server: vmci cancel RUN"},
+    {"retry", cmd_retry, "a new attempt of a finished job: vmci retry JOB"},
+    {"hook", cmd_hook, "git hooks for the server: vmci hook install|post-receive"},
 };
 
 static void print_help(FILE *out)

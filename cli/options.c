@@ -72,7 +72,8 @@ static int set_value(const struct cli_option *o, const char *arg, const char *cm
 		errno = 0;
 		long v = strtol(arg, &end, 10);
 		if (*arg == 0 || *end || errno || v < INT_MIN || v > INT_MAX) {
-			cli_error("%s: --%s wants a whole number, not '%s'", cmd, o->long_name, arg);
+			cli_error("%s: --%s wants a whole number, not '%s'", cmd, o->long_name,
+				  arg);
 			return -1;
 		}
 		*(int *)o->value = (int)v;
@@ -134,8 +135,8 @@ int cli_parse(int argc, char **argv, const struct cli_option *opts, const char *
 			size_t len = eq ? (size_t)(eq - name) : strlen(name);
 			o = find_long(opts, name, len);
 			if (!o) {
-				cli_error("%s: unknown option '--%.*s' (see: vmci %s --help)", cmd, (int)len,
-					  name, cmd);
+				cli_error("%s: unknown option '--%.*s' (see: vmci %s --help)", cmd,
+					  (int)len, name, cmd);
 				goto out;
 			}
 			if (eq) {
@@ -148,7 +149,8 @@ int cli_parse(int argc, char **argv, const struct cli_option *opts, const char *
 		} else {
 			o = find_short(opts, a[1]);
 			if (!o) {
-				cli_error("%s: unknown option '-%c' (see: vmci %s --help)", cmd, a[1], cmd);
+				cli_error("%s: unknown option '-%c' (see: vmci %s --help)", cmd,
+					  a[1], cmd);
 				goto out;
 			}
 			if (a[2]) {

@@ -91,7 +91,7 @@ static int run_once(struct run_config *c, int n)
 	struct vm_exec_result res;
 	running_vm = g->vm;
 	rc = runner_interrupted() ? vmci_err_set(&err, EINTR, "interrupted")
-			    : vm_exec(g->vm, &xo, &res, &err);
+				  : vm_exec(g->vm, &xo, &res, &err);
 	running_vm = NULL;
 	int64_t t_end = clock_ms();
 	if (c->pool)

@@ -29,14 +29,15 @@ struct vmci_err {
  * A code of 0 is stored as EIO.
  */
 int vmci_err_set(struct vmci_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Like vmci_err_set, appending ": strerror(code)". */
 int vmci_err_errno(struct vmci_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Prefixes the message already in err with the formatted context. */
-void vmci_err_wrap(struct vmci_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vmci_err_wrap(struct vmci_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* ---- logging (common/log.c) --------------------------------------- */
 
@@ -45,7 +46,8 @@ enum vmci_log_level { VMCI_LOG_ERROR, VMCI_LOG_WARN, VMCI_LOG_INFO, VMCI_LOG_DEB
 /* The level is read once from $VMCI_LOG (error|warn|info|debug, default warn). */
 void vmci_log_set_level(enum vmci_log_level level);
 bool vmci_log_enabled(enum vmci_log_level level);
-void vmci_log(enum vmci_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vmci_log(enum vmci_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) vmci_log(VMCI_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  vmci_log(VMCI_LOG_WARN, __VA_ARGS__)

@@ -278,8 +278,8 @@ static int resolve_package(const char *pkg, struct img_deb *out, struct vmci_err
  * The package apt would install now, in the cache (downloading it if
  * missing); meta: name is a kernel metapackage to follow to its kernel.
  */
-static int fetch_current(const char *name, bool meta, struct img_deb *out,
-			 img_progress_fn progress, void *ctx, struct vmci_err *err)
+static int fetch_current(const char *name, bool meta, struct img_deb *out, img_progress_fn progress,
+			 void *ctx, struct vmci_err *err)
 {
 	int rc = meta ? resolve_with_apt(name, out, err) : resolve_package(name, out, err);
 	if (!rc)

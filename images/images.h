@@ -21,13 +21,13 @@
 /* What a VM needs to boot an image; all paths are absolute. */
 struct img_boot {
 	char name[64];
-	char arch[16];		   /* "x86_64", "aarch64" */
+	char arch[16]; /* "x86_64", "aarch64" */
 	char digest[SHA256_HEX_LEN + 1];
-	char dir[PATH_MAX];	   /* the published image directory */
+	char dir[PATH_MAX]; /* the published image directory */
 	char kernel[PATH_MAX];
 	char initrd[PATH_MAX];
-	char disk[PATH_MAX];	   /* "" when the image has no root disk */
-	char cmdline[256];	   /* kernel arguments the image needs, may be "" */
+	char disk[PATH_MAX]; /* "" when the image has no root disk */
+	char cmdline[256];   /* kernel arguments the image needs, may be "" */
 };
 
 /* Progress of a long step, for a progress display: done of total (total 0: unknown). */
@@ -187,8 +187,8 @@ struct img_gc_opts {
 
 struct img_gc_report {
 	int removed[IMG_GC_DOWNLOAD + 1]; /* by kind */
-	long long bytes;		   /* freed on disk */
-	int busy;			   /* unreferenced images kept because a build holds them */
+	long long bytes;		  /* freed on disk */
+	int busy;			  /* unreferenced images kept because a build holds them */
 };
 
 /*
@@ -241,12 +241,12 @@ const char *img_store_root(void);
  * so every change is on disk.
  */
 struct img_setup_vm {
-	const char *image;	   /* the image's name, for messages */
-	const char *arch;	   /* "x86_64", "aarch64" */
+	const char *image; /* the image's name, for messages */
+	const char *arch;  /* "x86_64", "aarch64" */
 	const char *kernel;
 	const char *initrd;
-	const char *cmdline;	   /* makes the agent switch into disk */
-	const char *disk;	   /* the build's qcow2 root disk, writable: changes are kept */
+	const char *cmdline; /* makes the agent switch into disk */
+	const char *disk;    /* the build's qcow2 root disk, writable: changes are kept */
 	const char *const *commands;
 	size_t ncommands;
 	img_progress_fn progress; /* may be NULL */

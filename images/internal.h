@@ -48,8 +48,8 @@ struct img_build {
 	void *ctx;
 	char digest[SHA256_HEX_LEN + 1];
 	char dir[PATH_MAX];
-	json_t *manifest; /* object, owned by store.c */
-	void *state;	  /* the recipe's resolved inputs, freed by its finish */
+	json_t *manifest;   /* object, owned by store.c */
+	void *state;	    /* the recipe's resolved inputs, freed by its finish */
 	img_setup_fn setup; /* runs the recipe's setup commands; NULL: refuse them */
 	void *setup_ctx;
 };
@@ -69,7 +69,6 @@ struct img_recipe {
 	/* Frees b->state; called once after prepare, whatever happened. */
 	void (*finish)(struct img_build *b);
 };
-
 
 /* Reports progress when the caller asked for it. */
 static inline void img_progress(const struct img_build *b, const char *step, long long done,
@@ -394,19 +393,19 @@ struct img_spec {
 	char file[PATH_MAX];		 /* where it was read from */
 	char sha256[SHA256_HEX_LEN + 1]; /* of the file's bytes */
 	char name[64];
-	char arch[16];			/* x86_64, aarch64 */
-	char kernel_flavour[32];	/* kernel.debian ("cloud"), or "" */
-	char kernel_file[PATH_MAX];	/* kernel.file (absolute), or "" */
-	struct img_strings modules;	/* kernel.modules */
-	char busybox[PATH_MAX];		/* an absolute host path, or a Debian package name */
+	char arch[16];		    /* x86_64, aarch64 */
+	char kernel_flavour[32];    /* kernel.debian ("cloud"), or "" */
+	char kernel_file[PATH_MAX]; /* kernel.file (absolute), or "" */
+	struct img_strings modules; /* kernel.modules */
+	char busybox[PATH_MAX];	    /* an absolute host path, or a Debian package name */
 	enum img_rootfs_kind rootfs;
-	char suite[32];			/* debootstrap */
+	char suite[32]; /* debootstrap */
 	char variant[32];
-	char mirror[256];		/* "": the mirror apt uses on this host */
+	char mirror[256]; /* "": the mirror apt uses on this host */
 	struct img_strings packages;
-	char source[PATH_MAX];		/* tarball or disk (absolute) */
-	long long disk_size;		/* bytes; 0 unless the build makes a root disk */
-	struct img_strings setup;	/* shell commands, run in order */
+	char source[PATH_MAX];	  /* tarball or disk (absolute) */
+	long long disk_size;	  /* bytes; 0 unless the build makes a root disk */
+	struct img_strings setup; /* shell commands, run in order */
 };
 
 /*
@@ -530,8 +529,7 @@ void img_umount_below(const char *dir);
  * Makes dir into an ext4 filesystem of size bytes at raw_out (sparse),
  * labelled vmci-root, keeping owners, modes and links (mke2fs -d).
  */
-int img_rootdisk_make(const char *dir, long long size, const char *raw_out,
-		      struct vmci_err *err);
+int img_rootdisk_make(const char *dir, long long size, const char *raw_out, struct vmci_err *err);
 
 /*
  * Makes nodes (from img_extract_rootfs) device nodes in raw, an ext4

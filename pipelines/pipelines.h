@@ -233,8 +233,8 @@ int pipe_expand_vars(const char *text, const struct pipe_vars *vars, struct buf 
 /* ---- choosing jobs (pipelines/select.c) -------------------------------- */
 
 struct pipe_selection {
-	const char *const *names; /* job ids ("build") or expanded names ("build (gcc)") */
-	size_t n_names;		  /* 0: every job the filters allow */
+	const char *const *names;  /* job ids ("build") or expanded names ("build (gcc)") */
+	size_t n_names;		   /* 0: every job the filters allow */
 	const char *const *matrix; /* "KEY=VALUE" filters: a job with KEY must have one of
 				      the VALUEs given for it; jobs without KEY pass */
 	size_t n_matrix;

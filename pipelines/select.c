@@ -66,9 +66,10 @@ int pipe_select(const struct pipe_run *run, const struct pipe_selection *sel, bo
 	for (size_t f = 0; f < sel->n_matrix; f++) {
 		const char *eq = strchr(sel->matrix[f], '=');
 		if (!eq || eq == sel->matrix[f])
-			return vmci_err_set(err, EINVAL,
-					    "a matrix filter is KEY=VALUE, e.g. os=debian-12, not '%s'",
-					    sel->matrix[f]);
+			return vmci_err_set(
+			    err, EINVAL,
+			    "a matrix filter is KEY=VALUE, e.g. os=debian-12, not '%s'",
+			    sel->matrix[f]);
 		if (!key_known(run, sel->matrix[f]))
 			return vmci_err_set(err, EINVAL, "no job has a matrix key '%.*s' (%s)",
 					    (int)filter_key_len(sel->matrix[f]), sel->matrix[f],

@@ -12,7 +12,8 @@ int runner_accel_probe(const struct runner_guest_opts *opts, struct vm_accel_ver
 	struct utsname u;
 	enum vm_arch arch;
 	if (uname(&u) < 0 || vm_arch_parse(u.machine, &arch))
-		return vmci_err_set(err, ENOTSUP, "vmci has no guests for this host's architecture");
+		return vmci_err_set(err, ENOTSUP,
+				    "vmci has no guests for this host's architecture");
 	char image[64];
 	snprintf(image, sizeof(image), "busybox-%s", vm_arch_name(arch));
 	struct img_boot img;

@@ -44,15 +44,15 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 	}
 	snprintf(g->disk, sizeof(g->disk), "%s", disk);
 	struct vm_spec spec = {
-		.arch = arch,
-		.accel = opts ? opts->accel : VM_ACCEL_AUTO,
-		.cpus = opts && opts->cpus ? opts->cpus : 1,
-		.memory_mb = opts && opts->memory_mb ? opts->memory_mb : 256,
-		.kernel = g->image.kernel,
-		.initrd = g->image.initrd,
-		.cmdline = g->image.cmdline,
-		.disk = g->disk,
-		.run_dir = g->run_dir,
+	    .arch = arch,
+	    .accel = opts ? opts->accel : VM_ACCEL_AUTO,
+	    .cpus = opts && opts->cpus ? opts->cpus : 1,
+	    .memory_mb = opts && opts->memory_mb ? opts->memory_mb : 256,
+	    .kernel = g->image.kernel,
+	    .initrd = g->image.initrd,
+	    .cmdline = g->image.cmdline,
+	    .disk = g->disk,
+	    .run_dir = g->run_dir,
 	};
 	rc = vm_start(&spec, &g->vm, err);
 	if (rc) {

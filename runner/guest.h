@@ -13,9 +13,9 @@
 /* ---- a VM booted from a golden image (runner/guest.c) ---------------- */
 
 struct runner_guest_opts {
-	int cpus;	       /* 0: 1 */
-	int memory_mb;	       /* 0: 256 */
-	enum vm_accel accel;   /* AUTO by default */
+	int cpus;		  /* 0: 1 */
+	int memory_mb;		  /* 0: 256 */
+	enum vm_accel accel;	  /* AUTO by default */
 	img_progress_fn progress; /* called while the image is built, may be NULL */
 	void *progress_ctx;
 };
@@ -32,8 +32,8 @@ struct runner_guest {
  * Finds (building if needed) the image and boots a fresh VM from it, in a
  * new temporary run directory under $TMPDIR (unix socket paths must stay
  * short), on its own copy-on-write clone of the image's disk (an empty
- * scratch disk for images without one). Returns 0 with *out ready for commands, or a negative code with
- * err naming the image and the failure; nothing is left behind on error.
+ * scratch disk for images without one). Returns 0 with *out ready for commands, or a negative code
+ * with err naming the image and the failure; nothing is left behind on error.
  */
 int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		      struct runner_guest **out, struct vmci_err *err);

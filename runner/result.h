@@ -24,8 +24,8 @@ enum runner_result {
 const char *runner_result_name(enum runner_result r);
 
 struct runner_step_result {
-	enum runner_result result; /* PASSED, FAILED, CANCELLED or ERROR */
-	bool continued;		   /* FAILED, but continue-on-error let the job go on */
+	enum runner_result result;  /* PASSED, FAILED, CANCELLED or ERROR */
+	bool continued;		    /* FAILED, but continue-on-error let the job go on */
 	struct vm_exec_result exit; /* how the script ended (when it ran) */
 	int64_t duration_ms;
 	char how[160]; /* "exited 3", "timed out after 5s (step timeout)" */
@@ -60,9 +60,9 @@ struct runner_job_result {
 	char error[1024];    /* RUNNER_ERROR, or a problem besides a step (artifacts): what */
 	char os[96];	     /* what the guest reported: "Debian GNU/Linux 12 (bookworm)" */
 	char arch[16];
-	int64_t boot_ms;    /* how long the VM took to be ready */
+	int64_t boot_ms; /* how long the VM took to be ready */
 	struct runner_artifact_stats artifacts;
-	bool kept;	    /* --keep-on-failure: its VM stays up (runner_executor_kept_vm) */
+	bool kept; /* --keep-on-failure: its VM stays up (runner_executor_kept_vm) */
 };
 
 /*

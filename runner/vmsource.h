@@ -55,8 +55,8 @@ int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int
  * a pool of per_image VMs, shaped by the first job that asks for it,
  * when that job does. Thread-safe acquire and release.
  */
-int runner_warm_source_new_host(int per_image, enum vm_accel accel,
-				struct runner_warm_source **out, struct vmci_err *err);
+int runner_warm_source_new_host(int per_image, enum vm_accel accel, struct runner_warm_source **out,
+				struct vmci_err *err);
 void runner_vm_source_warm(struct runner_vm_source *out, struct runner_warm_source *warm);
 /* Makes waiting and later acquires fail (runner_pool_interrupt): for a cancelled run. */
 void runner_warm_source_interrupt(struct runner_warm_source *warm);

@@ -95,8 +95,8 @@ int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int
 	return 0;
 }
 
-int runner_warm_source_new_host(int per_image, enum vm_accel accel,
-				struct runner_warm_source **out, struct vmci_err *err)
+int runner_warm_source_new_host(int per_image, enum vm_accel accel, struct runner_warm_source **out,
+				struct vmci_err *err)
 {
 	*out = NULL;
 	struct runner_warm_source *w = calloc(1, sizeof(*w));
@@ -144,12 +144,13 @@ static struct warm_image *find_or_add(struct runner_warm_source *w, const struct
 		      .accel = w->cold.accel},
 	};
 	/* The pool keeps its own copy of the name; ours must outlive the job's run. */
-	char *name = strdup(job->image);
-	if (name && runner_pool_add(w->pool, &po, err) == 0) {
-		im = &w->images[w->n_images++];
-		*im = (struct warm_image){name, job->cpus, job->memory_mb};
+	im = &w->images[w->n_images];
+	*im = (struct warm_image){strdup(job->image), job->cpus, job->memory_mb};
+	if (im->name && runner_pool_add(w->pool, &po, err) == 0) {
+		w->n_images++;
 	} else {
-		free(name);
+		free((char *)im->name);
+		im = NULL;
 	}
 	pthread_mutex_unlock(&w->lock);
 	return im;

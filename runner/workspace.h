@@ -59,7 +59,7 @@ int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct
  * feeds vm_put_tar through a socket pair). On failure *host_side tells a
  * problem reading the workspace (true) from a failure of the VM (false).
  */
-int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm,
-			    const char *guest_dir, bool *host_side, struct vmci_err *err);
+int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm, const char *guest_dir,
+			    bool *host_side, struct vmci_err *err);
 
 #endif

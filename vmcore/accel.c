@@ -253,7 +253,8 @@ int vm_accel_canary(enum vm_arch arch, const char *kernel, const char *initrd, i
 	int tcg_rc = canary_boot(arch, VM_ACCEL_TCG, kernel, initrd, CANARY_TCG_TIMEOUT_MS,
 				 &out->tcg_ms, NULL, 0, err);
 	if (kvm_rc && tcg_rc) {
-		vmci_err_wrap(err, "the canary booted under neither KVM (%s) nor TCG", out->failure);
+		vmci_err_wrap(err, "the canary booted under neither KVM (%s) nor TCG",
+			      out->failure);
 		return tcg_rc;
 	}
 	out->written_at = (int64_t)time(NULL);
@@ -310,7 +311,8 @@ static enum vm_accel decide_by_verdict(const struct vm_accel_verdict *v, char *w
 		return VM_ACCEL_TCG;
 	}
 	if (v->tcg_ms >= 0)
-		snprintf(why, whylen, "using KVM: its canary booted in %lld ms, under TCG in %lld ms",
+		snprintf(why, whylen,
+			 "using KVM: its canary booted in %lld ms, under TCG in %lld ms",
 			 (long long)v->kvm_ms, (long long)v->tcg_ms);
 	else
 		snprintf(why, whylen, "using KVM: its canary booted in %lld ms",
@@ -357,7 +359,8 @@ enum vm_accel vm_accel_choose(enum vm_accel requested, enum vm_arch arch, char *
 				 "TCG (software emulation, much slower)",
 				 by, kvm.reason);
 		else
-			snprintf(why, whylen, "using TCG (software emulation): KVM is not usable: %s",
+			snprintf(why, whylen,
+				 "using TCG (software emulation): KVM is not usable: %s",
 				 kvm.reason);
 		return VM_ACCEL_TCG;
 	}

@@ -102,7 +102,8 @@ static int check_stopped(struct vm *vm, const char *what, struct vmci_err *err)
 static int flush_some(struct vm *vm, const char *what, struct vmci_err *err)
 {
 	while (vm->outq.len > 0) {
-		ssize_t n = send(vm->agent_fd, vm->outq.data, vm->outq.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n =
+		    send(vm->agent_fd, vm->outq.data, vm->outq.len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -189,7 +190,8 @@ static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *er
 		char why[256];
 		int rc = agent_decoder_next(&vm->dec, &f, why, sizeof(why));
 		if (rc < 0)
-			return vmci_err_set(err, EPROTO, "the guest broke the agent protocol while %s: %s",
+			return vmci_err_set(err, EPROTO,
+					    "the guest broke the agent protocol while %s: %s",
 					    op->what, why);
 		if (rc == 0)
 			break;
@@ -323,12 +325,13 @@ int channel_run(struct vm *vm, struct channel_op *op, struct vmci_err *err)
 				return rc;
 		}
 		if (op->deadline_ms && now >= op->deadline_ms)
-			return vmci_err_set(err, ETIMEDOUT, "the agent did not answer in time while %s",
-					    op->what);
-		if (now - last_heard > AGENT_DEAD_MS)
 			return vmci_err_set(err, ETIMEDOUT,
-					    "the agent stopped answering while %s (no frame for %d s)",
-					    op->what, AGENT_DEAD_MS / 1000);
+					    "the agent did not answer in time while %s", op->what);
+		if (now - last_heard > AGENT_DEAD_MS)
+			return vmci_err_set(
+			    err, ETIMEDOUT,
+			    "the agent stopped answering while %s (no frame for %d s)", op->what,
+			    AGENT_DEAD_MS / 1000);
 		if (!pinged && now - last_heard > KEEPALIVE_IDLE_MS) {
 			rc = send_ping(vm, err);
 			if (rc < 0)
@@ -355,11 +358,11 @@ int channel_handshake(struct vm *vm, int timeout_ms, struct vmci_err *err)
 		 */
 		int64_t retry = clock_ms() + 1000;
 		struct channel_op op = {
-			.what = "waiting for the agent to start",
-			.stream = 0,
-			.on_frame = NULL,
-			.input_fd = -1,
-			.deadline_ms = retry < deadline ? retry : deadline,
+		    .what = "waiting for the agent to start",
+		    .stream = 0,
+		    .on_frame = NULL,
+		    .input_fd = -1,
+		    .deadline_ms = retry < deadline ? retry : deadline,
 		};
 		while (!vm->connected) {
 			rc = channel_run(vm, &op, err);
@@ -371,9 +374,10 @@ int channel_handshake(struct vm *vm, int timeout_ms, struct vmci_err *err)
 		if (!vm->connected && clock_ms() >= deadline) {
 			char tail[2048];
 			qemu_console_tail(&vm->paths, tail, sizeof(tail));
-			return vmci_err_set(err, ETIMEDOUT,
-					    "the guest agent did not start within %d s%s%s", timeout_ms / 1000,
-					    *tail ? "; last console lines:\n" : " (the console is empty)", tail);
+			return vmci_err_set(
+			    err, ETIMEDOUT, "the guest agent did not start within %d s%s%s",
+			    timeout_ms / 1000,
+			    *tail ? "; last console lines:\n" : " (the console is empty)", tail);
 		}
 	}
 	return 0;

@@ -25,21 +25,21 @@ struct vm {
 	struct qemu_proc proc;
 	struct qmp *qmp;
 	int64_t boot_ms;
-	char **info; /* "key=value" from the agent's hello */
-	bool ram_in_file;	 /* guest RAM is a shared file (spec mem_path + mem_shared) */
-	char instance_id[33];	 /* per-clone id of a VM restored from saved state, or "" */
-	uint32_t qmp_jobs;	 /* QMP jobs started, for unique job ids */
+	char **info;	      /* "key=value" from the agent's hello */
+	bool ram_in_file;     /* guest RAM is a shared file (spec mem_path + mem_shared) */
+	char instance_id[33]; /* per-clone id of a VM restored from saved state, or "" */
+	uint32_t qmp_jobs;    /* QMP jobs started, for unique job ids */
 
 	/* the agent channel */
 	int agent_fd;
 	struct agent_decoder dec;
 	struct agent_writer w;
-	struct buf outq;	    /* encoded frames not yet written */
-	uint64_t host_seq;	    /* seq of the next frame we send */
-	uint64_t guest_seq;	    /* last guest seq received */
-	uint64_t guest_seq_acked;   /* last guest seq we acknowledged */
+	struct buf outq;	  /* encoded frames not yet written */
+	uint64_t host_seq;	  /* seq of the next frame we send */
+	uint64_t guest_seq;	  /* last guest seq received */
+	uint64_t guest_seq_acked; /* last guest seq we acknowledged */
 	uint32_t next_stream;
-	bool connected;		    /* HELLO_REPLY received */
+	bool connected; /* HELLO_REPLY received */
 
 	/* vm_cancel() from a signal handler or another thread */
 	int cancel_pipe[2];
@@ -55,16 +55,16 @@ typedef int (*channel_frame_fn)(struct vm *vm, struct channel_op *op, const stru
 				struct vmci_err *err);
 
 struct channel_op {
-	const char *what;	 /* for messages: "running 'make'" */
+	const char *what; /* for messages: "running 'make'" */
 	uint32_t stream;
 	channel_frame_fn on_frame;
 	void *ctx;
-	int input_fd;		 /* read to EOF and sent as input_type frames; -1: none */
-	uint16_t input_type;	 /* AGENT_STDIN or AGENT_PUT_DATA */
+	int input_fd;	     /* read to EOF and sent as input_type frames; -1: none */
+	uint16_t input_type; /* AGENT_STDIN or AGENT_PUT_DATA */
 	bool input_done;
-	int64_t deadline_ms;	 /* clock_ms() deadline; 0: none */
-	bool cancellable;	 /* vm_cancel sends CANCEL for this stream */
-	bool pty;		 /* vm_resize sends RESIZE for this stream */
+	int64_t deadline_ms; /* clock_ms() deadline; 0: none */
+	bool cancellable;    /* vm_cancel sends CANCEL for this stream */
+	bool pty;	     /* vm_resize sends RESIZE for this stream */
 	bool cancel_sent;
 };
 
@@ -98,8 +98,7 @@ int channel_restart(struct vm *vm, int timeout_ms, struct vmci_err *err);
  * reconnects the agent within timeout_ms, sets its clock, adds entropy
  * and gives the clone its own instance id.
  */
-int template_start(struct vm *vm, const struct vm_spec *spec, int timeout_ms,
-		   struct vmci_err *err);
+int template_start(struct vm *vm, const struct vm_spec *spec, int timeout_ms, struct vmci_err *err);
 
 /* Fills err with why the VM is gone: QEMU's exit and the console's last lines. */
 int channel_vm_died(struct vm *vm, const char *what, struct vmci_err *err);
@@ -108,13 +107,11 @@ int channel_vm_died(struct vm *vm, const char *what, struct vmci_err *err);
  * vmcore/vm.c: starts QEMU under accel (KVM or TCG, already chosen) and
  * waits for the agent, as vm_start does after choosing; the canary uses it.
  */
-int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out,
-	    struct vmci_err *err);
+int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, struct vmci_err *err);
 
 /* vmcore/accel.c: a KVM guest failed (failure: the telling console line); AUTO now picks TCG. */
 void accel_record_runtime_failure(enum vm_arch arch, const char *failure);
 /* Whether requested, after $VMCI_ACCEL, is AUTO: vmci may choose, and fall back. */
 bool accel_is_auto(enum vm_accel requested);
-
 
 #endif

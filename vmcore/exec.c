@@ -37,11 +37,11 @@ static int on_exec_frame(struct vm *vm, struct channel_op *op, const struct agen
 			return vmci_err_set(err, EPROTO, "the agent sent a bad exit while %s: %s",
 					    op->what, why);
 		static const enum vm_exit_kind kinds[] = {
-			[AGENT_EXIT_EXITED] = VM_EXITED,
-			[AGENT_EXIT_SIGNALED] = VM_SIGNALED,
-			[AGENT_EXIT_TIMED_OUT] = VM_TIMED_OUT,
-			[AGENT_EXIT_CANCELLED] = VM_CANCELLED,
-			[AGENT_EXIT_START_FAILED] = VM_START_FAILED,
+		    [AGENT_EXIT_EXITED] = VM_EXITED,
+		    [AGENT_EXIT_SIGNALED] = VM_SIGNALED,
+		    [AGENT_EXIT_TIMED_OUT] = VM_TIMED_OUT,
+		    [AGENT_EXIT_CANCELLED] = VM_CANCELLED,
+		    [AGENT_EXIT_START_FAILED] = VM_START_FAILED,
 		};
 		ctx->res->kind = kinds[e.kind];
 		ctx->res->code = e.code;
@@ -53,7 +53,8 @@ static int on_exec_frame(struct vm *vm, struct channel_op *op, const struct agen
 		struct agent_result refusal;
 		char why[128];
 		if (agent_result_decode(f, &refusal, why, sizeof(why)))
-			return vmci_err_set(err, EPROTO, "the agent sent %s while %s", why, op->what);
+			return vmci_err_set(err, EPROTO, "the agent sent %s while %s", why,
+					    op->what);
 		int rc = vmci_err_set(err, refusal.status ? refusal.status : EPROTO,
 				      "the agent could not start %s: %s", op->what,
 				      *refusal.message ? refusal.message : "no reason given");
@@ -77,25 +78,25 @@ int vm_exec(struct vm *vm, const struct vm_exec_opts *opts, struct vm_exec_resul
 
 	bool pty = opts->pty_rows > 0 && opts->pty_cols > 0;
 	struct agent_exec e = {
-		.flags = (opts->stdin_fd >= 0 ? AGENT_EXEC_STDIN : 0) | (pty ? AGENT_EXEC_PTY : 0),
-		.timeout_ms = opts->timeout_ms,
-		.cwd = (char *)(opts->cwd ? opts->cwd : ""),
-		.argv = (char **)opts->argv,
-		.env = (char **)opts->env,
-		.rows = opts->pty_rows,
-		.cols = opts->pty_cols,
+	    .flags = (opts->stdin_fd >= 0 ? AGENT_EXEC_STDIN : 0) | (pty ? AGENT_EXEC_PTY : 0),
+	    .timeout_ms = opts->timeout_ms,
+	    .cwd = (char *)(opts->cwd ? opts->cwd : ""),
+	    .argv = (char **)opts->argv,
+	    .env = (char **)opts->env,
+	    .rows = opts->pty_rows,
+	    .cols = opts->pty_cols,
 	};
 	struct exec_ctx ctx = {.opts = opts, .res = res};
 	struct channel_op op = {
-		.what = what,
-		.stream = channel_new_stream(vm),
-		.on_frame = on_exec_frame,
-		.ctx = &ctx,
-		.input_fd = opts->stdin_fd,
-		.input_type = AGENT_STDIN,
-		.deadline_ms = opts->timeout_ms ? clock_ms() + opts->timeout_ms + TIMEOUT_GRACE_MS : 0,
-		.cancellable = true,
-		.pty = pty,
+	    .what = what,
+	    .stream = channel_new_stream(vm),
+	    .on_frame = on_exec_frame,
+	    .ctx = &ctx,
+	    .input_fd = opts->stdin_fd,
+	    .input_type = AGENT_STDIN,
+	    .deadline_ms = opts->timeout_ms ? clock_ms() + opts->timeout_ms + TIMEOUT_GRACE_MS : 0,
+	    .cancellable = true,
+	    .pty = pty,
 	};
 	/* A cancel or resize that arrived while idle does not carry over to this command. */
 	vm->cancel_requested = 0;
@@ -126,7 +127,8 @@ void vm_exec_result_describe(const struct vm_exec_result *res, char *out, size_t
 		snprintf(out, size, "exited %d", res->code);
 		break;
 	case VM_SIGNALED:
-		snprintf(out, size, "killed by SIG%s", sigabbrev_np(res->code) ? sigabbrev_np(res->code) : "?");
+		snprintf(out, size, "killed by SIG%s",
+			 sigabbrev_np(res->code) ? sigabbrev_np(res->code) : "?");
 		break;
 	case VM_TIMED_OUT:
 		snprintf(out, size, "timed out");

@@ -45,12 +45,12 @@ int vm_put_tar(struct vm *vm, int fd, const char *guest_dir, struct vmci_err *er
 	snprintf(what, sizeof(what), "copying files into %s", guest_dir);
 	struct agent_result ctx = {0};
 	struct channel_op op = {
-		.what = what,
-		.stream = channel_new_stream(vm),
-		.on_frame = on_put_frame,
-		.ctx = &ctx,
-		.input_fd = fd,
-		.input_type = AGENT_PUT_DATA,
+	    .what = what,
+	    .stream = channel_new_stream(vm),
+	    .on_frame = on_put_frame,
+	    .ctx = &ctx,
+	    .input_fd = fd,
+	    .input_type = AGENT_PUT_DATA,
 	};
 	channel_begin(vm);
 	agent_put_str(&vm->w, guest_dir);
@@ -132,7 +132,8 @@ static void *tar_writer_thread(void *arg)
 			const void *block;
 			size_t size;
 			la_int64_t offset;
-			while ((r = archive_read_data_block(disk, &block, &size, &offset)) == ARCHIVE_OK) {
+			while ((r = archive_read_data_block(disk, &block, &size, &offset)) ==
+			       ARCHIVE_OK) {
 				if (archive_write_data(out, block, size) < 0)
 					break;
 			}
@@ -194,7 +195,8 @@ static int on_get_frame(struct vm *vm, struct channel_op *op, const struct agent
 	if (f->h.type == AGENT_DATA) {
 		ctx->bytes += f->h.len;
 		if (ctx->bytes > GET_MAX_BYTES)
-			return vmci_err_set(err, EFBIG, "the guest sent more than %lld GiB while %s",
+			return vmci_err_set(err, EFBIG,
+					    "the guest sent more than %lld GiB while %s",
 					    GET_MAX_BYTES >> 30, op->what);
 		if (!ctx->write_error)
 			ctx->write_error = -io_write_all(ctx->fd, f->payload, f->h.len);
@@ -216,11 +218,11 @@ int vm_get_tar(struct vm *vm, const char *guest_path, int fd, struct vmci_err *e
 	snprintf(what, sizeof(what), "copying %s out of the guest", guest_path);
 	struct get_ctx ctx = {.fd = fd};
 	struct channel_op op = {
-		.what = what,
-		.stream = channel_new_stream(vm),
-		.on_frame = on_get_frame,
-		.ctx = &ctx,
-		.input_fd = -1,
+	    .what = what,
+	    .stream = channel_new_stream(vm),
+	    .on_frame = on_get_frame,
+	    .ctx = &ctx,
+	    .input_fd = -1,
 	};
 	channel_begin(vm);
 	agent_put_str(&vm->w, guest_path);
@@ -228,8 +230,9 @@ int vm_get_tar(struct vm *vm, const char *guest_path, int fd, struct vmci_err *e
 	if (!rc)
 		rc = channel_run(vm, &op, err);
 	if (!rc && ctx.result.status != 0)
-		rc = vmci_err_set(err, ctx.result.status, "copying %s out of the guest failed: %s",
-				  guest_path, *ctx.result.message ? ctx.result.message : strerror(ctx.result.status));
+		rc = vmci_err_set(
+		    err, ctx.result.status, "copying %s out of the guest failed: %s", guest_path,
+		    *ctx.result.message ? ctx.result.message : strerror(ctx.result.status));
 	else if (!rc && ctx.write_error)
 		rc = vmci_err_errno(err, ctx.write_error, "cannot write what the guest sent for %s",
 				    guest_path);
@@ -259,10 +262,9 @@ static void *untar_thread(void *arg)
 	 * symlinks), so libarchive's own absolute-path check cannot be used;
 	 * names are checked below instead.
 	 */
-	archive_write_disk_set_options(disk, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
-						     ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-						     ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-						     ARCHIVE_EXTRACT_UNLINK);
+	archive_write_disk_set_options(
+	    disk, ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+		      ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_UNLINK);
 	job->rc = -1;
 	if (archive_read_open_fd(in, job->fd, 65536) != ARCHIVE_OK) {
 		snprintf(job->error, sizeof(job->error), "%s", archive_error_string(in));
@@ -274,8 +276,8 @@ static void *untar_thread(void *arg)
 		const char *name = archive_entry_pathname(entry);
 		if (!name || name[0] == '/' || !strcmp(name, "..") || !strncmp(name, "../", 3) ||
 		    strstr(name, "/../")) {
-			snprintf(job->error, sizeof(job->error), "the guest sent an unsafe path '%s'",
-				 name ? name : "");
+			snprintf(job->error, sizeof(job->error),
+				 "the guest sent an unsafe path '%s'", name ? name : "");
 			goto done;
 		}
 		char path[PATH_MAX];
@@ -289,8 +291,8 @@ static void *untar_thread(void *arg)
 			char target[PATH_MAX];
 			if (hardlink[0] == '/' || strstr(hardlink, "..") ||
 			    fs_path(target, sizeof(target), "%s/%s", job->dir, hardlink)) {
-				snprintf(job->error, sizeof(job->error), "the guest sent an unsafe link '%s'",
-					 hardlink);
+				snprintf(job->error, sizeof(job->error),
+					 "the guest sent an unsafe link '%s'", hardlink);
 				goto done;
 			}
 			archive_entry_set_hardlink(entry, target);
@@ -308,7 +310,8 @@ static void *untar_thread(void *arg)
 		}
 		if (r != ARCHIVE_EOF || archive_write_finish_entry(disk) < ARCHIVE_WARN) {
 			snprintf(job->error, sizeof(job->error), "%s",
-				 r != ARCHIVE_EOF ? archive_error_string(in) : archive_error_string(disk));
+				 r != ARCHIVE_EOF ? archive_error_string(in)
+						  : archive_error_string(disk));
 			goto done;
 		}
 	}
@@ -351,7 +354,7 @@ int vm_get(struct vm *vm, const char *guest_path, const char *host_dir, struct v
 	close(sv[0]);
 	close(sv[1]);
 	if (!rc && job.rc)
-		rc = vmci_err_set(err, EIO, "cannot unpack %s from the guest into %s: %s", guest_path,
-				  host_dir, job.error);
+		rc = vmci_err_set(err, EIO, "cannot unpack %s from the guest into %s: %s",
+				  guest_path, host_dir, job.error);
 	return rc;
 }

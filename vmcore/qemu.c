@@ -144,8 +144,10 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	argv_add(a, "-m");
 	argv_add_buf(a, &b);
 	if (spec->mem_path) {
-		/* share=off maps the file privately: a restore reads only the pages the guest touches. */
-		buf_appendf(&b, "memory-backend-file,id=" QEMU_RAM_ID ",size=%dM,share=%s,mem-path=",
+		/* share=off maps the file privately: a restore reads only the pages the guest
+		 * touches. */
+		buf_appendf(&b,
+			    "memory-backend-file,id=" QEMU_RAM_ID ",size=%dM,share=%s,mem-path=",
 			    memory_mb, spec->mem_shared ? "on" : "off");
 		opt_value(&b, spec->mem_path);
 		argv_add(a, "-object");
@@ -203,7 +205,7 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 		buf_appendf(&b, "file=");
 		opt_value(&b, spec->disk);
 		buf_appendf(&b, ",if=none,id=disk0,node-name=" QEMU_DISK_NODE
-			    ",format=qcow2,cache=writeback,discard=unmap");
+				",format=qcow2,cache=writeback,discard=unmap");
 		argv_add(a, "-drive");
 		argv_add_buf(a, &b);
 		argv_add(a, "-device");

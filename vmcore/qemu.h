@@ -10,10 +10,10 @@
 #include "vmcore/vmcore.h"
 
 struct qemu_proc {
-	pid_t pid;	/* 0 before launch; kept after reaping, for messages only */
-	int pidfd;	/* pidfd_open(pid), readable when QEMU exits; -1 if unsupported;
-			   closed by qemu_reap */
-	int status;	/* wait status once reaped; -1 if collected elsewhere (SIGCHLD ignored) */
+	pid_t pid;  /* 0 before launch; kept after reaping, for messages only */
+	int pidfd;  /* pidfd_open(pid), readable when QEMU exits; -1 if unsupported;
+		       closed by qemu_reap */
+	int status; /* wait status once reaped; -1 if collected elsewhere (SIGCHLD ignored) */
 	bool reaped;
 };
 

@@ -19,11 +19,11 @@ enum qmp_msg_kind { QMP_GREETING, QMP_RETURN, QMP_ERROR, QMP_EVENT };
 struct qmp_msg {
 	enum qmp_msg_kind kind;
 	json_t *root;
-	json_t *id;		  /* "id" of a reply, or NULL */
-	json_t *value;		  /* return value, event data (NULL if none), or greeting "QMP" */
-	const char *event;	  /* event name */
-	const char *error_class;  /* error class */
-	const char *error_desc;	  /* error description */
+	json_t *id;		 /* "id" of a reply, or NULL */
+	json_t *value;		 /* return value, event data (NULL if none), or greeting "QMP" */
+	const char *event;	 /* event name */
+	const char *error_class; /* error class */
+	const char *error_desc;	 /* error description */
 };
 
 /*

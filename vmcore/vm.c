@@ -66,7 +66,8 @@ static int check_file(const char *what, const char *path, struct vmci_err *err)
 static int check_spec(const struct vm_spec *spec, struct vmci_err *err)
 {
 	int rc;
-	if ((rc = check_file("kernel", spec->kernel, err)) || (rc = check_file("initramfs", spec->initrd, err)))
+	if ((rc = check_file("kernel", spec->kernel, err)) ||
+	    (rc = check_file("initramfs", spec->initrd, err)))
 		return rc;
 	if (spec->disk && *spec->disk && (rc = check_file("disk", spec->disk, err)))
 		return rc;
@@ -94,7 +95,8 @@ int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err)
 	 */
 	if (rc == -VM_EACCEL && accel == VM_ACCEL_KVM && accel_is_auto(spec->accel) &&
 	    !spec->incoming) {
-		log_warn("KVM failed to run the guest; booting it again under TCG (software emulation)");
+		log_warn(
+		    "KVM failed to run the guest; booting it again under TCG (software emulation)");
 		rc = vm_boot(spec, VM_ACCEL_TCG, out, err);
 	}
 	return rc;
@@ -133,7 +135,8 @@ int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, st
 		rc = vm->agent_fd;
 		goto fail;
 	}
-	int timeout = spec->ready_timeout_ms > 0 ? spec->ready_timeout_ms : DEFAULT_READY_TIMEOUT_MS;
+	int timeout =
+	    spec->ready_timeout_ms > 0 ? spec->ready_timeout_ms : DEFAULT_READY_TIMEOUT_MS;
 	vm->ram_in_file = spec->mem_path && spec->mem_shared;
 	if (spec->incoming)
 		rc = template_start(vm, spec, timeout, err);
@@ -148,15 +151,17 @@ int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, st
 	return 0;
 fail:
 	if (vm->proc.pid > 0) {
-		/* Give QEMU a moment to exit by itself, so its own status and last words are told. */
+		/* Give QEMU a moment to exit by itself, so its own status and last words are told.
+		 */
 		char how[96], tail[640];
 		qemu_reap(&vm->proc, rc == -VM_EACCEL ? 0 : 500); /* a stopped guest never exits */
 		qemu_describe_exit(&vm->proc, how, sizeof(how));
 		qemu_console_tail(&vm->paths, tail, sizeof(tail));
-		if (err && *tail && !strstr(err->msg, "console") && !strstr(err->msg, "output ends")) {
+		if (err && *tail && !strstr(err->msg, "console") &&
+		    !strstr(err->msg, "output ends")) {
 			size_t n = strlen(err->msg);
-			snprintf(err->msg + n, sizeof(err->msg) - n, " (QEMU %s; last console lines:\n%s)",
-				 how, tail);
+			snprintf(err->msg + n, sizeof(err->msg) - n,
+				 " (QEMU %s; last console lines:\n%s)", how, tail);
 		}
 	}
 	vm_stop(vm, 0);
@@ -232,11 +237,11 @@ static int on_pong(struct vm *vm, struct channel_op *op, const struct agent_fram
 int vm_ping(struct vm *vm, int timeout_ms, struct vmci_err *err)
 {
 	struct channel_op op = {
-		.what = "pinging the agent",
-		.stream = channel_new_stream(vm),
-		.on_frame = on_pong,
-		.input_fd = -1,
-		.deadline_ms = clock_ms() + timeout_ms,
+	    .what = "pinging the agent",
+	    .stream = channel_new_stream(vm),
+	    .on_frame = on_pong,
+	    .input_fd = -1,
+	    .deadline_ms = clock_ms() + timeout_ms,
 	};
 	channel_begin(vm);
 	agent_put_u64(&vm->w, (uint64_t)clock_ns());
@@ -271,12 +276,12 @@ int vm_refresh_guest(struct vm *vm, struct vmci_err *err)
 	/* Both requests go at once, on one stream: a revert waits for one round trip, not two. */
 	struct refresh_ctx ctx = {0};
 	struct channel_op op = {
-		.what = "setting the guest clock and adding entropy",
-		.stream = channel_new_stream(vm),
-		.on_frame = on_refresh_reply,
-		.ctx = &ctx,
-		.input_fd = -1,
-		.deadline_ms = clock_ms() + 10000,
+	    .what = "setting the guest clock and adding entropy",
+	    .stream = channel_new_stream(vm),
+	    .on_frame = on_refresh_reply,
+	    .ctx = &ctx,
+	    .input_fd = -1,
+	    .deadline_ms = clock_ms() + 10000,
 	};
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);

@@ -49,12 +49,12 @@ const char *vm_qemu_package(enum vm_arch arch);
  * boot canary wrote, and a KVM guest that fails at run time rewrites it.
  */
 struct vm_kvm_info {
-	bool usable;	   /* /dev/kvm opens, speaks API version 12, and a VM can be
-			      created: KVM may be tried (the canary says whether it works) */
-	int api_version;   /* KVM_GET_API_VERSION, or -1 */
-	int max_vcpus;	   /* KVM_CAP_MAX_VCPUS (else NR_VCPUS, else 4); 0 without a VM */
-	bool dirty_log;	   /* KVM_CAP_DIRTY_LOG_RING or manual dirty-log protect */
-	char reason[256];  /* why not usable, or "" */
+	bool usable;	  /* /dev/kvm opens, speaks API version 12, and a VM can be
+			     created: KVM may be tried (the canary says whether it works) */
+	int api_version;  /* KVM_GET_API_VERSION, or -1 */
+	int max_vcpus;	  /* KVM_CAP_MAX_VCPUS (else NR_VCPUS, else 4); 0 without a VM */
+	bool dirty_log;	  /* KVM_CAP_DIRTY_LOG_RING or manual dirty-log protect */
+	char reason[256]; /* why not usable, or "" */
 };
 
 /*
@@ -75,8 +75,7 @@ int vm_accel_parse(const char *name, enum vm_accel *out);
  * canary must boot first (vm_accel_resolve does). why (may be NULL) says
  * why in a sentence.
  */
-enum vm_accel vm_accel_choose(enum vm_accel requested, enum vm_arch arch, char *why,
-			      size_t whylen);
+enum vm_accel vm_accel_choose(enum vm_accel requested, enum vm_arch arch, char *why, size_t whylen);
 
 /*
  * Like vm_accel_choose, but always decides: when AUTO is undecided, boots
@@ -101,12 +100,12 @@ enum vm_accel vm_accel_resolve(enum vm_accel requested, enum vm_arch arch, const
 
 struct vm_accel_verdict {
 	char key[VM_ACCEL_KEY_MAX];
-	bool kvm_booted;       /* a guest booted under KVM */
-	int64_t kvm_ms;	       /* its boot time; -1 when it did not boot */
-	int64_t tcg_ms;	       /* the canary's boot time under TCG; -1 when unknown */
-	char failure[256];     /* why KVM failed: the first telling console line, or "" */
-	char source[16];       /* "canary", or "runtime" (a KVM guest failed while in use) */
-	int64_t written_at;    /* unix seconds */
+	bool kvm_booted;    /* a guest booted under KVM */
+	int64_t kvm_ms;	    /* its boot time; -1 when it did not boot */
+	int64_t tcg_ms;	    /* the canary's boot time under TCG; -1 when unknown */
+	char failure[256];  /* why KVM failed: the first telling console line, or "" */
+	char source[16];    /* "canary", or "runtime" (a KVM guest failed while in use) */
+	int64_t written_at; /* unix seconds */
 };
 
 /* The key of this host now. */
@@ -143,16 +142,16 @@ int vm_accel_canary(enum vm_arch arch, const char *kernel, const char *initrd, i
 
 struct vm_spec {
 	enum vm_arch arch;
-	enum vm_accel accel;   /* AUTO: vm_accel_resolve(), and a KVM that fails is retried
-				  under TCG (not for spec->incoming: the state is KVM's) */
-	int cpus;	       /* default 1 */
-	int memory_mb;	       /* default 256 */
-	const char *kernel;    /* direct-boot kernel image (required) */
-	const char *initrd;    /* initramfs holding the agent as /init (required) */
-	const char *cmdline;   /* appended to vmci's own kernel arguments, may be NULL */
-	const char *disk;      /* qcow2 disk (the VM's own overlay), may be NULL */
-	const char *run_dir;   /* an existing directory for sockets and console.log */
-	int ready_timeout_ms;  /* from start to a ready agent; default 120000 */
+	enum vm_accel accel;  /* AUTO: vm_accel_resolve(), and a KVM that fails is retried
+				 under TCG (not for spec->incoming: the state is KVM's) */
+	int cpus;	      /* default 1 */
+	int memory_mb;	      /* default 256 */
+	const char *kernel;   /* direct-boot kernel image (required) */
+	const char *initrd;   /* initramfs holding the agent as /init (required) */
+	const char *cmdline;  /* appended to vmci's own kernel arguments, may be NULL */
+	const char *disk;     /* qcow2 disk (the VM's own overlay), may be NULL */
+	const char *run_dir;  /* an existing directory for sockets and console.log */
+	int ready_timeout_ms; /* from start to a ready agent; default 120000 */
 
 	/*
 	 * Guest RAM in a file (memory-backend-file) instead of anonymous
@@ -233,12 +232,12 @@ struct vm_exec_result {
 typedef void (*vm_output_fn)(void *ctx, int fd, const void *data, size_t len);
 
 struct vm_exec_opts {
-	const char *const *argv;  /* required; argv[0] is looked up in the guest's PATH */
-	const char *const *env;	  /* "KEY=VALUE" added to the guest's base environment */
-	const char *cwd;	  /* NULL: / */
-	uint32_t timeout_ms;	  /* 0: none */
-	int stdin_fd;		  /* host fd read to EOF into the command's stdin; -1: /dev/null */
-	vm_output_fn on_output;	  /* NULL: output is discarded */
+	const char *const *argv; /* required; argv[0] is looked up in the guest's PATH */
+	const char *const *env;	 /* "KEY=VALUE" added to the guest's base environment */
+	const char *cwd;	 /* NULL: / */
+	uint32_t timeout_ms;	 /* 0: none */
+	int stdin_fd;		 /* host fd read to EOF into the command's stdin; -1: /dev/null */
+	vm_output_fn on_output;	 /* NULL: output is discarded */
 	void *ctx;
 	/*
 	 * Both > 0: the command runs on a pseudo-terminal of this size in the

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LEASE_EXPIRED "lease expired"
+#define LEASE_EXPIRED  "lease expired"
 #define HOST_RESTARTED "host restarted"
 
 int job_current_tx(struct store *s, int64_t job_id, int attempt, int64_t *run_id, int64_t *log_len,
@@ -304,14 +304,15 @@ static int expire_one_tx(struct store *s, const struct job_row *j, const char *r
 static int expire_tx(struct store *s, int64_t now_ms, const char *host, struct vmci_err *err)
 {
 	struct store_stmt *st;
-	int rc = host ? db_query(s, &st, err,
-				 "SELECT id FROM jobs WHERE status = 'running' AND host = ?"
-				 " ORDER BY id {for_update}",
-				 "s", host)
-		      : db_query(s, &st, err,
-				 "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_ms < ?"
-				 " ORDER BY id {for_update}",
-				 "I", now_ms);
+	int rc =
+	    host ? db_query(s, &st, err,
+			    "SELECT id FROM jobs WHERE status = 'running' AND host = ?"
+			    " ORDER BY id {for_update}",
+			    "s", host)
+		 : db_query(s, &st, err,
+			    "SELECT id FROM jobs WHERE status = 'running' AND lease_expires_ms < ?"
+			    " ORDER BY id {for_update}",
+			    "I", now_ms);
 	if (rc < 0)
 		return rc;
 	int64_t *ids = NULL;

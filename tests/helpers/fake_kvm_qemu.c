@@ -144,8 +144,9 @@ int main(int argc, char **argv)
 	int fd = accept(qmp_listen, NULL, NULL);
 	if (fd < 0)
 		return 1;
-	send_line(fd, json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu",
-				"major", 7, "minor", 2, "micro", 0, "package", "fake", "capabilities"));
+	send_line(fd,
+		  json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu", "major",
+			    7, "minor", 2, "micro", 0, "package", "fake", "capabilities"));
 	char line[65536];
 	size_t have = 0;
 	for (;;) {

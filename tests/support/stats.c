@@ -25,8 +25,8 @@ struct stats stats_of(double *values, size_t n)
 void stats_print_header(const char *title)
 {
 	printf("## %s\n\n", title);
-	printf("| %-28s | %-40s | %-26s | %4s | %10s | %10s | %10s | %-5s |\n", "benchmark", "command",
-	       "inputs", "runs", "min", "median", "max", "unit");
+	printf("| %-28s | %-40s | %-26s | %4s | %10s | %10s | %10s | %-5s |\n", "benchmark",
+	       "command", "inputs", "runs", "min", "median", "max", "unit");
 	printf("|%.30s|%.42s|%.28s|%.6s|%.12s|%.12s|%.12s|%.7s|\n",
 	       "------------------------------", "------------------------------------------",
 	       "----------------------------", "------", "------------", "------------",
@@ -36,7 +36,7 @@ void stats_print_header(const char *title)
 void stats_print_row(const char *name, const char *command, const char *inputs, size_t runs,
 		     struct stats s, const char *unit)
 {
-	printf("| %-28s | %-40s | %-26s | %4zu | %10.2f | %10.2f | %10.2f | %-5s |\n", name, command,
-	       inputs, runs, s.min, s.median, s.max, unit);
+	printf("| %-28s | %-40s | %-26s | %4zu | %10.2f | %10.2f | %10.2f | %-5s |\n", name,
+	       command, inputs, runs, s.min, s.median, s.max, unit);
 	fflush(stdout);
 }

@@ -36,10 +36,10 @@ struct vm_exec_result vmtest_run(struct vm *vm, const char *const *argv, struct 
 	struct vm_exec_result res = {0};
 	struct vmci_err err = {0};
 	struct vm_exec_opts opts = {
-		.argv = argv,
-		.stdin_fd = -1,
-		.on_output = out ? capture_output : NULL,
-		.ctx = out,
+	    .argv = argv,
+	    .stdin_fd = -1,
+	    .on_output = out ? capture_output : NULL,
+	    .ctx = out,
 	};
 	if (vm_exec(vm, &opts, &res, &err) != 0)
 		fail_msg("running %s failed: %s", argv[0], err.msg);

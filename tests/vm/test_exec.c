@@ -67,7 +67,7 @@ static void test_stdout_and_stderr_stay_separate(void **state)
 {
 	struct capture c = {0};
 	struct vm_exec_result r =
-		vmtest_sh(guest->vm, "echo out1; echo err1 >&2; echo out2; echo err2 >&2", &c);
+	    vmtest_sh(guest->vm, "echo out1; echo err1 >&2; echo out2; echo err2 >&2", &c);
 	assert_int_equal(r.code, 0);
 	assert_string_equal(buf_cstr(&c.out), "out1\nout2\n");
 	assert_string_equal(buf_cstr(&c.err), "err1\nerr2\n");
@@ -78,9 +78,9 @@ static void test_20mb_of_output_arrives_byte_exact(void **state)
 {
 	struct capture sum = {0}, data = {0};
 	struct vm_exec_result r = vmtest_sh(
-		guest->vm,
-		"head -c 20971520 /dev/urandom > /tmp/blob && sha256sum /tmp/blob | cut -d' ' -f1",
-		&sum);
+	    guest->vm,
+	    "head -c 20971520 /dev/urandom > /tmp/blob && sha256sum /tmp/blob | cut -d' ' -f1",
+	    &sum);
 	assert_int_equal(r.code, 0);
 	const char *argv[] = {"cat", "/tmp/blob", NULL};
 	r = vmtest_run(guest->vm, argv, &data);
@@ -108,7 +108,8 @@ static void test_stdin_reaches_the_command(void **state)
 	close(fds[1]);
 	const char *argv[] = {"wc", "-l", NULL};
 	struct capture c = {0};
-	struct vm_exec_opts opts = {.argv = argv, .stdin_fd = fds[0], .on_output = capture_output, .ctx = &c};
+	struct vm_exec_opts opts = {
+	    .argv = argv, .stdin_fd = fds[0], .on_output = capture_output, .ctx = &c};
 	struct vm_exec_result r;
 	struct vmci_err err = {0};
 	assert_int_equal(vm_exec(guest->vm, &opts, &r, &err), 0);
@@ -204,17 +205,17 @@ static void test_qemu_killed_mid_command_is_an_infrastructure_failure(void **sta
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_guest_reports_its_architecture),
-		cmocka_unit_test(test_exit_status_propagates),
-		cmocka_unit_test(test_signal_propagates),
-		cmocka_unit_test(test_stdout_and_stderr_stay_separate),
-		cmocka_unit_test(test_20mb_of_output_arrives_byte_exact),
-		cmocka_unit_test(test_stdin_reaches_the_command),
-		cmocka_unit_test(test_missing_command_fails_to_start),
-		cmocka_unit_test(test_timeout_kills_the_command),
-		cmocka_unit_test(test_cancel_stops_the_command),
-		cmocka_unit_test(test_ping_and_refresh),
-		cmocka_unit_test(test_qemu_killed_mid_command_is_an_infrastructure_failure),
+	    cmocka_unit_test(test_guest_reports_its_architecture),
+	    cmocka_unit_test(test_exit_status_propagates),
+	    cmocka_unit_test(test_signal_propagates),
+	    cmocka_unit_test(test_stdout_and_stderr_stay_separate),
+	    cmocka_unit_test(test_20mb_of_output_arrives_byte_exact),
+	    cmocka_unit_test(test_stdin_reaches_the_command),
+	    cmocka_unit_test(test_missing_command_fails_to_start),
+	    cmocka_unit_test(test_timeout_kills_the_command),
+	    cmocka_unit_test(test_cancel_stops_the_command),
+	    cmocka_unit_test(test_ping_and_refresh),
+	    cmocka_unit_test(test_qemu_killed_mid_command_is_an_infrastructure_failure),
 	};
 	return cmocka_run_group_tests_name("vm exec", tests, boot_vm, stop_vm);
 }

@@ -71,7 +71,8 @@ static void make_tree(const char *root)
 		for (int s = 0; s < 5; s++) {
 			char link[PATH_MAX], target[64];
 			snprintf(link, sizeof(link), "%s/link%d", dir, s);
-			snprintf(target, sizeof(target), s % 2 ? "file%03d.txt" : "../dir00/file%03d.txt", s);
+			snprintf(target, sizeof(target),
+				 s % 2 ? "file%03d.txt" : "../dir00/file%03d.txt", s);
 			assert_int_equal(symlink(target, link), 0);
 		}
 	}
@@ -147,7 +148,8 @@ static void test_put_then_get_round_trips_1000_files(void **state)
 static void test_get_with_a_glob_copies_only_matches(void **state)
 {
 	vmtest_sh(guest->vm,
-		  "mkdir -p /work/out && cd /work/out && echo a > a.log && echo b > b.log && echo c > c.txt",
+		  "mkdir -p /work/out && cd /work/out && echo a > a.log && echo b > b.log && echo "
+		  "c > c.txt",
 		  NULL);
 	char dst[PATH_MAX];
 	snprintf(dst, sizeof(dst), "%s/glob", work);
@@ -174,9 +176,9 @@ static void test_get_of_nothing_is_not_an_error(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_put_then_get_round_trips_1000_files),
-		cmocka_unit_test(test_get_with_a_glob_copies_only_matches),
-		cmocka_unit_test(test_get_of_nothing_is_not_an_error),
+	    cmocka_unit_test(test_put_then_get_round_trips_1000_files),
+	    cmocka_unit_test(test_get_with_a_glob_copies_only_matches),
+	    cmocka_unit_test(test_get_of_nothing_is_not_an_error),
 	};
 	return cmocka_run_group_tests_name("vm files", tests, setup, teardown);
 }

@@ -19,7 +19,8 @@ static char tmp[PATH_MAX];
 
 static int make_tmp(void **state)
 {
-	snprintf(tmp, sizeof(tmp), "%s/vmci-common-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	snprintf(tmp, sizeof(tmp), "%s/vmci-common-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	return mkdtemp(tmp) ? 0 : -1;
 }
 
@@ -90,7 +91,8 @@ static void test_sha256_matches_known_vector(void **state)
 	sha256_update(ctx, "abc", 3);
 	char hex[SHA256_HEX_LEN + 1];
 	sha256_finish(ctx, hex);
-	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_string_equal(hex,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 static void test_run_command_reports_status_and_stderr(void **state)
@@ -136,14 +138,14 @@ static void test_format_duration(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_buf_appends_and_consumes),
-		cmocka_unit_test(test_write_atomic_replaces_whole_file),
-		cmocka_unit_test(test_read_file_refuses_oversized),
-		cmocka_unit_test(test_mkdir_p_and_rm_rf),
-		cmocka_unit_test(test_sha256_matches_known_vector),
-		cmocka_unit_test(test_run_command_reports_status_and_stderr),
-		cmocka_unit_test(test_run_command_names_the_package_of_a_missing_tool),
-		cmocka_unit_test(test_format_duration),
+	    cmocka_unit_test(test_buf_appends_and_consumes),
+	    cmocka_unit_test(test_write_atomic_replaces_whole_file),
+	    cmocka_unit_test(test_read_file_refuses_oversized),
+	    cmocka_unit_test(test_mkdir_p_and_rm_rf),
+	    cmocka_unit_test(test_sha256_matches_known_vector),
+	    cmocka_unit_test(test_run_command_reports_status_and_stderr),
+	    cmocka_unit_test(test_run_command_names_the_package_of_a_missing_tool),
+	    cmocka_unit_test(test_format_duration),
 	};
 	return cmocka_run_group_tests_name("common", tests, make_tmp, remove_tmp);
 }

@@ -4,24 +4,23 @@
  */
 #include "helpers.h"
 
-static const char pipeline[] =
-    "jobs:\n"
-    "  build:\n"
-    "    image: ${{ matrix.os }}\n"
-    "    strategy:\n"
-    "      matrix:\n"
-    "        os: [debian-12, busybox-x86_64]\n"
-    "    steps: [{run: make}]\n"
-    "  test:\n"
-    "    image: ${{ matrix.os }}\n"
-    "    needs: [build]\n"
-    "    strategy:\n"
-    "      matrix:\n"
-    "        os: [debian-12, busybox-x86_64]\n"
-    "    steps: [{run: make check}]\n"
-    "  lint:\n"
-    "    image: debian-12\n"
-    "    steps: [{run: make lint}]\n";
+static const char pipeline[] = "jobs:\n"
+			       "  build:\n"
+			       "    image: ${{ matrix.os }}\n"
+			       "    strategy:\n"
+			       "      matrix:\n"
+			       "        os: [debian-12, busybox-x86_64]\n"
+			       "    steps: [{run: make}]\n"
+			       "  test:\n"
+			       "    image: ${{ matrix.os }}\n"
+			       "    needs: [build]\n"
+			       "    strategy:\n"
+			       "      matrix:\n"
+			       "        os: [debian-12, busybox-x86_64]\n"
+			       "    steps: [{run: make check}]\n"
+			       "  lint:\n"
+			       "    image: debian-12\n"
+			       "    steps: [{run: make lint}]\n";
 
 struct chosen {
 	struct pipe_run *run;
@@ -95,8 +94,7 @@ static void test_one_combination_by_name_brings_all_it_needs(void **state)
 {
 	/* needs: [build] waits for every build combination, so all of them come. */
 	const char *names[] = {"test (debian-12)"};
-	expect(names, 1, NULL, 0,
-	       "build (debian-12), build (busybox-x86_64), test (debian-12)");
+	expect(names, 1, NULL, 0, "build (debian-12), build (busybox-x86_64), test (debian-12)");
 }
 
 static void test_a_job_without_needs_comes_alone(void **state)
@@ -129,7 +127,8 @@ static void test_repeated_key_means_any_of_its_values(void **state)
 static void test_unknown_job_is_an_error_listing_the_jobs(void **state)
 {
 	const char *names[] = {"deploy"};
-	expect_error(names, 1, NULL, 0, "no job 'deploy' in the pipeline (jobs: build, test, lint)");
+	expect_error(names, 1, NULL, 0,
+		     "no job 'deploy' in the pipeline (jobs: build, test, lint)");
 }
 
 static void test_unknown_matrix_key_is_an_error(void **state)

@@ -37,8 +37,10 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	snprintf(f->root, sizeof(f->root), "/tmp/vmci-test-artifacts-XXXXXX");
-	if (!mkdtemp(f->root))
+	if (!mkdtemp(f->root)) {
+		free(f);
 		return -1;
+	}
 	snprintf(f->dir, sizeof(f->dir), "%s/out", f->root);
 	snprintf(f->tar, sizeof(f->tar), "%s/in.tar", f->root);
 	mkdir(f->dir, 0755);

@@ -154,7 +154,8 @@ static void require_usable_kvm(void)
 	struct vm_kvm_info kvm;
 	vm_kvm_probe(&kvm);
 	if (!kvm.usable)
-		fail_msg("this test needs a /dev/kvm that opens (KVM need not work): %s", kvm.reason);
+		fail_msg("this test needs a /dev/kvm that opens (KVM need not work): %s",
+			 kvm.reason);
 }
 
 static void test_auto_is_undecided_without_a_verdict(void **state)

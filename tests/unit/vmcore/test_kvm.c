@@ -104,7 +104,8 @@ static void test_unknown_env_value_is_ignored(void **state)
 	/* "fast" is no accelerator: the requested one stands, and $VMCI_ACCEL is not named. */
 	char why[256];
 	setenv("VMCI_ACCEL", "fast", 1);
-	assert_int_equal(vm_accel_choose(VM_ACCEL_TCG, host_arch(), why, sizeof(why)), VM_ACCEL_TCG);
+	assert_int_equal(vm_accel_choose(VM_ACCEL_TCG, host_arch(), why, sizeof(why)),
+			 VM_ACCEL_TCG);
 	assert_null(strstr(why, "$VMCI_ACCEL"));
 	assert_non_null(strstr(why, "the VM spec"));
 }
