@@ -2,14 +2,16 @@
  * images/internal.h: what the files of images/ share with each other.
  * Nothing outside images/ (and its unit tests) includes this header.
  *
- *   store.c      the store: layout, scratch directories, locks, publish, names
+ *   store.c      the store's layout: names, blobs, scratch directories, finding
+ *   publish.c    building and publishing: the build lock, seal, rename, name
  *   agent_path.c files shipped beside the vmci executable (agents, recipes)
  *   deb.c        Debian packages: resolve, download, read, extract a kernel
  *   kmod.c       kernel modules: .modinfo, dependencies, load order
  *   initramfs.c  a newc cpio + gzip initramfs, written deterministically
  *   busybox.c    the busybox-ARCH recipe
  *   clone.c      copy-on-write clones and their registrations
- *   list.c       listing and inspecting the store, disk headers
+ *   disk.c       disk headers (qcow2), usage on disk, backing chains of blobs
+ *   list.c       listing and inspecting the store
  *   gc.c         removing names, and everything nothing references
  *   pull.c       downloading an image by URL (libcurl)
  *   extract.c    a root filesystem archive extracted into a tree (import)
@@ -268,7 +270,7 @@ int img_initramfs_add_chardev(struct img_initramfs *ir, const char *path, mode_t
 /* Writes the gzip-compressed newc archive to out (created 0644, synced). */
 int img_initramfs_write(struct img_initramfs *ir, const char *out, struct vmci_err *err);
 
-/* ---- the store's parts, for clone.c, gc.c, list.c, pull.c (store.c) ---- */
+/* ---- the store's layout (store.c), for publish.c, clone.c, gc.c, list.c, pull.c ---- */
 
 /* $VMCI_HOME/images/<sub>, created when missing. */
 int img_store_dir(char *out, size_t size, const char *sub, struct vmci_err *err);
@@ -282,6 +284,8 @@ int img_name_write(const char *name, const char *digest, struct vmci_err *err);
 int img_blob_path(const char *digest, char *out, size_t size);
 /* True when a blob directory holds a complete image (kernel, initramfs, manifest). */
 bool img_blob_complete(const char *dir);
+/* Fills out for the published image digest called name, from its manifest. */
+int img_fill_boot(const char *name, const char *digest, struct img_boot *out, struct vmci_err *err);
 /*
  * Opens locks/<name>.lock (created when missing) and takes flock(op) on it
  * (LOCK_EX or LOCK_SH, retried on EINTR), held until *fd is closed. With
@@ -340,7 +344,7 @@ int img_clone_regs(struct img_clone_reg **out, size_t *count, struct vmci_err *e
 /* Removes a registration, and its overlay too when overlay is true (a stale clone). */
 int img_clone_reg_drop(const struct img_clone_reg *reg, bool overlay, struct vmci_err *err);
 
-/* ---- disks and blob contents (list.c) ------------------------------- */
+/* ---- disks and blob contents (disk.c) ------------------------------- */
 
 /* What a disk file's header says. */
 struct img_disk {
@@ -354,6 +358,9 @@ int img_disk_probe(const char *path, struct img_disk *out, struct vmci_err *err)
 
 /* Bytes a file or directory tree takes on disk (st_blocks * 512). */
 long long img_disk_usage(const char *path);
+
+/* Whether a file of a blob is one of its disks (not its kernel, initramfs or manifest). */
+bool img_is_disk_file(const char *file);
 
 /*
  * The digests of the blobs the disks of blob digest are backed by, directly
