@@ -5,6 +5,7 @@
 #include "runner/runner.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -238,6 +239,61 @@ static int one_name(int argc, char **argv, const char *usage, const char **name)
 	return -1;
 }
 
+static json_t *names_json(char *const *names)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; names && names[i]; i++)
+		json_array_append_new(a, json_string(names[i]));
+	return a;
+}
+
+static json_t *file_json(const struct img_file_info *f)
+{
+	json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "name", f->name, "path", f->path, "size",
+			      (json_int_t)f->size, "disk_usage", (json_int_t)f->disk_usage);
+	if (o && f->disk) {
+		json_object_set_new(o, "format", json_string(f->format));
+		json_object_set_new(o, "virtual_size", json_integer(f->virtual_size));
+		if (f->backing[0])
+			json_object_set_new(o, "backing", json_string(f->backing));
+	}
+	return o;
+}
+
+/*
+ * The document `vmci image inspect` prints: the image's facts, its
+ * manifest as stored, its files, parents and live clones.
+ */
+static json_t *details_json(const struct img_details *d)
+{
+	json_t *manifest = json_loads(d->manifest.text, 0, NULL);
+	json_t *j =
+	    json_pack("{s:s, s:s+, s:s, s:I, s:o, s:o}", "name", d->name, "digest",
+		      "sha256:", d->digest, "path", d->dir, "size", (json_int_t)d->size, "names",
+		      names_json(d->names), "manifest", manifest ? manifest : json_null());
+	if (!j)
+		return NULL;
+	if (d->recipe_file[0])
+		json_object_set_new(j, "recipe_file", json_string(d->recipe_file));
+	json_t *files = json_array(), *parents = json_array(), *clones = json_array();
+	for (size_t i = 0; i < d->n_files; i++)
+		json_array_append_new(files, file_json(&d->files[i]));
+	for (size_t i = 0; i < d->n_parents; i++)
+		json_array_append_new(parents, json_pack("{s:s+, s:s, s:o}", "digest",
+							 "sha256:", d->parents[i].digest, "path",
+							 d->parents[i].dir, "names",
+							 names_json(d->parents[i].names)));
+	for (size_t i = 0; i < d->n_clones; i++)
+		json_array_append_new(clones,
+				      json_pack("{s:s, s:i, s:I}", "overlay", d->clones[i].overlay,
+						"pid", d->clones[i].pid, "disk_usage",
+						(json_int_t)d->clones[i].disk_usage));
+	json_object_set_new(j, "files", files);
+	json_object_set_new(j, "parents", parents);
+	json_object_set_new(j, "clones", clones);
+	return j;
+}
+
 static int image_inspect(int argc, char **argv)
 {
 	const char *name;
@@ -247,10 +303,16 @@ static int image_inspect(int argc, char **argv)
 			      &name);
 	if (status >= 0)
 		return status;
-	json_t *j = NULL;
+	struct img_details *d = NULL;
 	struct vmci_err err = {0};
-	if (img_inspect(name, &j, &err)) {
+	if (img_inspect(name, &d, &err)) {
 		cli_error("%s", err.msg);
+		return EXIT_INFRA;
+	}
+	json_t *j = details_json(d);
+	img_details_free(d);
+	if (!j) {
+		cli_error("image inspect: out of memory");
 		return EXIT_INFRA;
 	}
 	json_dumpf(j, stdout, JSON_INDENT(2));

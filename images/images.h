@@ -12,7 +12,6 @@
 #ifndef VMCI_IMAGES_H
 #define VMCI_IMAGES_H
 
-#include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
 
@@ -146,16 +145,87 @@ struct img_info {
  */
 int img_list(struct img_info **out, size_t *count, struct vmci_err *err);
 
+/* ---- one image in detail (images/inspect.c) ---------------------------- */
+
 /*
- * Everything about the image called name, as a JSON object the caller owns
- * (json_decref): name, digest, path, size, names (all names of the same
- * image), manifest (recipe facts: arch, kernel, cmdline, created, ...),
- * recipe_file (the recipe that builds name now, when there is one),
- * files (size, disk usage, and for disks format, virtual_size, backing),
- * parents (the images its disks are backed by, nearest first), clones
- * (live ones). -ENOENT as img_find when there is no such image.
+ * What an image's manifest (manifest.json, written by its build beside its
+ * files) records. Strings are "" and numbers 0 when the manifest does not
+ * say; text is the manifest as stored, so a front end can show it whole.
  */
-int img_inspect(const char *name, json_t **out, struct vmci_err *err);
+struct img_manifest {
+	char name[64]; /* the name it was built or imported as */
+	char arch[16];
+	char created[32]; /* "2024-05-01T12:00:00Z" (UTC) */
+	char builder[64]; /* the builder's version: "vmci-image-builder 1" */
+	char cmdline[256];
+	char kernel_file[64]; /* files in the image's directory */
+	char initrd_file[64];
+	char disk_file[64];  /* "" when the image has no root disk */
+	long long disk_size; /* bytes the root disk was made with */
+	struct {
+		char package[128];   /* a Debian kernel: "linux-image-6.1.0-21-cloud-amd64" */
+		char version[64];    /* the package's version */
+		char release[64];    /* uname -r */
+		char file[PATH_MAX]; /* or the kernel file the recipe named */
+		char sha256[SHA256_HEX_LEN + 1];
+	} kernel;
+	char *text; /* the whole manifest, JSON as stored; owned */
+};
+
+/* One file of an image's directory. */
+struct img_file_info {
+	char name[256];
+	char path[PATH_MAX];
+	long long size;	      /* bytes (st_size) */
+	long long disk_usage; /* bytes on disk (st_blocks * 512) */
+	bool disk;	      /* a disk whose header was read: the fields below are set */
+	char format[8];	      /* "qcow2" or "raw" */
+	long long virtual_size;
+	char backing[PATH_MAX]; /* absolute; "" when it has no backing file */
+};
+
+/* An image the disks of another are backed by. */
+struct img_parent {
+	char digest[SHA256_HEX_LEN + 1];
+	char dir[PATH_MAX];
+	char **names; /* the names pointing at it, NULL-terminated (maybe none) */
+};
+
+/* A live clone of an image (see img_clone). */
+struct img_live_clone {
+	char overlay[PATH_MAX];
+	int pid; /* the process that made it */
+	long long disk_usage;
+};
+
+/* Everything about one image: what img_inspect returns. */
+struct img_details {
+	char name[64];			 /* as asked */
+	char digest[SHA256_HEX_LEN + 1]; /* hex, no "sha256:" */
+	char dir[PATH_MAX];		 /* the published directory */
+	long long size;			 /* bytes on disk of its files */
+	char **names;			 /* every name of the same image, NULL-terminated */
+	struct img_manifest manifest;
+	char recipe_file[PATH_MAX];  /* the recipe that builds name now, "" when none (its
+					digest may differ from this image's) */
+	struct img_file_info *files; /* in the directory's order */
+	size_t n_files;
+	struct img_parent *parents; /* nearest first */
+	size_t n_parents;
+	struct img_live_clone *clones;
+	size_t n_clones;
+};
+
+/*
+ * Everything about the image called name, in *out, which the caller frees
+ * with img_details_free. Only reads: safe while builds, clones and gc run.
+ * Returns 0, -ENOENT as img_find when there is no such image, -EINVAL
+ * when its manifest is not JSON, or another negative code, with err.
+ * Presentation (JSON for `vmci image inspect`, the service's API) is the
+ * front end's.
+ */
+int img_inspect(const char *name, struct img_details **out, struct vmci_err *err);
+void img_details_free(struct img_details *d);
 
 /* ---- removing images (images/gc.c) ------------------------------------ */
 

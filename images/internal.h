@@ -11,7 +11,8 @@
  *   busybox.c    the busybox-ARCH recipe
  *   clone.c      copy-on-write clones and their registrations
  *   disk.c       disk headers (qcow2), usage on disk, backing chains of blobs
- *   list.c       listing and inspecting the store
+ *   list.c       listing the store
+ *   inspect.c    one image in detail
  *   gc.c         removing names, and everything nothing references
  *   pull.c       downloading an image by URL (libcurl)
  *   extract.c    a root filesystem archive extracted into a tree (import)

@@ -1,7 +1,6 @@
 /*
- * What the store holds: img_list (one row per name, and per blob no name
- * points at) and img_inspect (one image in detail), from the disk facts
- * of disk.c.
+ * What the store holds: img_list, one row per name and per blob no name
+ * points at, from the disk facts of disk.c.
  */
 #include "images/internal.h"
 
@@ -14,8 +13,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- the listing ---------------------------------------------------------- */
 
 /* What one blob is and who uses it. */
 struct blob {
@@ -231,109 +228,5 @@ int img_list(struct img_info **out, size_t *count, struct vmci_err *err)
 	qsort(rows, n, sizeof(*rows), by_name);
 	*out = rows;
 	*count = n;
-	return 0;
-}
-
-/* ---- one image in detail ------------------------------------------------- */
-
-static json_t *file_entries(const char *dir)
-{
-	json_t *files = json_array();
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d)) != NULL) {
-		char path[PATH_MAX];
-		struct stat st;
-		if (de->d_name[0] == '.' || fs_path(path, sizeof(path), "%s/%s", dir, de->d_name) ||
-		    lstat(path, &st) != 0)
-			continue;
-		json_t *f =
-		    json_pack("{s:s, s:s, s:I, s:I}", "name", de->d_name, "path", path, "size",
-			      (json_int_t)st.st_size, "disk_usage", (json_int_t)st.st_blocks * 512);
-		struct img_disk disk;
-		if (img_is_disk_file(de->d_name) && img_disk_probe(path, &disk, NULL) == 0) {
-			json_object_set_new(f, "format", json_string(disk.format));
-			json_object_set_new(f, "virtual_size", json_integer(disk.virtual_size));
-			if (disk.backing[0])
-				json_object_set_new(f, "backing", json_string(disk.backing));
-		}
-		json_array_append_new(files, f);
-	}
-	if (d)
-		closedir(d);
-	return files;
-}
-
-/* The names that point at digest. */
-static json_t *names_of(const char *digest)
-{
-	json_t *names = json_array();
-	char dir[PATH_MAX];
-	DIR *d = img_store_dir(dir, sizeof(dir), "names", NULL) ? NULL : opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d)) != NULL) {
-		char other[SHA256_HEX_LEN + 1];
-		if (!img_name_check(de->d_name, NULL) && !strstr(de->d_name, ".tmp.") &&
-		    !img_name_read(de->d_name, other, NULL) && !strcmp(other, digest))
-			json_array_append_new(names, json_string(de->d_name));
-	}
-	if (d)
-		closedir(d);
-	return names;
-}
-
-int img_inspect(const char *name, json_t **out, struct vmci_err *err)
-{
-	*out = NULL;
-	struct img_boot img;
-	int rc = img_find(name, &img, err);
-	if (rc)
-		return rc;
-	char path[PATH_MAX];
-	json_error_t jerr;
-	fs_path(path, sizeof(path), "%s/%s", img.dir, IMG_MANIFEST_FILE);
-	json_t *m = json_load_file(path, 0, &jerr);
-	if (!m)
-		return vmci_err_set(err, EINVAL, "cannot read %s: %s", path, jerr.text);
-	json_t *j = json_object();
-	json_object_set_new(j, "name", json_string(name));
-	json_object_set_new(j, "digest", json_sprintf("sha256:%s", img.digest));
-	json_object_set_new(j, "path", json_string(img.dir));
-	json_object_set_new(j, "size", json_integer(img_disk_usage(img.dir)));
-	json_object_set_new(j, "names", names_of(img.digest));
-	json_object_set_new(j, "manifest", m);
-	/* The recipe that builds the name now (its digest may differ from this image's). */
-	char recipe[PATH_MAX];
-	if (img_recipe_path(name, recipe, sizeof(recipe), NULL) == 0)
-		json_object_set_new(j, "recipe_file", json_string(recipe));
-	json_object_set_new(j, "files", file_entries(img.dir));
-
-	char(*parents)[SHA256_HEX_LEN + 1] = NULL;
-	size_t np = 0;
-	json_t *pa = json_array();
-	img_blob_parents(img.digest, &parents, &np, NULL);
-	for (size_t i = 0; i < np; i++) {
-		char dir[PATH_MAX], digest[SHA256_HEX_LEN + 8];
-		img_blob_path(parents[i], dir, sizeof(dir));
-		snprintf(digest, sizeof(digest), "sha256:%s", parents[i]);
-		json_array_append_new(pa, json_pack("{s:s, s:s, s:o}", "digest", digest, "path",
-						    dir, "names", names_of(parents[i])));
-	}
-	free(parents);
-	json_object_set_new(j, "parents", pa);
-
-	struct img_clone_reg *regs = NULL;
-	size_t nregs = 0;
-	json_t *clones = json_array();
-	if (img_clone_regs(&regs, &nregs, NULL) == 0)
-		for (size_t i = 0; i < nregs; i++)
-			if (!strcmp(regs[i].digest, img.digest) && regs[i].state == IMG_CLONE_LIVE)
-				json_array_append_new(
-				    clones, json_pack("{s:s, s:i, s:I}", "overlay", regs[i].overlay,
-						      "pid", regs[i].pid, "disk_usage",
-						      (json_int_t)img_disk_usage(regs[i].overlay)));
-	free(regs);
-	json_object_set_new(j, "clones", clones);
-	*out = j;
 	return 0;
 }

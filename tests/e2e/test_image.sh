@@ -52,6 +52,39 @@ if python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["name"]
 then pass image_inspect_prints_json
 else fail image_inspect_prints_json "$(head -c 400 "$E2E_TMP/inspect.json") $(cat "$E2E_TMP/err")"; fi
 
+# The whole document, byte for byte: what the store holds, in the order and
+# layout `vmci image inspect` has always printed (JSON indented by 2, keys in
+# this order, the manifest exactly as stored, files in directory order).
+python3 - "$E2E_TMP/inspect.json" "$VMCI_HOME/images" >"$E2E_TMP/inspect.diff" 2>&1 <<'PY'
+import difflib, json, os, struct, sys
+printed, store = open(sys.argv[1]).read(), sys.argv[2]
+digest = open(store + "/names/e2e-root").read().split()[0].removeprefix("sha256:")
+path = store + "/blobs/sha256-" + digest
+def usage(p):
+    st = os.lstat(p)
+    return st.st_blocks * 512 + (sum(usage(p + "/" + c) for c in os.listdir(p)) if os.path.isdir(p) else 0)
+files = []
+for name in os.listdir(path):
+    if name.startswith("."):
+        continue
+    st = os.lstat(path + "/" + name)
+    f = {"name": name, "path": path + "/" + name, "size": st.st_size, "disk_usage": st.st_blocks * 512}
+    if name not in ("vmlinuz", "initramfs.cpio.gz", "manifest.json"):
+        head = open(path + "/" + name, "rb").read(32)
+        qcow2 = head[:4] == b"QFI\xfb"
+        f["format"] = "qcow2" if qcow2 else "raw"
+        f["virtual_size"] = struct.unpack(">Q", head[24:32])[0] if qcow2 else st.st_size
+    files.append(f)
+want = {"name": "e2e-root", "digest": "sha256:" + digest, "path": path, "size": usage(path),
+        "names": ["e2e-root"], "manifest": json.load(open(path + "/manifest.json")),
+        "files": files, "parents": [], "clones": []}
+expected = json.dumps(want, indent=2, ensure_ascii=False) + "\n"
+sys.stdout.writelines(difflib.unified_diff(expected.splitlines(True), printed.splitlines(True), "expected", "printed"))
+sys.exit(printed != expected)
+PY
+if [ $? = 0 ]; then pass image_inspect_prints_the_store_as_it_is_byte_for_byte
+else fail image_inspect_prints_the_store_as_it_is_byte_for_byte "$(head -c 600 "$E2E_TMP/inspect.diff")"; fi
+
 "$VMCI" image inspect no-such-image >/dev/null 2>"$E2E_TMP/err"
 rc=$?
 if [ "$rc" != 0 ] && grep -q "no-such-image" "$E2E_TMP/err"; then pass image_inspect_unknown_names_it

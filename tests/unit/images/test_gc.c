@@ -168,15 +168,18 @@ static void test_gc_keeps_the_parents_of_kept_images(void **state)
 	assert_int_equal(gc(false).removed[IMG_GC_IMAGE], 0);
 	assert_true(img_blob_complete(parent.dir));
 
-	json_t *j = NULL;
-	assert_int_equal(img_inspect("child-x86_64", &j, NULL), 0);
-	json_t *parents = json_object_get(j, "parents");
-	assert_int_equal(json_array_size(parents), 1);
-	char want[SHA256_HEX_LEN + 8];
-	snprintf(want, sizeof(want), "sha256:%s", parent.digest);
-	assert_string_equal(
-	    json_string_value(json_object_get(json_array_get(parents, 0), "digest")), want);
-	json_decref(j);
+	struct img_details *d = NULL;
+	assert_int_equal(img_inspect("child-x86_64", &d, NULL), 0);
+	assert_int_equal(d->n_parents, 1);
+	assert_string_equal(d->parents[0].digest, parent.digest);
+	assert_string_equal(d->parents[0].dir, parent.dir);
+	assert_null(d->parents[0].names[0]); /* its name was removed */
+	/* The child's disk names its backing file. */
+	bool backed = false;
+	for (size_t i = 0; i < d->n_files; i++)
+		backed = backed || (d->files[i].disk && !strcmp(d->files[i].backing, parent.disk));
+	assert_true(backed);
+	img_details_free(d);
 
 	rm("child-x86_64");
 	assert_int_equal(gc(false).removed[IMG_GC_IMAGE], 2);
@@ -357,37 +360,69 @@ static void test_inspect_shows_manifest_files_and_clones(void **state)
 {
 	struct img_boot img;
 	fake_publish("inspected-x86_64", 128, NULL, &img);
+	assert_int_equal(img_name_write("inspected-alias", img.digest, NULL), 0);
 	char overlay[PATH_MAX];
 	snprintf(overlay, sizeof(overlay), "%s/inspected.qcow2", work);
 	assert_int_equal(img_clone(&img, overlay, NULL), 0);
-	json_t *j = NULL;
-	assert_int_equal(img_inspect("inspected-x86_64", &j, NULL), 0);
-	assert_string_equal(json_string_value(json_object_get(j, "name")), "inspected-x86_64");
-	json_t *m = json_object_get(j, "manifest");
-	assert_string_equal(json_string_value(json_object_get(m, "arch")), "x86_64");
-	assert_string_equal(json_string_value(json_object_get(m, "disk_file")), IMG_DISK_FILE);
-	bool disk_seen = false;
-	size_t i;
-	json_t *f;
-	json_array_foreach(json_object_get(j, "files"), i, f)
-	{
-		if (strcmp(json_string_value(json_object_get(f, "name")), IMG_DISK_FILE))
+	struct img_details *d = NULL;
+	assert_int_equal(img_inspect("inspected-x86_64", &d, NULL), 0);
+	assert_string_equal(d->name, "inspected-x86_64");
+	assert_string_equal(d->digest, img.digest);
+	assert_string_equal(d->dir, img.dir);
+	assert_true(d->size > 0);
+	/* Every name of the image, in no particular order. */
+	int names = 0;
+	for (size_t i = 0; d->names[i]; i++, names++)
+		assert_true(!strcmp(d->names[i], "inspected-x86_64") ||
+			    !strcmp(d->names[i], "inspected-alias"));
+	assert_int_equal(names, 2);
+	/* The manifest's facts, and its text as stored. */
+	assert_string_equal(d->manifest.name, "inspected-x86_64");
+	assert_string_equal(d->manifest.arch, "x86_64");
+	assert_string_equal(d->manifest.disk_file, IMG_DISK_FILE);
+	assert_string_equal(d->manifest.cmdline, "console=hvc0");
+	assert_string_equal(d->manifest.kernel_file, IMG_KERNEL_FILE);
+	assert_string_equal(d->manifest.builder, IMG_BUILDER_VERSION);
+	assert_int_equal(strlen(d->manifest.created), strlen("2024-05-01T12:00:00Z"));
+	char path[PATH_MAX];
+	struct buf stored = {0};
+	snprintf(path, sizeof(path), "%s/%s", img.dir, IMG_MANIFEST_FILE);
+	assert_int_equal(fs_read_file(path, 1 << 20, &stored, NULL), 0);
+	assert_string_equal(d->manifest.text, buf_cstr(&stored));
+	buf_free(&stored);
+	/* Its files, the disk with its header. */
+	bool disk_seen = false, manifest_seen = false;
+	for (size_t i = 0; i < d->n_files; i++) {
+		const struct img_file_info *f = &d->files[i];
+		snprintf(path, sizeof(path), "%s/%s", img.dir, f->name);
+		assert_string_equal(f->path, path);
+		assert_true(f->size > 0);
+		manifest_seen = manifest_seen || !strcmp(f->name, IMG_MANIFEST_FILE);
+		if (strcmp(f->name, IMG_DISK_FILE)) {
+			assert_false(f->disk);
 			continue;
+		}
 		disk_seen = true;
-		assert_string_equal(json_string_value(json_object_get(f, "format")), "qcow2");
-		assert_int_equal(json_integer_value(json_object_get(f, "virtual_size")),
-				 128LL << 20);
+		assert_true(f->disk);
+		assert_string_equal(f->format, "qcow2");
+		assert_int_equal(f->virtual_size, 128LL << 20);
+		assert_string_equal(f->backing, "");
 	}
-	assert_true(disk_seen);
-	assert_int_equal(json_array_size(json_object_get(j, "parents")), 0);
-	json_t *clones = json_object_get(j, "clones");
-	assert_int_equal(json_array_size(clones), 1);
-	assert_string_equal(
-	    json_string_value(json_object_get(json_array_get(clones, 0), "overlay")), overlay);
-	json_decref(j);
+	assert_true(disk_seen && manifest_seen);
+	assert_int_equal(d->n_parents, 0);
+	/* Its live clone, made by this process. */
+	assert_int_equal(d->n_clones, 1);
+	assert_string_equal(d->clones[0].overlay, overlay);
+	assert_int_equal(d->clones[0].pid, getpid());
+	assert_true(d->clones[0].disk_usage > 0);
+	img_details_free(d);
 	assert_int_equal(img_clone_release(overlay, NULL), 0);
+	assert_int_equal(img_inspect("inspected-x86_64", &d, NULL), 0);
+	assert_int_equal(d->n_clones, 0);
+	img_details_free(d);
 	struct vmci_err err = {0};
-	assert_int_equal(img_inspect("missing", &j, &err), -ENOENT);
+	assert_int_equal(img_inspect("missing", &d, &err), -ENOENT);
+	assert_null(d);
 	assert_non_null(strstr(err.msg, "missing"));
 }
 
