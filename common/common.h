@@ -215,6 +215,90 @@ int pkg_err_missing(struct vmci_err *err, const char *prog);
  */
 const char *suggest_nearest(const char *word, const char *const *candidates, size_t n);
 
+/* ---- typed reading of YAML files (common/ydoc.c) ------------------- */
+
+/*
+ * A YAML file of a known shape (an image recipe, the service's config),
+ * loaded whole with libyaml and then read node by node, each read checking
+ * the node's type and value. A refusal is "FILE:LINE:COL: error: ..." at
+ * the node it is about (the form editors jump to), says what was expected
+ * and what was found, and ends the read: the first mistake is the one
+ * reported. Unknown keys of a mapping name the nearest known one and list
+ * them all.
+ *
+ * Pipeline files have a reader of their own (pipelines/yaml_tree.c,
+ * node.c): they need merge keys, a bound on what aliases multiply, scalar
+ * positions for ${{ }} expressions and every error of a file at once.
+ */
+struct ydoc;	  /* a parsed document and where its refusals go */
+struct ydoc_node; /* one of its nodes; valid until ydoc_free */
+
+enum ydoc_kind {
+	YDOC_NULL,   /* nothing, or a plain ~, null, Null or NULL */
+	YDOC_SCALAR, /* any other scalar: quoted "~" is a string */
+	YDOC_LIST,
+	YDOC_MAP,
+};
+
+/*
+ * Parses text, the contents of file (which messages name), as one YAML
+ * document: a second one is refused. err (may be NULL) receives the
+ * refusal of this and of every later read of *out. Returns 0 with *out to
+ * free with ydoc_free, -EINVAL (libyaml's complaint at its place) or
+ * -ENOMEM.
+ */
+int ydoc_parse(const char *file, const void *text, size_t len, struct vmci_err *err,
+	       struct ydoc **out);
+void ydoc_free(struct ydoc *d);
+
+/* The top node, NULL when the document is empty. */
+const struct ydoc_node *ydoc_root(struct ydoc *d);
+
+/*
+ * Sets the document's err to code and "FILE:LINE:COL: error: MESSAGE" at
+ * node n ("FILE: error: MESSAGE" when n is NULL), and returns -code: for
+ * the checks a format makes beyond types.
+ */
+int ydoc_error(struct ydoc *d, const struct ydoc_node *n, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+enum ydoc_kind ydoc_kind(const struct ydoc_node *n);
+/* What n is, for messages: "empty", "a string", "a list", "a mapping". */
+const char *ydoc_what(const struct ydoc_node *n);
+/* The text of a scalar (also of a null one), NULL for a list or mapping. */
+const char *ydoc_scalar(const struct ydoc_node *n);
+/* The items of a list: how many (0 for anything else), and item i (NULL past the end). */
+size_t ydoc_len(const struct ydoc_node *n);
+const struct ydoc_node *ydoc_item(struct ydoc *d, const struct ydoc_node *n, size_t i);
+
+/*
+ * Checks that n is a mapping whose keys are strings among keys[0..n_keys),
+ * none twice, and sets values[i] to the value of keys[i] (NULL when
+ * absent). what names n in messages: "a recipe", "kernel", "host".
+ */
+int ydoc_map(struct ydoc *d, const struct ydoc_node *n, const char *what, const char *const *keys,
+	     size_t n_keys, const struct ydoc_node **values);
+
+/*
+ * A non-empty string without NUL bytes: copied into out (of size bytes;
+ * longer is an error), or duplicated into *out (free() it).
+ */
+int ydoc_string(struct ydoc *d, const struct ydoc_node *n, const char *what, char *out,
+		size_t size);
+int ydoc_strdup(struct ydoc *d, const struct ydoc_node *n, const char *what, char **out);
+
+/*
+ * A list of non-empty strings of at most max bytes each (a null node is
+ * an empty list), appended to the array *v of *count strings (realloc'd;
+ * the caller frees each and the array, also after an error).
+ */
+int ydoc_strings(struct ydoc *d, const struct ydoc_node *n, const char *what, size_t max, char ***v,
+		 size_t *count);
+
+/* A whole number from min to max, written in decimal. */
+int ydoc_int(struct ydoc *d, const struct ydoc_node *n, const char *what, int min, int max,
+	     int *out);
+
 /* ---- how long vmci waits (shared by every module) ------------------- */
 
 /*

@@ -1,8 +1,9 @@
 /*
- * Recipe files: images/recipes/NAME.yml, read with libyaml into a
- * struct img_spec. Every mistake is reported at its place in the file, the
- * way a compiler does ("debian-12.yml:4:3: error: unknown key 'kernal'
- * (did you mean 'kernel'?)"), so an editor can jump to it.
+ * Recipe files: images/recipes/NAME.yml, read into a struct img_spec with
+ * common's typed YAML reader (ydoc). Every mistake is reported at its
+ * place in the file, the way a compiler does ("debian-12.yml:4:1: error:
+ * unknown key 'kernal' in a recipe (did you mean 'kernel'?) ..."), so an
+ * editor can jump to it.
  *
  *   name: debian-12                  the image name, equal to the file's name
  *   arch: x86_64                     x86_64 | aarch64
@@ -27,164 +28,29 @@
  */
 #include "images/internal.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 /* Recipes are small; anything bigger is not one. */
 #define RECIPE_MAX_BYTES (256u << 10)
 #define DISK_SIZE_MIN	 (16LL << 20)
 #define DISK_SIZE_MAX	 (2LL << 40)
 
+/* A recipe's fields, read from its YAML (common's ydoc reader: types, keys, positions). */
 struct parse {
 	const char *file;
-	yaml_document_t *doc;
+	struct ydoc *doc;
 	struct img_spec *spec;
-	struct vmci_err *err;
 };
 
-/* "file:L:C: error: message" at node n (libyaml counts from 0, editors from 1). */
-__attribute__((format(printf, 4, 5))) static int at(struct parse *p, const yaml_node_t *n, int code,
-						    const char *fmt, ...)
-{
-	char msg[768];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return vmci_err_set(p->err, code, "%s:%zu:%zu: error: %s", p->file, n->start_mark.line + 1,
-			    n->start_mark.column + 1, msg);
-}
-
-/* ---- did you mean ------------------------------------------------------ */
-
-/* " (did you mean 'kernel'?)" when one of keys is close to word, else "". */
-static void did_you_mean(const char *word, const char *const *keys, char *out, size_t size)
-{
-	size_t n = 0;
-	while (keys[n])
-		n++;
-	const char *best = suggest_nearest(word, keys, n);
-	out[0] = 0;
-	if (best)
-		snprintf(out, size, " (did you mean '%s'?)", best);
-}
-
-/* ---- node helpers -------------------------------------------------------- */
-
-static yaml_node_t *node(struct parse *p, int index)
-{
-	return yaml_document_get_node(p->doc, index);
-}
-
-static const char *kind_name(const yaml_node_t *n)
-{
-	return n->type == YAML_MAPPING_NODE    ? "a mapping"
-	       : n->type == YAML_SEQUENCE_NODE ? "a list"
-					       : "a scalar";
-}
-
-static bool is_null(const yaml_node_t *n)
-{
-	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-		return false;
-	const char *v = (const char *)n->data.scalar.value;
-	return !v[0] || !strcmp(v, "~") || !strcmp(v, "null");
-}
-
-/* A non-empty scalar copied into out, or an error naming what was expected. */
-static int scalar(struct parse *p, const yaml_node_t *n, const char *what, char *out, size_t size)
-{
-	if (n->type != YAML_SCALAR_NODE || is_null(n))
-		return at(p, n, EINVAL, "%s must be a non-empty string, not %s", what,
-			  is_null(n) ? "empty" : kind_name(n));
-	const char *v = (const char *)n->data.scalar.value;
-	if (n->data.scalar.length >= size || strlen(v) != n->data.scalar.length)
-		return at(p, n, EINVAL, "%s is too long (at most %zu bytes) or holds a NUL", what,
-			  size - 1);
-	memcpy(out, v, n->data.scalar.length + 1);
-	return 0;
-}
-
-/* A list of non-empty strings (null: empty), each at most max bytes. */
-static int string_list(struct parse *p, const yaml_node_t *n, const char *what, size_t max,
-		       struct img_strings *out)
-{
-	if (is_null(n))
-		return 0;
-	if (n->type != YAML_SEQUENCE_NODE)
-		return at(p, n, EINVAL, "%s must be a list, not %s", what, kind_name(n));
-	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
-	     i++) {
-		yaml_node_t *item = node(p, *i);
-		if (item->type != YAML_SCALAR_NODE || is_null(item))
-			return at(p, item, EINVAL, "each entry of %s must be a non-empty string",
-				  what);
-		const char *v = (const char *)item->data.scalar.value;
-		if (item->data.scalar.length > max || strlen(v) != item->data.scalar.length)
-			return at(p, item, EINVAL,
-				  "an entry of %s is too long (at most %zu bytes) or holds a NUL",
-				  what, max);
-		char **nv = realloc(out->v, (out->n + 1) * sizeof(*nv));
-		if (!nv || !(nv[out->n] = strdup(v))) {
-			if (nv)
-				out->v = nv;
-			return vmci_err_set(p->err, ENOMEM, "out of memory");
-		}
-		out->v = nv;
-		out->n++;
-	}
-	return 0;
-}
-
-/*
- * Checks that n is a mapping whose keys are all in keys (NULL-terminated)
- * and none repeats; values[i] receives the value node of keys[i], or NULL.
- */
-static int mapping(struct parse *p, const yaml_node_t *n, const char *what, const char *const *keys,
-		   yaml_node_t **values)
-{
-	size_t nkeys = 0;
-	while (keys[nkeys])
-		values[nkeys++] = NULL;
-	if (n->type != YAML_MAPPING_NODE)
-		return at(p, n, EINVAL, "%s must be a mapping, not %s", what, kind_name(n));
-	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
-	     pr++) {
-		yaml_node_t *k = node(p, pr->key);
-		if (k->type != YAML_SCALAR_NODE)
-			return at(p, k, EINVAL, "keys of %s must be plain words", what);
-		const char *key = (const char *)k->data.scalar.value;
-		size_t i = 0;
-		while (i < nkeys && strcmp(keys[i], key))
-			i++;
-		if (i == nkeys) {
-			char hint[96], known[256] = "";
-			did_you_mean(key, keys, hint, sizeof(hint));
-			for (size_t j = 0; j < nkeys; j++)
-				snprintf(known + strlen(known), sizeof(known) - strlen(known),
-					 "%s%s", j ? ", " : "", keys[j]);
-			return at(p, k, EINVAL, "unknown key '%.64s' in %s%s (known: %s)", key,
-				  what, hint, known);
-		}
-		if (values[i])
-			return at(p, k, EINVAL, "'%s' appears twice in %s", key, what);
-		values[i] = node(p, pr->value);
-	}
-	return 0;
-}
-
-/* ---- fields ---------------------------------------------------------------- */
-
 /* A path from the recipe, made absolute against the recipe file's directory. */
-static int recipe_relative(struct parse *p, const yaml_node_t *n, const char *what, char *out,
+static int recipe_relative(struct parse *p, const struct ydoc_node *n, const char *what, char *out,
 			   size_t size)
 {
 	char raw[PATH_MAX];
-	int rc = scalar(p, n, what, raw, sizeof(raw));
+	int rc = ydoc_string(p->doc, n, what, raw, sizeof(raw));
 	if (rc)
 		return rc;
 	const char *slash = strrchr(p->file, '/');
@@ -194,100 +60,107 @@ static int recipe_relative(struct parse *p, const yaml_node_t *n, const char *wh
 		rc = fs_path(out, size, "%.*s/%s", (int)(slash - p->file), p->file, raw);
 	else
 		rc = fs_path(out, size, "%s", raw);
-	return rc ? at(p, n, ENAMETOOLONG, "%s is too long", what) : 0;
+	return rc ? ydoc_error(p->doc, n, ENAMETOOLONG, "%s is too long", what) : 0;
 }
 
-static int parse_kernel(struct parse *p, const yaml_node_t *n)
+static int parse_kernel(struct parse *p, const struct ydoc_node *n)
 {
-	static const char *const keys[] = {"debian", "file", "modules", NULL};
-	yaml_node_t *v[3];
+	static const char *const keys[] = {"debian", "file", "modules"};
+	const struct ydoc_node *v[ARRAY_LEN(keys)];
 	struct img_spec *s = p->spec;
-	int rc = mapping(p, n, "kernel", keys, v);
+	int rc = ydoc_map(p->doc, n, "kernel", keys, ARRAY_LEN(keys), v);
 	if (rc)
 		return rc;
 	if (!v[0] == !v[1])
-		return at(p, n, EINVAL,
-			  "kernel needs exactly one of 'debian' (a kernel flavour, e.g. cloud) "
-			  "or 'file' (a kernel image)");
+		return ydoc_error(p->doc, n, EINVAL,
+				  "kernel needs exactly one of 'debian' (a kernel flavour, e.g. "
+				  "cloud) or 'file' (a kernel image)");
 	if (v[0]) {
-		rc = scalar(p, v[0], "kernel.debian", s->kernel_flavour, sizeof(s->kernel_flavour));
+		rc = ydoc_string(p->doc, v[0], "kernel.debian", s->kernel_flavour,
+				 sizeof(s->kernel_flavour));
 		if (!rc && strspn(s->kernel_flavour, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
 			       strlen(s->kernel_flavour))
-			return at(p, v[0], EINVAL,
-				  "kernel.debian is a kernel flavour such as 'cloud' (the part of "
-				  "linux-image-cloud-amd64 between linux-image- and the "
-				  "architecture), not '%s'",
-				  s->kernel_flavour);
+			return ydoc_error(p->doc, v[0], EINVAL,
+					  "kernel.debian is a kernel flavour such as 'cloud' (the "
+					  "part of linux-image-cloud-amd64 between linux-image- "
+					  "and the architecture), not '%s'",
+					  s->kernel_flavour);
 	} else {
 		rc =
 		    recipe_relative(p, v[1], "kernel.file", s->kernel_file, sizeof(s->kernel_file));
 		if (!rc && v[2])
-			return at(p, v[2], EINVAL,
-				  "kernel.modules needs kernel.debian: a kernel file must have its "
-				  "drivers built in");
+			return ydoc_error(p->doc, v[2], EINVAL,
+					  "kernel.modules needs kernel.debian: a kernel file must "
+					  "have its drivers built in");
 	}
 	if (!rc && v[2])
-		rc = string_list(p, v[2], "kernel.modules", 63, &s->modules);
+		rc = ydoc_strings(p->doc, v[2], "kernel.modules", 63, &s->modules.v, &s->modules.n);
 	return rc;
 }
 
-static int parse_debootstrap(struct parse *p, const yaml_node_t *n)
+static int parse_debootstrap(struct parse *p, const struct ydoc_node *n)
 {
-	static const char *const keys[] = {"suite", "variant", "packages", "mirror", NULL};
-	yaml_node_t *v[4];
+	static const char *const keys[] = {"suite", "variant", "packages", "mirror"};
+	const struct ydoc_node *v[ARRAY_LEN(keys)];
 	struct img_spec *s = p->spec;
-	int rc = mapping(p, n, "rootfs.debootstrap", keys, v);
+	int rc = ydoc_map(p->doc, n, "rootfs.debootstrap", keys, ARRAY_LEN(keys), v);
 	if (rc)
 		return rc;
 	if (!v[0])
-		return at(p, n, EINVAL, "rootfs.debootstrap needs a 'suite' (e.g. bookworm)");
-	rc = scalar(p, v[0], "rootfs.debootstrap.suite", s->suite, sizeof(s->suite));
+		return ydoc_error(p->doc, n, EINVAL,
+				  "rootfs.debootstrap needs a 'suite' (e.g. bookworm)");
+	rc = ydoc_string(p->doc, v[0], "rootfs.debootstrap.suite", s->suite, sizeof(s->suite));
 	snprintf(s->variant, sizeof(s->variant), "minbase");
 	if (!rc && v[1])
-		rc = scalar(p, v[1], "rootfs.debootstrap.variant", s->variant, sizeof(s->variant));
+		rc = ydoc_string(p->doc, v[1], "rootfs.debootstrap.variant", s->variant,
+				 sizeof(s->variant));
 	if (!rc && strcmp(s->variant, "minbase") && strcmp(s->variant, "buildd") &&
 	    strcmp(s->variant, "default"))
-		return at(p, v[1], EINVAL,
-			  "rootfs.debootstrap.variant must be minbase, buildd or default, not '%s'",
-			  s->variant);
+		return ydoc_error(
+		    p->doc, v[1], EINVAL,
+		    "rootfs.debootstrap.variant must be minbase, buildd or default, not '%s'",
+		    s->variant);
 	if (!rc && v[2])
-		rc = string_list(p, v[2], "rootfs.debootstrap.packages", 127, &s->packages);
+		rc = ydoc_strings(p->doc, v[2], "rootfs.debootstrap.packages", 127, &s->packages.v,
+				  &s->packages.n);
 	for (size_t i = 0; !rc && i < s->packages.n; i++)
 		if (strspn(s->packages.v[i], "abcdefghijklmnopqrstuvwxyz0123456789+-.") !=
 		    strlen(s->packages.v[i]))
-			return at(p, v[2], EINVAL, "'%s' is not a Debian package name",
-				  s->packages.v[i]);
+			return ydoc_error(p->doc, ydoc_item(p->doc, v[2], i), EINVAL,
+					  "'%s' is not a Debian package name", s->packages.v[i]);
 	if (!rc && v[3]) {
-		rc = scalar(p, v[3], "rootfs.debootstrap.mirror", s->mirror, sizeof(s->mirror));
+		rc = ydoc_string(p->doc, v[3], "rootfs.debootstrap.mirror", s->mirror,
+				 sizeof(s->mirror));
 		if (!rc && strncmp(s->mirror, "http://", 7) && strncmp(s->mirror, "https://", 8) &&
 		    strncmp(s->mirror, "file:/", 6))
-			return at(
-			    p, v[3], EINVAL,
+			return ydoc_error(
+			    p->doc, v[3], EINVAL,
 			    "rootfs.debootstrap.mirror must be an http://, https:// or file:/ "
 			    "URL");
 	}
 	return rc;
 }
 
-static int parse_rootfs(struct parse *p, const yaml_node_t *n)
+static int parse_rootfs(struct parse *p, const struct ydoc_node *n)
 {
 	struct img_spec *s = p->spec;
-	if (n->type == YAML_SCALAR_NODE) {
-		if (!strcmp((const char *)n->data.scalar.value, "busybox")) {
+	if (ydoc_kind(n) == YDOC_SCALAR || ydoc_kind(n) == YDOC_NULL) {
+		if (!strcmp(ydoc_scalar(n), "busybox")) {
 			s->rootfs = IMG_ROOTFS_BUSYBOX;
 			return 0;
 		}
-		return at(p, n, EINVAL,
-			  "rootfs must be 'busybox' or a mapping with one of debootstrap, "
-			  "tarball, disk");
+		return ydoc_error(p->doc, n, EINVAL,
+				  "rootfs must be 'busybox' or a mapping with one of debootstrap, "
+				  "tarball, disk");
 	}
-	static const char *const keys[] = {"debootstrap", "tarball", "disk", NULL};
-	yaml_node_t *v[3];
-	int rc = mapping(p, n, "rootfs", keys, v);
+	static const char *const keys[] = {"debootstrap", "tarball", "disk"};
+	const struct ydoc_node *v[ARRAY_LEN(keys)];
+	int rc = ydoc_map(p->doc, n, "rootfs", keys, ARRAY_LEN(keys), v);
 	if (rc)
 		return rc;
 	if ((v[0] != NULL) + (v[1] != NULL) + (v[2] != NULL) != 1)
-		return at(p, n, EINVAL, "rootfs needs exactly one of debootstrap, tarball, disk");
+		return ydoc_error(p->doc, n, EINVAL,
+				  "rootfs needs exactly one of debootstrap, tarball, disk");
 	if (v[0]) {
 		s->rootfs = IMG_ROOTFS_DEBOOTSTRAP;
 		return parse_debootstrap(p, v[0]);
@@ -297,130 +170,95 @@ static int parse_rootfs(struct parse *p, const yaml_node_t *n)
 			       s->source, sizeof(s->source));
 }
 
-static int parse_root(struct parse *p, const yaml_node_t *root, const char *expected_name)
+static int parse_root(struct parse *p, const struct ydoc_node *root, const char *expected_name)
 {
 	enum { NAME, ARCH, KERNEL, BUSYBOX, ROOTFS, DISK_SIZE, SETUP, NKEYS };
-	static const char *const keys[] = {"name",   "arch",	  "kernel", "busybox",
-					   "rootfs", "disk_size", "setup",  NULL};
-	yaml_node_t *v[NKEYS];
+	static const char *const keys[NKEYS] = {"name",	  "arch",      "kernel", "busybox",
+						"rootfs", "disk_size", "setup"};
+	const struct ydoc_node *v[NKEYS];
 	struct img_spec *s = p->spec;
-	int rc = mapping(p, root, "a recipe", keys, v);
+	if (!root)
+		return ydoc_error(p->doc, NULL, EINVAL, "the recipe is empty");
+	int rc = ydoc_map(p->doc, root, "a recipe", keys, NKEYS, v);
 	for (int k = 0; !rc && k < NKEYS; k++) {
 		if (!v[k] && (k == NAME || k == ARCH || k == KERNEL || k == ROOTFS))
-			return at(p, root, EINVAL, "the recipe has no '%s'", keys[k]);
+			return ydoc_error(p->doc, root, EINVAL, "the recipe has no '%s'", keys[k]);
 	}
 	if (rc)
 		return rc;
-	rc = scalar(p, v[NAME], "name", s->name, sizeof(s->name));
+	rc = ydoc_string(p->doc, v[NAME], "name", s->name, sizeof(s->name));
 	if (!rc && !vmci_name_ok(s->name))
-		return at(p, v[NAME], EINVAL, "bad image name '%s' (use " VMCI_NAME_RULE ")",
-			  s->name);
+		return ydoc_error(p->doc, v[NAME], EINVAL,
+				  "bad image name '%s' (use " VMCI_NAME_RULE ")", s->name);
 	if (!rc && expected_name && strcmp(s->name, expected_name))
-		return at(p, v[NAME], EINVAL, "name '%s' does not match the file name %s.yml",
-			  s->name, expected_name);
+		return ydoc_error(p->doc, v[NAME], EINVAL,
+				  "name '%s' does not match the file name %s.yml", s->name,
+				  expected_name);
 	if (!rc)
-		rc = scalar(p, v[ARCH], "arch", s->arch, sizeof(s->arch));
+		rc = ydoc_string(p->doc, v[ARCH], "arch", s->arch, sizeof(s->arch));
 	if (!rc && strcmp(s->arch, "x86_64") && strcmp(s->arch, "aarch64"))
-		return at(p, v[ARCH], EINVAL, "arch must be x86_64 or aarch64, not '%s'", s->arch);
+		return ydoc_error(p->doc, v[ARCH], EINVAL,
+				  "arch must be x86_64 or aarch64, not '%s'", s->arch);
 	if (!rc)
 		rc = parse_kernel(p, v[KERNEL]);
 	snprintf(s->busybox, sizeof(s->busybox), "busybox-static");
 	if (!rc && v[BUSYBOX])
-		rc = scalar(p, v[BUSYBOX], "busybox", s->busybox, sizeof(s->busybox));
+		rc = ydoc_string(p->doc, v[BUSYBOX], "busybox", s->busybox, sizeof(s->busybox));
 	if (!rc)
 		rc = parse_rootfs(p, v[ROOTFS]);
 	if (!rc && v[DISK_SIZE]) {
 		char size[32];
 		int64_t bytes = 0;
-		rc = scalar(p, v[DISK_SIZE], "disk_size", size, sizeof(size));
+		rc = ydoc_string(p->doc, v[DISK_SIZE], "disk_size", size, sizeof(size));
 		if (!rc &&
 		    (parse_size(size, 0, &bytes) || bytes < DISK_SIZE_MIN || bytes > DISK_SIZE_MAX))
-			return at(p, v[DISK_SIZE], EINVAL,
-				  "disk_size must be a size between 16M and 2T such as 4G, not "
-				  "'%s'",
-				  size);
+			return ydoc_error(p->doc, v[DISK_SIZE], EINVAL,
+					  "disk_size must be a size between 16M and 2T such as 4G, "
+					  "not '%s'",
+					  size);
 		s->disk_size = bytes;
 		if (!rc && (s->rootfs == IMG_ROOTFS_BUSYBOX || s->rootfs == IMG_ROOTFS_DISK))
-			return at(p, v[DISK_SIZE], EINVAL,
-				  "disk_size applies to a root disk the build makes (debootstrap, "
-				  "tarball), not to rootfs %s",
-				  s->rootfs == IMG_ROOTFS_BUSYBOX ? "busybox" : "disk");
+			return ydoc_error(p->doc, v[DISK_SIZE], EINVAL,
+					  "disk_size applies to a root disk the build makes "
+					  "(debootstrap, tarball), not to rootfs %s",
+					  s->rootfs == IMG_ROOTFS_BUSYBOX ? "busybox" : "disk");
 	}
 	if (!rc && !v[DISK_SIZE] &&
 	    (s->rootfs == IMG_ROOTFS_DEBOOTSTRAP || s->rootfs == IMG_ROOTFS_TARBALL))
-		return at(p, v[ROOTFS], EINVAL,
-			  "this rootfs is made into a root disk: the recipe needs a disk_size "
-			  "(e.g. disk_size: 4G)");
+		return ydoc_error(p->doc, v[ROOTFS], EINVAL,
+				  "this rootfs is made into a root disk: the recipe needs a "
+				  "disk_size (e.g. disk_size: 4G)");
 	if (!rc && v[SETUP]) {
-		rc = string_list(p, v[SETUP], "setup", 4096, &s->setup);
+		rc = ydoc_strings(p->doc, v[SETUP], "setup", 4096, &s->setup.v, &s->setup.n);
 		if (!rc && s->setup.n && s->rootfs == IMG_ROOTFS_BUSYBOX)
-			return at(p, v[SETUP], EINVAL,
-				  "setup commands need a root disk to keep their changes; rootfs "
-				  "busybox has none");
+			return ydoc_error(p->doc, v[SETUP], EINVAL,
+					  "setup commands need a root disk to keep their changes; "
+					  "rootfs busybox has none");
 	}
 	return rc;
 }
 
 /* ---- entry points ------------------------------------------------------------ */
 
-/* libyaml's own complaint, at the place it found the problem. */
-static int yaml_problem(const char *file, const yaml_parser_t *y, struct vmci_err *err)
-{
-	const yaml_mark_t *m = &y->problem_mark;
-	return vmci_err_set(err, EINVAL, "%s:%zu:%zu: error: %s%s%s", file, m->line + 1,
-			    m->column + 1, y->problem ? y->problem : "invalid YAML",
-			    y->context ? " " : "", y->context ? y->context : "");
-}
-
 int img_spec_parse(const char *file, const void *text, size_t len, const char *expected_name,
 		   struct img_spec **out, struct vmci_err *err)
 {
 	*out = NULL;
 	struct img_spec *s = calloc(1, sizeof(*s));
-	if (!s)
-		return vmci_err_set(err, ENOMEM, "out of memory");
-	snprintf(s->file, sizeof(s->file), "%s", file);
-	struct sha256_ctx *h = sha256_new();
+	struct sha256_ctx *h = s ? sha256_new() : NULL;
 	if (!h) {
 		free(s);
 		return vmci_err_set(err, ENOMEM, "out of memory");
 	}
+	snprintf(s->file, sizeof(s->file), "%s", file);
 	sha256_update(h, text, len);
 	sha256_finish(h, s->sha256);
 
-	yaml_parser_t y;
-	yaml_document_t doc;
-	if (!yaml_parser_initialize(&y)) {
-		free(s);
-		return vmci_err_set(err, ENOMEM, "out of memory");
-	}
-	yaml_parser_set_input_string(&y, text, len);
-	int rc;
-	if (!yaml_parser_load(&y, &doc)) {
-		rc = yaml_problem(file, &y, err);
-	} else {
-		yaml_node_t *root = yaml_document_get_root_node(&doc);
-		struct parse p = {.file = file, .doc = &doc, .spec = s, .err = err};
-		if (!root)
-			rc = vmci_err_set(err, EINVAL, "%s: error: the recipe is empty", file);
-		else
-			rc = parse_root(&p, root, expected_name);
-		yaml_document_delete(&doc);
-		/* A second document would be silently ignored: refuse it. */
-		yaml_document_t more;
-		if (!rc && !yaml_parser_load(&y, &more)) {
-			rc = yaml_problem(file, &y, err);
-		} else if (!rc) {
-			yaml_node_t *extra = yaml_document_get_root_node(&more);
-			if (extra)
-				rc = vmci_err_set(err, EINVAL,
-						  "%s:%zu:1: error: a recipe is one YAML document; "
-						  "remove what follows '---'",
-						  file, extra->start_mark.line + 1);
-			yaml_document_delete(&more);
-		}
-	}
-	yaml_parser_delete(&y);
+	struct parse p = {.file = file, .spec = s};
+	int rc = ydoc_parse(file, text, len, err, &p.doc);
+	if (!rc)
+		rc = parse_root(&p, ydoc_root(p.doc), expected_name);
+	ydoc_free(p.doc);
 	if (rc) {
 		img_spec_free(s);
 		return rc;

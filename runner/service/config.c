@@ -1,181 +1,95 @@
 /*
- * The service's config file, read with libyaml. Mistakes are reported
- * at their place, "serve.yml:3:9: error: ...", and stop the service.
+ * The service's config file, read with common's typed YAML reader
+ * (ydoc). Mistakes are reported at their place, "serve.yml:3:9: error:
+ * ...", and stop the service.
  */
 #include "runner/service.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #define CONFIG_MAX_BYTES (1u << 20)
 
-struct parse {
-	const char *file;
-	yaml_document_t *doc;
-	struct vmci_err *err;
-};
-
-__attribute__((format(printf, 3, 4))) static int at(struct parse *p, const yaml_node_t *n,
-						    const char *fmt, ...)
+static int read_host(struct ydoc *d, const struct ydoc_node *n, struct service_config *c)
 {
-	char msg[768];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return vmci_err_set(p->err, EINVAL, "%s:%zu:%zu: error: %s", p->file,
-			    n->start_mark.line + 1, n->start_mark.column + 1, msg);
+	/* url: for the several-hosts service. */
+	static const char *const keys[] = {"name", "capacity", "url"};
+	const struct ydoc_node *v[ARRAY_LEN(keys)];
+	int rc = ydoc_map(d, n, "host", keys, ARRAY_LEN(keys), v);
+	if (!rc && v[0])
+		rc = ydoc_strdup(d, v[0], "host.name", &c->host);
+	if (!rc && v[1])
+		rc = ydoc_int(d, v[1], "host.capacity", 1, 1024, &c->capacity);
+	return rc;
 }
 
-static yaml_node_t *node(struct parse *p, int index)
+static int read_repos(struct ydoc *d, const struct ydoc_node *n, struct service_config *c)
 {
-	return yaml_document_get_node(p->doc, index);
-}
-
-static int string(struct parse *p, const yaml_node_t *n, const char *what, char **out)
-{
-	if (n->type != YAML_SCALAR_NODE || n->data.scalar.length == 0)
-		return at(p, n, "%s must be a non-empty string", what);
-	free(*out);
-	*out = strndup((const char *)n->data.scalar.value, n->data.scalar.length);
-	return *out ? 0 : vmci_err_set(p->err, ENOMEM, "out of memory");
-}
-
-static int integer(struct parse *p, const yaml_node_t *n, const char *what, int min, int max,
-		   int *out)
-{
-	char *end = NULL;
-	long v =
-	    n->type == YAML_SCALAR_NODE ? strtol((const char *)n->data.scalar.value, &end, 10) : 0;
-	if (!end || end == (char *)n->data.scalar.value || *end || v < min || v > max)
-		return at(p, n, "%s must be a whole number from %d to %d", what, min, max);
-	*out = (int)v;
-	return 0;
-}
-
-typedef int (*value_fn)(struct parse *p, const char *key, const yaml_node_t *v, void *ctx);
-
-/* Calls fn for each key of mapping n; a key not in keys is an error naming the nearest. */
-static int mapping(struct parse *p, const yaml_node_t *n, const char *what, const char *const *keys,
-		   size_t n_keys, value_fn fn, void *ctx)
-{
-	if (n->type != YAML_MAPPING_NODE)
-		return at(p, n, "%s must be a mapping", what);
-	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
-	     pr++) {
-		yaml_node_t *k = node(p, pr->key), *v = node(p, pr->value);
-		if (k->type != YAML_SCALAR_NODE)
-			return at(p, k, "keys of %s must be strings", what);
-		const char *key = (const char *)k->data.scalar.value;
-		size_t i = 0;
-		while (i < n_keys && strcmp(keys[i], key))
-			i++;
-		if (i == n_keys) {
-			const char *near = suggest_nearest(key, keys, n_keys);
-			return at(p, k, "unknown key '%s' in %s%s%s%s", key, what,
-				  near ? " (did you mean '" : "", near ? near : "",
-				  near ? "'?)" : "");
-		}
-		int rc = fn(p, key, v, ctx);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
-static int host_value(struct parse *p, const char *key, const yaml_node_t *v, void *ctx)
-{
-	struct service_config *c = ctx;
-	if (!strcmp(key, "name"))
-		return string(p, v, "host.name", &c->host);
-	if (!strcmp(key, "capacity"))
-		return integer(p, v, "host.capacity", 1, 1024, &c->capacity);
-	return 0; /* url: for the several-hosts service */
-}
-
-static int repo_value(struct parse *p, const char *key, const yaml_node_t *v, void *ctx)
-{
-	struct service_repo *r = ctx;
-	if (!strcmp(key, "name"))
-		return string(p, v, "a repo's name", &r->name);
-	if (!strcmp(key, "url"))
-		return string(p, v, "a repo's url", &r->url);
-	return 0; /* forge settings: read by the forge issue */
-}
-
-static int repos(struct parse *p, const yaml_node_t *n, struct service_config *c)
-{
+	/* The forge settings are read by the forge issue. */
 	static const char *const keys[] = {
 	    "name", "url", "forge", "webhook_secret_file", "status_token_file", "api_url"};
-	if (n->type != YAML_SEQUENCE_NODE)
-		return at(p, n, "repos must be a list of {name, url}");
-	size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (ydoc_kind(n) != YDOC_LIST)
+		return ydoc_error(d, n, EINVAL, "repos must be a list of {name, url}, not %s",
+				  ydoc_what(n));
+	size_t count = ydoc_len(n);
 	c->repos = calloc(count ? count : 1, sizeof(*c->repos));
 	if (!c->repos)
-		return vmci_err_set(p->err, ENOMEM, "out of memory");
-	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
-	     i++) {
-		yaml_node_t *item = node(p, *i);
+		return ydoc_error(d, NULL, ENOMEM, "out of memory");
+	for (size_t i = 0; i < count; i++) {
+		const struct ydoc_node *item = ydoc_item(d, n, i), *v[ARRAY_LEN(keys)];
 		struct service_repo *r = &c->repos[c->n_repos++];
-		int rc = mapping(p, item, "a repo", keys, ARRAY_LEN(keys), repo_value, r);
+		int rc = ydoc_map(d, item, "a repo", keys, ARRAY_LEN(keys), v);
+		if (!rc && v[0])
+			rc = ydoc_strdup(d, v[0], "a repo's name", &r->name);
+		if (!rc && v[1])
+			rc = ydoc_strdup(d, v[1], "a repo's url", &r->url);
 		if (rc)
 			return rc;
 		if (!r->name || !r->url)
-			return at(p, item, "a repo needs a name and a url");
+			return ydoc_error(d, item, EINVAL, "a repo needs a name and a url");
 		for (struct service_repo *o = c->repos; o < r; o++)
 			if (!strcmp(o->name, r->name))
-				return at(p, item, "repo '%s' is listed twice", r->name);
+				return ydoc_error(d, item, EINVAL, "repo '%s' is listed twice",
+						  r->name);
 	}
 	return 0;
 }
 
-static int top_value(struct parse *p, const char *key, const yaml_node_t *v, void *ctx)
+static int read_config(struct ydoc *d, struct service_config *c)
 {
-	static const char *const host_keys[] = {"name", "capacity", "url"};
-	struct service_config *c = ctx;
-	if (!strcmp(key, "listen")) {
-		int rc = string(p, v, "listen", &c->listen);
-		if (rc == 0 && !strrchr(c->listen, ':'))
-			return at(p, v, "listen must be ADDR:PORT, e.g. 127.0.0.1:8080");
-		return rc;
+	enum { LISTEN, DB, PUBLIC_URL, HOST, REPOS, PUBLIC_READ, NKEYS };
+	/* public_url, public_read: for later issues. */
+	static const char *const keys[NKEYS] = {"listen", "db",	   "public_url",
+						"host",	  "repos", "public_read"};
+	const struct ydoc_node *root = ydoc_root(d), *v[NKEYS];
+	if (!root)
+		return 0; /* an empty file: every default */
+	int rc = ydoc_map(d, root, "the config", keys, NKEYS, v);
+	if (!rc && v[LISTEN]) {
+		rc = ydoc_strdup(d, v[LISTEN], "listen", &c->listen);
+		if (!rc && !strrchr(c->listen, ':'))
+			return ydoc_error(d, v[LISTEN], EINVAL,
+					  "listen must be ADDR:PORT, e.g. 127.0.0.1:8080");
 	}
-	if (!strcmp(key, "db"))
-		return string(p, v, "db", &c->db);
-	if (!strcmp(key, "host"))
-		return mapping(p, v, "host", host_keys, ARRAY_LEN(host_keys), host_value, c);
-	if (!strcmp(key, "repos"))
-		return repos(p, v, c);
-	return 0; /* public_url, public_read: later issues */
+	if (!rc && v[DB])
+		rc = ydoc_strdup(d, v[DB], "db", &c->db);
+	if (!rc && v[HOST])
+		rc = read_host(d, v[HOST], c);
+	if (!rc && v[REPOS])
+		rc = read_repos(d, v[REPOS], c);
+	return rc;
 }
 
 int service_config_parse(const char *file, const char *text, size_t len, struct service_config *out,
 			 struct vmci_err *err)
 {
-	static const char *const keys[] = {"listen", "db",    "public_url",
-					   "host",   "repos", "public_read"};
 	memset(out, 0, sizeof(*out));
-	yaml_parser_t y;
-	yaml_document_t doc;
-	if (!yaml_parser_initialize(&y))
-		return vmci_err_set(err, ENOMEM, "out of memory");
-	yaml_parser_set_input_string(&y, (const unsigned char *)text, len);
-	int rc = 0;
-	if (!yaml_parser_load(&y, &doc)) {
-		rc = vmci_err_set(err, EINVAL, "%s:%zu:%zu: error: %s", file,
-				  y.problem_mark.line + 1, y.problem_mark.column + 1,
-				  y.problem ? y.problem : "not YAML");
-		yaml_parser_delete(&y);
-		return rc;
-	}
-	struct parse p = {.file = file, .doc = &doc, .err = err};
-	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	if (root)
-		rc = mapping(&p, root, "the config", keys, ARRAY_LEN(keys), top_value, out);
-	yaml_document_delete(&doc);
-	yaml_parser_delete(&y);
+	struct ydoc *d = NULL;
+	int rc = ydoc_parse(file, text, len, err, &d);
+	if (rc == 0)
+		rc = read_config(d, out);
+	ydoc_free(d);
 	if (rc == 0 && !out->listen && !(out->listen = strdup(SERVICE_DEFAULT_LISTEN)))
 		rc = vmci_err_set(err, ENOMEM, "out of memory");
 	if (rc)

@@ -154,7 +154,7 @@ static void test_wrong_types_and_values_are_placed(void **state)
 		     "t.yml:5:8: error: setup commands need a root disk");
 	expect_error("name: a\narch: x86_64\nkernel: {debian: cloud}\nrootfs:\n  debootstrap:\n"
 		     "    suite: bookworm\n    packages: [Bad_Name]\ndisk_size: 1G\n",
-		     "t.yml:7:15: error: 'Bad_Name' is not a Debian package name");
+		     "t.yml:7:16: error: 'Bad_Name' is not a Debian package name");
 }
 
 static void test_missing_and_repeated_keys(void **state)

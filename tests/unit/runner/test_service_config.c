@@ -79,6 +79,50 @@ static void test_bad_values_are_refused(void **state)
 	assert_non_null(strstr(err.msg, "serve.yml:"));
 }
 
+static void test_a_key_given_twice_is_refused(void **state)
+{
+	struct service_config c;
+	struct vmci_err err = {0};
+	assert_int_equal(parse("host: { name: a, name: b }\n", &c, &err), -EINVAL);
+	assert_string_equal(err.msg, "serve.yml:1:18: error: 'name' appears twice in host");
+	assert_int_equal(parse("db: sqlite:a.db\ndb: sqlite:b.db\n", &c, &err), -EINVAL);
+	assert_string_equal(err.msg, "serve.yml:2:1: error: 'db' appears twice in the config");
+}
+
+static void test_an_unknown_key_lists_the_known_ones(void **state)
+{
+	struct service_config c;
+	struct vmci_err err = {0};
+	assert_int_equal(parse("lisen: x\n", &c, &err), -EINVAL);
+	assert_string_equal(err.msg, "serve.yml:1:1: error: unknown key 'lisen' in the config (did "
+				     "you mean 'listen'?) (known: listen, db, public_url, host, "
+				     "repos, public_read)");
+}
+
+static void test_wrong_types_say_what_was_found(void **state)
+{
+	struct service_config c;
+	struct vmci_err err = {0};
+	assert_int_equal(parse("listen: [127.0.0.1:80]\n", &c, &err), -EINVAL);
+	assert_string_equal(err.msg,
+			    "serve.yml:1:9: error: listen must be a non-empty string, not a list");
+	assert_int_equal(parse("host: { capacity: many }\n", &c, &err), -EINVAL);
+	assert_string_equal(err.msg, "serve.yml:1:19: error: host.capacity must be a whole number "
+				     "from 1 to 1024, not 'many'");
+	assert_int_equal(parse("repos: { name: a }\n", &c, &err), -EINVAL);
+	assert_string_equal(
+	    err.msg, "serve.yml:1:8: error: repos must be a list of {name, url}, not a mapping");
+}
+
+static void test_a_second_document_is_refused(void **state)
+{
+	struct service_config c;
+	struct vmci_err err = {0};
+	assert_int_equal(parse("listen: 127.0.0.1:1\n---\nlisten: 127.0.0.1:2\n", &c, &err),
+			 -EINVAL);
+	assert_non_null(strstr(err.msg, "serve.yml:3:1: error: a second YAML document"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -86,6 +130,10 @@ int main(void)
 	    cmocka_unit_test(test_listen_defaults_to_loopback),
 	    cmocka_unit_test(test_a_bad_key_is_reported_at_its_line_and_column),
 	    cmocka_unit_test(test_bad_values_are_refused),
+	    cmocka_unit_test(test_a_key_given_twice_is_refused),
+	    cmocka_unit_test(test_an_unknown_key_lists_the_known_ones),
+	    cmocka_unit_test(test_wrong_types_say_what_was_found),
+	    cmocka_unit_test(test_a_second_document_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
