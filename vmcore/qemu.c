@@ -376,10 +376,7 @@ int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qe
 	const char *binary = vm_qemu_binary(spec->arch);
 	char path[PATH_MAX];
 	if (path_search(binary, path, sizeof(path)) < 0)
-		return vmci_err_set(err, ENOENT,
-				    "%s not found in $PATH (install the Debian package %s, or run: "
-				    "make deps)",
-				    binary, vm_qemu_package(spec->arch));
+		return pkg_err_missing(err, binary);
 
 	/* Sockets left by an earlier QEMU would refuse connections until replaced. */
 	unlink(paths->qmp);
@@ -446,10 +443,11 @@ int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qe
 	if (n == (ssize_t)sizeof(f)) {
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		if (f.step == CHILD_EXEC && f.err == ENOENT)
+		const char *package = vm_qemu_package(spec->arch);
+		if (f.step == CHILD_EXEC && f.err == ENOENT && package)
 			rc = vmci_err_set(err, ENOENT,
 					  "cannot run %s (install the Debian package %s)", path,
-					  vm_qemu_package(spec->arch));
+					  package);
 		else
 			rc = vmci_err_errno(err, f.err, "cannot %s %s",
 					    f.step == CHILD_EXEC ? "run" : "set up the process for",

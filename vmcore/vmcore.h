@@ -36,7 +36,11 @@ const char *vm_arch_name(enum vm_arch arch);
 int vm_arch_parse(const char *name, enum vm_arch *out);
 /* The QEMU binary for an architecture: "qemu-system-x86_64", ... */
 const char *vm_qemu_binary(enum vm_arch arch);
-/* The Debian package that provides it: "qemu-system-x86", ... */
+/*
+ * The Debian package that installs it, as packages.txt says:
+ * "qemu-system-x86", ...; NULL when the table names none. The string
+ * lives as long as the process.
+ */
 const char *vm_qemu_package(enum vm_arch arch);
 
 /* ---- acceleration (vmcore/kvm.c) ------------------------------------ */
