@@ -417,7 +417,8 @@ int agent_tar_read_entry(struct agent_tar_in *in, struct agent_tar_entry *e, cha
 		if (x.has_gid)
 			e->gid = x.gid;
 		if (x.sparse_major >= 0 || x.sparse_minor >= 0) {
-			/* Only format 1.0 (the map in the data): what GNU tar and libarchive write.
+			/*
+			 * Only format 1.0 (the map in the data): what GNU tar and libarchive write.
 			 */
 			if (x.sparse_major != 1 || x.sparse_minor != 0 || !x.has_realsize ||
 			    e->type != '0') {

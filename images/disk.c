@@ -52,7 +52,8 @@ int img_disk_probe(const char *path, struct img_disk *out, struct vmci_err *err)
 						   "cannot read the backing file name of %s", path);
 			} else {
 				name[len] = 0;
-				/* A relative backing file is relative to the overlay's directory.
+				/*
+				 * A relative backing file is relative to the overlay's directory.
 				 */
 				const char *slash = strrchr(path, '/');
 				if (name[0] == '/' || !slash)

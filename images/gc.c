@@ -192,7 +192,8 @@ static int doom_blob(struct gc *g, const char *digest, const char *dir, struct v
 	int lock = -1;
 	blob_name(dir, name, sizeof(name));
 	if (name[0]) {
-		/* The build that publishes a blob holds its name's lock until the name is written.
+		/*
+		 * The build that publishes a blob holds its name's lock until the name is written.
 		 */
 		int rc = img_name_lock(name, false, &lock, err);
 		if (rc == -EWOULDBLOCK) {

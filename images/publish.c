@@ -173,7 +173,8 @@ int img_ensure_recipe_with(const struct img_recipe *r, const struct img_ensure_o
 	    img_blob_complete(blob))
 		goto done; /* up to date */
 	if (!rc && !img_blob_complete(blob)) {
-		/* Only an interrupted removal leaves a blob incomplete; it would block the rename.
+		/*
+		 * Only an interrupted removal leaves a blob incomplete; it would block the rename.
 		 */
 		if (fs_exists(blob)) {
 			log_warn("image %s: removing the incomplete %s", r->name, blob);

@@ -22,7 +22,8 @@ struct raw_pair {
 	struct ynode *val;
 };
 
-/* A collection being built. Its children grow in malloc'd arrays, copied into the arena on close.
+/*
+ * A collection being built. Its children grow in malloc'd arrays, copied into the arena on close.
  */
 struct frame {
 	struct ynode *node;

@@ -72,7 +72,8 @@ void runner_interrupt_start(void (*cleanup)(void), int exit_code)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
-	/* A handler (not SIG_IGN, which a background shell job inherits) so that sigwait sees them.
+	/*
+	 * A handler (not SIG_IGN, which a background shell job inherits) so that sigwait sees them.
 	 */
 	struct sigaction sa = {.sa_handler = no_op};
 	sigaction(SIGINT, &sa, NULL);

@@ -338,7 +338,8 @@ static int add_file(struct archive *a, struct archive_entry *e, const char *root
 			close(fd);
 		return -1;
 	}
-	/* Exactly the size in the header: a file that grows or shrinks meanwhile is cut or padded.
+	/*
+	 * Exactly the size in the header: a file that grows or shrinks meanwhile is cut or padded.
 	 */
 	static char zeros[65536];
 	char buf[65536];

@@ -151,8 +151,7 @@ int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, st
 	return 0;
 fail:
 	if (vm->proc.pid > 0) {
-		/* Give QEMU a moment to exit by itself, so its own status and last words are told.
-		 */
+		/* Give QEMU a moment to exit by itself: its own status and last words are told. */
 		char how[96], tail[640];
 		qemu_reap(&vm->proc, rc == -VM_EACCEL ? 0 : 500); /* a stopped guest never exits */
 		qemu_describe_exit(&vm->proc, how, sizeof(how));

@@ -71,7 +71,8 @@ static int64_t read_tx(struct store *s, int64_t job_id, int64_t offset, size_t m
 	int64_t end = log_len - offset < (int64_t)max ? log_len : offset + (int64_t)max;
 	int64_t got = 0;
 	if (end > offset) {
-		/* From the chunk holding offset (the last one starting at or before it) up to end.
+		/*
+		 * From the chunk holding offset (the last one starting at or before it) up to end.
 		 */
 		rc = db_query(s, &st, err,
 			      "SELECT pos, data FROM log_chunks WHERE job_id = ? AND pos < ?"

@@ -359,8 +359,7 @@ int store_requeue_host(struct store *s, const char *host, struct vmci_err *err)
 	return rc;
 }
 
-/* ---- cancel requests and retries --------------------------------------------------------------
- */
+/* ---- cancel requests and retries ------------------------------------------------------- */
 
 int store_job_cancel_requested(struct store *s, int64_t job_id, int attempt, struct vmci_err *err)
 {

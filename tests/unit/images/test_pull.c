@@ -97,7 +97,8 @@ static void serve(int c)
 	}
 	if (!strcmp(path, "/endless.qcow2") || !strcmp(path, "/liar.qcow2") ||
 	    !strcmp(path, "/huge.qcow2")) {
-		/* No end but the client's: no size, a size smaller than what comes, or a huge one.
+		/*
+		 * No end but the client's: no size, a size smaller than what comes, or a huge one.
 		 */
 		int n =
 		    !strcmp(path, "/endless.qcow2")

@@ -160,7 +160,8 @@ static void test_one_byte_past_the_limit_is_cut(void **state)
 
 static void test_the_default_limit_caps_a_flood_at_64_mib(void **state)
 {
-	/* 80 MiB in 64 KiB writes: the tail is RUNNER_LOG_TAIL_MAX, the log exactly 64 MiB at most.
+	/*
+	 * 80 MiB in 64 KiB writes: the tail is RUNNER_LOG_TAIL_MAX, the log exactly 64 MiB at most.
 	 */
 	int64_t limit = PIPE_DEFAULT_LOG_LIMIT;
 	size_t n = 80u << 20, tail = RUNNER_LOG_TAIL_MAX;

@@ -1,4 +1,5 @@
-/* The service's config file (runner/service/config.c): values, defaults, and errors at their place.
+/*
+ * The service's config file (runner/service/config.c): values, defaults, and errors at their place.
  */
 #include <setjmp.h>
 #include <stdarg.h>
