@@ -57,7 +57,7 @@ struct pool_image {
 	int size;
 	struct runner_guest_opts guest; /* cpus and memory_mb never 0: the entry's shape */
 	bool from_template;
-	bool template_ready; /* a VM was restored: its template exists */
+	bool template_ready; /* its template exists: VMs may restore from it in parallel */
 	char templates[PATH_MAX];
 	enum runner_template_kind kind;
 
@@ -200,7 +200,7 @@ static struct pool_image *image_to_fill(struct runner_pool *p, int64_t now, int6
 		struct pool_image *im = p->images[i];
 		if (im->live >= im->size)
 			continue;
-		/* The first restore makes the template; the others wait to load it. */
+		/* The first start makes sure the template exists; the others wait to load it. */
 		if (im->from_template && !im->template_ready && im->starting > 0)
 			continue;
 		if (im->retry_at <= now)
@@ -216,10 +216,23 @@ static void fill(struct runner_pool *p, struct pool_image *im)
 {
 	im->live++;
 	im->starting++;
+	bool make_template = im->from_template && !im->template_ready;
 	pthread_mutex_unlock(&p->mu);
 	struct pool_vm *v = NULL;
 	struct vmci_err err = {0};
-	int rc = start_vm(p, im, &v, &err);
+	int rc = 0;
+	if (make_template) {
+		/* Alone (image_to_fill), then the other threads restore from it with this one. */
+		char dir[PATH_MAX];
+		rc = runner_template_ensure(im->name, &im->guest, im->templates, im->kind, dir,
+					    sizeof(dir), &err);
+		pthread_mutex_lock(&p->mu);
+		im->template_ready = rc == 0;
+		pthread_cond_broadcast(&p->work);
+		pthread_mutex_unlock(&p->mu);
+	}
+	if (!rc)
+		rc = start_vm(p, im, &v, &err);
 	if (rc)
 		log_warn("pool: %s", err.msg);
 	pthread_mutex_lock(&p->mu);
@@ -236,7 +249,6 @@ static void fill(struct runner_pool *p, struct pool_image *im)
 	} else {
 		im->failures = 0;
 		im->stats.started++;
-		im->template_ready = im->from_template;
 		v->state = PV_READY;
 		v->owner = pthread_self();
 		v->next = im->vms;
