@@ -106,7 +106,7 @@ static struct stats bench_pool(const char *image, int size, int idle_ms, int run
 	for (int i = -size; i < runs; i++) {
 		struct runner_guest *g;
 		int64_t t0 = clock_ns();
-		if (runner_pool_acquire(p, image, -1, &g, &err))
+		if (runner_pool_acquire(p, image, NULL, -1, &g, &err))
 			die("acquire", &err);
 		double t = first_output_ms(g->vm, t0);
 		if (i >= 0)

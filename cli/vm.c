@@ -75,7 +75,7 @@ static int run_once(struct run_config *c, int n)
 	int64_t t0 = clock_ms();
 	int rc;
 	if (c->pool)
-		rc = runner_pool_acquire(c->pool, c->image, -1, &g, &err);
+		rc = runner_pool_acquire(c->pool, c->image, &c->guest, -1, &g, &err);
 	else if (c->from_template)
 		rc = runner_guest_restore(c->image, &c->guest, c->templates, c->kind, &g, &err);
 	else

@@ -3,11 +3,17 @@
  * its agent was first ready, handed to one job at a time and reverted
  * between jobs (the contract is in runner.h).
  *
- * One pool thread does all the slow work: it starts VMs (so they are
- * children of a thread that lives as long as the pool: QEMU dies with the
- * thread that started it), reverts released ones, and destroys the ones
- * that failed. Jobs only take ready VMs and give them back. Reverts come
- * before starts: a released VM is usually the quickest way to a ready one.
+ * Pool threads do all the slow work: they start VMs (so they are children
+ * of threads that live as long as the pool: QEMU dies with the thread that
+ * started it), revert released ones, and destroy the ones that failed.
+ * There are as many threads as the host can hold VMs starting at once
+ * (runner_default_max_vms), so a pool fills in parallel and a released VM
+ * is reverted the moment it comes back, not after a start in progress.
+ * Jobs only take ready VMs and give them back. Reverts come before
+ * starts: a released VM is usually the quickest way to a ready one.
+ *
+ * An entry of the pool is one VM shape: image, vCPUs and memory. A job
+ * only ever gets a VM of the shape it asked for.
  *
  * A VM moves READY -> BUSY (acquire) -> DIRTY or BROKEN (release) ->
  * REVERTING -> READY, or is destroyed when its revert or health ping
@@ -18,6 +24,7 @@
 #include "runner/pool.h"
 
 #include "runner/pool_records.h"
+#include "runner/sched.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -31,6 +38,9 @@
 #define WAIT_SLICE_MS 100   /* how often a waiting acquire looks at runner_pool_interrupt */
 #define RETRY_MIN_MS  1000  /* after a failed start, then doubling... */
 #define RETRY_MAX_MS  60000 /* ...up to this */
+#define MAX_THREADS   16    /* VMs started at once, whatever the host */
+#define DEFAULT_CPUS  1	    /* runner_guest_opts' defaults */
+#define DEFAULT_MB    256
 
 enum pool_vm_state { PV_READY, PV_BUSY, PV_DIRTY, PV_BROKEN, PV_REVERTING };
 
@@ -38,14 +48,16 @@ struct pool_vm {
 	struct pool_vm *next;
 	struct runner_guest *g;
 	enum pool_vm_state state;
+	pthread_t owner;       /* the pool thread that started it: QEMU dies with it */
 	char record[PATH_MAX]; /* pool_records_add */
 };
 
 struct pool_image {
 	char name[64];
 	int size;
-	struct runner_guest_opts guest;
+	struct runner_guest_opts guest; /* cpus and memory_mb never 0: the entry's shape */
 	bool from_template;
+	bool template_ready; /* its template exists: VMs may restore from it in parallel */
 	char templates[PATH_MAX];
 	enum runner_template_kind kind;
 
@@ -61,8 +73,9 @@ struct pool_image {
 struct runner_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t changed; /* for acquire: a VM became ready, or a start failed */
-	pthread_cond_t work;	/* for the pool thread: a VM was released, or stop */
-	pthread_t thread;
+	pthread_cond_t work;	/* for the pool threads: a VM was released, or stop */
+	pthread_t threads[MAX_THREADS];
+	int nthreads;
 	bool stopping;
 	volatile sig_atomic_t interrupted;
 	struct pool_image **images;
@@ -187,6 +200,9 @@ static struct pool_image *image_to_fill(struct runner_pool *p, int64_t now, int6
 		struct pool_image *im = p->images[i];
 		if (im->live >= im->size)
 			continue;
+		/* The first start makes sure the template exists; the others wait to load it. */
+		if (im->from_template && !im->template_ready && im->starting > 0)
+			continue;
 		if (im->retry_at <= now)
 			return im;
 		if (!*wake_at || im->retry_at < *wake_at)
@@ -200,10 +216,23 @@ static void fill(struct runner_pool *p, struct pool_image *im)
 {
 	im->live++;
 	im->starting++;
+	bool make_template = im->from_template && !im->template_ready;
 	pthread_mutex_unlock(&p->mu);
 	struct pool_vm *v = NULL;
 	struct vmci_err err = {0};
-	int rc = start_vm(p, im, &v, &err);
+	int rc = 0;
+	if (make_template) {
+		/* Alone (image_to_fill), then the other threads restore from it with this one. */
+		char dir[PATH_MAX];
+		rc = runner_template_ensure(im->name, &im->guest, im->templates, im->kind, dir,
+					    sizeof(dir), &err);
+		pthread_mutex_lock(&p->mu);
+		im->template_ready = rc == 0;
+		pthread_cond_broadcast(&p->work);
+		pthread_mutex_unlock(&p->mu);
+	}
+	if (!rc)
+		rc = start_vm(p, im, &v, &err);
 	if (rc)
 		log_warn("pool: %s", err.msg);
 	pthread_mutex_lock(&p->mu);
@@ -221,10 +250,20 @@ static void fill(struct runner_pool *p, struct pool_image *im)
 		im->failures = 0;
 		im->stats.started++;
 		v->state = PV_READY;
+		v->owner = pthread_self();
 		v->next = im->vms;
 		im->vms = v;
 	}
 	pthread_cond_broadcast(&p->changed);
+}
+
+static bool any_reverting(struct runner_pool *p)
+{
+	for (size_t i = 0; i < p->nimages; i++)
+		for (struct pool_vm *v = p->images[i]->vms; v; v = v->next)
+			if (v->state == PV_REVERTING)
+				return true;
+	return false;
 }
 
 static void *pool_thread(void *arg)
@@ -245,17 +284,28 @@ static void *pool_thread(void *arg)
 		timespec_in(&ts, wait > 0 ? wait : 1);
 		pthread_cond_timedwait(&p->work, &p->mu, &ts);
 	}
-	/* The VMs are this thread's children: they go with it, in order. */
+	/*
+	 * The VMs this thread started are its children: they go with it, in
+	 * order. None may be in another thread's hands (a revert) meanwhile.
+	 */
+	while (any_reverting(p))
+		pthread_cond_wait(&p->changed, &p->mu);
 	for (size_t i = 0; i < p->nimages; i++) {
 		struct pool_image *im = p->images[i];
-		while (im->vms) {
-			struct pool_vm *v = im->vms;
-			im->vms = v->next;
+		struct pool_vm **pp = &im->vms;
+		while (*pp) {
+			struct pool_vm *v = *pp;
+			if (!pthread_equal(v->owner, pthread_self())) {
+				pp = &v->next;
+				continue;
+			}
+			*pp = v->next;
+			im->live--;
 			pthread_mutex_unlock(&p->mu);
 			destroy_vm(v);
 			pthread_mutex_lock(&p->mu);
+			pp = &im->vms; /* the list may have changed meanwhile */
 		}
-		im->live = 0;
 	}
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
@@ -287,25 +337,49 @@ int runner_pool_new(const char *state_dir, struct runner_pool **out, struct vmci
 	pthread_cond_init(&p->changed, &ca);
 	pthread_cond_init(&p->work, &ca);
 	pthread_condattr_destroy(&ca);
-	rc = pthread_create(&p->thread, NULL, pool_thread, p);
-	if (rc) {
-		pool_records_close(p->dir);
-		pthread_mutex_destroy(&p->mu);
-		pthread_cond_destroy(&p->changed);
-		pthread_cond_destroy(&p->work);
-		free(p);
-		return vmci_err_errno(err, rc, "cannot start the pool thread");
-	}
 	*out = p;
 	return 0;
 }
 
-static struct pool_image *find_image(struct runner_pool *p, const char *image)
+/* The pool's entry of image shaped by shape (NULL: the defaults), or NULL. */
+static struct pool_image *find_image(struct runner_pool *p, const char *image,
+				     const struct runner_guest_opts *shape)
 {
-	for (size_t i = 0; i < p->nimages; i++)
-		if (!strcmp(p->images[i]->name, image))
-			return p->images[i];
+	int cpus = shape && shape->cpus > 0 ? shape->cpus : DEFAULT_CPUS;
+	int mb = shape && shape->memory_mb > 0 ? shape->memory_mb : DEFAULT_MB;
+	for (size_t i = 0; i < p->nimages; i++) {
+		struct pool_image *im = p->images[i];
+		if (!strcmp(im->name, image) && im->guest.cpus == cpus && im->guest.memory_mb == mb)
+			return im;
+	}
 	return NULL;
+}
+
+/*
+ * Starts pool threads until there is one per VM the pool holds, up to as
+ * many as the host can start at once. Called locked.
+ */
+static int grow_threads(struct runner_pool *p, struct vmci_err *err)
+{
+	int want = 0, mb = 0;
+	for (size_t i = 0; i < p->nimages; i++) {
+		want += p->images[i]->size;
+		if (p->images[i]->guest.memory_mb > mb)
+			mb = p->images[i]->guest.memory_mb;
+	}
+	int budget = runner_default_max_vms(mb);
+	if (want > budget)
+		want = budget;
+	if (want > MAX_THREADS)
+		want = MAX_THREADS;
+	while (p->nthreads < want) {
+		int rc = pthread_create(&p->threads[p->nthreads], NULL, pool_thread, p);
+		if (rc)
+			return p->nthreads ? 0
+					   : vmci_err_errno(err, rc, "cannot start a pool thread");
+		p->nthreads++;
+	}
+	return 0;
 }
 
 int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
@@ -325,6 +399,10 @@ int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
 	}
 	im->size = opts->size;
 	im->guest = opts->guest;
+	if (im->guest.cpus <= 0)
+		im->guest.cpus = DEFAULT_CPUS;
+	if (im->guest.memory_mb <= 0)
+		im->guest.memory_mb = DEFAULT_MB;
 	im->from_template = opts->templates != NULL;
 	im->kind = opts->template_kind;
 	/* Built here, with the caller's progress display; the pool thread only finds it. */
@@ -340,11 +418,16 @@ int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
 		rc = vmci_err_set(err, ENOMEM, "out of memory");
 	if (grown)
 		p->images = grown; /* before any read: realloc may have moved it */
-	if (!rc && find_image(p, opts->image))
-		rc = vmci_err_set(err, EEXIST, "image '%s' is already in the pool", opts->image);
+	if (!rc && find_image(p, opts->image, &im->guest))
+		rc = vmci_err_set(err, EEXIST,
+				  "image '%s' with %d vCPUs and %d MiB is already in the pool",
+				  opts->image, im->guest.cpus, im->guest.memory_mb);
 	if (!rc) {
 		p->images[p->nimages++] = im;
-		pthread_cond_signal(&p->work);
+		rc = grow_threads(p, err);
+		if (rc)
+			p->nimages--;
+		pthread_cond_broadcast(&p->work);
 	}
 	pthread_mutex_unlock(&p->mu);
 	if (rc)
@@ -352,17 +435,21 @@ int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
 	return rc;
 }
 
-int runner_pool_acquire(struct runner_pool *p, const char *image, int timeout_ms,
+int runner_pool_acquire(struct runner_pool *p, const char *image,
+			const struct runner_guest_opts *shape, int timeout_ms,
 			struct runner_guest **out, struct vmci_err *err)
 {
 	*out = NULL;
 	int64_t deadline = timeout_ms >= 0 ? clock_ms() + timeout_ms : INT64_MAX;
 	int rc;
 	pthread_mutex_lock(&p->mu);
-	struct pool_image *im = find_image(p, image);
+	struct pool_image *im = find_image(p, image, shape);
 	for (;;) {
 		if (!im) {
-			rc = vmci_err_set(err, ENOENT, "image '%s' is not in the pool", image);
+			rc = vmci_err_set(
+			    err, ENOENT, "image '%s' with %d vCPUs and %d MiB is not in the pool",
+			    image, shape && shape->cpus > 0 ? shape->cpus : DEFAULT_CPUS,
+			    shape && shape->memory_mb > 0 ? shape->memory_mb : DEFAULT_MB);
 			break;
 		}
 		if (p->interrupted || p->stopping) {
@@ -423,10 +510,18 @@ void runner_pool_stats(struct runner_pool *p, const char *image, struct runner_p
 {
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&p->mu);
-	struct pool_image *im = find_image(p, image);
-	if (im) {
-		*out = im->stats;
-		out->starting = im->starting;
+	for (size_t i = 0; i < p->nimages; i++) {
+		struct pool_image *im = p->images[i];
+		if (strcmp(im->name, image))
+			continue;
+		out->started += im->stats.started;
+		out->start_failures += im->stats.start_failures;
+		out->reverts += im->stats.reverts;
+		out->revert_failures += im->stats.revert_failures;
+		out->destroyed += im->stats.destroyed;
+		if (im->stats.reverts)
+			out->last_revert_ms = im->stats.last_revert_ms;
+		out->starting += im->starting;
 		for (struct pool_vm *v = im->vms; v; v = v->next) {
 			out->ready += v->state == PV_READY;
 			out->busy += v->state == PV_BUSY;
@@ -446,10 +541,11 @@ void runner_pool_free(struct runner_pool *p)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->stopping = true;
-	pthread_cond_signal(&p->work);
+	pthread_cond_broadcast(&p->work);
 	pthread_cond_broadcast(&p->changed);
 	pthread_mutex_unlock(&p->mu);
-	pthread_join(p->thread, NULL);
+	for (int i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
 	pool_records_close(p->dir);
 	for (size_t i = 0; i < p->nimages; i++)
 		free(p->images[i]);

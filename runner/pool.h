@@ -11,15 +11,17 @@
 /* ---- warm pool (runner/pool.c) --------------------------------------- */
 
 /*
- * Warm VMs per image. Each VM takes an internal snapshot "clean" as soon
+ * Warm VMs per shape: image, vCPUs and memory. Each VM takes an internal snapshot "clean" as soon
  * as its agent is first ready; a job gets a VM in that state, and when
  * the job gives it back the VM is reverted to "clean" (vm_snapshot_load:
  * memory, disk, processes, clock and entropy) and pinged before another
- * job may have it. A VM whose revert or ping fails, or that a job reports
- * broken, is destroyed, and a new one is started in its place.
+ * job may have it. A job only gets a VM of the shape it asks for. A VM whose revert or ping fails,
+ * or that a job reports broken, is destroyed, and a new one is started in its place.
  *
- * VMs are started and reverted by a pool thread, so acquire usually finds
- * one ready. Each pool records its VMs under STATE_DIR/<pid>/ (QEMU pid,
+ * VMs are started and reverted by pool threads, as many as the host can
+ * start VMs at once (runner_default_max_vms for the largest shape), so the
+ * pool fills in parallel, a VM is reverted as soon as it is released, and
+ * acquire usually finds one ready. Each pool records its VMs under STATE_DIR/<pid>/ (QEMU pid,
  * start time, run directory); a pool that starts later cleans up after
  * pools whose process died without runner_pool_free (SIGKILL, a crash):
  * it kills their QEMUs and deletes their run directories and records.
@@ -28,14 +30,14 @@ struct runner_pool;
 
 struct runner_pool_opts {
 	const char *image;		/* golden image name, built if missing */
-	int size;			/* VMs of the image, ready or busy; at least 1 */
+	int size;			/* VMs of the shape, ready or busy; at least 1 */
 	struct runner_guest_opts guest; /* the VMs' shape (progress is not used) */
 	const char *templates;		/* start VMs from templates there; NULL: boot them */
 	enum runner_template_kind template_kind;
 };
 
 struct runner_pool_stats {
-	int ready, busy, starting;	    /* VMs of the image now */
+	int ready, busy, starting;	    /* VMs of the image now, all shapes */
 	long long started, start_failures;  /* VMs started since runner_pool_add */
 	long long reverts, revert_failures; /* releases that reverted, and that failed */
 	long long destroyed;		    /* VMs taken out after a failure */
@@ -50,22 +52,25 @@ struct runner_pool_stats {
 int runner_pool_new(const char *state_dir, struct runner_pool **out, struct vmci_err *err);
 
 /*
- * Adds opts->image with opts->size VMs, started in the background. The
+ * Adds opts->size VMs of opts->image shaped by opts->guest (cpus and
+ * memory_mb; 0 means runner_guest_opts' defaults), started in the
+ * background, from the image's template when opts->templates is set. The
  * image is found (or built) before this returns; its VMs' failures are
- * reported by runner_pool_acquire.
+ * reported by runner_pool_acquire. -EEXIST when that shape is already in.
  */
 int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
 		    struct vmci_err *err);
 
 /*
- * Hands out a ready VM of image, waiting up to timeout_ms (negative: no
- * limit) for one to start or be reverted. The VM is the pool's: give it
- * back with runner_pool_release, never destroy it. Errors: -ENOENT when
- * the image was not added, the failure of the latest start when the image
- * has no VM left and none is starting, -ETIMEDOUT, -EINTR after
- * runner_pool_interrupt.
+ * Hands out a ready VM of image with shape's cpus and memory_mb (NULL or
+ * 0: the defaults), never one of another shape, waiting up to timeout_ms
+ * (negative: no limit) for one to start or be reverted. The VM is the
+ * pool's: give it back with runner_pool_release, never destroy it.
+ * Errors: -ENOENT when that shape of the image was not added, the failure of the latest start when
+ * the image has no VM left and none is starting, -ETIMEDOUT, -EINTR after runner_pool_interrupt.
  */
-int runner_pool_acquire(struct runner_pool *p, const char *image, int timeout_ms,
+int runner_pool_acquire(struct runner_pool *p, const char *image,
+			const struct runner_guest_opts *shape, int timeout_ms,
 			struct runner_guest **out, struct vmci_err *err);
 
 /*
@@ -75,7 +80,7 @@ int runner_pool_acquire(struct runner_pool *p, const char *image, int timeout_ms
  */
 void runner_pool_release(struct runner_pool *p, struct runner_guest *g, bool broken);
 
-/* Counters for image (zeros when it was not added). */
+/* Counters for image, summed over its shapes (zeros when it was not added). */
 void runner_pool_stats(struct runner_pool *p, const char *image, struct runner_pool_stats *out);
 
 /*
@@ -87,7 +92,7 @@ void runner_pool_interrupt(struct runner_pool *p);
 
 /*
  * Stops every VM of the pool, busy ones included, removes its records and
- * frees it. Waits for a VM being started to finish starting. Safe on NULL.
+ * frees it. Waits for VMs being started or reverted to finish. Safe on NULL.
  */
 void runner_pool_free(struct runner_pool *p);
 

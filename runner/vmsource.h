@@ -41,19 +41,21 @@ struct runner_cold_source {
 void runner_vm_source_cold(struct runner_vm_source *out, struct runner_cold_source *cold);
 
 /*
- * Warm pools: one runner_pool per image of the run, sized by the run's
- * parallelism, VMs shaped by the first job of each image; a job whose
- * shape differs, or whose image has no pool, boots cold. Jobs' VMs go
- * back to the pool (reverted) when they end.
+ * Warm pools: one runner_pool entry per VM shape (image, cpus, memory)
+ * the run's selected jobs ask for, max_vms VMs in all shared by demand
+ * (each shape one, then more to the shapes with more jobs), restored
+ * from the image's ready-state template ($VMCI_HOME/templates). A job
+ * always gets a VM of its own shape. Jobs' VMs go back to the pool
+ * (reverted in the background) when they end.
  */
 struct runner_warm_source;
 int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int max_vms,
 			   enum vm_accel accel, struct runner_warm_source **out,
 			   struct vmci_err *err);
 /*
- * A host's warm pools (the service): no image at first; each image gets
- * a pool of per_image VMs, shaped by the first job that asks for it,
- * when that job does. Thread-safe acquire and release.
+ * A host's warm pools (the service): no image at first; each shape
+ * (image, cpus, memory) gets per_image VMs when the first job of that
+ * shape asks for one. Thread-safe acquire and release.
  */
 int runner_warm_source_new_host(int per_image, enum vm_accel accel, struct runner_warm_source **out,
 				struct vmci_err *err);

@@ -1,13 +1,15 @@
 /*
- * The warm VM source of a run: a runner_pool with one entry per image the
- * run uses, so VMs boot (or restore from a template) ahead of the jobs
- * and are reverted, not rebooted, between the jobs of one image.
+ * The warm VM source of a run: a runner_pool with one entry per VM shape
+ * (image, vCPUs, memory) the run uses, so VMs restore from the image's
+ * ready-state template ahead of the jobs and are reverted, not rebooted,
+ * between the jobs of one shape.
  */
 #include "runner/pool.h"
 #include "runner/vmsource.h"
 #include "pipelines/pipelines.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,17 +29,59 @@ struct runner_warm_source {
 	bool lazy;
 	int per_image;
 	size_t cap_images;
+	char templates[PATH_MAX]; /* the pools' VMs start from templates there */
 	pthread_mutex_t lock;
 	struct runner_cold_source cold;
 	struct runner_vm_source cold_src;
 };
 
-static struct warm_image *find(struct runner_warm_source *w, const char *image)
+/* The entry of job's shape, or NULL. */
+static struct warm_image *find(struct runner_warm_source *w, const struct pipe_job *job)
 {
-	for (size_t i = 0; i < w->n_images; i++)
-		if (!strcmp(w->images[i].name, image))
-			return &w->images[i];
+	for (size_t i = 0; i < w->n_images; i++) {
+		struct warm_image *im = &w->images[i];
+		if (!strcmp(im->name, job->image) && im->cpus == job->cpus &&
+		    im->memory_mb == job->memory_mb)
+			return im;
+	}
 	return NULL;
+}
+
+static struct runner_pool_opts pool_opts(struct runner_warm_source *w, const struct warm_image *im,
+					 int size)
+{
+	return (struct runner_pool_opts){
+	    .image = im->name,
+	    .size = size,
+	    .guest = {.cpus = im->cpus,
+		      .memory_mb = im->memory_mb > INT32_MAX ? INT32_MAX : (int)im->memory_mb,
+		      .accel = w->cold.accel},
+	    .templates = w->templates[0] ? w->templates : NULL,
+	    .template_kind = RUNNER_TEMPLATE_MAPPED,
+	};
+}
+
+/*
+ * Shares max_vms among the shapes by their demand (counts: jobs of each
+ * shape): one VM each first, then one more in turn to each shape with
+ * jobs left over, until the budget is spent.
+ */
+static void share_budget(const int *counts, int *sizes, size_t n, int max_vms)
+{
+	int left = max_vms;
+	for (size_t i = 0; i < n; i++) {
+		sizes[i] = 1;
+		left--;
+	}
+	for (bool grew = true; left > 0 && grew;) {
+		grew = false;
+		for (size_t i = 0; i < n && left > 0; i++)
+			if (sizes[i] < counts[i]) {
+				sizes[i]++;
+				left--;
+				grew = true;
+			}
+	}
 }
 
 int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int max_vms,
@@ -55,37 +99,36 @@ int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int
 	w->cold.accel = accel;
 	pthread_mutex_init(&w->lock, NULL);
 	runner_vm_source_cold(&w->cold_src, &w->cold);
-	int *counts = calloc(run->n_jobs ? run->n_jobs : 1, sizeof(*counts));
-	if (!counts) {
+	if (runner_templates_default(w->templates, sizeof(w->templates)))
+		w->templates[0] = 0; /* no template store: the pools boot their VMs */
+	size_t n = run->n_jobs ? run->n_jobs : 1;
+	int *counts = calloc(n, sizeof(*counts));
+	int *sizes = calloc(n, sizeof(*sizes));
+	if (!counts || !sizes) {
+		free(counts);
+		free(sizes);
 		runner_warm_source_free(w);
 		return vmci_err_set(err, ENOMEM, "out of memory");
 	}
-	/* Each image's VMs take the shape of its first job. */
+	/* One entry per shape the selected jobs ask for, and how many jobs ask for it. */
 	for (size_t i = 0; i < run->n_jobs; i++) {
 		if (selected && !selected[i])
 			continue;
 		const struct pipe_job *j = &run->jobs[i];
-		struct warm_image *im = find(w, j->image);
+		struct warm_image *im = find(w, j);
 		if (!im) {
 			im = &w->images[w->n_images++];
 			*im = (struct warm_image){j->image, j->cpus, j->memory_mb};
 		}
-		if (im->cpus == j->cpus && im->memory_mb == j->memory_mb)
-			counts[im - w->images]++;
+		counts[im - w->images]++;
 	}
+	share_budget(counts, sizes, w->n_images, max_vms);
 	int rc = runner_pool_new(NULL, &w->pool, err);
 	for (size_t i = 0; i < w->n_images && !rc; i++) {
-		struct warm_image *im = &w->images[i];
-		struct runner_pool_opts po = {
-		    .image = im->name,
-		    .size = counts[i] < max_vms ? counts[i] : max_vms,
-		    .guest = {.cpus = im->cpus,
-			      .memory_mb =
-				  im->memory_mb > INT32_MAX ? INT32_MAX : (int)im->memory_mb,
-			      .accel = accel},
-		};
+		struct runner_pool_opts po = pool_opts(w, &w->images[i], sizes[i]);
 		rc = runner_pool_add(w->pool, &po, err);
 	}
+	free(sizes);
 	free(counts);
 	if (rc) {
 		runner_warm_source_free(w);
@@ -105,6 +148,8 @@ int runner_warm_source_new_host(int per_image, enum vm_accel accel, struct runne
 	w->lazy = true;
 	w->per_image = per_image < 1 ? 1 : per_image;
 	w->cold.accel = accel;
+	if (runner_templates_default(w->templates, sizeof(w->templates)))
+		w->templates[0] = 0;
 	pthread_mutex_init(&w->lock, NULL);
 	runner_vm_source_cold(&w->cold_src, &w->cold);
 	int rc = runner_pool_new(NULL, &w->pool, err);
@@ -116,12 +161,12 @@ int runner_warm_source_new_host(int per_image, enum vm_accel accel, struct runne
 	return 0;
 }
 
-/* A host's source: the pool of job's image, added (shaped by job) on its first use. */
+/* A host's source: the pool entry of job's shape, added on its first use. */
 static struct warm_image *find_or_add(struct runner_warm_source *w, const struct pipe_job *job,
 				      struct vmci_err *err)
 {
 	pthread_mutex_lock(&w->lock);
-	struct warm_image *im = find(w, job->image);
+	struct warm_image *im = find(w, job);
 	if (im || !w->lazy) {
 		pthread_mutex_unlock(&w->lock);
 		return im;
@@ -136,16 +181,10 @@ static struct warm_image *find_or_add(struct runner_warm_source *w, const struct
 		w->images = grown;
 		w->cap_images = cap;
 	}
-	struct runner_pool_opts po = {
-	    .image = job->image,
-	    .size = w->per_image,
-	    .guest = {.cpus = job->cpus,
-		      .memory_mb = job->memory_mb > INT32_MAX ? INT32_MAX : (int)job->memory_mb,
-		      .accel = w->cold.accel},
-	};
 	/* The pool keeps its own copy of the name; ours must outlive the job's run. */
 	im = &w->images[w->n_images];
 	*im = (struct warm_image){strdup(job->image), job->cpus, job->memory_mb};
+	struct runner_pool_opts po = pool_opts(w, im, w->per_image);
 	if (im->name && runner_pool_add(w->pool, &po, err) == 0) {
 		w->n_images++;
 	} else {
@@ -160,14 +199,15 @@ static int warm_acquire(void *ctx, const struct pipe_job *job, struct runner_lea
 			struct vmci_err *err)
 {
 	struct runner_warm_source *w = ctx;
-	struct warm_image *im = w->lazy ? find_or_add(w, job, err) : find(w, job->image);
-	if (!im || im->cpus != job->cpus || im->memory_mb != job->memory_mb) {
+	struct warm_image *im = w->lazy ? find_or_add(w, job, err) : find(w, job);
+	if (!im) {
 		int rc = w->cold_src.acquire(w->cold_src.ctx, job, lease, err);
 		lease->priv = NULL;
 		return rc;
 	}
 	lease->priv = w;
-	return runner_pool_acquire(w->pool, job->image, -1, &lease->guest, err);
+	struct runner_pool_opts po = pool_opts(w, im, 1);
+	return runner_pool_acquire(w->pool, job->image, &po.guest, -1, &lease->guest, err);
 }
 
 static void warm_release(void *ctx, struct runner_lease *lease, bool broken)

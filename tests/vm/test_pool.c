@@ -1,6 +1,7 @@
 /*
  * The warm pool with real VMs (busybox-x86_64): 50 jobs through 2 VMs,
- * each isolated from the others; a VM whose revert fails, or that a job
+ * each isolated from the others; a job gets a VM of the shape it asks
+ * for, never a smaller one of the same image; a VM whose revert fails, or that a job
  * reports broken, is replaced; a pool whose process was killed is cleaned
  * up by the next one.
  */
@@ -53,7 +54,7 @@ static struct runner_guest *acquire(struct runner_pool *p)
 {
 	struct runner_guest *g = NULL;
 	struct vmci_err err = {0};
-	if (runner_pool_acquire(p, IMAGE, ACQUIRE_TIMEOUT_MS, &g, &err))
+	if (runner_pool_acquire(p, IMAGE, NULL, ACQUIRE_TIMEOUT_MS, &g, &err))
 		fail_msg("%s", err.msg);
 	return g;
 }
@@ -194,7 +195,7 @@ static void test_a_pool_cleans_up_after_a_killed_one(void **state)
 		struct vmci_err err = {0};
 		struct runner_pool_opts opts = {.image = IMAGE, .size = 1};
 		if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &opts, &err) ||
-		    runner_pool_acquire(p, IMAGE, ACQUIRE_TIMEOUT_MS, &g, &err))
+		    runner_pool_acquire(p, IMAGE, NULL, ACQUIRE_TIMEOUT_MS, &g, &err))
 			_exit(1);
 		char line[PATH_MAX + 32];
 		int n = snprintf(line, sizeof(line), "%d %s\n", (int)vm_pid(g->vm), g->run_dir);
@@ -234,13 +235,54 @@ static void test_a_pool_cleans_up_after_a_killed_one(void **state)
 	runner_pool_free(p);
 }
 
+/* The guest's MemTotal in MiB. */
+static long guest_memory_mb(struct runner_guest *g)
+{
+	struct capture c = {0};
+	struct vm_exec_result r =
+	    vmtest_sh(g->vm, "awk '/^MemTotal:/ { print $2 }' /proc/meminfo", &c);
+	assert_int_equal(r.code, 0);
+	long mb = atol(buf_cstr(&c.out)) / 1024;
+	capture_free(&c);
+	return mb;
+}
+
+static void test_a_job_asking_for_1_gib_never_gets_a_256_mib_pool_vm(void **state)
+{
+	struct runner_pool *p = NULL;
+	struct vmci_err err = {0};
+	struct runner_pool_opts small = {.image = IMAGE, .size = 1, .guest = {.memory_mb = 256}};
+	struct runner_pool_opts big = {.image = IMAGE, .size = 1, .guest = {.memory_mb = 1024}};
+	if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &small, &err))
+		fail_msg("%s", err.msg);
+	/* Only the small shape so far: a 1 GiB job is refused, not handed a 256 MiB VM. */
+	struct runner_guest *g = NULL;
+	assert_int_equal(runner_pool_acquire(p, IMAGE, &big.guest, 0, &g, &err), -ENOENT);
+	assert_null(g);
+	assert_non_null(strstr(err.msg, "1024 MiB"));
+
+	/* Both shapes of one image live side by side, each handed only to its own jobs. */
+	if (runner_pool_add(p, &big, &err))
+		fail_msg("%s", err.msg);
+	struct runner_guest *gb = NULL, *gs = NULL;
+	if (runner_pool_acquire(p, IMAGE, &big.guest, ACQUIRE_TIMEOUT_MS, &gb, &err) ||
+	    runner_pool_acquire(p, IMAGE, &small.guest, ACQUIRE_TIMEOUT_MS, &gs, &err))
+		fail_msg("%s", err.msg);
+	long big_mb = guest_memory_mb(gb), small_mb = guest_memory_mb(gs);
+	if (big_mb <= 512 || small_mb > 256)
+		fail_msg("a 1 GiB job got %ld MiB, a 256 MiB job %ld MiB", big_mb, small_mb);
+	runner_pool_release(p, gb, false);
+	runner_pool_release(p, gs, false);
+	runner_pool_free(p);
+}
+
 static void test_acquire_reports_an_image_the_pool_does_not_have(void **state)
 {
 	struct runner_pool *p;
 	struct runner_guest *g;
 	struct vmci_err err = {0};
 	assert_int_equal(runner_pool_new(state_dir, &p, &err), 0);
-	assert_int_equal(runner_pool_acquire(p, "no-such-image", 0, &g, &err), -ENOENT);
+	assert_int_equal(runner_pool_acquire(p, "no-such-image", NULL, 0, &g, &err), -ENOENT);
 	assert_non_null(strstr(err.msg, "no-such-image"));
 	runner_pool_interrupt(p);
 	runner_pool_free(p);
@@ -252,6 +294,7 @@ int main(void)
 	    cmocka_unit_test(test_a_pool_cleans_up_after_a_killed_one),
 	    cmocka_unit_test(test_50_jobs_through_a_pool_of_2_are_isolated_and_none_is_lost),
 	    cmocka_unit_test(test_a_failed_revert_replaces_the_vm),
+	    cmocka_unit_test(test_a_job_asking_for_1_gib_never_gets_a_256_mib_pool_vm),
 	    cmocka_unit_test(test_acquire_reports_an_image_the_pool_does_not_have),
 	};
 	return cmocka_run_group_tests_name("vm pool", tests, setup, teardown);
