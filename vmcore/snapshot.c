@@ -15,6 +15,12 @@
 
 #define QMP_TIMEOUT_MS 10000
 #define JOB_TIMEOUT_MS 300000 /* writing or reading a guest's whole memory */
+/*
+ * The reply that starts a snapshot job: QEMU answers once the job is set up,
+ * which on a host busy with other guests (or restoring a template from a
+ * mapped file) can take well past an ordinary command's 10 s.
+ */
+#define JOB_START_TIMEOUT_MS 60000
 /* The agent runs already: it answers a hello at once, unless the host is swamped. */
 #define RECONNECT_TIMEOUT_MS 10000
 
@@ -80,7 +86,7 @@ static int snapshot_job(struct vm *vm, const char *command, const char *name, co
 		json_object_set_new(args, "vmstate", json_string(QEMU_DISK_NODE));
 	if (!args)
 		return vmci_err_set(err, ENOMEM, "out of memory %s", what);
-	int rc = qmp_execute(vm->qmp, command, args, NULL, QMP_TIMEOUT_MS, err);
+	int rc = qmp_execute(vm->qmp, command, args, NULL, JOB_START_TIMEOUT_MS, err);
 	if (rc == -EPIPE)
 		return channel_vm_died(vm, what, err);
 	if (rc) {
