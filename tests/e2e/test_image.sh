@@ -277,6 +277,11 @@ for _ in $(seq 1 600); do
 done
 kill -9 "$importer" 2>/dev/null
 wait "$importer" 2>/dev/null
+# The owner is gone once nothing holds its lock (a helper program it ran may outlive it a moment).
+for _ in $(seq 1 250); do
+	[ -z "$killed" ] || flock -n "$killed" true 2>/dev/null && break
+	sleep 0.02
+done
 
 VMCI_HOME=$gc_home "$VMCI" image gc --dry-run >"$E2E_TMP/gc.txt" 2>&1
 if grep -qF "would remove partial download $stale_part" "$E2E_TMP/gc.txt" &&
