@@ -2,7 +2,8 @@
  * vmci serve: the farm service of this host (runner/service, runner/http).
  * Parses options, starts the API and the workers, and stops them on the
  * first SIGTERM or SIGINT (runner_interrupt): running jobs get the grace
- * period, what is left is requeued. A second signal ends at once.
+ * period while the API still answers, what is left is requeued. A second
+ * signal ends at once.
  */
 #include "cli/cli.h"
 
@@ -131,8 +132,9 @@ int cmd_serve(int argc, char **argv)
 			usleep(100 * 1000);
 		fprintf(stderr, "vmci serve: stopping (running jobs get %d s)\n", grace_ms / 1000);
 	}
-	http_stop(http);
+	/* The API answers during the grace period: followers see their jobs end. */
 	service_stop(svc, grace_ms);
+	http_stop(http);
 	service_config_free(&cfg);
 	return rc;
 }
