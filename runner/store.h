@@ -250,12 +250,28 @@ int store_lease_renew(struct store *s, const char *host, struct vmci_err *err);
 int store_requeue_expired(struct store *s, int64_t now_ms, struct vmci_err *err);
 
 /*
- * The same for every attempt host holds, whatever its lease, reason
- * "host restarted": for a host that starts again after dying (its jobs'
- * VMs died with it) or that stops without finishing them. Returns how
- * many attempts ended.
+ * Why a host gives back the jobs it holds (store_requeue_host):
+ *
+ *   STORE_REQUEUE_STOPPED    reason "host stopped": the host stopped them
+ *                            itself (a graceful shutdown past its grace
+ *                            period). Does not count toward
+ *                            STORE_LEASES_LOST_MAX: a job must not fail
+ *                            because its host was stopped three times.
+ *   STORE_REQUEUE_RESTARTED  reason "host restarted": the host starts
+ *                            again after dying with them (SIGKILL, a
+ *                            crash, a power cut). Counts as a lost lease:
+ *                            on one host, a job that takes its host down
+ *                            comes back only this way, and would
+ *                            otherwise bring the service down forever.
  */
-int store_requeue_host(struct store *s, const char *host, struct vmci_err *err);
+enum store_requeue_why { STORE_REQUEUE_STOPPED, STORE_REQUEUE_RESTARTED };
+
+/*
+ * The same as lease expiry for every attempt host holds, whatever its
+ * lease, for the reason why. Returns how many attempts ended.
+ */
+int store_requeue_host(struct store *s, const char *host, enum store_requeue_why why,
+		       struct vmci_err *err);
 
 /*
  * The worker's result for attempt of job: status is success, failure,

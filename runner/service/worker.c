@@ -394,7 +394,8 @@ int service_start(const struct service_opts *opts, struct service **out, struct 
 		rc = store_host_register(svc->hb_store, opts->host, opts->url ? opts->url : "",
 					 svc->o.capacity, err);
 	/* A previous process of this host died: its jobs' VMs died with it. */
-	if (rc == 0 && (rc = store_requeue_host(svc->hb_store, opts->host, err)) > 0)
+	if (rc == 0 &&
+	    (rc = store_requeue_host(svc->hb_store, opts->host, STORE_REQUEUE_RESTARTED, err)) > 0)
 		log_info("host %s: requeued %d job(s) left running by a previous process",
 			 opts->host, rc);
 	if (rc >= 0)
@@ -470,7 +471,9 @@ void service_stop(struct service *svc, int grace_ms)
 	if (svc->hb_started)
 		pthread_join(svc->heartbeat, NULL);
 	struct vmci_err err = {0};
-	if (svc->hb_store && store_requeue_host(svc->hb_store, svc->o.host, &err) < 0)
+	/* Stopped by this host on purpose: these attempts do not count as lost leases. */
+	if (svc->hb_store &&
+	    store_requeue_host(svc->hb_store, svc->o.host, STORE_REQUEUE_STOPPED, &err) < 0)
 		log_warn("host %s: cannot requeue its jobs: %s", svc->o.host, err.msg);
 	runner_warm_source_free(svc->warm);
 	for (int i = 0; i < svc->o.capacity && svc->workers; i++)

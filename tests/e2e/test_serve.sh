@@ -319,7 +319,8 @@ start_serve --capacity 2
 expect_eq sigterm_run_finishes_after_restart success "$(wait_run "${RUN6:-0}" 90)"
 expect_eq job_within_grace_finished_in_one_attempt "1 success" "$(api "jobs/$QUICK" | jq -r '"\(.attempt) \(.status)"')"
 expect_eq job_past_grace_reran_as_attempt_2 "2 success" "$(api "jobs/$SLOW" | jq -r '"\(.attempt) \(.status)"')"
-expect_eq job_past_grace_kept_its_first_attempt error "$(api "jobs/$SLOW" | jq -r '.attempts[0].status')"
+expect_eq job_past_grace_kept_its_first_attempt "error host stopped" \
+	"$(api "jobs/$SLOW" | jq -r '.attempts[0] | "\(.status) \(.reason)"')"
 expect_eq no_claim_after_sigterm 1 "$(api "jobs/$WAITING" | jq -r .attempt)"
 stop_serve
 

@@ -127,7 +127,7 @@ static void test_a_restarted_hosts_jobs_are_requeued_as_new_attempts(void **stat
 	assert_int_equal(store_claim(f->s, "h2", 60, &b, &err), 1);
 	assert_int_equal(store_log_append(f->s, a->id, 1, "kept\n", 5, &err), 5);
 	/* The leases are still valid: only h1's own job comes back. */
-	assert_int_equal(store_requeue_host(f->s, "h1", &err), 1);
+	assert_int_equal(store_requeue_host(f->s, "h1", STORE_REQUEUE_RESTARTED, &err), 1);
 	struct store_job *got = NULL;
 	assert_int_equal(store_job_get(f->s, a->id, &got, &err), 0);
 	assert_int_equal(got->status, STORE_QUEUED);
