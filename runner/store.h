@@ -145,6 +145,27 @@ int store_run_create(struct store *s, const struct store_run_spec *run,
 		     const struct store_job_spec *jobs, size_t n_jobs, int64_t *run_id,
 		     struct vmci_err *err);
 
+/*
+ * Makes the jobs of a run whose id is now known (a trigger expands
+ * ${{ vmci.run_id }} with it, as the run's workers will). Called once,
+ * inside the store's transaction, so it must be quick and must not call
+ * the store. Returns 0 with *jobs and *n (owned by ctx, read before
+ * store_run_create_with returns); a negative code with err filled; or a
+ * positive value of the caller's meaning (e.g. "no run for this ref").
+ */
+typedef int (*store_jobs_fn)(void *ctx, int64_t run_id, const struct store_job_spec **jobs,
+			     size_t *n, struct vmci_err *err);
+
+/*
+ * store_run_create with the jobs made by make_jobs once the run has its
+ * id, in the same transaction. When make_jobs returns anything but 0,
+ * nothing is stored, *run_id is 0 and its value is returned. Ids a
+ * declined or failed run would have had may be skipped.
+ */
+int store_run_create_with(struct store *s, const struct store_run_spec *run,
+			  store_jobs_fn make_jobs, void *ctx, int64_t *run_id,
+			  struct vmci_err *err);
+
 /* The run with its jobs (each with its needs, without attempts); free with store_run_free. */
 int store_run_get(struct store *s, int64_t run_id, struct store_run **out, struct vmci_err *err);
 void store_run_free(struct store_run *run);

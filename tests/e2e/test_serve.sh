@@ -5,6 +5,7 @@
 #
 #   main    a two-job pipeline (test needs build; build is a matrix of two
 #           images, busybox-x86_64 and busybox-aarch64), then a failing step
+#   feature a branch the pipeline's on.push.branches leaves out: no run, and why
 #   cancel  a running run cancelled: its job cancelled, its VM reverted and
 #           serving the next job
 #   term    SIGTERM: no more claims, a job that ends within --grace finishes,
@@ -212,6 +213,33 @@ expect_eq failed_job_names_its_step "failure greet 7" "$(echo "$J" | jq -r '.job
 expect_eq dependent_of_a_failure_is_skipped skipped "$(echo "$J" | jq -r '.jobs[] | select(.name=="test") | .status')"
 "$VMCI" status "${RUN2:-0}" >/dev/null
 expect_eq status_of_a_failed_run_exits_1 1 $?
+
+# ---- a push to a branch the pipeline's on: does not select: no run, and why -------------------
+commit_pipeline feature <<'YML'
+on: { push: { branches: [main, "release/*"] } }
+jobs:
+  picky:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - run: echo picked
+YML
+RUNS_BEFORE=$(api "runs?limit=500" | jq '.runs | length')
+out=$(cd "$T/work" && git push origin feature 2>&1)
+case $out in *"vmci: no run for refs/heads/feature"*"refs/heads/feature is not in on.push.branches (main, release/*)"*)
+	pass push_to_an_unselected_branch_says_why ;;
+*) fail push_to_an_unselected_branch_says_why "push said: $out" ;; esac
+expect_eq push_to_an_unselected_branch_makes_no_run "$RUNS_BEFORE" "$(api "runs?limit=500" | jq '.runs | length')"
+SHA=$(cd "$T/work" && git rev-parse feature)
+echo "0000000000000000000000000000000000000000 $SHA refs/heads/feature" |
+	"$VMCI" hook post-receive --server "$VMCI_SERVER" --repo widget 2>/dev/null
+expect_eq hook_exits_0_for_an_unselected_branch 0 $?
+code=$(curl -s -o "$T/body" -w '%{http_code}' -H "$AUTH" -X POST \
+	-d '{"repo": "widget", "ref": "refs/heads/feature", "trigger": "push"}' "$VMCI_SERVER/api/v1/runs")
+expect_eq api_push_to_an_unselected_branch_is_200_with_the_reason "200 null true" \
+	"$code $(jq -r .run "$T/body") $(jq '.reason | test("not in on.push.branches")' "$T/body")"
+RUN3=$("$VMCI" submit widget --ref refs/heads/feature)
+expect_eq submit_runs_whatever_on_selects success "$(wait_run "${RUN3:-0}" 60)"
 
 # ---- API errors: status and a JSON error each ---------------------------------------------
 api_error() { # NAME STATUS CURL-ARGS...
