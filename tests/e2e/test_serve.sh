@@ -3,14 +3,16 @@
 # port with its own SQLite store (the image store stays $VMCI_HOME), a bare
 # repository with the installed hook, and pushes of one branch per case:
 #
-#   main    a two-job pipeline (test needs build; build is a matrix of two
-#           images, busybox-x86_64 and busybox-aarch64), then a failing step
-#   feature a branch the pipeline's on.push.branches leaves out: no run, and why
-#   cancel  a running run cancelled: its job cancelled, its VM reverted and
-#           serving the next job
-#   term    SIGTERM: no more claims, a job that ends within --grace finishes,
-#           one past it is requeued and runs as attempt 2 on the next start
-#   many    kill -9 while 4 jobs run and 4 are queued, then a restart
+#   main     a two-job pipeline (test needs build; build is a matrix of two
+#            images, busybox-x86_64 and busybox-aarch64), then a failing step
+#   feature  a branch the pipeline's on.push.branches leaves out: no run, and why
+#   cr       a log with carriage returns, streamed and followed byte for byte
+#   cancel   a running run cancelled: its job cancelled, its VM reverted and
+#            serving the next job
+#   term     SIGTERM: no more claims, a job that ends within --grace finishes,
+#            one past it is requeued and runs as attempt 2 on the next start
+#   many     kill -9 while 4 jobs run and 4 are queued, then a restart; a
+#            `vmci logs -f` follower carries on through it
 #
 # The API's errors and the log stream are checked on the way.
 set -u
@@ -241,6 +243,28 @@ expect_eq api_push_to_an_unselected_branch_is_200_with_the_reason "200 null true
 RUN3=$("$VMCI" submit widget --ref refs/heads/feature)
 expect_eq submit_runs_whatever_on_selects success "$(wait_run "${RUN3:-0}" 60)"
 
+# ---- carriage returns in a log: the stream and vmci logs -f give back the exact bytes ----------
+commit_pipeline cr <<'YML'
+jobs:
+  progress:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - run: printf '10%%\r50%%\r100%%\r\ndone\n'; printf 'no newline at the end\r'
+YML
+RUN8=$(push cr)
+CR=$(job_id "${RUN8:-0}" progress)
+"$VMCI" logs -f "$CR" >"$T/cr.follow"
+expect_eq logs_follow_of_a_passed_job_exits_0 0 $?
+api "jobs/$CR/log" >"$T/cr.log"
+if grep -q $'50%\r100%\r' "$T/cr.log" && cmp -s "$T/cr.log" "$T/cr.follow"; then
+	pass logs_follow_gives_back_carriage_returns_exactly
+else
+	fail logs_follow_gives_back_carriage_returns_exactly "$(od -c "$T/cr.follow" | head -5)"
+fi
+curl -s -N --max-time 20 -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$CR/log/stream" >"$T/cr.sse"
+expect_eq sse_sends_no_carriage_return_inside_a_data_line 0 "$(tr -dc '\r' <"$T/cr.sse" | wc -c)"
+
 # ---- API errors: status and a JSON error each ---------------------------------------------
 api_error() { # NAME STATUS CURL-ARGS...
 	local name=$1 want=$2
@@ -296,63 +320,8 @@ expect_eq pool_serves_the_next_job_after_a_cancel success "$(wait_run "${RUN5:-0
 expect_eq cancelled_jobs_vm_was_reverted_not_replaced "$VM_BEFORE" \
 	"$(pgrep -f "qemu-system-x86_64.*$TMPDIR" | sort | tr '\n' ' ')"
 
-# ---- SIGTERM: no more claims; within --grace a job finishes, past it one is requeued -----------
-stop_serve
-commit_pipeline term <<'YML'
-jobs:
-  quick:
-    image: busybox-x86_64
-    resources: { memory: 256M }
-    steps:
-      - run: echo started; sleep 6; echo quick-done
-  slow:
-    image: busybox-x86_64
-    resources: { memory: 256M }
-    steps:
-      - run: echo started; if [ "$VMCI_ATTEMPT" = 1 ]; then sleep 120; fi; echo slow-done
-  waiting:
-    image: busybox-x86_64
-    resources: { memory: 256M }
-    steps:
-      - run: echo waited
-YML
-start_serve --capacity 2 --grace 8s
-RUN6=$(push term)
-QUICK=$(job_id "${RUN6:-0}" quick)
-SLOW=$(job_id "${RUN6:-0}" slow)
-WAITING=$(job_id "${RUN6:-0}" waiting)
-wait_log "$QUICK" started 90 && wait_log "$SLOW" started 30 ||
-	fail term_jobs_started "quick or slow never started"
-expect_eq sigterm_comes_while_both_jobs_run "running running" \
-	"$(api "jobs/$QUICK" | jq -r .status) $(api "jobs/$SLOW" | jq -r .status)"
-TERM_AT=$(date +%s%N)
-kill -TERM "$SERVE_PID"
-# The API answers during the grace period: the quick job is seen finishing.
-QUICK_DURING=""
-for _ in $(seq 40); do
-	QUICK_DURING=$(api "jobs/$QUICK" | jq -r .status)
-	[ "$QUICK_DURING" = success ] && break
-	sleep 0.25
-done
-expect_eq sigterm_api_answers_while_jobs_finish success "$QUICK_DURING"
-for _ in $(seq 300); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.1; done
-STOPPED_MS=$((($(date +%s%N) - TERM_AT) / 1000000))
-wait "$SERVE_PID" 2>/dev/null
-expect_eq sigterm_exits_0 0 $?
-SERVE_PID=""
-if [ "$STOPPED_MS" -ge 7000 ] && [ "$STOPPED_MS" -lt 20000 ]; then pass sigterm_waits_the_grace_then_stops
-else fail sigterm_waits_the_grace_then_stops "stopped ${STOPPED_MS} ms after SIGTERM (grace 8s)"; fi
-expect_eq sigterm_leaves_no_qemu "" "$(qemus)"
-start_serve --capacity 2
-expect_eq sigterm_run_finishes_after_restart success "$(wait_run "${RUN6:-0}" 90)"
-expect_eq job_within_grace_finished_in_one_attempt "1 success" "$(api "jobs/$QUICK" | jq -r '"\(.attempt) \(.status)"')"
-expect_eq job_past_grace_reran_as_attempt_2 "2 success" "$(api "jobs/$SLOW" | jq -r '"\(.attempt) \(.status)"')"
-expect_eq job_past_grace_kept_its_first_attempt "error host stopped" \
-	"$(api "jobs/$SLOW" | jq -r '.attempts[0] | "\(.status) \(.reason)"')"
-expect_eq no_claim_after_sigterm 1 "$(api "jobs/$WAITING" | jq -r .attempt)"
-stop_serve
-
 # ---- kill -9 while 4 jobs run and 4 are queued, then a restart -----------------------------
+stop_serve
 commit_pipeline many <<'YML'
 jobs:
   many:
@@ -387,7 +356,8 @@ wait "$SERVE_PID" 2>/dev/null
 SERVE_PID=""
 sleep 0.3
 cp "$T/follow.out" "$T/follow.at-kill"
-start_serve --capacity 4
+# On the same port, so that the follower finds the new service. The grace is for the SIGTERM below.
+start_serve --capacity 4 --listen "127.0.0.1:$PORT" --grace 8s
 # Killed with the service (a zombie until init reaps it counts as gone), or by the restart.
 left=""
 for _ in $(seq 50); do
@@ -412,9 +382,72 @@ if [ "$RECEIVED" -gt 0 ] && cmp -s -n "$RECEIVED" "$T/follow.at-kill" "$T/m1.log
 else
 	fail kill9_keeps_every_byte_a_follower_received "$RECEIVED bytes received; the log does not start with them"
 fi
+# The follower reconnected to the new service and printed the whole log, once.
+for _ in $(seq 100); do kill -0 "$FOLLOW_PID" 2>/dev/null || break; sleep 0.1; done
 kill "$FOLLOW_PID" 2>/dev/null
-wait "$FOLLOW_PID" 2>/dev/null
+wait "$FOLLOW_PID"
+expect_eq logs_follow_across_a_restart_exits_0 0 $?
 FOLLOW_PID=""
+if cmp -s "$T/follow.out" "$T/m1.log"; then pass logs_follow_across_a_restart_prints_every_byte_once
+else fail logs_follow_across_a_restart_prints_every_byte_once "$(stat -c %s "$T/follow.out") bytes followed, $(stat -c %s "$T/m1.log") in the log"; fi
+
+# ---- SIGTERM: no more claims; within --grace a job finishes, past it one is requeued -----------
+# On the service restarted above: its pool's 4 VMs are warm, so both jobs start at once.
+commit_pipeline term <<'YML'
+jobs:
+  quick:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - run: echo started; sleep 4; echo quick-done
+  slow:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - run: echo started; if [ "$VMCI_ATTEMPT" = 1 ]; then sleep 120; fi; echo slow-done
+  waiting:
+    needs: [quick]
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - run: echo waited
+YML
+RUN6=$(push term)
+QUICK=$(job_id "${RUN6:-0}" quick)
+SLOW=$(job_id "${RUN6:-0}" slow)
+WAITING=$(job_id "${RUN6:-0}" waiting)
+wait_log "$QUICK" started 60 && wait_log "$SLOW" started 30 ||
+	fail term_jobs_started "quick or slow never started"
+expect_eq sigterm_comes_while_both_jobs_run "running running" \
+	"$(api "jobs/$QUICK" | jq -r .status) $(api "jobs/$SLOW" | jq -r .status)"
+TERM_AT=$(date +%s%N)
+kill -TERM "$SERVE_PID"
+# The API answers during the grace period: the quick job is seen finishing.
+QUICK_DURING=""
+for _ in $(seq 40); do
+	QUICK_DURING=$(api "jobs/$QUICK" | jq -r .status)
+	[ "$QUICK_DURING" = success ] && break
+	sleep 0.25
+done
+expect_eq sigterm_api_answers_while_jobs_finish success "$QUICK_DURING"
+for _ in $(seq 300); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.1; done
+STOPPED_MS=$((($(date +%s%N) - TERM_AT) / 1000000))
+wait "$SERVE_PID" 2>/dev/null
+expect_eq sigterm_exits_0 0 $?
+SERVE_PID=""
+if [ "$STOPPED_MS" -ge 7000 ] && [ "$STOPPED_MS" -lt 20000 ]; then pass sigterm_waits_the_grace_then_stops
+else fail sigterm_waits_the_grace_then_stops "stopped ${STOPPED_MS} ms after SIGTERM (grace 8s)"; fi
+expect_eq sigterm_leaves_no_qemu "" "$(qemus)"
+RESTART_AT=$(date -u +%Y-%m-%dT%H:%M:%S)
+start_serve --capacity 2
+expect_eq sigterm_run_finishes_after_restart success "$(wait_run "${RUN6:-0}" 90)"
+expect_eq job_within_grace_finished_in_one_attempt "1 success" "$(api "jobs/$QUICK" | jq -r '"\(.attempt) \(.status)"')"
+expect_eq job_past_grace_reran_as_attempt_2 "2 success" "$(api "jobs/$SLOW" | jq -r '"\(.attempt) \(.status)"')"
+expect_eq job_past_grace_kept_its_first_attempt "error host stopped" \
+	"$(api "jobs/$SLOW" | jq -r '.attempts[0] | "\(.status) \(.reason)"')"
+# quick's success made waiting claimable during the grace period: it must have waited for the restart.
+expect_eq no_claim_after_sigterm "1 true" \
+	"$(api "jobs/$WAITING" | jq -r --arg t "$RESTART_AT" '"\(.attempt) \(.started_at >= $t)"')"
 
 # ---- the end: a graceful stop leaves no QEMU -------------------------------------------------
 stop_serve
