@@ -99,6 +99,7 @@ struct service_opts {
 	struct service_dirs dirs;
 	int lease_s; /* claims' lease; 0: 30 */
 	enum vm_accel accel;
+	bool cold; /* boot a VM for every job instead of keeping warm pools (to compare) */
 };
 
 struct service;

@@ -36,7 +36,8 @@ struct worker {
 
 struct service {
 	struct service_opts o;
-	struct runner_warm_source *warm;
+	struct runner_warm_source *warm; /* NULL when cold */
+	struct runner_cold_source cold;
 	struct runner_vm_source vms;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -400,14 +401,18 @@ int service_start(const struct service_opts *opts, struct service **out, struct 
 			 opts->host, rc);
 	if (rc >= 0)
 		rc = store_requeue_expired(svc->hb_store, store_now_ms(svc->hb_store), err);
-	if (rc >= 0)
+	svc->cold.accel = opts->accel;
+	if (rc >= 0 && !opts->cold)
 		rc = runner_warm_source_new_host(svc->o.capacity, opts->accel, &svc->warm, err);
 	if (rc < 0) {
 		store_close(svc->hb_store);
 		free(svc);
 		return rc;
 	}
-	runner_vm_source_warm(&svc->vms, svc->warm);
+	if (svc->warm)
+		runner_vm_source_warm(&svc->vms, svc->warm);
+	else
+		runner_vm_source_cold(&svc->vms, &svc->cold);
 	svc->workers = calloc((size_t)svc->o.capacity, sizeof(*svc->workers));
 	if (!svc->workers) {
 		service_stop(svc, 0);

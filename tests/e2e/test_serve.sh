@@ -13,6 +13,7 @@
 #            one past it is requeued and runs as attempt 2 on the next start
 #   many     kill -9 while 4 jobs run and 4 are queued, then a restart; a
 #            `vmci logs -f` follower carries on through it
+#   --cold   a VM per job, none kept
 #
 # The API's errors and the log stream are checked on the way.
 set -u
@@ -333,7 +334,8 @@ jobs:
     steps:
       - name: ticks
         run: |
-          n=2; [ "$VMCI_ATTEMPT" = 1 ] && n=120
+          # The first four (claimed first) run until the kill; the rest, and reruns, are short.
+          n=2; [ "$VMCI_ATTEMPT" = 1 ] && [ ${{ matrix.n }} -le 4 ] && n=120
           i=0; while [ $i -lt $n ]; do i=$((i + 1)); echo "job ${{ matrix.n }} attempt $VMCI_ATTEMPT tick $i"; sleep 0.5; done
 YML
 start_serve --capacity 4
@@ -448,6 +450,14 @@ expect_eq job_past_grace_kept_its_first_attempt "error host stopped" \
 # quick's success made waiting claimable during the grace period: it must have waited for the restart.
 expect_eq no_claim_after_sigterm "1 true" \
 	"$(api "jobs/$WAITING" | jq -r --arg t "$RESTART_AT" '"\(.attempt) \(.started_at >= $t)"')"
+
+# ---- --cold: a VM booted for the job and gone after it, none kept warm -------------------------
+stop_serve
+start_serve --cold
+RUN9=$("$VMCI" submit widget --ref refs/heads/after-cancel)
+expect_eq cold_serve_runs_a_job success "$(wait_run "${RUN9:-0}" 90)"
+for _ in $(seq 50); do [ -z "$(qemus)" ] && break; sleep 0.1; done
+expect_eq cold_serve_keeps_no_vm_after_the_job "" "$(qemus)"
 
 # ---- the end: a graceful stop leaves no QEMU -------------------------------------------------
 stop_serve
