@@ -134,12 +134,6 @@ static double claims_per_second(const char *dir, int threads, int round)
 	return total / secs;
 }
 
-static double percentile(const double *sorted, size_t n, double p)
-{
-	size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
-	return sorted[i < n ? i : n - 1];
-}
-
 /* The fsync of a small write in dir, in ms (median of 20): what every commit pays. */
 static double fsync_ms(const char *dir)
 {
@@ -201,7 +195,7 @@ int main(void)
 	stats_print_row("create a 100-job run", "store_run_create", "100 jobs, 99 needs, matrix",
 			CREATES, st, "ms");
 	printf("\ncreate a 100-job run: p50 %.2f ms, p99 %.2f ms; one fsync in %s: %.2f ms\n",
-	       percentile(ms, CREATES, 50), percentile(ms, CREATES, 99),
+	       stats_percentile(ms, CREATES, 50), stats_percentile(ms, CREATES, 99),
 	       getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", fsync_ms(dir));
 	fs_rm_rf(dir, NULL);
 	return 0;

@@ -105,3 +105,66 @@ int client_json(const struct client *c, const char *cmd, const char *method, con
 	json_decref(j);
 	return status >= 400 && status < 500 ? EXIT_USAGE : EXIT_INFRA;
 }
+
+/* ---- event streams --------------------------------------------------------------------- */
+
+struct stream {
+	CURL *curl;
+	struct sse_parser parser;
+	sse_event_fn fn;
+	void *ctx;
+	int stopped; /* what fn returned, when not 0 */
+	struct buf *err_body;
+};
+
+static size_t on_stream(char *data, size_t size, size_t n, void *arg)
+{
+	struct stream *st = arg;
+	long status = 0;
+	curl_easy_getinfo(st->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200)
+		return buf_append(st->err_body, data, size * n) ? 0 : size * n;
+	int rc = sse_parse(&st->parser, data, size * n, st->fn, st->ctx);
+	if (rc) {
+		st->stopped = rc;
+		return 0; /* ends the transfer */
+	}
+	return size * n;
+}
+
+int client_stream(const struct client *c, const char *path, const char *last_event_id,
+		  sse_event_fn fn, void *ctx, long *status, struct buf *err_body)
+{
+	*status = 0;
+	struct stream st = {.curl = curl_easy_init(), .fn = fn, .ctx = ctx, .err_body = err_body};
+	if (!st.curl)
+		return EXIT_INFRA;
+	char url[1024], auth[300], resume[128];
+	snprintf(url, sizeof(url), "%s%s", c->server, path);
+	struct curl_slist *headers = curl_slist_append(NULL, "Accept: text/event-stream");
+	if (c->token[0]) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->token);
+		headers = curl_slist_append(headers, auth);
+	}
+	if (last_event_id) {
+		snprintf(resume, sizeof(resume), "Last-Event-ID: %s", last_event_id);
+		headers = curl_slist_append(headers, resume);
+	}
+	curl_easy_setopt(st.curl, CURLOPT_URL, url);
+	curl_easy_setopt(st.curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(st.curl, CURLOPT_WRITEFUNCTION, on_stream);
+	curl_easy_setopt(st.curl, CURLOPT_WRITEDATA, &st);
+	curl_easy_setopt(st.curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(st.curl, CURLOPT_CONNECTTIMEOUT, 10L);
+	/* Silence past four keep-alives: the connection is gone, whatever TCP thinks. */
+	curl_easy_setopt(st.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(st.curl, CURLOPT_LOW_SPEED_TIME, 60L);
+	CURLcode rc = curl_easy_perform(st.curl);
+	curl_easy_getinfo(st.curl, CURLINFO_RESPONSE_CODE, status);
+	curl_slist_free_all(headers);
+	curl_easy_cleanup(st.curl);
+	sse_parser_free(&st.parser);
+	if (st.stopped)
+		return st.stopped;
+	return rc == CURLE_OK ? 0 : EXIT_INFRA;
+}

@@ -45,4 +45,17 @@ int client_request(const struct client *c, const char *method, const char *path,
 int client_json(const struct client *c, const char *cmd, const char *method, const char *path,
 		json_t *body, json_t **out);
 
+/*
+ * A GET of a server-sent event stream at path: each event goes to fn
+ * (common/sse.c) as it arrives, until the server ends the stream, fn
+ * returns non-zero (returned as it is), or the connection breaks or
+ * stays silent for a minute (the server sends a comment every 15 s).
+ * last_event_id (NULL: none) is sent as Last-Event-ID. *status is the
+ * HTTP status (0 when there was no answer); on one other than 200, err_body
+ * holds the answer. Returns 0 when the stream ended or the status was not
+ * 200, or EXIT_INFRA (nothing printed: the caller may reconnect).
+ */
+int client_stream(const struct client *c, const char *path, const char *last_event_id,
+		  sse_event_fn fn, void *ctx, long *status, struct buf *err_body);
+
 #endif

@@ -21,8 +21,9 @@ static const char usage[] =
     "install writes GIT_DIR/hooks/post-receive (GIT_DIR: the bare repository, default\n"
     "the current directory), which runs 'vmci hook post-receive' on every push.\n"
     "post-receive reads 'OLD NEW REF' lines on stdin and creates a run of each pushed\n"
-    "ref (deleted refs are skipped) through the API; the token comes from FILE or\n"
-    "$VMCI_TOKEN. Exit status: 0 every run created, 2 refused, 3 server unreachable.";
+    "ref (deleted refs are skipped) through the API, unless the pipeline's 'on:' does\n"
+    "not select the ref (the server says why); the token comes from FILE or\n"
+    "$VMCI_TOKEN. Exit status: 0 every push answered, 2 refused, 3 server unreachable.";
 
 /* Appends s to b in single quotes, for a shell. */
 static void shell_quote(struct buf *b, const char *s)
@@ -105,7 +106,10 @@ static int post_receive(const char *server, const char *repo, const char *token_
 				 json_pack("{s:s, s:s, s:s, s:s}", "repo", repo, "ref", ref, "sha",
 					   new, "trigger", "push"),
 				 &run);
-		if (rc == 0)
+		const char *reason = json_string_value(json_object_get(run, "reason"));
+		if (rc == 0 && reason)
+			fprintf(stderr, "vmci: no run for %s (%.12s): %s\n", ref, new, reason);
+		else if (rc == 0)
 			fprintf(stderr, "vmci: run %lld for %s (%.12s): %s/api/v1/runs/%lld\n",
 				(long long)json_integer_value(json_object_get(run, "id")), ref, new,
 				c.server,

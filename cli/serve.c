@@ -2,7 +2,8 @@
  * vmci serve: the farm service of this host (runner/service, runner/http).
  * Parses options, starts the API and the workers, and stops them on the
  * first SIGTERM or SIGINT (runner_interrupt): running jobs get the grace
- * period, what is left is requeued. A second signal ends at once.
+ * period while the API still answers, what is left is requeued. A second
+ * signal ends at once.
  */
 #include "cli/cli.h"
 
@@ -20,6 +21,7 @@
 
 static const char usage[] =
     "Usage: vmci serve [--config FILE] [--listen ADDR:PORT] [--db URL] [--host NAME]\n"
+    "                  [--capacity N] [--grace DURATION] [--cold]\n"
     "\n"
     "Runs the farm service of this host: the HTTP API (loopback by default), and\n"
     "workers that run queued jobs in VMs of this host's warm pools. Options override\n"
@@ -68,6 +70,7 @@ int cmd_serve(int argc, char **argv)
 {
 	const char *config = NULL, *listen = NULL, *db = NULL, *host = NULL;
 	int capacity = 0, grace_ms = 60000;
+	bool cold = false;
 	const struct cli_option opts[] = {
 	    {'c', "config", OPT_STRING, &config, "FILE", "the service's config (YAML)"},
 	    {'l', "listen", OPT_STRING, &listen, "ADDR:PORT",
@@ -77,6 +80,7 @@ int cmd_serve(int argc, char **argv)
 	    {0, "capacity", OPT_INT, &capacity, "N", "jobs at once (default: what fits)"},
 	    {0, "grace", OPT_DURATION, &grace_ms, "DURATION",
 	     "how long running jobs may finish on SIGTERM (default 60s)"},
+	    {0, "cold", OPT_FLAG, &cold, NULL, "boot every job's VM afresh (no warm pools)"},
 	    {0},
 	};
 	int first = cli_parse(argc, argv, opts, usage, false);
@@ -112,8 +116,11 @@ int cmd_serve(int argc, char **argv)
 	    .listen = cfg.listen, .db_url = cfg.db, .config = &cfg, .host = cfg.host};
 	struct http_server *http = NULL;
 	struct service *svc = NULL;
-	struct service_opts so = {
-	    .db_url = cfg.db, .host = cfg.host, .capacity = cfg.capacity, .config = &cfg};
+	struct service_opts so = {.db_url = cfg.db,
+				  .host = cfg.host,
+				  .capacity = cfg.capacity,
+				  .config = &cfg,
+				  .cold = cold};
 	struct runner_interrupt handler = {.cancel = on_signal};
 	runner_interrupt_set(&handler);
 	int rc = EXIT_OK;
@@ -131,8 +138,9 @@ int cmd_serve(int argc, char **argv)
 			usleep(100 * 1000);
 		fprintf(stderr, "vmci serve: stopping (running jobs get %d s)\n", grace_ms / 1000);
 	}
-	http_stop(http);
+	/* The API answers during the grace period: followers see their jobs end. */
 	service_stop(svc, grace_ms);
+	http_stop(http);
 	service_config_free(&cfg);
 	return rc;
 }

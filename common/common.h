@@ -354,4 +354,60 @@ void format_duration(int64_t ms, char *out, size_t size);
 /* Formats a byte count as "512 bytes", "4.0 KiB", "500.0 MiB", "1.5 GiB". */
 void format_size(long long bytes, char *out, size_t size);
 
+/* ---- server-sent events (common/sse.c) ----------------------------- */
+
+/*
+ * A byte stream (a job's log) as server-sent events (the WHATWG HTML
+ * "server-sent events" format), such that a client gets back exactly
+ * the same bytes. An event carries the bytes [P, N) of the stream:
+ * `id: N`, then the bytes as `data:` lines split at each "\n" (a client
+ * joins an event's data lines with "\n", so those come back as sent).
+ * A "\r" cannot travel inside a data line: every SSE parser ends a line
+ * at "\r", "\n" or "\r\n". So an event also ends after each "\r" and
+ * leaves that "\r" out of its data: the client adds it back when the
+ * event's id is one more than P + the length of its data.
+ */
+
+/*
+ * Appends to out the event for a prefix of bytes[0..len), whose first
+ * byte is at offset in the stream; returns how many bytes it carries.
+ * The prefix ends after the first "\r", else at len; with more (bytes
+ * will follow), a UTF-8 character cut at len is left for the next event
+ * (returns 0 when that is all there is). Returns -ENOMEM.
+ */
+long sse_append_bytes(struct buf *out, int64_t offset, const void *bytes, size_t len, bool more);
+/* Appends an event of type (NULL: the default) with id (NULL: none) and text as its data. */
+int sse_append_event(struct buf *out, const char *type, const char *id, const char *text);
+
+/* One event as a client reads it. */
+struct sse_event {
+	const char *type; /* "message" when the event named none */
+	const char *data; /* len bytes (NUL-terminated too) */
+	size_t len;
+	const char *id; /* the last event id seen on the stream; "" when none */
+};
+
+/* Called for each event; a non-zero return stops sse_parse, which returns it. */
+typedef int (*sse_event_fn)(void *ctx, const struct sse_event *ev);
+
+/* The client's parser: zero it before use, sse_parser_free after. */
+struct sse_parser {
+	struct buf line, data;
+	char type[64], id[64];
+	bool cr;      /* the last byte fed was a "\r" (a "\n" after it ends nothing more) */
+	bool started; /* past a leading byte order mark */
+};
+
+/* Feeds len bytes of the stream, calling fn for every event they complete. 0, fn's value, or
+ * -ENOMEM. */
+int sse_parse(struct sse_parser *p, const void *data, size_t len, sse_event_fn fn, void *ctx);
+void sse_parser_free(struct sse_parser *p);
+
+/*
+ * The bytes an event of sse_append_bytes stands for, appended to out,
+ * given the stream offset before it (*offset), which moves to the
+ * event's id. -EINVAL when its id is not an offset that fits.
+ */
+int sse_event_bytes(const struct sse_event *ev, int64_t *offset, struct buf *out);
+
 #endif

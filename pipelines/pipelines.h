@@ -253,4 +253,17 @@ int pipe_select(const struct pipe_run *run, const struct pipe_selection *sel, bo
 /* The index of the expanded job called name in run->jobs, or -1. Linear. */
 long pipe_run_find_job(const struct pipe_run *run, const char *name);
 
+/* ---- events (pipelines/events.c) ---------------------------------------- */
+
+/*
+ * Whether a push to ref ("refs/heads/main", or a bare branch name) starts
+ * run: its `on` names push and, when on.push.branches lists patterns, ref
+ * is a branch that one of them matches (a tag is not a branch). Patterns
+ * are GitHub Actions' globs: `*` any characters but '/', `**` any
+ * characters, `?` one character but '/', anything else itself. false
+ * comes with why (when not NULL) saying what the pipeline selects
+ * instead, for the pusher to read.
+ */
+bool pipe_push_selects(const struct pipe_run *run, const char *ref, char *why, size_t why_size);
+
 #endif

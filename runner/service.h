@@ -65,17 +65,28 @@ struct service_dirs {
 	const char *artifacts; /* RUN/JOB/...; $VMCI_HOME/artifacts */
 };
 
+/* What a trigger made: a run, or none on purpose, and why. */
+struct service_triggered {
+	int64_t run_id; /* 0: no run */
+	char
+	    reason[512]; /* with run_id 0: why not, for the pusher ("refs/heads/x is not in ...") */
+};
+
 /*
  * Makes a run of repo at ref (sha_or_null: that commit; else what ref
- * points at): fetches the commit, loads .vmci.yml from it, expands it,
- * and stores the run with every job (needs, timeouts, retries, groups)
- * before returning 0 with *run_id. -ENOENT: no such ref, commit or
- * pipeline file; -EINVAL: the pipeline is invalid (err holds its
- * errors as FILE:LINE:COL lines); other codes: fetch or store failures.
+ * points at): fetches the commit, loads .vmci.yml from it, expands it
+ * with the run's id, and stores the run with every job (needs, timeouts,
+ * retries, groups) before returning 0 with out->run_id. trigger is
+ * "push", "schedule" or "api". A push whose ref the pipeline's `on` does
+ * not select (pipe_push_selects) stores nothing: 0, with out->run_id 0
+ * and out->reason; an "api" run is asked for by name and always made.
+ * -ENOENT: no such ref, commit or pipeline file; -EINVAL: the pipeline
+ * is invalid (err holds its errors as FILE:LINE:COL lines); other codes:
+ * fetch or store failures.
  */
 int service_trigger(struct store *s, const struct service_dirs *dirs,
 		    const struct service_repo *repo, const char *ref, const char *sha_or_null,
-		    const char *trigger, int64_t *run_id, struct vmci_err *err);
+		    const char *trigger, struct service_triggered *out, struct vmci_err *err);
 
 /* ---- the workers (runner/service/worker.c) -------------------------- */
 
@@ -88,6 +99,7 @@ struct service_opts {
 	struct service_dirs dirs;
 	int lease_s; /* claims' lease; 0: 30 */
 	enum vm_accel accel;
+	bool cold; /* boot a VM for every job instead of keeping warm pools (to compare) */
 };
 
 struct service;

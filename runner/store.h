@@ -145,6 +145,27 @@ int store_run_create(struct store *s, const struct store_run_spec *run,
 		     const struct store_job_spec *jobs, size_t n_jobs, int64_t *run_id,
 		     struct vmci_err *err);
 
+/*
+ * Makes the jobs of a run whose id is now known (a trigger expands
+ * ${{ vmci.run_id }} with it, as the run's workers will). Called once,
+ * inside the store's transaction, so it must be quick and must not call
+ * the store. Returns 0 with *jobs and *n (owned by ctx, read before
+ * store_run_create_with returns); a negative code with err filled; or a
+ * positive value of the caller's meaning (e.g. "no run for this ref").
+ */
+typedef int (*store_jobs_fn)(void *ctx, int64_t run_id, const struct store_job_spec **jobs,
+			     size_t *n, struct vmci_err *err);
+
+/*
+ * store_run_create with the jobs made by make_jobs once the run has its
+ * id, in the same transaction. When make_jobs returns anything but 0,
+ * nothing is stored, *run_id is 0 and its value is returned. Ids a
+ * declined or failed run would have had may be skipped.
+ */
+int store_run_create_with(struct store *s, const struct store_run_spec *run,
+			  store_jobs_fn make_jobs, void *ctx, int64_t *run_id,
+			  struct vmci_err *err);
+
 /* The run with its jobs (each with its needs, without attempts); free with store_run_free. */
 int store_run_get(struct store *s, int64_t run_id, struct store_run **out, struct vmci_err *err);
 void store_run_free(struct store_run *run);
@@ -250,12 +271,28 @@ int store_lease_renew(struct store *s, const char *host, struct vmci_err *err);
 int store_requeue_expired(struct store *s, int64_t now_ms, struct vmci_err *err);
 
 /*
- * The same for every attempt host holds, whatever its lease, reason
- * "host restarted": for a host that starts again after dying (its jobs'
- * VMs died with it) or that stops without finishing them. Returns how
- * many attempts ended.
+ * Why a host gives back the jobs it holds (store_requeue_host):
+ *
+ *   STORE_REQUEUE_STOPPED    reason "host stopped": the host stopped them
+ *                            itself (a graceful shutdown past its grace
+ *                            period). Does not count toward
+ *                            STORE_LEASES_LOST_MAX: a job must not fail
+ *                            because its host was stopped three times.
+ *   STORE_REQUEUE_RESTARTED  reason "host restarted": the host starts
+ *                            again after dying with them (SIGKILL, a
+ *                            crash, a power cut). Counts as a lost lease:
+ *                            on one host, a job that takes its host down
+ *                            comes back only this way, and would
+ *                            otherwise bring the service down forever.
  */
-int store_requeue_host(struct store *s, const char *host, struct vmci_err *err);
+enum store_requeue_why { STORE_REQUEUE_STOPPED, STORE_REQUEUE_RESTARTED };
+
+/*
+ * The same as lease expiry for every attempt host holds, whatever its
+ * lease, for the reason why. Returns how many attempts ended.
+ */
+int store_requeue_host(struct store *s, const char *host, enum store_requeue_why why,
+		       struct vmci_err *err);
 
 /*
  * The worker's result for attempt of job: status is success, failure,

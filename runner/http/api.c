@@ -59,6 +59,8 @@ static enum MHD_Result runs_create(struct http_server *srv, struct MHD_Connectio
 				  jerr.text, jerr.line);
 	const char *repo = NULL, *ref = "refs/heads/main", *sha = NULL, *trigger = "api";
 	bool object = json_is_object(body);
+	if (object && json_is_null(json_object_get(body, "sha")))
+		json_object_del(body, "sha"); /* null: the commit ref points at, as when absent */
 	if (!object || json_unpack_ex(body, &jerr, 0, "{s:s, s?s, s?s, s?s}", "repo", &repo, "ref",
 				      &ref, "sha", &sha, "trigger", &trigger)) {
 		json_decref(body);
@@ -76,16 +78,21 @@ static enum MHD_Result runs_create(struct http_server *srv, struct MHD_Connectio
 		ret = http_error(c, MHD_HTTP_NOT_FOUND,
 				 "no repo named '%s' in the service's config (repos:)", repo);
 	} else {
-		int64_t id = 0;
+		struct service_triggered made;
 		struct vmci_err err = {0};
 		int rc = service_trigger(srv->store, &srv->o.dirs, r, ref, sha && *sha ? sha : NULL,
-					 trigger, &id, &err);
-		ret =
-		    rc ? http_error(c,
-				    rc == -ENOENT || rc == -EINVAL ? MHD_HTTP_UNPROCESSABLE_CONTENT
-								   : MHD_HTTP_BAD_GATEWAY,
-				    "%s", err.msg)
-		       : run_reply(srv, c, id, MHD_HTTP_CREATED);
+					 trigger, &made, &err);
+		if (rc)
+			ret = http_error(c,
+					 rc == -ENOENT || rc == -EINVAL
+					     ? MHD_HTTP_UNPROCESSABLE_CONTENT
+					     : MHD_HTTP_BAD_GATEWAY,
+					 "%s", err.msg);
+		else if (!made.run_id) /* a push the pipeline does not run on: fine, and why */
+			ret = http_json(c, MHD_HTTP_OK,
+					json_pack("{s:n, s:s}", "run", "reason", made.reason));
+		else
+			ret = run_reply(srv, c, made.run_id, MHD_HTTP_CREATED);
 	}
 	json_decref(body);
 	return ret;

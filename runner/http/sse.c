@@ -1,10 +1,10 @@
 /*
- * A job's log as server-sent events: each event carries the bytes from
- * one offset on as `data:` lines (joined with "\n" they are the bytes),
- * its `id:` the offset after them, so a client that reconnects with
- * Last-Event-ID (or ?offset=N) gets exactly the bytes it lacks. A
- * comment line keeps idle connections open; `event: end` (its data the
- * job's status) closes the stream when the job has finished.
+ * A job's log as server-sent events, in the form of common/sse.c: each
+ * event carries the bytes from one offset on, its `id:` the offset after
+ * them, so a client that reconnects with Last-Event-ID (or ?offset=N)
+ * gets exactly the bytes it lacks, "\r" included. A comment line keeps
+ * idle connections open; `event: end` (its data the job's status) closes
+ * the stream when the job has finished.
  */
 #include "runner/http/internal.h"
 
@@ -16,7 +16,7 @@
 
 #define POLL_MS	     100
 #define KEEPALIVE_MS 15000
-#define EVENT_MAX    (64u << 10)
+#define READ_MAX     (64u << 10)
 
 struct sse {
 	struct http_server *srv;
@@ -28,20 +28,19 @@ struct sse {
 	int64_t last_write_ms;
 };
 
-/* Formats bytes as one event: "id: N\ndata: line\n...\n\n". */
-static void format_event(struct sse *s, const struct buf *bytes, int64_t next)
+/* The end of the stream: the job's status as the data of an `end` event. */
+static void append_end(struct sse *s)
 {
-	buf_appendf(&s->out, "id: %lld\n", (long long)next);
-	size_t start = 0;
-	for (size_t i = 0; i <= bytes->len; i++) {
-		if (i == bytes->len || bytes->data[i] == '\n') {
-			buf_append(&s->out, "data: ", 6);
-			buf_append(&s->out, bytes->data + start, i - start);
-			buf_append(&s->out, "\n", 1);
-			start = i + 1;
-		}
-	}
-	buf_append(&s->out, "\n", 1);
+	struct store_job *job = NULL;
+	struct vmci_err err = {0};
+	const char *status = "finished";
+	if (store_job_get(s->srv->store, s->job_id, &job, &err) == 0)
+		status = store_status_name(job->status);
+	char id[32];
+	snprintf(id, sizeof(id), "%lld", (long long)s->offset);
+	sse_append_event(&s->out, "end", id, status);
+	store_job_free(job);
+	s->ended = true;
 }
 
 /* Fills s->out with what there is to send; false when the stream should end now. */
@@ -54,29 +53,27 @@ static bool refill(struct sse *s)
 		int64_t next = s->offset;
 		bool finished = false;
 		struct vmci_err err = {0};
-		int64_t n = store_log_read(s->srv->store, s->job_id, s->offset, EVENT_MAX, &bytes,
+		int64_t n = store_log_read(s->srv->store, s->job_id, s->offset, READ_MAX, &bytes,
 					   &next, &finished, &err);
 		if (n < 0) {
 			buf_free(&bytes);
-			buf_appendf(&s->out, "event: error\ndata: %s\n\n", err.msg);
+			sse_append_event(&s->out, "error", NULL, err.msg);
 			s->ended = true;
 			break;
 		}
-		if (n > 0) {
-			format_event(s, &bytes, next);
-			s->offset = next;
+		/* Until the job ends, a UTF-8 character cut at the end waits for its rest. */
+		size_t done = 0;
+		while (done < bytes.len) {
+			long k = sse_append_bytes(&s->out, s->offset, bytes.data + done,
+						  bytes.len - done, !finished);
+			if (k <= 0)
+				break;
+			done += (size_t)k;
+			s->offset += k;
 		}
 		buf_free(&bytes);
-		if (n == 0 && finished) {
-			struct store_job *job = NULL;
-			const char *status = "finished";
-			if (store_job_get(s->srv->store, s->job_id, &job, &err) == 0)
-				status = store_status_name(job->status);
-			buf_appendf(&s->out, "event: end\nid: %lld\ndata: %s\n\n",
-				    (long long)s->offset, status);
-			store_job_free(job);
-			s->ended = true;
-		}
+		if (finished && s->offset == next)
+			append_end(s);
 		if (!s->out.len && clock_ms() - s->last_write_ms >= KEEPALIVE_MS)
 			buf_appendf(&s->out, ": keep-alive\n\n");
 		if (!s->out.len)

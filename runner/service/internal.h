@@ -10,10 +10,17 @@ struct pipe_run;
 
 /*
  * The pipeline of commit sha in the bare cache git_dir, loaded with
- * vmci.* set (run_id may be NULL: kept as written). The trigger and the
- * workers load it the same way, so job names match. -ENOENT: no
- * pipeline file; -EINVAL: invalid, err holding every error.
+ * vmci.* set: service_pipeline_read (its text; -ENOENT: no pipeline
+ * file), then service_pipeline_parse (-EINVAL: invalid, err holding
+ * every error). The trigger and the workers both parse it with the
+ * run's id, so every name, image and step they expand is the same.
  */
+int service_pipeline_read(const char *git_dir, const struct service_repo *repo, const char *sha,
+			  struct buf *text, struct vmci_err *err);
+int service_pipeline_parse(const struct buf *text, const struct service_repo *repo, const char *sha,
+			   const char *ref, const char *run_id, struct pipe_run **out,
+			   struct vmci_err *err);
+/* Both at once. */
 int service_pipeline_load(const char *git_dir, const struct service_repo *repo, const char *sha,
 			  const char *ref, const char *run_id, struct pipe_run **out,
 			  struct vmci_err *err);

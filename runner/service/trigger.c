@@ -13,23 +13,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-int service_pipeline_load(const char *git_dir, const struct service_repo *repo, const char *sha,
-			  const char *ref, const char *run_id, struct pipe_run **out,
-			  struct vmci_err *err)
+int service_pipeline_read(const char *git_dir, const struct service_repo *repo, const char *sha,
+			  struct buf *text, struct vmci_err *err)
+{
+	int rc =
+	    git_source_read_file(git_dir, sha, PIPE_DEFAULT_FILE, PIPE_MAX_FILE_SIZE, text, err);
+	if (rc == -ENOENT)
+		return vmci_err_set(err, ENOENT,
+				    "repository %s has no %s at commit %.12s: nothing to run",
+				    repo->name, PIPE_DEFAULT_FILE, sha);
+	return rc;
+}
+
+int service_pipeline_parse(const struct buf *text, const struct service_repo *repo, const char *sha,
+			   const char *ref, const char *run_id, struct pipe_run **out,
+			   struct vmci_err *err)
 {
 	*out = NULL;
-	struct buf text = {0};
-	int rc =
-	    git_source_read_file(git_dir, sha, PIPE_DEFAULT_FILE, PIPE_MAX_FILE_SIZE, &text, err);
-	if (rc) {
-		buf_free(&text);
-		if (rc == -ENOENT)
-			return vmci_err_set(err, ENOENT,
-					    "repository %s has no %s at commit %.12s: nothing to "
-					    "run",
-					    repo->name, PIPE_DEFAULT_FILE, sha);
-		return rc;
-	}
 	const char *base = strrchr(repo->name, '/');
 	struct pipe_vars vars = {.sha = sha, .ref = ref, .run_id = run_id};
 	struct pipe_load_opts lo = {
@@ -38,8 +38,7 @@ int service_pipeline_load(const char *git_dir, const struct service_repo *repo, 
 	    .vars = &vars,
 	};
 	struct pipe_errors errors = {0};
-	rc = pipe_load((const char *)text.data, text.len, &lo, out, &errors);
-	buf_free(&text);
+	int rc = pipe_load((const char *)text->data, text->len, &lo, out, &errors);
 	if (rc == -EINVAL) {
 		struct buf msg = {0};
 		buf_appendf(&msg, "the pipeline of %s at %.12s is invalid:\n", repo->name, sha);
@@ -53,6 +52,19 @@ int service_pipeline_load(const char *git_dir, const struct service_repo *repo, 
 		vmci_err_set(err, -rc, "cannot load the pipeline of %s: out of memory", repo->name);
 	}
 	pipe_errors_free(&errors);
+	return rc;
+}
+
+int service_pipeline_load(const char *git_dir, const struct service_repo *repo, const char *sha,
+			  const char *ref, const char *run_id, struct pipe_run **out,
+			  struct vmci_err *err)
+{
+	*out = NULL;
+	struct buf text = {0};
+	int rc = service_pipeline_read(git_dir, repo, sha, &text, err);
+	if (rc == 0)
+		rc = service_pipeline_parse(&text, repo, sha, ref, run_id, out, err);
+	buf_free(&text);
 	return rc;
 }
 
@@ -114,10 +126,47 @@ static void free_specs(struct store_job_spec *js, size_t n)
 	free(js);
 }
 
+/* What the store's transaction needs to make the jobs once the run has its id. */
+struct expansion {
+	const struct service_repo *repo;
+	const char *ref, *sha, *trigger;
+	struct buf text; /* the pipeline file */
+	struct pipe_run *run;
+	struct store_job_spec *specs;
+	char *reason;
+	size_t reason_size;
+};
+
+#define NOT_SELECTED 1
+
+static int make_jobs(void *ctx, int64_t run_id, const struct store_job_spec **jobs, size_t *n,
+		     struct vmci_err *err)
+{
+	struct expansion *x = ctx;
+	char id[32];
+	snprintf(id, sizeof(id), "%lld", (long long)run_id);
+	/* Exactly as the workers will load it (service_pipeline_load), so names and images match.
+	 */
+	int rc = service_pipeline_parse(&x->text, x->repo, x->sha, x->ref, id, &x->run, err);
+	if (rc)
+		return rc;
+	if (!strcmp(x->trigger, "push") &&
+	    !pipe_push_selects(x->run, x->ref, x->reason, x->reason_size))
+		return NOT_SELECTED;
+	if (x->run->n_jobs == 0)
+		return vmci_err_set(err, EINVAL, "the pipeline of %s at %.12s has no jobs",
+				    x->repo->name, x->sha);
+	rc = job_specs(x->run, &x->specs, err);
+	*jobs = x->specs;
+	*n = x->run->n_jobs;
+	return rc;
+}
+
 int service_trigger(struct store *s, const struct service_dirs *dirs,
 		    const struct service_repo *repo, const char *ref, const char *sha_or_null,
-		    const char *trigger, int64_t *run_id, struct vmci_err *err)
+		    const char *trigger, struct service_triggered *out, struct vmci_err *err)
 {
+	memset(out, 0, sizeof(*out));
 	char sha[GIT_SHA_HEX_LEN + 1], git_dir[PATH_MAX];
 	int rc = git_source_fetch(dirs ? dirs->git : NULL, repo->name, repo->url, ref, sha_or_null,
 				  sha, err);
@@ -126,23 +175,24 @@ int service_trigger(struct store *s, const struct service_dirs *dirs,
 				    err);
 	if (rc)
 		return rc;
-	struct pipe_run *run = NULL;
-	rc = service_pipeline_load(git_dir, repo, sha, ref, NULL, &run, err);
-	if (rc)
-		return rc;
-	if (run->n_jobs == 0) {
-		pipe_run_free(run);
-		return vmci_err_set(err, EINVAL, "the pipeline of %s at %.12s has no jobs",
-				    repo->name, sha);
-	}
-	struct store_job_spec *specs = NULL;
-	rc = job_specs(run, &specs, err);
+	struct expansion x = {.repo = repo,
+			      .ref = ref,
+			      .sha = sha,
+			      .trigger = trigger,
+			      .reason = out->reason,
+			      .reason_size = sizeof(out->reason)};
+	rc = service_pipeline_read(git_dir, repo, sha, &x.text, err);
 	if (rc == 0) {
 		struct store_run_spec rs = {
 		    .repo = repo->name, .ref = ref, .sha = sha, .trigger = trigger};
-		rc = store_run_create(s, &rs, specs, run->n_jobs, run_id, err);
+		rc = store_run_create_with(s, &rs, make_jobs, &x, &out->run_id, err);
 	}
-	free_specs(specs, run->n_jobs);
-	pipe_run_free(run);
+	if (rc == NOT_SELECTED)
+		rc = 0;
+	else
+		out->reason[0] = 0;
+	free_specs(x.specs, x.run ? x.run->n_jobs : 0);
+	pipe_run_free(x.run);
+	buf_free(&x.text);
 	return rc;
 }

@@ -36,7 +36,8 @@ struct worker {
 
 struct service {
 	struct service_opts o;
-	struct runner_warm_source *warm;
+	struct runner_warm_source *warm; /* NULL when cold */
+	struct runner_cold_source cold;
 	struct runner_vm_source vms;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -394,19 +395,24 @@ int service_start(const struct service_opts *opts, struct service **out, struct 
 		rc = store_host_register(svc->hb_store, opts->host, opts->url ? opts->url : "",
 					 svc->o.capacity, err);
 	/* A previous process of this host died: its jobs' VMs died with it. */
-	if (rc == 0 && (rc = store_requeue_host(svc->hb_store, opts->host, err)) > 0)
+	if (rc == 0 &&
+	    (rc = store_requeue_host(svc->hb_store, opts->host, STORE_REQUEUE_RESTARTED, err)) > 0)
 		log_info("host %s: requeued %d job(s) left running by a previous process",
 			 opts->host, rc);
 	if (rc >= 0)
 		rc = store_requeue_expired(svc->hb_store, store_now_ms(svc->hb_store), err);
-	if (rc >= 0)
+	svc->cold.accel = opts->accel;
+	if (rc >= 0 && !opts->cold)
 		rc = runner_warm_source_new_host(svc->o.capacity, opts->accel, &svc->warm, err);
 	if (rc < 0) {
 		store_close(svc->hb_store);
 		free(svc);
 		return rc;
 	}
-	runner_vm_source_warm(&svc->vms, svc->warm);
+	if (svc->warm)
+		runner_vm_source_warm(&svc->vms, svc->warm);
+	else
+		runner_vm_source_cold(&svc->vms, &svc->cold);
 	svc->workers = calloc((size_t)svc->o.capacity, sizeof(*svc->workers));
 	if (!svc->workers) {
 		service_stop(svc, 0);
@@ -470,7 +476,9 @@ void service_stop(struct service *svc, int grace_ms)
 	if (svc->hb_started)
 		pthread_join(svc->heartbeat, NULL);
 	struct vmci_err err = {0};
-	if (svc->hb_store && store_requeue_host(svc->hb_store, svc->o.host, &err) < 0)
+	/* Stopped by this host on purpose: these attempts do not count as lost leases. */
+	if (svc->hb_store &&
+	    store_requeue_host(svc->hb_store, svc->o.host, STORE_REQUEUE_STOPPED, &err) < 0)
 		log_warn("host %s: cannot requeue its jobs: %s", svc->o.host, err.msg);
 	runner_warm_source_free(svc->warm);
 	for (int i = 0; i < svc->o.capacity && svc->workers; i++)

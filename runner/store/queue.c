@@ -12,6 +12,7 @@
 
 #define LEASE_EXPIRED  "lease expired"
 #define HOST_RESTARTED "host restarted"
+#define HOST_STOPPED   "host stopped"
 
 int job_current_tx(struct store *s, int64_t job_id, int attempt, int64_t *run_id, int64_t *log_len,
 		   struct vmci_err *err)
@@ -284,7 +285,8 @@ int store_job_finish(struct store *s, int64_t job_id, int attempt, enum store_st
 
 /* ---- lease expiry ---------------------------------------------------------------------------- */
 
-static int expire_one_tx(struct store *s, const struct job_row *j, const char *reason,
+/* lost: the attempt counts toward STORE_LEASES_LOST_MAX. */
+static int expire_one_tx(struct store *s, const struct job_row *j, const char *reason, bool lost,
 			 struct vmci_err *err)
 {
 	int rc = attempt_end_tx(s, j->id, j->attempt, STORE_ERROR, -1, NULL, reason, err);
@@ -292,6 +294,11 @@ static int expire_one_tx(struct store *s, const struct job_row *j, const char *r
 		return rc;
 	if (j->cancel_requested)
 		return job_end_tx(s, j->id, j->run_id, j->attempt, STORE_CANCELLED, -1, NULL, err);
+	if (!lost)
+		return requeue_tx(s, j->id, j->run_id, j->attempt,
+				  "UPDATE jobs SET status = 'queued', host = NULL, lease_ms = NULL,"
+				  " lease_expires_ms = NULL WHERE id = ?",
+				  reason, err);
 	if (j->leases_lost + 1 >= STORE_LEASES_LOST_MAX)
 		return job_end_tx(s, j->id, j->run_id, j->attempt, STORE_ERROR, -1, NULL, err);
 	return requeue_tx(s, j->id, j->run_id, j->attempt,
@@ -300,8 +307,12 @@ static int expire_one_tx(struct store *s, const struct job_row *j, const char *r
 			  reason, err);
 }
 
-/* Expires the running jobs whose lease ended before now_ms, or (host not NULL) held by host. */
-static int expire_tx(struct store *s, int64_t now_ms, const char *host, struct vmci_err *err)
+/*
+ * Expires the running jobs whose lease ended before now_ms, or (host not
+ * NULL) held by host, for why.
+ */
+static int expire_tx(struct store *s, int64_t now_ms, const char *host, enum store_requeue_why why,
+		     struct vmci_err *err)
 {
 	struct store_stmt *st;
 	int rc =
@@ -330,8 +341,12 @@ static int expire_tx(struct store *s, int64_t now_ms, const char *host, struct v
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct job_row j;
 		rc = job_row_tx(s, ids[i], &j, err);
-		if (rc == 0)
-			rc = expire_one_tx(s, &j, host ? HOST_RESTARTED : LEASE_EXPIRED, err);
+		if (rc == 0 && !host)
+			rc = expire_one_tx(s, &j, LEASE_EXPIRED, true, err);
+		else if (rc == 0)
+			rc = expire_one_tx(
+			    s, &j, why == STORE_REQUEUE_STOPPED ? HOST_STOPPED : HOST_RESTARTED,
+			    why == STORE_REQUEUE_RESTARTED, err);
 	}
 	free(ids);
 	return rc < 0 ? rc : (int)n;
@@ -342,18 +357,19 @@ int store_requeue_expired(struct store *s, int64_t now_ms, struct vmci_err *err)
 	store_lock(s);
 	int rc = db_begin(s, true, err);
 	if (rc == 0)
-		rc = expire_tx(s, now_ms, NULL, err);
+		rc = expire_tx(s, now_ms, NULL, STORE_REQUEUE_RESTARTED, err);
 	rc = db_end(s, rc, err);
 	store_unlock(s);
 	return rc;
 }
 
-int store_requeue_host(struct store *s, const char *host, struct vmci_err *err)
+int store_requeue_host(struct store *s, const char *host, enum store_requeue_why why,
+		       struct vmci_err *err)
 {
 	store_lock(s);
 	int rc = db_begin(s, true, err);
 	if (rc == 0)
-		rc = expire_tx(s, 0, host, err);
+		rc = expire_tx(s, 0, host, why, err);
 	rc = db_end(s, rc, err);
 	store_unlock(s);
 	return rc;

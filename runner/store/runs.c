@@ -141,9 +141,9 @@ static int check_spec(const struct store_run_spec *run, const struct store_job_s
 	return check_graph(jobs, n, err);
 }
 
-static int create_tx(struct store *s, const struct store_run_spec *run,
-		     const struct store_job_spec *jobs, size_t n, int64_t *run_id,
-		     struct vmci_err *err)
+/* *declined: what make_jobs returned when it was positive (the transaction is then rolled back). */
+static int create_tx(struct store *s, const struct store_run_spec *run, store_jobs_fn make_jobs,
+		     void *ctx, int64_t *run_id, int *declined, struct vmci_err *err)
 {
 	int64_t now = store_now_ms(s), id = 0;
 	int rc = db_int(s, &id, err,
@@ -152,6 +152,17 @@ static int create_tx(struct store *s, const struct store_run_spec *run,
 			"ssssI", run->repo, run->ref, run->sha ? run->sha : "", run->trigger, now);
 	if (rc == 0)
 		rc = vmci_err_set(err, EIO, "store %s: a new run got no id", s->url);
+	if (rc < 0)
+		return rc;
+	/* The jobs are made knowing the id: ${{ vmci.run_id }} expands as the workers will. */
+	const struct store_job_spec *jobs = NULL;
+	size_t n = 0;
+	rc = make_jobs(ctx, id, &jobs, &n, err);
+	if (rc > 0)
+		*declined = rc;
+	if (rc != 0)
+		return rc > 0 ? -ECANCELED : rc;
+	rc = check_spec(run, jobs, n, err);
 	if (rc < 0)
 		return rc;
 	int64_t *ids = calloc(n, sizeof(*ids));
@@ -189,20 +200,46 @@ static int create_tx(struct store *s, const struct store_run_spec *run,
 	return rc < 0 ? rc : 0;
 }
 
+int store_run_create_with(struct store *s, const struct store_run_spec *run,
+			  store_jobs_fn make_jobs, void *ctx, int64_t *run_id, struct vmci_err *err)
+{
+	*run_id = 0;
+	int declined = 0;
+	store_lock(s);
+	int rc = db_begin(s, true, err);
+	if (rc == 0)
+		rc = create_tx(s, run, make_jobs, ctx, run_id, &declined, err);
+	rc = db_end(s, rc, err);
+	store_unlock(s);
+	if (declined)
+		*run_id = 0;
+	return declined ? declined : rc;
+}
+
+struct given_jobs {
+	const struct store_job_spec *jobs;
+	size_t n;
+};
+
+static int given(void *ctx, int64_t run_id, const struct store_job_spec **jobs, size_t *n,
+		 struct vmci_err *err)
+{
+	const struct given_jobs *g = ctx;
+	*jobs = g->jobs;
+	*n = g->n;
+	return 0;
+}
+
 int store_run_create(struct store *s, const struct store_run_spec *run,
 		     const struct store_job_spec *jobs, size_t n_jobs, int64_t *run_id,
 		     struct vmci_err *err)
 {
+	*run_id = 0;
 	int rc = check_spec(run, jobs, n_jobs, err);
 	if (rc < 0)
 		return rc;
-	store_lock(s);
-	rc = db_begin(s, true, err);
-	if (rc == 0)
-		rc = create_tx(s, run, jobs, n_jobs, run_id, err);
-	rc = db_end(s, rc, err);
-	store_unlock(s);
-	return rc;
+	struct given_jobs g = {jobs, n_jobs};
+	return store_run_create_with(s, run, given, &g, run_id, err);
 }
 
 /* ---- read ---------------------------------------------------------------------------- */

@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # vmci serve end to end, as a user: a token, the service on a free loopback
 # port with its own SQLite store (the image store stays $VMCI_HOME), a bare
-# repository with the installed hook, pushes of a two-job pipeline (one job
-# needs the other) on busybox-x86_64, the API's errors, the log stream, and
-# kill -9 of the service while a job runs.
+# repository with the installed hook, and pushes of one branch per case:
+#
+#   main     a two-job pipeline (test needs build; build is a matrix of two
+#            images, busybox-x86_64 and busybox-aarch64), then a failing step
+#   feature  a branch the pipeline's on.push.branches leaves out: no run, and why
+#   cr       a log with carriage returns, streamed and followed byte for byte
+#   cancel   a running run cancelled: its job cancelled, its VM reverted and
+#            serving the next job
+#   term     SIGTERM: no more claims, a job that ends within --grace finishes,
+#            one past it is requeued and runs as attempt 2 on the next start
+#   many     kill -9 while 4 jobs run and 4 are queued, then a restart; a
+#            `vmci logs -f` follower carries on through it
+#   --cold   a VM per job, none kept
+#
+# The API's errors and the log stream are checked on the way.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -18,16 +30,23 @@ export TMPDIR=$T/tmp
 mkdir -p "$TMPDIR"
 DB="sqlite:$T/vmci.db"
 SERVE_PID=""
+FOLLOW_PID=""
 stop_serve() {
 	if [ -n "$SERVE_PID" ]; then
 		kill -TERM "$SERVE_PID" 2>/dev/null
-		for _ in $(seq 100); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.1; done
+		for _ in $(seq 300); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$SERVE_PID" 2>/dev/null
 		wait "$SERVE_PID" 2>/dev/null
 		SERVE_PID=""
 	fi
 }
-trap 'stop_serve; rm -rf "$T"' EXIT
+cleanup() {
+	[ -n "$FOLLOW_PID" ] && kill "$FOLLOW_PID" 2>/dev/null
+	stop_serve
+	pkill -9 -f "qemu-system.*$TMPDIR" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
 
 cat >"$T/serve.yml" <<YML
 listen: 127.0.0.1:0
@@ -37,10 +56,10 @@ repos:
   - { name: widget, url: $T/widget.git }
 YML
 
-# start_serve: starts vmci serve in the background and sets PORT from its first line.
+# start_serve [OPTION...]: starts vmci serve in the background, sets PORT from its first line.
 start_serve() {
 	: >"$T/serve.log"
-	"$VMCI" serve --config "$T/serve.yml" --grace 2s 2>>"$T/serve.log" &
+	"$VMCI" serve --config "$T/serve.yml" --grace 2s "$@" 2>>"$T/serve.log" &
 	SERVE_PID=$!
 	PORT=""
 	for _ in $(seq 100); do
@@ -49,17 +68,49 @@ start_serve() {
 		sleep 0.1
 	done
 	export VMCI_SERVER=http://127.0.0.1:$PORT
+	# The port is new each time: the repository's hook must know it.
+	if [ -d "$T/widget.git" ]; then
+		"$VMCI" hook install --server "$VMCI_SERVER" --repo widget --token-file "$T/token" "$T/widget.git" 2>/dev/null
+	fi
 }
+
+api() { curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/$1"; }
 
 # wait_run RUN SECONDS: waits until the run has finished; prints its status.
 wait_run() {
 	local st=""
-	for _ in $(seq $(( $2 * 2 ))); do
-		st=$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/runs/$1" | jq -r .status)
-		case $st in queued|running|"") sleep 0.5 ;; *) break ;; esac
+	for _ in $(seq $(($2 * 2))); do
+		st=$(api "runs/$1" | jq -r .status)
+		case $st in queued | running | "") sleep 0.5 ;; *) break ;; esac
 	done
 	echo "$st"
 }
+
+# wait_log JOB TEXT SECONDS: waits until the job's log holds TEXT; 0 when it does.
+wait_log() {
+	for _ in $(seq $(($3 * 4))); do
+		api "jobs/$1/log" | grep -q "$2" && return 0
+		sleep 0.25
+	done
+	return 1
+}
+
+# job_id RUN NAME: the id of the run's job called NAME.
+job_id() { api "runs/$1" | jq -r --arg n "$2" '.jobs[] | select(.name==$n) | .id'; }
+
+# push BRANCH: pushes the work tree's branch; prints the run id the hook reported.
+push() {
+	(cd "$T/work" && git push -q origin "$1" 2>&1) | sed -n 's/.*vmci: run \([0-9]*\) for.*/\1/p'
+}
+
+# commit_pipeline BRANCH: commits .vmci.yml (from stdin) on BRANCH, made from main.
+commit_pipeline() {
+	(cd "$T/work" && { git checkout -q "$1" 2>/dev/null || git checkout -q -b "$1" main; } &&
+		cat >.vmci.yml && git commit -qam "$1")
+}
+
+# qemus: pids of the QEMUs of this test's VMs.
+qemus() { pgrep -f "qemu-system.*$TMPDIR" | sort | tr '\n' ' '; }
 
 # ---- token and service ----------------------------------------------------------
 TOKEN=$("$VMCI" token create e2e --db "$DB")
@@ -72,7 +123,7 @@ AUTH="Authorization: Bearer $TOKEN"
 start_serve
 expect_eq serve_listens "true" "$(curl -s "$VMCI_SERVER/healthz" | jq -r .ok)"
 
-# ---- a push through the hook ---------------------------------------------------------
+# ---- a push through the hook: two jobs, one a matrix of two images ---------------------------
 git init -q --bare "$T/widget.git"
 "$VMCI" hook install --server "$VMCI_SERVER" --repo widget --token-file "$T/token" "$T/widget.git" 2>/dev/null
 expect_eq hook_install_writes_an_executable_hook "yes" "$([ -x "$T/widget.git/hooks/post-receive" ] && echo yes)"
@@ -84,11 +135,14 @@ echo widget >greeting.txt
 cat >.vmci.yml <<'YML'
 jobs:
   build:
-    image: busybox-x86_64
+    image: ${{ matrix.image }}
+    strategy:
+      matrix:
+        image: [busybox-x86_64, busybox-aarch64]
     resources: { memory: 256M }
     steps:
       - name: greet
-        run: echo "hello from $(cat greeting.txt)"; mkdir -p out; echo built >out/result.txt
+        run: echo "hello from $(cat greeting.txt) on $(uname -m)"; mkdir -p out; echo built >out/result.txt
     artifacts: [out/result.txt]
   test:
     needs: [build]
@@ -100,38 +154,51 @@ jobs:
 YML
 git add -A && git commit -qm one
 git remote add origin "$T/widget.git"
-RUN=$(git push -q origin main 2>&1 | sed -n 's/.*vmci: run \([0-9]*\) for.*/\1/p')
 cd - >/dev/null
+RUN=$(push main)
 if [ -n "$RUN" ]; then pass push_creates_a_run; else fail push_creates_a_run "no run id in the push's output"; RUN=0; fi
 
-expect_eq pushed_run_succeeds success "$(wait_run "$RUN" 120)"
-RUN_JSON=$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/runs/$RUN")
-BUILD=$(echo "$RUN_JSON" | jq -r '.jobs[] | select(.name=="build") | .id')
-TEST=$(echo "$RUN_JSON" | jq -r '.jobs[] | select(.name=="test") | .id')
-expect_eq run_has_both_jobs_succeeded "success success" "$(echo "$RUN_JSON" | jq -r '[.jobs[].status] | join(" ")')"
+expect_eq pushed_run_succeeds success "$(wait_run "$RUN" 150)"
+RUN_JSON=$(api "runs/$RUN")
+BUILD=$(job_id "$RUN" "build (busybox-x86_64)")
+BUILD_ARM=$(job_id "$RUN" "build (busybox-aarch64)")
+TEST=$(job_id "$RUN" test)
+expect_eq run_has_a_matrix_of_two_images_and_a_dependent \
+	"build (busybox-x86_64)=success build (busybox-aarch64)=success test=success" \
+	"$(echo "$RUN_JSON" | jq -r '[.jobs[] | "\(.name)=\(.status)"] | join(" ")')"
 expect_eq run_records_trigger_push push "$(echo "$RUN_JSON" | jq -r .trigger)"
+expect_eq dependent_starts_after_both_images "true" \
+	"$(echo "$RUN_JSON" | jq -r '([.jobs[] | select(.name != "test") | .finished_at] | max) <= (.jobs[] | select(.name == "test") | .started_at)')"
 
-LOG=$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$BUILD/log")
-case $LOG in *"hello from widget"*) pass log_via_api_has_the_output ;;
+LOG=$(api "jobs/$BUILD/log")
+case $LOG in *"hello from widget on x86_64"*) pass log_via_api_has_the_output ;;
 *) fail log_via_api_has_the_output "log: $LOG" ;; esac
-out=$("$VMCI" logs "$TEST"); rc=$?
-expect_eq vmci_logs_exits_0 0 "$rc"
+case $(api "jobs/$BUILD_ARM/log") in *"hello from widget on aarch64"*) pass aarch64_job_ran_on_aarch64 ;;
+*) fail aarch64_job_ran_on_aarch64 "log: $(api "jobs/$BUILD_ARM/log")" ;; esac
+out=$("$VMCI" logs "$TEST")
+expect_eq vmci_logs_exits_0 0 $?
 case $out in *"testing refs/heads/main"*) pass vmci_logs_prints_the_log ;;
 *) fail vmci_logs_prints_the_log "got: $out" ;; esac
-expect_eq artifact_indexed "out/result.txt" "$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$BUILD/artifacts" | jq -r '.artifacts[0].path')"
-expect_eq artifact_served "built" "$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$BUILD/artifacts/out/result.txt")"
+expect_eq artifact_indexed "out/result.txt" "$(api "jobs/$BUILD/artifacts" | jq -r '.artifacts[0].path')"
+expect_eq artifact_served "built" "$(api "jobs/$BUILD/artifacts/out/result.txt")"
+expect_eq artifact_of_the_other_image_served "built" "$(api "jobs/$BUILD_ARM/artifacts/out/result.txt")"
 
-"$VMCI" status "$RUN" >/dev/null; expect_eq status_of_a_passed_run_exits_0 0 $?
-"$VMCI" runs | grep -q "^$RUN .*success"; expect_eq runs_lists_the_run 0 $?
-"$VMCI" status 99999 2>/dev/null; expect_eq status_of_an_unknown_run_exits_2 2 $?
-VMCI_SERVER=http://127.0.0.1:1 "$VMCI" runs 2>/dev/null; expect_eq unreachable_server_exits_3 3 $?
+"$VMCI" status "$RUN" >/dev/null
+expect_eq status_of_a_passed_run_exits_0 0 $?
+"$VMCI" runs | grep -q "^$RUN .*success"
+expect_eq runs_lists_the_run 0 $?
+"$VMCI" status 99999 2>/dev/null
+expect_eq status_of_an_unknown_run_exits_2 2 $?
+VMCI_SERVER=http://127.0.0.1:1 "$VMCI" runs 2>/dev/null
+expect_eq unreachable_server_exits_3 3 $?
 
 # ---- SSE resume: exactly the bytes after the offset ---------------------------------------
-FULL=$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$BUILD/log"; echo x)
+FULL=$(api "jobs/$BUILD/log"; echo x)
 FULL=${FULL%x}
 OFF=10
 SSE=$(curl -s -N --max-time 20 -H "$AUTH" -H "Last-Event-ID: $OFF" "$VMCI_SERVER/api/v1/jobs/$BUILD/log/stream" |
-	awk 'BEGIN{inev=0; ev=""} /^event: /{ev=substr($0,8)} /^data: /{ if (ev=="") { if (inev) printf "\n"; printf "%s", substr($0,7); inev=1 } ; next} /^$/{inev=0; ev=""}'; echo x)
+	awk 'BEGIN{inev=0; ev=""} /^event: /{ev=substr($0,8)} /^data: /{ if (ev=="") { if (inev) printf "\n"; printf "%s", substr($0,7); inev=1 } ; next} /^$/{inev=0; ev=""}'
+	echo x)
 SSE=${SSE%x}
 expect_eq sse_resume_gives_exactly_the_remaining_bytes "${FULL:$OFF}" "$SSE"
 curl -s -N --max-time 20 -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$BUILD/log/stream" | grep -q '^event: end'
@@ -141,21 +208,72 @@ expect_eq sse_ends_with_an_end_event 0 $?
 cd "$T/work"
 sed -i 's/echo built >out\/result.txt/echo built >out\/result.txt; echo about to fail; exit 7/' .vmci.yml
 git commit -qam fails
-RUN2=$(git push -q origin main 2>&1 | sed -n 's/.*vmci: run \([0-9]*\) for.*/\1/p')
 cd - >/dev/null
+RUN2=$(push main)
 expect_eq failing_step_fails_the_run failure "$(wait_run "${RUN2:-0}" 120)"
-J=$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/runs/${RUN2:-0}")
-expect_eq failed_job_names_its_step "failure greet 7" "$(echo "$J" | jq -r '.jobs[] | select(.name=="build") | "\(.status) \(.failed_step) \(.exit_code)"')"
+J=$(api "runs/${RUN2:-0}")
+expect_eq failed_job_names_its_step "failure greet 7" "$(echo "$J" | jq -r '.jobs[] | select(.name=="build (busybox-x86_64)") | "\(.status) \(.failed_step) \(.exit_code)"')"
 expect_eq dependent_of_a_failure_is_skipped skipped "$(echo "$J" | jq -r '.jobs[] | select(.name=="test") | .status')"
-"$VMCI" status "${RUN2:-0}" >/dev/null; expect_eq status_of_a_failed_run_exits_1 1 $?
+"$VMCI" status "${RUN2:-0}" >/dev/null
+expect_eq status_of_a_failed_run_exits_1 1 $?
+
+# ---- a push to a branch the pipeline's on: does not select: no run, and why -------------------
+commit_pipeline feature <<'YML'
+on: { push: { branches: [main, "release/*"] } }
+jobs:
+  picky:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - run: echo picked
+YML
+RUNS_BEFORE=$(api "runs?limit=500" | jq '.runs | length')
+out=$(cd "$T/work" && git push origin feature 2>&1)
+case $out in *"vmci: no run for refs/heads/feature"*"refs/heads/feature is not in on.push.branches (main, release/*)"*)
+	pass push_to_an_unselected_branch_says_why ;;
+*) fail push_to_an_unselected_branch_says_why "push said: $out" ;; esac
+expect_eq push_to_an_unselected_branch_makes_no_run "$RUNS_BEFORE" "$(api "runs?limit=500" | jq '.runs | length')"
+SHA=$(cd "$T/work" && git rev-parse feature)
+echo "0000000000000000000000000000000000000000 $SHA refs/heads/feature" |
+	"$VMCI" hook post-receive --server "$VMCI_SERVER" --repo widget 2>/dev/null
+expect_eq hook_exits_0_for_an_unselected_branch 0 $?
+code=$(curl -s -o "$T/body" -w '%{http_code}' -H "$AUTH" -X POST \
+	-d '{"repo": "widget", "ref": "refs/heads/feature", "trigger": "push"}' "$VMCI_SERVER/api/v1/runs")
+expect_eq api_push_to_an_unselected_branch_is_200_with_the_reason "200 null true" \
+	"$code $(jq -r .run "$T/body") $(jq '.reason | test("not in on.push.branches")' "$T/body")"
+RUN3=$("$VMCI" submit widget --ref refs/heads/feature)
+expect_eq submit_runs_whatever_on_selects success "$(wait_run "${RUN3:-0}" 60)"
+
+# ---- carriage returns in a log: the stream and vmci logs -f give back the exact bytes ----------
+commit_pipeline cr <<'YML'
+jobs:
+  progress:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - run: printf '10%%\r50%%\r100%%\r\ndone\n'; printf 'no newline at the end\r'
+YML
+RUN8=$(push cr)
+CR=$(job_id "${RUN8:-0}" progress)
+"$VMCI" logs -f "$CR" >"$T/cr.follow"
+expect_eq logs_follow_of_a_passed_job_exits_0 0 $?
+api "jobs/$CR/log" >"$T/cr.log"
+if grep -q $'50%\r100%\r' "$T/cr.log" && cmp -s "$T/cr.log" "$T/cr.follow"; then
+	pass logs_follow_gives_back_carriage_returns_exactly
+else
+	fail logs_follow_gives_back_carriage_returns_exactly "$(od -c "$T/cr.follow" | head -5)"
+fi
+curl -s -N --max-time 20 -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$CR/log/stream" >"$T/cr.sse"
+expect_eq sse_sends_no_carriage_return_inside_a_data_line 0 "$(tr -dc '\r' <"$T/cr.sse" | wc -c)"
 
 # ---- API errors: status and a JSON error each ---------------------------------------------
 api_error() { # NAME STATUS CURL-ARGS...
-	local name=$1 want=$2; shift 2
-	local body code
-	body=$(curl -s -o "$T/body" -w '%{http_code}' "$@")
-	code=$body
-	if [ "$code" = "$want" ] && jq -e '.error | strings' "$T/body" >/dev/null 2>&1; then pass "$name"
+	local name=$1 want=$2
+	shift 2
+	local code
+	code=$(curl -s -o "$T/body" -w '%{http_code}' "$@")
+	if [ "$code" = "$want" ] && jq -e '.error | strings' "$T/body" >/dev/null 2>&1; then
+		pass "$name"
 	else fail "$name" "status $code, body $(head -c 200 "$T/body")"; fi
 }
 api_error api_no_token_is_401 401 "$VMCI_SERVER/api/v1/runs"
@@ -167,37 +285,181 @@ api_error api_unknown_repo_is_404 404 -H "$AUTH" -X POST -d '{"repo": "nope"}' "
 head -c 2000000 /dev/zero | tr '\0' a >"$T/big"
 api_error api_oversized_body_is_413 413 -H "$AUTH" -X POST --data-binary @"$T/big" "$VMCI_SERVER/api/v1/runs"
 
-# ---- kill -9 while a job runs, then a restart ---------------------------------------------
-cd "$T/work"
-git checkout -q -b slow
-cat >.vmci.yml <<'YML'
+# ---- cancel of a running run: cancelled, and its VM reverted for the next job ----------------
+commit_pipeline cancel <<'YML'
 jobs:
+  long:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - name: dirty
+        run: echo left-behind >/tmp/left-behind; echo started; sleep 60
+YML
+RUN4=$(push cancel)
+LONG=$(job_id "${RUN4:-0}" long)
+wait_log "$LONG" started 90 || fail cancel_job_started "job $LONG never printed 'started'"
+VM_BEFORE=$(pgrep -f "qemu-system-x86_64.*$TMPDIR" | sort | tr '\n' ' ')
+"$VMCI" cancel "${RUN4:-0}" 2>/dev/null
+expect_eq cancel_of_a_running_run_exits_0 0 $?
+expect_eq cancelled_run_ends_cancelled cancelled "$(wait_run "${RUN4:-0}" 30)"
+expect_eq cancelled_job_is_cancelled cancelled "$(api "jobs/$LONG" | jq -r .status)"
+"$VMCI" status "${RUN4:-0}" >/dev/null
+expect_eq status_of_a_cancelled_run_exits_1 1 $?
+"$VMCI" cancel 424242 2>/dev/null
+expect_eq cancel_of_an_unknown_run_exits_2 2 $?
+commit_pipeline after-cancel <<'YML'
+jobs:
+  next:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - name: clean
+        run: test ! -e /tmp/left-behind && echo clean
+YML
+RUN5=$(push after-cancel)
+expect_eq pool_serves_the_next_job_after_a_cancel success "$(wait_run "${RUN5:-0}" 60)"
+expect_eq cancelled_jobs_vm_was_reverted_not_replaced "$VM_BEFORE" \
+	"$(pgrep -f "qemu-system-x86_64.*$TMPDIR" | sort | tr '\n' ' ')"
+
+# ---- kill -9 while 4 jobs run and 4 are queued, then a restart -----------------------------
+stop_serve
+commit_pipeline many <<'YML'
+jobs:
+  many:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    strategy:
+      matrix:
+        n: [1, 2, 3, 4, 5, 6, 7, 8]
+    steps:
+      - name: ticks
+        run: |
+          # The first four (claimed first) run until the kill; the rest, and reruns, are short.
+          n=2; [ "$VMCI_ATTEMPT" = 1 ] && [ ${{ matrix.n }} -le 4 ] && n=120
+          i=0; while [ $i -lt $n ]; do i=$((i + 1)); echo "job ${{ matrix.n }} attempt $VMCI_ATTEMPT tick $i"; sleep 0.5; done
+YML
+start_serve --capacity 4
+RUN7=$(push many)
+M1=$(job_id "${RUN7:-0}" "many (1)")
+"$VMCI" logs -f "$M1" >"$T/follow.out" 2>/dev/null &
+FOLLOW_PID=$!
+running=0
+for _ in $(seq 240); do
+	running=$(api "runs/${RUN7:-0}" | jq '[.jobs[] | select(.status=="running" and .log_len > 0)] | length')
+	[ "$running" = 4 ] && break
+	sleep 0.5
+done
+wait_log "$M1" "tick 3" 30
+STATES=$(api "runs/${RUN7:-0}" | jq -r '[.jobs[].status] | sort | join(" ")')
+expect_eq kill9_while_4_run_and_4_are_queued "queued queued queued queued running running running running" "$STATES"
+OLD_QEMUS=$(qemus)
+kill -9 "$SERVE_PID"
+wait "$SERVE_PID" 2>/dev/null
+SERVE_PID=""
+sleep 0.3
+cp "$T/follow.out" "$T/follow.at-kill"
+# On the same port, so that the follower finds the new service. The grace is for the SIGTERM below.
+start_serve --capacity 4 --listen "127.0.0.1:$PORT" --grace 8s
+# Killed with the service (a zombie until init reaps it counts as gone), or by the restart.
+left=""
+for _ in $(seq 50); do
+	left=""
+	for p in $OLD_QEMUS; do
+		case $(ps -o stat= -p "$p" 2>/dev/null) in "" | Z*) ;; *) left="$left $p" ;; esac
+	done
+	[ -z "$left" ] && break
+	sleep 0.1
+done
+expect_eq kill9_leaves_no_qemu_of_the_dead_service "" "$left"
+expect_eq kill9_all_8_jobs_finish_after_restart success "$(wait_run "${RUN7:-0}" 180)"
+ATTEMPTS=$(api "runs/${RUN7:-0}" | jq -r '[.jobs[] | "\(.status)/\(.attempt)"] | sort | join(" ")')
+expect_eq kill9_running_jobs_reran_as_attempt_2 \
+	"success/1 success/1 success/1 success/1 success/2 success/2 success/2 success/2" "$ATTEMPTS"
+expect_eq kill9_lost_attempt_recorded "error host restarted" \
+	"$(api "jobs/$M1" | jq -r '.attempts[0] | "\(.status) \(.reason)"')"
+api "jobs/$M1/log" >"$T/m1.log"
+RECEIVED=$(stat -c %s "$T/follow.at-kill")
+if [ "$RECEIVED" -gt 0 ] && cmp -s -n "$RECEIVED" "$T/follow.at-kill" "$T/m1.log"; then
+	pass kill9_keeps_every_byte_a_follower_received
+else
+	fail kill9_keeps_every_byte_a_follower_received "$RECEIVED bytes received; the log does not start with them"
+fi
+# The follower reconnected to the new service and printed the whole log, once.
+for _ in $(seq 100); do kill -0 "$FOLLOW_PID" 2>/dev/null || break; sleep 0.1; done
+kill "$FOLLOW_PID" 2>/dev/null
+wait "$FOLLOW_PID"
+expect_eq logs_follow_across_a_restart_exits_0 0 $?
+FOLLOW_PID=""
+if cmp -s "$T/follow.out" "$T/m1.log"; then pass logs_follow_across_a_restart_prints_every_byte_once
+else fail logs_follow_across_a_restart_prints_every_byte_once "$(stat -c %s "$T/follow.out") bytes followed, $(stat -c %s "$T/m1.log") in the log"; fi
+
+# ---- SIGTERM: no more claims; within --grace a job finishes, past it one is requeued -----------
+# On the service restarted above: its pool's 4 VMs are warm, so both jobs start at once.
+commit_pipeline term <<'YML'
+jobs:
+  quick:
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - run: echo started; sleep 4; echo quick-done
   slow:
     image: busybox-x86_64
     resources: { memory: 256M }
     steps:
-      - name: nap
-        run: echo napping; sleep 6; echo woke
+      - run: echo started; if [ "$VMCI_ATTEMPT" = 1 ]; then sleep 120; fi; echo slow-done
+  waiting:
+    needs: [quick]
+    image: busybox-x86_64
+    resources: { memory: 256M }
+    steps:
+      - run: echo waited
 YML
-git commit -qam slow
-RUN3=$(git push -q origin slow 2>&1 | sed -n 's/.*vmci: run \([0-9]*\) for.*/\1/p')
-cd - >/dev/null
-SLOW=$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/runs/${RUN3:-0}" | jq -r '.jobs[0].id')
-for _ in $(seq 120); do
-	curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$SLOW/log" | grep -q napping && break
-	sleep 0.5
+RUN6=$(push term)
+QUICK=$(job_id "${RUN6:-0}" quick)
+SLOW=$(job_id "${RUN6:-0}" slow)
+WAITING=$(job_id "${RUN6:-0}" waiting)
+wait_log "$QUICK" started 60 && wait_log "$SLOW" started 30 ||
+	fail term_jobs_started "quick or slow never started"
+expect_eq sigterm_comes_while_both_jobs_run "running running" \
+	"$(api "jobs/$QUICK" | jq -r .status) $(api "jobs/$SLOW" | jq -r .status)"
+TERM_AT=$(date +%s%N)
+kill -TERM "$SERVE_PID"
+# The API answers during the grace period: the quick job is seen finishing.
+QUICK_DURING=""
+for _ in $(seq 40); do
+	QUICK_DURING=$(api "jobs/$QUICK" | jq -r .status)
+	[ "$QUICK_DURING" = success ] && break
+	sleep 0.25
 done
-BEFORE=$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$SLOW/log"; echo x)
-kill -9 "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null; SERVE_PID=""
-start_serve
-expect_eq killed_job_finishes_after_restart success "$(wait_run "${RUN3:-0}" 120)"
-expect_eq killed_job_reran_as_attempt_2 2 "$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$SLOW" | jq -r .attempt)"
-AFTER=$(curl -s -H "$AUTH" "$VMCI_SERVER/api/v1/jobs/$SLOW/log"; echo x)
-BEFORE=${BEFORE%x}
-case $AFTER in "$BEFORE"*) pass log_written_before_the_kill_is_kept ;;
-*) fail log_written_before_the_kill_is_kept "the log no longer starts with what was read before" ;; esac
+expect_eq sigterm_api_answers_while_jobs_finish success "$QUICK_DURING"
+for _ in $(seq 300); do kill -0 "$SERVE_PID" 2>/dev/null || break; sleep 0.1; done
+STOPPED_MS=$((($(date +%s%N) - TERM_AT) / 1000000))
+wait "$SERVE_PID" 2>/dev/null
+expect_eq sigterm_exits_0 0 $?
+SERVE_PID=""
+if [ "$STOPPED_MS" -ge 7000 ] && [ "$STOPPED_MS" -lt 20000 ]; then pass sigterm_waits_the_grace_then_stops
+else fail sigterm_waits_the_grace_then_stops "stopped ${STOPPED_MS} ms after SIGTERM (grace 8s)"; fi
+expect_eq sigterm_leaves_no_qemu "" "$(qemus)"
+RESTART_AT=$(date -u +%Y-%m-%dT%H:%M:%S)
+start_serve --capacity 2
+expect_eq sigterm_run_finishes_after_restart success "$(wait_run "${RUN6:-0}" 90)"
+expect_eq job_within_grace_finished_in_one_attempt "1 success" "$(api "jobs/$QUICK" | jq -r '"\(.attempt) \(.status)"')"
+expect_eq job_past_grace_reran_as_attempt_2 "2 success" "$(api "jobs/$SLOW" | jq -r '"\(.attempt) \(.status)"')"
+expect_eq job_past_grace_kept_its_first_attempt "error host stopped" \
+	"$(api "jobs/$SLOW" | jq -r '.attempts[0] | "\(.status) \(.reason)"')"
+# quick's success made waiting claimable during the grace period: it must have waited for the restart.
+expect_eq no_claim_after_sigterm "1 true" \
+	"$(api "jobs/$WAITING" | jq -r --arg t "$RESTART_AT" '"\(.attempt) \(.started_at >= $t)"')"
 
-# ---- SIGTERM: graceful stop, no QEMU left ----------------------------------------------------
+# ---- --cold: a VM booted for the job and gone after it, none kept warm -------------------------
+stop_serve
+start_serve --cold
+RUN9=$("$VMCI" submit widget --ref refs/heads/after-cancel)
+expect_eq cold_serve_runs_a_job success "$(wait_run "${RUN9:-0}" 90)"
+for _ in $(seq 50); do [ -z "$(qemus)" ] && break; sleep 0.1; done
+expect_eq cold_serve_keeps_no_vm_after_the_job "" "$(qemus)"
+
+# ---- the end: a graceful stop leaves no QEMU -------------------------------------------------
 stop_serve
 sleep 0.5
-expect_eq serve_leaves_no_qemu "" "$(pgrep -f "qemu-system.*$TMPDIR" || true)"
+expect_eq serve_leaves_no_qemu "" "$(qemus)"

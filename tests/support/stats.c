@@ -22,6 +22,14 @@ struct stats stats_of(double *values, size_t n)
 	return s;
 }
 
+double stats_percentile(const double *sorted, size_t n, double p)
+{
+	if (n == 0)
+		return 0;
+	size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+	return sorted[i < n ? i : n - 1];
+}
+
 void stats_print_header(const char *title)
 {
 	printf("## %s\n\n", title);

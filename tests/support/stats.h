@@ -10,6 +10,8 @@ struct stats {
 
 /* Sorts values in place and summarizes them. */
 struct stats stats_of(double *values, size_t n);
+/* The p-th percentile (0 to 100, nearest rank) of values sorted by stats_of; 0 when n is 0. */
+double stats_percentile(const double *sorted, size_t n, double p);
 
 /* Prints the table header and a row: name, command, inputs, runs, min/median/max with unit. */
 void stats_print_header(const char *title);

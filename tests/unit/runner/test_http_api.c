@@ -160,6 +160,45 @@ static void test_log_reads_from_an_offset_and_the_stream_resumes(void **state)
 	store_job_free(job);
 }
 
+static int reassemble(void *ctx, const struct sse_event *ev)
+{
+	int64_t *offset = ((void **)ctx)[0];
+	struct buf *bytes = ((void **)ctx)[1];
+	if (!strcmp(ev->type, "message"))
+		assert_int_equal(sse_event_bytes(ev, offset, bytes), 0);
+	return 0;
+}
+
+static void test_the_stream_gives_back_carriage_returns_exactly(void **state)
+{
+	struct ctx *c = *state;
+	struct store *s = c->f->s;
+	run_of(s, "a");
+	struct store_job *job = NULL;
+	struct vmci_err err = {0};
+	assert_int_equal(store_claim(s, "h", 60, &job, &err), 1);
+	const char *text = "10%\r50%\r100%\r\ndone\nCRLF line\r\n\r";
+	assert_true(store_log_append(s, job->id, 1, text, strlen(text), &err) > 0);
+	assert_int_equal(store_job_finish(s, job->id, 1, STORE_SUCCESS, 0, NULL, &err), 0);
+	char path[128];
+	snprintf(path, sizeof(path), "/api/v1/jobs/%lld/log/stream", (long long)job->id);
+	struct buf out = {0};
+	assert_int_equal(request(c, "GET", path, "", NULL, "Last-Event-ID: 2", &out), 200);
+	/* Every "\r" of the log would end an SSE line: none may be on the wire. */
+	assert_null(memchr(out.data, '\r', out.len));
+	int64_t offset = 2;
+	struct buf bytes = {0};
+	void *ctx[2] = {&offset, &bytes};
+	struct sse_parser p = {0};
+	assert_int_equal(sse_parse(&p, out.data, out.len, reassemble, ctx), 0);
+	sse_parser_free(&p);
+	assert_string_equal(buf_cstr(&bytes), text + 2);
+	assert_int_equal(offset, strlen(text));
+	buf_free(&bytes);
+	buf_free(&out);
+	store_job_free(job);
+}
+
 static void test_healthz_needs_no_token(void **state)
 {
 	struct ctx *c = *state;
@@ -177,6 +216,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_body_over_the_limit_is_413, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_log_reads_from_an_offset_and_the_stream_resumes,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_the_stream_gives_back_carriage_returns_exactly,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_healthz_needs_no_token, setup, teardown),
 	};

@@ -48,11 +48,30 @@ static int teardown(void **state)
 	return *state ? fx_teardown(state) : 0;
 }
 
-static int trigger(struct fx *f, const char *ref, int64_t *run_id, struct vmci_err *err)
+static int trigger_as(struct fx *f, const char *kind, const char *ref,
+		      struct service_triggered *made, struct vmci_err *err)
 {
 	struct service_repo repo = {.name = "acme/widget", .url = src};
 	struct service_dirs dirs = {.git = gitroot};
-	return service_trigger(f->s, &dirs, &repo, ref, NULL, "api", run_id, err);
+	return service_trigger(f->s, &dirs, &repo, ref, NULL, kind, made, err);
+}
+
+static int trigger(struct fx *f, const char *ref, int64_t *run_id, struct vmci_err *err)
+{
+	struct service_triggered made;
+	int rc = trigger_as(f, "api", ref, &made, err);
+	*run_id = made.run_id;
+	return rc;
+}
+
+static size_t runs_stored(struct fx *f)
+{
+	struct store_run *runs = NULL;
+	size_t n = 0;
+	struct vmci_err err = {0};
+	assert_int_equal(store_runs_list(f->s, &(struct store_run_filter){0}, &runs, &n, &err), 0);
+	store_runs_free(runs, n);
+	return n;
 }
 
 static void test_a_commits_pipeline_is_stored_with_every_job(void **state)
@@ -115,6 +134,57 @@ static void test_no_pipeline_or_an_invalid_one_stores_nothing(void **state)
 	store_runs_free(runs, n);
 }
 
+static void test_a_push_to_a_branch_on_does_not_select_stores_no_run(void **state)
+{
+	struct fx *f = *state;
+	if (!f)
+		skip();
+	sh("printf 'on: {push: {branches: [main, \"release/*\"]}}\\n"
+	   "jobs: {a: {image: busybox-x86_64, steps: [{run: x}]}}\\n' >.vmci.yml && "
+	   "git add -A && git commit -qm p && git branch feature && git branch release/1.0");
+	struct service_triggered made;
+	struct vmci_err err = {0};
+	assert_int_equal(trigger_as(f, "push", "refs/heads/feature", &made, &err), 0);
+	assert_int_equal(made.run_id, 0);
+	assert_string_equal(made.reason,
+			    "refs/heads/feature is not in on.push.branches (main, release/*)");
+	assert_int_equal(runs_stored(f), 0);
+	assert_int_equal(trigger_as(f, "push", "refs/heads/release/1.0", &made, &err), 0);
+	assert_true(made.run_id > 0);
+	assert_string_equal(made.reason, "");
+	/* A run asked for by name is made whatever the pipeline's 'on' says. */
+	assert_int_equal(trigger_as(f, "api", "refs/heads/feature", &made, &err), 0);
+	assert_true(made.run_id > 0);
+	assert_int_equal(runs_stored(f), 2);
+}
+
+static void test_jobs_are_stored_with_the_run_id_expanded_as_workers_expand_it(void **state)
+{
+	struct fx *f = *state;
+	if (!f)
+		skip();
+	sh("printf 'jobs:\\n"
+	   "  a:\\n"
+	   "    image: img-${{ vmci.run_id }}\\n"
+	   "    steps:\\n"
+	   "      - run: echo ${{ vmci.run_id }}\\n' >.vmci.yml && "
+	   "git add -A && git commit -qm p");
+	int64_t id = 0;
+	struct vmci_err err = {0};
+	if (trigger(f, "refs/heads/main", &id, &err))
+		fail_msg("%s", err.msg);
+	/* An earlier run that was declined must not shift the ids the jobs saw. */
+	int64_t id2 = 0;
+	assert_int_equal(trigger(f, "refs/heads/main", &id2, &err), 0);
+	assert_true(id2 > id);
+	struct store_run *run = NULL;
+	assert_int_equal(store_run_get(f->s, id2, &run, &err), 0);
+	char want[64];
+	snprintf(want, sizeof(want), "img-%lld", (long long)id2);
+	assert_string_equal(run->jobs[0].image, want);
+	store_run_free(run);
+}
+
 static void test_a_restarted_hosts_jobs_are_requeued_as_new_attempts(void **state)
 {
 	struct fx *f = *state;
@@ -127,7 +197,7 @@ static void test_a_restarted_hosts_jobs_are_requeued_as_new_attempts(void **stat
 	assert_int_equal(store_claim(f->s, "h2", 60, &b, &err), 1);
 	assert_int_equal(store_log_append(f->s, a->id, 1, "kept\n", 5, &err), 5);
 	/* The leases are still valid: only h1's own job comes back. */
-	assert_int_equal(store_requeue_host(f->s, "h1", &err), 1);
+	assert_int_equal(store_requeue_host(f->s, "h1", STORE_REQUEUE_RESTARTED, &err), 1);
 	struct store_job *got = NULL;
 	assert_int_equal(store_job_get(f->s, a->id, &got, &err), 0);
 	assert_int_equal(got->status, STORE_QUEUED);
@@ -152,6 +222,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_a_commits_pipeline_is_stored_with_every_job, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_a_push_to_a_branch_on_does_not_select_stores_no_run, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_jobs_are_stored_with_the_run_id_expanded_as_workers_expand_it, setup,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_no_pipeline_or_an_invalid_one_stores_nothing,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(

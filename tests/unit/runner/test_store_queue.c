@@ -236,6 +236,45 @@ static void test_a_job_that_keeps_losing_its_lease_ends_in_error(void **state)
 	assert_null(claim(f->s, "h"));
 }
 
+static void test_a_host_that_stops_its_jobs_never_fails_them(void **state)
+{
+	struct fx *f = *state;
+	struct vmci_err err = {0};
+	int64_t run = run_of(f->s, "long");
+	/* A graceful stop past the grace period, more often than leases may be lost. */
+	for (int i = 1; i <= STORE_LEASES_LOST_MAX + 2; i++) {
+		struct store_job *j = claim(f->s, "h");
+		assert_int_equal(j->attempt, i);
+		store_job_free(j);
+		assert_int_equal(store_requeue_host(f->s, "h", STORE_REQUEUE_STOPPED, &err), 1);
+		assert_int_equal(status_of(f->s, run, "long"), STORE_QUEUED);
+	}
+	struct store_job *j = claim(f->s, "h");
+	assert_int_equal(j->attempt, STORE_LEASES_LOST_MAX + 3);
+	assert_int_equal(store_job_finish(f->s, j->id, j->attempt, STORE_SUCCESS, 0, NULL, &err),
+			 0);
+	struct store_job *got = NULL;
+	assert_int_equal(store_job_get(f->s, j->id, &got, &err), 0);
+	assert_string_equal(got->attempts[0].reason, "host stopped");
+	assert_int_equal(got->status, STORE_SUCCESS);
+	store_job_free(got);
+	store_job_free(j);
+}
+
+static void test_a_job_whose_host_keeps_dying_under_it_ends_in_error(void **state)
+{
+	struct fx *f = *state;
+	struct vmci_err err = {0};
+	int64_t run = run_of(f->s, "crasher");
+	for (int i = 1; i <= STORE_LEASES_LOST_MAX; i++) {
+		struct store_job *j = claim(f->s, "h");
+		store_job_free(j);
+		assert_int_equal(store_requeue_host(f->s, "h", STORE_REQUEUE_RESTARTED, &err), 1);
+	}
+	assert_int_equal(status_of(f->s, run, "crasher"), STORE_ERROR);
+	assert_null(claim(f->s, "h"));
+}
+
 /* ---- results ------------------------------------------------------------------------------- */
 
 static void test_an_infrastructure_error_is_retried_while_retries_last(void **state)
@@ -484,6 +523,8 @@ int main(void)
 	    T(test_an_expired_lease_requeues_the_job_as_a_new_attempt),
 	    T(test_a_late_finisher_after_requeue_is_refused),
 	    T(test_a_job_that_keeps_losing_its_lease_ends_in_error),
+	    T(test_a_host_that_stops_its_jobs_never_fails_them),
+	    T(test_a_job_whose_host_keeps_dying_under_it_ends_in_error),
 	    T(test_an_infrastructure_error_is_retried_while_retries_last),
 	    T(test_retry_requeues_a_finished_job_and_its_skipped_dependents),
 	    T(test_a_retried_success_makes_its_queued_dependents_wait_again),
