@@ -86,6 +86,7 @@ int client_json(const struct client *c, const char *cmd, const char *method, con
 {
 	*out = NULL;
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
 	struct buf b = {0};
 	long status = 0;
 	int rc = client_request(c, method, path, text, &status, &b);

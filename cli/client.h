@@ -38,9 +38,10 @@ int client_request(const struct client *c, const char *method, const char *path,
 		   long *status, struct buf *out);
 
 /*
- * A JSON request: returns 0 with *out (to json_decref) on a 2xx answer;
- * otherwise prints the server's error and returns EXIT_USAGE (4xx) or
- * EXIT_INFRA.
+ * A JSON request with body (NULL: none; the reference is taken, so
+ * json_pack(...) may be passed as it is): returns 0 with *out (to
+ * json_decref) on a 2xx answer; otherwise prints the server's error and
+ * returns EXIT_USAGE (4xx) or EXIT_INFRA.
  */
 int client_json(const struct client *c, const char *cmd, const char *method, const char *path,
 		json_t *body, json_t **out);

@@ -40,8 +40,8 @@ static int print_log(const struct client *c, const char *job)
 			rc = status < 500 ? EXIT_USAGE : EXIT_INFRA;
 		}
 		size_t n = b.len;
-		if (!rc)
-			fwrite(b.data, 1, b.len, stdout);
+		if (!rc && n)
+			fwrite(b.data, 1, n, stdout);
 		buf_free(&b);
 		if (rc || n == 0)
 			return rc;
@@ -76,7 +76,8 @@ static int on_event(void *ctx, const struct sse_event *ev)
 			 (long long)f->offset);
 		return -EPROTO;
 	}
-	fwrite(f->bytes.data, 1, f->bytes.len, stdout);
+	if (f->bytes.len)
+		fwrite(f->bytes.data, 1, f->bytes.len, stdout);
 	fflush(stdout);
 	return 0;
 }

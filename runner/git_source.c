@@ -19,6 +19,16 @@ static int git_fail(struct vmci_err *err, int code, const char *what, const char
 			    e && e->message ? e->message : "libgit2 failed");
 }
 
+void git_source_hold(void)
+{
+	git_libgit2_init();
+}
+
+void git_source_release(void)
+{
+	git_libgit2_shutdown();
+}
+
 int git_source_dir(const char *git_root, const char *name, char *out, size_t size,
 		   struct vmci_err *err)
 {

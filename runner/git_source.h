@@ -21,6 +21,17 @@ struct runner_workspace;
 #define GIT_SHA_HEX_LEN 40
 
 /*
+ * Keeps libgit2 initialized from git_source_hold to the matching
+ * git_source_release. Every function here initializes libgit2 and shuts
+ * it down around its work, but libgit2's last shutdown frees only the
+ * calling thread's state: the state of another thread still using it
+ * is leaked. A program whose threads use this module at once (the
+ * service's workers and API) holds it for as long as they run.
+ */
+void git_source_hold(void);
+void git_source_release(void);
+
+/*
  * The cache of repository name under git_root ($VMCI_HOME/git when NULL)
  * into out. -EINVAL for a name that is empty, absolute, or climbs out
  * with "..".

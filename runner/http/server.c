@@ -4,6 +4,7 @@
  * against the store before any /api/ route runs.
  */
 #include "runner/http/internal.h"
+#include "runner/git_source.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -183,6 +184,7 @@ int http_start(const struct http_opts *opts, struct http_server **out, struct vm
 		free(srv);
 		return rc;
 	}
+	git_source_hold(); /* triggers fetch on the connection threads */
 	srv->daemon =
 	    MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
 			     NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
@@ -190,6 +192,7 @@ int http_start(const struct http_opts *opts, struct http_server **out, struct vm
 			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
 	if (!srv->daemon) {
 		int e = errno ? errno : EADDRINUSE;
+		git_source_release();
 		store_close(srv->store);
 		free(srv);
 		return vmci_err_errno(err, e, "cannot listen on %s", opts->listen);
@@ -212,6 +215,7 @@ void http_stop(struct http_server *srv)
 		return;
 	atomic_store(&srv->stopping, true);
 	MHD_stop_daemon(srv->daemon);
+	git_source_release();
 	store_close(srv->store);
 	free(srv);
 }

@@ -49,6 +49,7 @@ struct service {
 	struct store *hb_store;
 	pthread_t heartbeat;
 	bool hb_started;
+	bool git_held; /* git_source_hold while the workers run */
 };
 
 /* Waits on svc->cond (locked) for at most ms. */
@@ -413,6 +414,8 @@ int service_start(const struct service_opts *opts, struct service **out, struct 
 		runner_vm_source_warm(&svc->vms, svc->warm);
 	else
 		runner_vm_source_cold(&svc->vms, &svc->cold);
+	git_source_hold();
+	svc->git_held = true;
 	svc->workers = calloc((size_t)svc->o.capacity, sizeof(*svc->workers));
 	if (!svc->workers) {
 		service_stop(svc, 0);
@@ -480,6 +483,8 @@ void service_stop(struct service *svc, int grace_ms)
 	if (svc->hb_store &&
 	    store_requeue_host(svc->hb_store, svc->o.host, STORE_REQUEUE_STOPPED, &err) < 0)
 		log_warn("host %s: cannot requeue its jobs: %s", svc->o.host, err.msg);
+	if (svc->git_held)
+		git_source_release();
 	runner_warm_source_free(svc->warm);
 	for (int i = 0; i < svc->o.capacity && svc->workers; i++)
 		store_close(svc->workers[i].store);
