@@ -169,3 +169,33 @@ int client_stream(const struct client *c, const char *path, const char *last_eve
 		return st.stopped;
 	return rc == CURLE_OK ? 0 : EXIT_INFRA;
 }
+
+int client_post_by_id(int argc, char **argv, const char *cmd, const char *usage,
+		      const char *operand, const char *path_fmt, const char *noun)
+{
+	const char *server = NULL;
+	const struct cli_option opts[] = {
+	    {0, "server", OPT_STRING, &server, "URL", "the server (default $VMCI_SERVER)"},
+	    {0},
+	};
+	int first = cli_parse(argc, argv, opts, usage, false);
+	if (first == -2)
+		return EXIT_OK;
+	if (first < 0 || argc - first != 1) {
+		if (first >= 0)
+			cli_error("%s: want one %s id", cmd, operand);
+		return EXIT_USAGE;
+	}
+	struct client c;
+	int rc = client_init(&c, server, NULL);
+	char path[128];
+	snprintf(path, sizeof(path), path_fmt, argv[first]);
+	json_t *answer = NULL;
+	if (!rc)
+		rc = client_json(&c, cmd, "POST", path, NULL, &answer);
+	if (!rc)
+		fprintf(stderr, "%s %s: %s\n", noun, argv[first],
+			json_string_value(json_object_get(answer, "status")));
+	json_decref(answer);
+	return rc;
+}

@@ -47,6 +47,14 @@ int client_json(const struct client *c, const char *cmd, const char *method, con
 		json_t *body, json_t **out);
 
 /*
+ * `vmci CMD [--server URL] ID`, a POST to path_fmt (one %s: the ID) that
+ * answers with an object whose status is printed as "NOUN ID: STATUS".
+ * Returns the command's exit status (usage and server errors included).
+ */
+int client_post_by_id(int argc, char **argv, const char *cmd, const char *usage,
+		      const char *operand, const char *path_fmt, const char *noun);
+
+/*
  * A GET of a server-sent event stream at path: each event goes to fn
  * (common/sse.c) as it arrives, until the server ends the stream, fn
  * returns non-zero (returned as it is), or the connection breaks or
