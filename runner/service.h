@@ -33,6 +33,7 @@ struct service_config {
 	char *db;     /* store url; NULL: store_default_url */
 	char *host;   /* this host's name; NULL: the machine's hostname */
 	int capacity; /* jobs at once; 0: runner_default_max_vms */
+	bool public_read; /* GET requests of the API need no token (writes still do) */
 	struct service_repo *repos;
 	size_t n_repos;
 };
@@ -44,6 +45,7 @@ struct service_config {
  *   db: sqlite:/var/lib/vmci/vmci.db
  *   host: { name: build1, capacity: 4 }
  *   repos: [{ name: acme/widget, url: /srv/git/widget.git }]
+ *   public_read: true      # reads without a token
  *
  * Keys of SERVICE.md this host does not use yet (public_url, forge
  * settings) are accepted and ignored. A mistake is -EINVAL with err
