@@ -244,8 +244,8 @@ static void job_result(const json_t *job, const json_t *last, struct runner_job_
 	case RUNNER_CANCELLED:
 		snprintf(res->how, sizeof(res->how), "cancelled");
 		break;
-	default:
-		snprintf(res->how, sizeof(res->how), "passed");
+	default: /* as the executor says it: the last step's end */
+		snprintf(res->how, sizeof(res->how), "exited %lld", code > 0 ? code : 0);
 		break;
 	}
 }

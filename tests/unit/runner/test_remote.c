@@ -153,7 +153,7 @@ static void test_a_finished_run_sends_every_event_in_the_executors_order(void **
 			    "0 step 0 passed exited 0\n"
 			    "0 step 1\n"
 			    "0 step 1 passed exited 0\n"
-			    "0 passed step -1 how 'passed' attempts 1 1250ms\n"
+			    "0 passed step -1 how 'exited 0' attempts 1 1250ms\n"
 			    "1 started 1\n"
 			    "1 step 0\n"
 			    "1 output 0: about to fail\n\n"
