@@ -51,7 +51,7 @@ static void print_run(json_t *run)
 static int exit_code_of(const json_t *run)
 {
 	const char *st = json_string_value(json_object_get(run, "status"));
-	return !remote_run_finished(run) ? EXIT_PENDING
+	return !remote_run_finished(run)      ? EXIT_PENDING
 	       : st && !strcmp(st, "success") ? EXIT_OK
 					      : EXIT_FAILED;
 }

@@ -32,8 +32,7 @@ int cmd_submit(int argc, char **argv)
 	if (!rc)
 		rc = client_json(
 		    &c, "submit", "POST", "/api/v1/runs",
-		    json_pack("{s:s, s:s, s:s*}", "repo", repo, "ref", ref, "sha", sha),
-		    &run);
+		    json_pack("{s:s, s:s, s:s*}", "repo", repo, "ref", ref, "sha", sha), &run);
 	if (rc)
 		return rc;
 	if (as_json)

@@ -148,7 +148,8 @@ json_t *summary_json(const struct run_summary *s, const struct runner_workspace 
 					    json_string(j->matrix[v].value));
 		json_t *steps = json_array();
 		for (size_t k = 0; k < j->n_steps; k++) {
-			const struct runner_step_result *sr = k < bj->n_steps ? &bj->steps[k] : NULL;
+			const struct runner_step_result *sr =
+			    k < bj->n_steps ? &bj->steps[k] : NULL;
 			bool ran = sr && sr->result != RUNNER_PENDING;
 			json_t *st =
 			    json_pack("{s:s, s:s}", "name", j->steps[k].name, "result",

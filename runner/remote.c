@@ -19,7 +19,7 @@
 
 struct remote_job {
 	int64_t id;
-	int attempt;		   /* the last attempt sent as started; 0: none */
+	int attempt;		  /* the last attempt sent as started; 0: none */
 	size_t started, finished; /* steps of that attempt sent as started, as finished */
 	bool ended;
 	struct pipe_step *steps; /* names learnt so far, owned */
@@ -251,8 +251,8 @@ static void job_result(const json_t *job, const json_t *last, struct runner_job_
 }
 
 /* Sends the steps of attempt a that the sink has not heard of. */
-static int send_steps(struct remote_run *r, size_t i, const json_t *job, const json_t *a,
-		      bool last, const struct remote_api *api, const struct runner_sink *sink)
+static int send_steps(struct remote_run *r, size_t i, const json_t *job, const json_t *a, bool last,
+		      const struct remote_api *api, const struct runner_sink *sink)
 {
 	struct remote_job *st = &r->state[i];
 	json_t *steps = json_object_get(a, "steps");
@@ -297,8 +297,8 @@ static int send_steps(struct remote_run *r, size_t i, const json_t *job, const j
 }
 
 /* Job i as its detail (GET /api/v1/jobs/ID) shows it. */
-static int send_job(struct remote_run *r, size_t i, const json_t *job,
-		    const struct remote_api *api, const struct runner_sink *sink)
+static int send_job(struct remote_run *r, size_t i, const json_t *job, const struct remote_api *api,
+		    const struct runner_sink *sink)
 {
 	struct remote_job *st = &r->state[i];
 	json_t *attempts = json_object_get(job, "attempts");

@@ -29,10 +29,10 @@ struct service_repo {
 #define SERVICE_DEFAULT_LISTEN "127.0.0.1:8080"
 
 struct service_config {
-	char *listen; /* "ADDR:PORT"; SERVICE_DEFAULT_LISTEN when not set */
-	char *db;     /* store url; NULL: store_default_url */
-	char *host;   /* this host's name; NULL: the machine's hostname */
-	int capacity; /* jobs at once; 0: runner_default_max_vms */
+	char *listen;	  /* "ADDR:PORT"; SERVICE_DEFAULT_LISTEN when not set */
+	char *db;	  /* store url; NULL: store_default_url */
+	char *host;	  /* this host's name; NULL: the machine's hostname */
+	int capacity;	  /* jobs at once; 0: runner_default_max_vms */
 	bool public_read; /* GET requests of the API need no token (writes still do) */
 	struct service_repo *repos;
 	size_t n_repos;

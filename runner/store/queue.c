@@ -26,10 +26,11 @@ struct job_row {
 static int job_row_tx(struct store *s, int64_t job_id, struct job_row *j, struct vmci_err *err)
 {
 	struct store_stmt *st;
-	int rc = db_query(s, &st, err,
-			  "SELECT id, run_id, status, attempt, retries, errors_retried, leases_lost,"
-			  " cancel_requested, log_len FROM jobs WHERE id = ? {for_update}",
-			  "I", job_id);
+	int rc =
+	    db_query(s, &st, err,
+		     "SELECT id, run_id, status, attempt, retries, errors_retried, leases_lost,"
+		     " cancel_requested, log_len FROM jobs WHERE id = ? {for_update}",
+		     "I", job_id);
 	if (rc < 0)
 		return rc;
 	rc = db_step(s, st, err);

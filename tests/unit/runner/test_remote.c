@@ -147,19 +147,20 @@ static void test_a_finished_run_sends_every_event_in_the_executors_order(void **
 	struct buf events = {0};
 	struct runner_sink sink = sink_of(&events);
 	assert_int_equal(remote_run_update(r, run, &api, &sink), 0);
-	assert_string_equal(buf_cstr(&events),
-			    "0 started 1\n"
-			    "0 step 0\n"
-			    "0 step 0 passed exited 0\n"
-			    "0 step 1\n"
-			    "0 step 1 passed exited 0\n"
-			    "0 passed step -1 how 'exited 0' attempts 1 1250ms\n"
-			    "1 started 1\n"
-			    "1 step 0\n"
-			    "1 output 0: about to fail\n\n"
-			    "1 step 0 failed exited 7\n"
-			    "1 failed step 0 how 'exited 7' attempts 1 3000ms\n"
-			    "2 skipped step -1 how 'a job it needs did not succeed' attempts 0 0ms\n");
+	assert_string_equal(
+	    buf_cstr(&events),
+	    "0 started 1\n"
+	    "0 step 0\n"
+	    "0 step 0 passed exited 0\n"
+	    "0 step 1\n"
+	    "0 step 1 passed exited 0\n"
+	    "0 passed step -1 how 'exited 0' attempts 1 1250ms\n"
+	    "1 started 1\n"
+	    "1 step 0\n"
+	    "1 output 0: about to fail\n\n"
+	    "1 step 0 failed exited 7\n"
+	    "1 failed step 0 how 'exited 7' attempts 1 3000ms\n"
+	    "2 skipped step -1 how 'a job it needs did not succeed' attempts 0 0ms\n");
 	/* The steps were learnt by name. */
 	assert_int_equal(p->jobs[0].n_steps, 2);
 	assert_string_equal(p->jobs[0].steps[1].name, "make");
@@ -198,15 +199,22 @@ static void poll(struct remote_run *r, struct buf *events, const char *status, i
 	json_decref(run);
 }
 
-static void test_each_change_is_sent_once_across_polls_and_a_lost_attempt_retries(void **state)
+/* The model of run_one with its job at status and attempt. */
+static struct remote_run *model_of_one(const char *status, int attempt)
 {
 	char text[600];
-	snprintf(text, sizeof(text), run_one, "queued", "queued", 0);
+	snprintf(text, sizeof(text), run_one, status, status, attempt);
 	json_t *run = json_loads(text, 0, NULL);
 	struct remote_run *r = NULL;
 	struct vmci_err err = {0};
 	assert_int_equal(remote_run_new(run, &r, &err), 0);
 	json_decref(run);
+	return r;
+}
+
+static void test_each_change_is_sent_once_across_polls_and_a_lost_attempt_retries(void **state)
+{
+	struct remote_run *r = model_of_one("queued", 0);
 	struct buf events = {0};
 
 	poll(r, &events, "queued", 0, NULL);
@@ -246,7 +254,7 @@ static void test_each_change_is_sent_once_across_polls_and_a_lost_attempt_retrie
 			 .answers = {detail, "oops\nmore than the attempt's bytes"}};
 	struct remote_api api = {.ctx = &f, .get_json = get_json, .get_bytes = get_bytes};
 	struct runner_sink sink = sink_of(&events);
-	run = json_loads(text2, 0, NULL);
+	json_t *run = json_loads(text2, 0, NULL);
 	assert_int_equal(remote_run_update(r, run, &api, &sink), 0);
 	json_decref(run);
 	assert_string_equal(buf_cstr(&events), "0 output 0: oops\n"
@@ -258,13 +266,7 @@ static void test_each_change_is_sent_once_across_polls_and_a_lost_attempt_retrie
 
 static void test_an_error_names_its_reason_and_where_its_log_is(void **state)
 {
-	char text[600];
-	snprintf(text, sizeof(text), run_one, "error", "error", 3);
-	json_t *run = json_loads(text, 0, NULL);
-	struct remote_run *r = NULL;
-	struct vmci_err err = {0};
-	assert_int_equal(remote_run_new(run, &r, &err), 0);
-	json_decref(run);
+	struct remote_run *r = model_of_one("error", 3);
 	struct buf events = {0};
 	poll(r, &events, "error", 3,
 	     "{\"id\": 21, \"status\": \"error\", \"attempt\": 3, \"attempts\": [{\"number\": 3,"
@@ -301,8 +303,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_a_finished_run_sends_every_event_in_the_executors_order),
-	    cmocka_unit_test(
-		test_each_change_is_sent_once_across_polls_and_a_lost_attempt_retries),
+	    cmocka_unit_test(test_each_change_is_sent_once_across_polls_and_a_lost_attempt_retries),
 	    cmocka_unit_test(test_an_error_names_its_reason_and_where_its_log_is),
 	    cmocka_unit_test(test_api_times_are_read_to_the_millisecond),
 	    cmocka_unit_test(test_an_answer_that_is_not_a_run_is_refused),
