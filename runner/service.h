@@ -93,10 +93,10 @@ int service_trigger(struct store *s, const struct service_dirs *dirs,
 /* ---- the workers (runner/service/worker.c) -------------------------- */
 
 struct service_opts {
-	const char *db_url;		     /* each worker opens its own handle */
-	const char *host;		     /* this host's name in the store */
-	const char *url;		     /* how peers reach it; may be NULL */
-	int capacity;			     /* worker threads, and warm VMs per image */
+	const char *db_url; /* each worker opens its own handle */
+	const char *host;   /* this host's name in the store */
+	const char *url;    /* how peers reach it; may be NULL */
+	int capacity;	    /* worker threads, and at most as many warm VMs per image shape */
 	const struct service_config *config; /* its repos */
 	struct service_dirs dirs;
 	int lease_s; /* claims' lease; 0: 30 */
