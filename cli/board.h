@@ -1,5 +1,6 @@
 /*
- * Private to `vmci run`: the terminal side of a run. The board is the
+ * Private to cli/ (`vmci run`, and `vmci status` through runner/remote.h):
+ * the terminal side of a run. The board is the
  * run's runner_sink: it writes every job's log to a file, capped at the
  * job's log-limit (runner_log_cap), and shows the run either as a live
  * status board redrawn in place (a terminal) or as interleaved log lines
