@@ -64,7 +64,8 @@ int board_new(const struct board_opts *opts, struct board **out, struct vmci_err
 		const struct pipe_job *j = &opts->run->jobs[i];
 		struct board_job *bj = &b->jobs[i];
 		bj->res.failed_step = -1;
-		bj->steps = calloc(j->n_steps, sizeof(*bj->steps));
+		bj->steps = calloc(j->n_steps ? j->n_steps : 1, sizeof(*bj->steps));
+		bj->n_steps = j->n_steps;
 		if (!bj->steps) {
 			rc = vmci_err_set(err, ENOMEM, "out of memory");
 			break;
@@ -199,6 +200,22 @@ static void close_log(struct board *b, size_t i)
 
 /* ---- sink callbacks ------------------------------------------------------------------ */
 
+/* Job i's step records cover the steps its pipe_job knows now (they may grow). */
+static bool steps_known(struct board *b, size_t i)
+{
+	struct board_job *bj = &b->jobs[i];
+	size_t n = b->o.run->jobs[i].n_steps;
+	if (n <= bj->n_steps)
+		return true;
+	struct runner_step_result *steps = realloc(bj->steps, n * sizeof(*steps));
+	if (!steps)
+		return false;
+	memset(steps + bj->n_steps, 0, (n - bj->n_steps) * sizeof(*steps));
+	bj->steps = steps;
+	bj->n_steps = n;
+	return true;
+}
+
 static void on_job_started(void *ctx, size_t i, int attempt)
 {
 	struct board *b = ctx;
@@ -236,9 +253,15 @@ static void on_step_started(void *ctx, size_t i, size_t step)
 	const struct pipe_job *j = &b->o.run->jobs[i];
 	pthread_mutex_lock(&b->lock);
 	struct board_job *bj = &b->jobs[i];
+	if (!steps_known(b, i)) {
+		pthread_mutex_unlock(&b->lock);
+		return;
+	}
 	bj->step = step;
 	bj->tail.len = 0;
 	bj->steps[step].result = RUNNER_PENDING;
+	if (bj->phase == BOARD_BOOTING) /* without a vm_ready (a followed run): it runs */
+		bj->phase = BOARD_RUNNING;
 	snprintf(bj->note, sizeof(bj->note), "step %zu/%zu: %s", step + 1, j->n_steps,
 		 j->steps[step].name);
 	job_line(b, i, "step %zu/%zu: %s", step + 1, j->n_steps, j->steps[step].name);
@@ -280,7 +303,8 @@ static void on_step_finished(void *ctx, size_t i, size_t step, const struct runn
 	format_duration(res->duration_ms, dur, sizeof(dur));
 	pthread_mutex_lock(&b->lock);
 	struct board_job *bj = &b->jobs[i];
-	bj->steps[step] = *res;
+	if (steps_known(b, i))
+		bj->steps[step] = *res;
 	if (bj->log)
 		fflush(bj->log);
 	if (!b->o.live)
@@ -322,6 +346,7 @@ static void on_job_finished(void *ctx, size_t i, const struct runner_job_result 
 	format_duration(res->duration_ms, dur, sizeof(dur));
 	pthread_mutex_lock(&b->lock);
 	struct board_job *bj = &b->jobs[i];
+	steps_known(b, i); /* for summary_json, which reads those it has */
 	char os[sizeof(bj->res.os)], arch[sizeof(bj->res.arch)];
 	snprintf(os, sizeof(os), "%s", bj->res.os);
 	snprintf(arch, sizeof(arch), "%s", bj->res.arch);

@@ -1,5 +1,6 @@
 /*
- * Private to `vmci run`: the terminal side of a run. The board is the
+ * Private to cli/ (`vmci run`, and `vmci status` through runner/remote.h):
+ * the terminal side of a run. The board is the
  * run's runner_sink: it writes every job's log to a file, capped at the
  * job's log-limit (runner_log_cap), and shows the run either as a live
  * status board redrawn in place (a terminal) or as interleaved log lines
@@ -28,6 +29,7 @@ struct board_job {
 	int64_t started_ms, ended_ms;
 	struct runner_job_result res;	  /* final once phase is BOARD_DONE */
 	struct runner_step_result *steps; /* per step; RUNNER_PENDING: did not run */
+	size_t n_steps;			  /* of steps: the job's as far as known */
 	struct buf tail;		  /* the newest output of the current step, bounded */
 	struct buf fail_tail;		  /* that of the step that failed the job */
 	char log_path[PATH_MAX];	  /* "" when logs are not kept */
@@ -41,6 +43,11 @@ struct board_job {
 	struct buf partial[3];	    /* --logs: the unfinished line of stdout (1) and stderr (2) */
 };
 
+/*
+ * run's jobs' steps may grow until each job's job_finished (a run followed
+ * from a server learns them as they start: runner/remote.h); the board
+ * reads them only in the sink's callbacks and after the run.
+ */
 struct board_opts {
 	const struct pipe_run *run;
 	const bool *selected; /* NULL: every job */
@@ -83,7 +90,7 @@ void board_free(struct board *b);
 
 struct run_summary {
 	const struct pipe_run *run;
-	const bool *selected;
+	const bool *selected; /* NULL: every job */
 	struct board *board;
 	const char *cwd;	   /* paths below it are shown relative to it */
 	const char *run_dir;	   /* the run's own directory (runner_local_run) */

@@ -51,6 +51,15 @@ int cli_parse(int argc, char **argv, const struct cli_option *opts, const char *
 void cli_usage(FILE *out, const char *usage, const struct cli_option *opts);
 
 /*
+ * cli_parse for a command of exactly one operand (`vmci status RUN`; what
+ * names it in the error: "RUN id"). Returns true with *operand; otherwise
+ * false with *status the command's exit status: EXIT_OK after --help,
+ * EXIT_USAGE after saying what was wrong.
+ */
+bool cli_parse_operand(int argc, char **argv, const struct cli_option *opts, const char *usage,
+		       const char *what, const char **operand, int *status);
+
+/*
  * usage followed by the names of the images a recipe builds (" a, b, c"),
  * for a --help that ends with "Images with a recipe:". Returns a string
  * to free, or NULL when out of memory. (cli/image.c)

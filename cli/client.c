@@ -178,23 +178,21 @@ int client_post_by_id(int argc, char **argv, const char *cmd, const char *usage,
 	    {0, "server", OPT_STRING, &server, "URL", "the server (default $VMCI_SERVER)"},
 	    {0},
 	};
-	int first = cli_parse(argc, argv, opts, usage, false);
-	if (first == -2)
-		return EXIT_OK;
-	if (first < 0 || argc - first != 1) {
-		if (first >= 0)
-			cli_error("%s: want one %s id", cmd, operand);
-		return EXIT_USAGE;
-	}
+	char what[64];
+	snprintf(what, sizeof(what), "%s id", operand);
+	const char *id = NULL;
+	int rc;
+	if (!cli_parse_operand(argc, argv, opts, usage, what, &id, &rc))
+		return rc;
 	struct client c;
-	int rc = client_init(&c, server, NULL);
+	rc = client_init(&c, server, NULL);
 	char path[128];
-	snprintf(path, sizeof(path), path_fmt, argv[first]);
+	snprintf(path, sizeof(path), path_fmt, id);
 	json_t *answer = NULL;
 	if (!rc)
 		rc = client_json(&c, cmd, "POST", path, NULL, &answer);
 	if (!rc)
-		fprintf(stderr, "%s %s: %s\n", noun, argv[first],
+		fprintf(stderr, "%s %s: %s\n", noun, id,
 			json_string_value(json_object_get(answer, "status")));
 	json_decref(answer);
 	return rc;

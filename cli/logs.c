@@ -145,17 +145,12 @@ int cmd_logs(int argc, char **argv)
 	    {'f', "follow", OPT_FLAG, &follow, NULL, "follow the log until the job ends"},
 	    {0},
 	};
-	int first = cli_parse(argc, argv, opts, usage, false);
-	if (first == -2)
-		return EXIT_OK;
-	if (first < 0 || argc - first != 1) {
-		if (first >= 0)
-			cli_error("logs: want one JOB id");
-		return EXIT_USAGE;
-	}
+	const char *job = NULL;
+	int rc;
+	if (!cli_parse_operand(argc, argv, opts, usage, "JOB id", &job, &rc))
+		return rc;
 	struct client c;
-	int rc = client_init(&c, server, NULL);
-	const char *job = argv[first];
+	rc = client_init(&c, server, NULL);
 	json_t *info = NULL;
 	char path[128];
 	snprintf(path, sizeof(path), "/api/v1/jobs/%s", job);

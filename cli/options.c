@@ -181,3 +181,19 @@ out:
 	free(operands);
 	return rc;
 }
+
+bool cli_parse_operand(int argc, char **argv, const struct cli_option *opts, const char *usage,
+		       const char *what, const char **operand, int *status)
+{
+	int first = cli_parse(argc, argv, opts, usage, false);
+	*operand = NULL;
+	*status = first == -2 ? EXIT_OK : EXIT_USAGE;
+	if (first == -2 || first < 0)
+		return false;
+	if (argc - first != 1) {
+		cli_error("%s: want one %s", argv[0], what);
+		return false;
+	}
+	*operand = argv[first];
+	return true;
+}

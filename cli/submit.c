@@ -22,22 +22,17 @@ int cmd_submit(int argc, char **argv)
 	    {0, "json", OPT_FLAG, &as_json, NULL, "print the run as JSON"},
 	    {0},
 	};
-	int first = cli_parse(argc, argv, opts, usage, false);
-	if (first == -2)
-		return EXIT_OK;
-	if (first < 0 || argc - first != 1) {
-		if (first >= 0)
-			cli_error("submit: want one REPO");
-		return EXIT_USAGE;
-	}
+	const char *repo = NULL;
+	int rc;
+	if (!cli_parse_operand(argc, argv, opts, usage, "REPO", &repo, &rc))
+		return rc;
 	struct client c;
-	int rc = client_init(&c, server, NULL);
+	rc = client_init(&c, server, NULL);
 	json_t *run = NULL;
 	if (!rc)
 		rc = client_json(
 		    &c, "submit", "POST", "/api/v1/runs",
-		    json_pack("{s:s, s:s, s:s*}", "repo", argv[first], "ref", ref, "sha", sha),
-		    &run);
+		    json_pack("{s:s, s:s, s:s*}", "repo", repo, "ref", ref, "sha", sha), &run);
 	if (rc)
 		return rc;
 	if (as_json)

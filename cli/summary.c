@@ -20,6 +20,11 @@ const char *summary_path(const char *path, const char *cwd)
 	return path;
 }
 
+static bool selected(const struct run_summary *s, size_t i)
+{
+	return !s->selected || s->selected[i];
+}
+
 static void print_tail(FILE *out, const struct buf *tail, int max_lines)
 {
 	if (!tail->len)
@@ -57,13 +62,13 @@ void summary_print(FILE *out, const struct run_summary *s, int64_t elapsed)
 	const struct pipe_run *run = s->run;
 	int name_w = 4;
 	for (size_t i = 0; i < run->n_jobs; i++)
-		if (s->selected[i] && (int)strlen(run->jobs[i].name) > name_w)
+		if (selected(s, i) && (int)strlen(run->jobs[i].name) > name_w)
 			name_w = (int)strlen(run->jobs[i].name);
 	fprintf(out, "\n%-*s  %-9s  %8s  %s\n", name_w, "JOB", "RESULT", "DURATION",
 		"FAILING STEP");
 	int counts[RUNNER_SKIPPED + 1] = {0};
 	for (size_t i = 0; i < run->n_jobs; i++) {
-		if (!s->selected[i])
+		if (!selected(s, i))
 			continue;
 		const struct board_job *bj = board_job(s->board, i);
 		const struct runner_job_result *r = &bj->res;
@@ -83,7 +88,7 @@ void summary_print(FILE *out, const struct run_summary *s, int64_t elapsed)
 	}
 	/* What went wrong, where to look. */
 	for (size_t i = 0; i < run->n_jobs; i++) {
-		if (!s->selected[i])
+		if (!selected(s, i))
 			continue;
 		const struct board_job *bj = board_job(s->board, i);
 		const struct runner_job_result *r = &bj->res;
@@ -132,7 +137,7 @@ json_t *summary_json(const struct run_summary *s, const struct runner_workspace 
 	const struct pipe_run *run = s->run;
 	json_t *jobs = json_array();
 	for (size_t i = 0; i < run->n_jobs; i++) {
-		if (!s->selected[i])
+		if (!selected(s, i))
 			continue;
 		const struct pipe_job *j = &run->jobs[i];
 		const struct board_job *bj = board_job(s->board, i);
@@ -143,8 +148,9 @@ json_t *summary_json(const struct run_summary *s, const struct runner_workspace 
 					    json_string(j->matrix[v].value));
 		json_t *steps = json_array();
 		for (size_t k = 0; k < j->n_steps; k++) {
-			const struct runner_step_result *sr = &bj->steps[k];
-			bool ran = sr->result != RUNNER_PENDING;
+			const struct runner_step_result *sr =
+			    k < bj->n_steps ? &bj->steps[k] : NULL;
+			bool ran = sr && sr->result != RUNNER_PENDING;
 			json_t *st =
 			    json_pack("{s:s, s:s}", "name", j->steps[k].name, "result",
 				      ran ? (sr->continued ? "failed-continued"

@@ -299,6 +299,9 @@ int ydoc_strings(struct ydoc *d, const struct ydoc_node *n, const char *what, si
 int ydoc_int(struct ydoc *d, const struct ydoc_node *n, const char *what, int min, int max,
 	     int *out);
 
+/* true or false (as YAML 1.2 writes them: also True, TRUE, False, FALSE). */
+int ydoc_bool(struct ydoc *d, const struct ydoc_node *n, const char *what, bool *out);
+
 /* ---- how long vmci waits (shared by every module) ------------------- */
 
 /*

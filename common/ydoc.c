@@ -282,3 +282,18 @@ int ydoc_int(struct ydoc *d, const struct ydoc_node *n, const char *what, int mi
 	return ydoc_error(d, n, EINVAL, "%s must be a whole number from %d to %d, not '%.40s'",
 			  what, min, max, text);
 }
+
+int ydoc_bool(struct ydoc *d, const struct ydoc_node *n, const char *what, bool *out)
+{
+	static const char *const words[] = {"true", "True", "TRUE", "false", "False", "FALSE"};
+	const char *text = ydoc_kind(n) == YDOC_SCALAR ? ydoc_scalar(n) : NULL;
+	for (size_t i = 0; text && i < ARRAY_LEN(words); i++)
+		if (!strcmp(text, words[i])) {
+			*out = i < 3;
+			return 0;
+		}
+	if (!text)
+		return ydoc_error(d, n, EINVAL, "%s must be true or false, not %s", what,
+				  ydoc_what(n));
+	return ydoc_error(d, n, EINVAL, "%s must be true or false, not '%.40s'", what, text);
+}

@@ -8,7 +8,8 @@
  *   runner/http/sse.c     a job's log as server-sent events
  *
  * Every /api/ request needs `Authorization: Bearer TOKEN`, a token made
- * by store_token_create (only hashes are stored). Errors are JSON,
+ * by store_token_create (only hashes are stored), but for GETs when the
+ * config says public_read (a token a GET carries is still checked). Errors are JSON,
  * {"error": "what went wrong and what to do"}: 401 for a missing or
  * wrong token, 400 for a bad request or bad JSON, 404 for an unknown id
  * or path, 405 for a wrong method, 413 for a body over max_body.

@@ -54,7 +54,8 @@ struct pool_vm {
 
 struct pool_image {
 	char name[64];
-	int size;
+	int size, max_size;		/* size grows up to max_size by demand */
+	int waiting;			/* acquires waiting for a VM of it */
 	struct runner_guest_opts guest; /* cpus and memory_mb never 0: the entry's shape */
 	bool from_template;
 	bool template_ready; /* its template exists: VMs may restore from it in parallel */
@@ -398,6 +399,7 @@ int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
 		return vmci_err_set(err, ENAMETOOLONG, "image name or template path too long");
 	}
 	im->size = opts->size;
+	im->max_size = opts->max_size > opts->size ? opts->max_size : opts->size;
 	im->guest = opts->guest;
 	if (im->guest.cpus <= 0)
 		im->guest.cpus = DEFAULT_CPUS;
@@ -433,6 +435,25 @@ int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
 	if (rc)
 		free(im);
 	return rc;
+}
+
+/*
+ * One more VM for im when more jobs wait for one than are on their way:
+ * wanted but not started yet, starting, being reverted or replaced.
+ * Called locked.
+ */
+static void grow_for_demand(struct runner_pool *p, struct pool_image *im)
+{
+	if (im->size >= im->max_size)
+		return;
+	int coming = im->size - im->live + im->starting;
+	for (struct pool_vm *v = im->vms; v; v = v->next)
+		if (v->state != PV_READY && v->state != PV_BUSY)
+			coming++;
+	if (im->waiting > coming) {
+		im->size++;
+		pthread_cond_broadcast(&p->work);
+	}
 }
 
 int runner_pool_acquire(struct runner_pool *p, const char *image,
@@ -480,7 +501,10 @@ int runner_pool_acquire(struct runner_pool *p, const char *image,
 		}
 		struct timespec ts;
 		timespec_in(&ts, deadline - now < WAIT_SLICE_MS ? deadline - now : WAIT_SLICE_MS);
+		im->waiting++;
+		grow_for_demand(p, im);
 		pthread_cond_timedwait(&p->changed, &p->mu, &ts);
+		im->waiting--;
 	}
 	pthread_mutex_unlock(&p->mu);
 	return rc;

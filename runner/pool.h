@@ -29,8 +29,14 @@
 struct runner_pool;
 
 struct runner_pool_opts {
-	const char *image;		/* golden image name, built if missing */
-	int size;			/* VMs of the shape, ready or busy; at least 1 */
+	const char *image; /* golden image name, built if missing */
+	int size;	   /* VMs of the shape, ready or busy; at least 1 */
+	/*
+	 * Above size: the shape grows by demand, one VM at a time up to
+	 * max_size, whenever more jobs wait for one of its VMs than are on
+	 * their way (starting, or being reverted). It never shrinks. 0: size.
+	 */
+	int max_size;
 	struct runner_guest_opts guest; /* the VMs' shape (progress is not used) */
 	const char *templates;		/* start VMs from templates there; NULL: boot them */
 	enum runner_template_kind template_kind;

@@ -29,10 +29,11 @@ struct service_repo {
 #define SERVICE_DEFAULT_LISTEN "127.0.0.1:8080"
 
 struct service_config {
-	char *listen; /* "ADDR:PORT"; SERVICE_DEFAULT_LISTEN when not set */
-	char *db;     /* store url; NULL: store_default_url */
-	char *host;   /* this host's name; NULL: the machine's hostname */
-	int capacity; /* jobs at once; 0: runner_default_max_vms */
+	char *listen;	  /* "ADDR:PORT"; SERVICE_DEFAULT_LISTEN when not set */
+	char *db;	  /* store url; NULL: store_default_url */
+	char *host;	  /* this host's name; NULL: the machine's hostname */
+	int capacity;	  /* jobs at once; 0: runner_default_max_vms */
+	bool public_read; /* GET requests of the API need no token (writes still do) */
 	struct service_repo *repos;
 	size_t n_repos;
 };
@@ -44,6 +45,7 @@ struct service_config {
  *   db: sqlite:/var/lib/vmci/vmci.db
  *   host: { name: build1, capacity: 4 }
  *   repos: [{ name: acme/widget, url: /srv/git/widget.git }]
+ *   public_read: true      # reads without a token
  *
  * Keys of SERVICE.md this host does not use yet (public_url, forge
  * settings) are accepted and ignored. A mistake is -EINVAL with err
@@ -91,10 +93,10 @@ int service_trigger(struct store *s, const struct service_dirs *dirs,
 /* ---- the workers (runner/service/worker.c) -------------------------- */
 
 struct service_opts {
-	const char *db_url;		     /* each worker opens its own handle */
-	const char *host;		     /* this host's name in the store */
-	const char *url;		     /* how peers reach it; may be NULL */
-	int capacity;			     /* worker threads, and warm VMs per image */
+	const char *db_url; /* each worker opens its own handle */
+	const char *host;   /* this host's name in the store */
+	const char *url;    /* how peers reach it; may be NULL */
+	int capacity;	    /* worker threads, and at most as many warm VMs per image shape */
 	const struct service_config *config; /* its repos */
 	struct service_dirs dirs;
 	int lease_s; /* claims' lease; 0: 30 */

@@ -54,8 +54,10 @@ int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int
 			   struct vmci_err *err);
 /*
  * A host's warm pools (the service): no image at first; each shape
- * (image, cpus, memory) gets per_image VMs when the first job of that
- * shape asks for one. Thread-safe acquire and release.
+ * (image, cpus, memory) gets one VM when the first job of that shape asks
+ * for one, and more, up to per_image, only while its jobs wait for one
+ * (runner_pool_opts.max_size): a shape used by one job at a time keeps
+ * one VM. Thread-safe acquire and release.
  */
 int runner_warm_source_new_host(int per_image, enum vm_accel accel, struct runner_warm_source **out,
 				struct vmci_err *err);

@@ -184,7 +184,9 @@ static struct warm_image *find_or_add(struct runner_warm_source *w, const struct
 	/* The pool keeps its own copy of the name; ours must outlive the job's run. */
 	im = &w->images[w->n_images];
 	*im = (struct warm_image){strdup(job->image), job->cpus, job->memory_mb};
-	struct runner_pool_opts po = pool_opts(w, im, w->per_image);
+	/* One VM at first; more only while the shape's jobs wait for one (runner_pool_opts). */
+	struct runner_pool_opts po = pool_opts(w, im, 1);
+	po.max_size = w->per_image;
 	if (im->name && runner_pool_add(w->pool, &po, err) == 0) {
 		w->n_images++;
 	} else {

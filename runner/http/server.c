@@ -62,10 +62,18 @@ unsigned http_status_of(int code)
 	}
 }
 
-/* 0 when the request carries a valid token; else the 401 was queued into *ret. */
-static int authenticate(struct http_server *srv, struct MHD_Connection *c, enum MHD_Result *ret)
+/*
+ * 0 when the request carries a valid token, or may go without one (a
+ * read of a service with public_read; a token it does carry is still
+ * checked, so that a wrong one is found before a write); else the 401
+ * was queued into *ret.
+ */
+static int authenticate(struct http_server *srv, struct MHD_Connection *c, const char *method,
+			enum MHD_Result *ret)
 {
 	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	if (!auth && !strcmp(method, "GET") && srv->o.config && srv->o.config->public_read)
+		return 0;
 	if (!auth || strncasecmp(auth, "Bearer ", 7)) {
 		*ret =
 		    http_error(c, MHD_HTTP_UNAUTHORIZED,
@@ -128,7 +136,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return http_error(c, MHD_HTTP_NOT_FOUND,
 				  "no such path: %s (the API is under /api/v1/)", url);
 	enum MHD_Result ret = MHD_NO;
-	if (authenticate(srv, c, &ret))
+	if (authenticate(srv, c, method, &ret))
 		return ret;
 	if (req->too_big)
 		return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body over %zu bytes",

@@ -59,7 +59,7 @@ static int read_repos(struct ydoc *d, const struct ydoc_node *n, struct service_
 static int read_config(struct ydoc *d, struct service_config *c)
 {
 	enum { LISTEN, DB, PUBLIC_URL, HOST, REPOS, PUBLIC_READ, NKEYS };
-	/* public_url, public_read: for later issues. */
+	/* public_url: for the forge issue (links in commit statuses). */
 	static const char *const keys[NKEYS] = {"listen", "db",	   "public_url",
 						"host",	  "repos", "public_read"};
 	const struct ydoc_node *root = ydoc_root(d), *v[NKEYS];
@@ -74,6 +74,8 @@ static int read_config(struct ydoc *d, struct service_config *c)
 	}
 	if (!rc && v[DB])
 		rc = ydoc_strdup(d, v[DB], "db", &c->db);
+	if (!rc && v[PUBLIC_READ])
+		rc = ydoc_bool(d, v[PUBLIC_READ], "public_read", &c->public_read);
 	if (!rc && v[HOST])
 		rc = read_host(d, v[HOST], c);
 	if (!rc && v[REPOS])

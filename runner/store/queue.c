@@ -14,13 +14,22 @@
 #define HOST_RESTARTED "host restarted"
 #define HOST_STOPPED   "host stopped"
 
-int job_current_tx(struct store *s, int64_t job_id, int attempt, int64_t *run_id, int64_t *log_len,
-		   struct vmci_err *err)
+/* A job's row as the queue's rules read it, locked for the transaction's writes. */
+struct job_row {
+	int64_t id, run_id;
+	enum store_status status;
+	int attempt, retries, errors_retried, leases_lost;
+	bool cancel_requested;
+	int64_t log_len;
+};
+
+static int job_row_tx(struct store *s, int64_t job_id, struct job_row *j, struct vmci_err *err)
 {
 	struct store_stmt *st;
 	int rc =
 	    db_query(s, &st, err,
-		     "SELECT run_id, status, attempt, log_len FROM jobs WHERE id = ? {for_update}",
+		     "SELECT id, run_id, status, attempt, retries, errors_retried, leases_lost,"
+		     " cancel_requested, log_len FROM jobs WHERE id = ? {for_update}",
 		     "I", job_id);
 	if (rc < 0)
 		return rc;
@@ -28,22 +37,44 @@ int job_current_tx(struct store *s, int64_t job_id, int attempt, int64_t *run_id
 	if (rc == 0)
 		rc = vmci_err_set(err, ENOENT, "job %lld not found", (long long)job_id);
 	if (rc == 1) {
-		enum store_status status = col_status(s, st, 1);
-		int current = (int)col_int(s, st, 2, 0);
-		if (status != STORE_RUNNING || current != attempt)
-			rc = vmci_err_set(err, ESTALE,
-					  "job %lld: attempt %d is not the current one (the job is "
-					  "%s, at attempt %d): ignored",
-					  (long long)job_id, attempt, store_status_name(status),
-					  current);
-		else
-			rc = 0;
-		if (run_id)
-			*run_id = col_int(s, st, 0, 0);
-		if (log_len)
-			*log_len = col_int(s, st, 3, 0);
+		j->id = col_int(s, st, 0, 0);
+		j->run_id = col_int(s, st, 1, 0);
+		j->status = col_status(s, st, 2);
+		j->attempt = (int)col_int(s, st, 3, 0);
+		j->retries = (int)col_int(s, st, 4, 0);
+		j->errors_retried = (int)col_int(s, st, 5, 0);
+		j->leases_lost = (int)col_int(s, st, 6, 0);
+		j->cancel_requested = col_int(s, st, 7, 0) != 0;
+		j->log_len = col_int(s, st, 8, 0);
+		rc = 0;
 	}
 	db_done(s, st);
+	return rc;
+}
+
+/* Reads job's row into *j and checks that attempt is its current running one (-ESTALE). */
+static int job_current_row_tx(struct store *s, int64_t job_id, int attempt, struct job_row *j,
+			      struct vmci_err *err)
+{
+	int rc = job_row_tx(s, job_id, j, err);
+	if (rc == 0 && (j->status != STORE_RUNNING || j->attempt != attempt))
+		rc = vmci_err_set(err, ESTALE,
+				  "job %lld: attempt %d is not the current one (the job is %s, at "
+				  "attempt %d): ignored",
+				  (long long)job_id, attempt, store_status_name(j->status),
+				  j->attempt);
+	return rc;
+}
+
+int job_current_tx(struct store *s, int64_t job_id, int attempt, int64_t *run_id, int64_t *log_len,
+		   struct vmci_err *err)
+{
+	struct job_row j;
+	int rc = job_current_row_tx(s, job_id, attempt, &j, err);
+	if (rc == 0 && run_id)
+		*run_id = j.run_id;
+	if (rc == 0 && log_len)
+		*log_len = j.log_len;
 	return rc;
 }
 
@@ -199,54 +230,13 @@ static int requeue_tx(struct store *s, int64_t job_id, int64_t run_id, int attem
 
 /* ---- finish ------------------------------------------------------------------------------- */
 
-struct job_row {
-	int64_t id, run_id;
-	enum store_status status;
-	int attempt, retries, errors_retried, leases_lost;
-	bool cancel_requested;
-};
-
-static int job_row_tx(struct store *s, int64_t job_id, struct job_row *j, struct vmci_err *err)
-{
-	struct store_stmt *st;
-	int rc =
-	    db_query(s, &st, err,
-		     "SELECT id, run_id, status, attempt, retries, errors_retried, leases_lost,"
-		     " cancel_requested FROM jobs WHERE id = ? {for_update}",
-		     "I", job_id);
-	if (rc < 0)
-		return rc;
-	rc = db_step(s, st, err);
-	if (rc == 0)
-		rc = vmci_err_set(err, ENOENT, "job %lld not found", (long long)job_id);
-	if (rc == 1) {
-		j->id = col_int(s, st, 0, 0);
-		j->run_id = col_int(s, st, 1, 0);
-		j->status = col_status(s, st, 2);
-		j->attempt = (int)col_int(s, st, 3, 0);
-		j->retries = (int)col_int(s, st, 4, 0);
-		j->errors_retried = (int)col_int(s, st, 5, 0);
-		j->leases_lost = (int)col_int(s, st, 6, 0);
-		j->cancel_requested = col_int(s, st, 7, 0) != 0;
-		rc = 0;
-	}
-	db_done(s, st);
-	return rc;
-}
-
 static int finish_tx(struct store *s, int64_t job_id, int attempt, enum store_status status,
 		     int exit_code, const char *failed_step, struct vmci_err *err)
 {
 	struct job_row j;
-	int rc = job_row_tx(s, job_id, &j, err);
+	int rc = job_current_row_tx(s, job_id, attempt, &j, err);
 	if (rc < 0)
 		return rc;
-	if (j.status != STORE_RUNNING || j.attempt != attempt)
-		return vmci_err_set(err, ESTALE,
-				    "job %lld: the result of attempt %d is ignored: the job is %s, "
-				    "at attempt %d",
-				    (long long)job_id, attempt, store_status_name(j.status),
-				    j.attempt);
 	rc = attempt_end_tx(s, job_id, attempt, status, exit_code, failed_step, NULL, err);
 	if (rc < 0)
 		return rc;

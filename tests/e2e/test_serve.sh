@@ -109,6 +109,16 @@ commit_pipeline() {
 		cat >.vmci.yml && git commit -qam "$1")
 }
 
+# on_tty FILE CMD...: runs CMD on a pseudo-terminal (script), its output into FILE; its status.
+on_tty() {
+	local file=$1
+	shift
+	script -qefc "env -u NO_COLOR TERM=xterm $(printf '%q ' "$@")" "$file" </dev/null >/dev/null 2>&1
+}
+
+# plain FILE: FILE without its terminal control sequences.
+plain() { sed 's/\x1b\[[0-9;]*[A-Za-z]//g; s/\r//g' "$1"; }
+
 # qemus: pids of the QEMUs of this test's VMs.
 qemus() { pgrep -f "qemu-system.*$TMPDIR" | sort | tr '\n' ' '; }
 
@@ -157,8 +167,28 @@ git remote add origin "$T/widget.git"
 cd - >/dev/null
 RUN=$(push main)
 if [ -n "$RUN" ]; then pass push_creates_a_run; else fail push_creates_a_run "no run id in the push's output"; RUN=0; fi
+# vmci status on a terminal from the start: the board of vmci run, live, until the run ends.
+on_tty "$T/status.tty" "$VMCI" status "$RUN" &
+STATUS_PID=$!
 
 expect_eq pushed_run_succeeds success "$(wait_run "$RUN" 150)"
+wait "$STATUS_PID"
+expect_eq status_on_a_terminal_exits_0_for_a_passed_run 0 $?
+BOARD=$(plain "$T/status.tty")
+case $BOARD in *"widget #$RUN: 3 jobs, "*) pass status_on_a_terminal_draws_the_board ;;
+*) fail status_on_a_terminal_draws_the_board "got: $(head -c 600 "$T/status.tty" | cat -v)" ;; esac
+# Redrawn in place (the cursor goes up over the last draw), with a job seen running on the way.
+if grep -q $'\x1b\[[0-9]*A' "$T/status.tty" && echo "$BOARD" | grep -Eq '^  build \(busybox-x86_64\) +(booting|running) '; then
+	pass status_on_a_terminal_redraws_as_jobs_change
+else fail status_on_a_terminal_redraws_as_jobs_change "got: $(echo "$BOARD" | head -20)"; fi
+expect_eq status_on_a_terminal_ends_with_the_summary_of_vmci_run "3" \
+	"$(echo "$BOARD" | grep -Ec '^(build \(busybox-(x86_64|aarch64)\)|test) +passed ')"
+case $BOARD in *"3 passed in "*) pass status_summary_counts_the_jobs ;;
+*) fail status_summary_counts_the_jobs "got: $(echo "$BOARD" | tail -8)" ;; esac
+on_tty "$T/status-nocolor.tty" env NO_COLOR=1 "$VMCI" status "$RUN"
+expect_eq status_with_no_color_exits_0 0 $?
+expect_eq status_with_no_color_draws_no_board "0 1" \
+	"$(grep -c $'\x1b' "$T/status-nocolor.tty") $(grep -c "^run $RUN  success" "$T/status-nocolor.tty")"
 RUN_JSON=$(api "runs/$RUN")
 BUILD=$(job_id "$RUN" "build (busybox-x86_64)")
 BUILD_ARM=$(job_id "$RUN" "build (busybox-aarch64)")
@@ -216,6 +246,19 @@ expect_eq failed_job_names_its_step "failure greet 7" "$(echo "$J" | jq -r '.job
 expect_eq dependent_of_a_failure_is_skipped skipped "$(echo "$J" | jq -r '.jobs[] | select(.name=="test") | .status')"
 "$VMCI" status "${RUN2:-0}" >/dev/null
 expect_eq status_of_a_failed_run_exits_1 1 $?
+# Not a terminal, --wait: the board's plain lines, then the summary with the failing step's output.
+"$VMCI" status --wait "${RUN2:-0}" >"$T/status2.out" 2>&1
+expect_eq status_wait_of_a_failed_run_exits_1 1 $?
+expect_eq status_wait_not_on_a_terminal_has_no_control_sequences 0 "$(grep -c $'\x1b' "$T/status2.out")"
+if grep -q "^\[build (busybox-x86_64)\] step 'greet' failed: exited 7" "$T/status2.out" &&
+	grep -Eq '^build \(busybox-x86_64\) +failed .*greet: exited 7' "$T/status2.out" &&
+	grep -q '^  | about to fail' "$T/status2.out" && grep -Eq "^0 passed, 1 failed, (1 cancelled, )?1 skipped in " "$T/status2.out"; then
+	pass status_wait_prints_the_summary_with_the_failing_output
+else fail status_wait_prints_the_summary_with_the_failing_output "got: $(cat "$T/status2.out")"; fi
+on_tty "$T/status2.tty" "$VMCI" status "${RUN2:-0}"
+expect_eq status_on_a_terminal_exits_1_for_a_failed_run 1 $?
+case $(plain "$T/status2.tty") in *"step 'greet': exited 7; its last output:"*"about to fail"*) pass status_on_a_terminal_shows_what_failed ;;
+*) fail status_on_a_terminal_shows_what_failed "got: $(plain "$T/status2.tty" | tail -15)" ;; esac
 
 # ---- a push to a branch the pipeline's on: does not select: no run, and why -------------------
 commit_pipeline feature <<'YML'

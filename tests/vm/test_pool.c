@@ -3,7 +3,7 @@
  * each isolated from the others; a job gets a VM of the shape it asks
  * for, never a smaller one of the same image; a VM whose revert fails, or that a job
  * reports broken, is replaced; a pool whose process was killed is cleaned
- * up by the next one.
+ * up by the next one; a shape grows by demand, and only by demand.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -276,6 +276,31 @@ static void test_a_job_asking_for_1_gib_never_gets_a_256_mib_pool_vm(void **stat
 	runner_pool_free(p);
 }
 
+static void test_a_pool_grows_by_demand_only_while_a_job_waits_with_every_vm_busy(void **state)
+{
+	struct runner_pool *p = NULL;
+	struct vmci_err err = {0};
+	struct runner_pool_opts opts = {.image = IMAGE, .size = 1, .max_size = 3};
+	if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &opts, &err))
+		fail_msg("%s", err.msg);
+	/* Jobs one after another: the one VM, reverted, serves them all. */
+	for (int i = 0; i < 3; i++) {
+		struct runner_guest *g = acquire(p);
+		runner_pool_release(p, g, false);
+		settled(p, 1);
+	}
+	struct runner_pool_stats st = settled(p, 1);
+	assert_int_equal(st.started, 1);
+	/* Two at once: the second waits with the only VM busy, so the shape grows by one. */
+	struct runner_guest *a = acquire(p), *b = acquire(p);
+	assert_ptr_not_equal(a, b);
+	runner_pool_release(p, a, false);
+	runner_pool_release(p, b, false);
+	st = settled(p, 2);
+	assert_int_equal(st.started, 2);
+	runner_pool_free(p);
+}
+
 static void test_acquire_reports_an_image_the_pool_does_not_have(void **state)
 {
 	struct runner_pool *p;
@@ -296,6 +321,7 @@ int main(void)
 	    cmocka_unit_test(test_a_failed_revert_replaces_the_vm),
 	    cmocka_unit_test(test_a_job_asking_for_1_gib_never_gets_a_256_mib_pool_vm),
 	    cmocka_unit_test(test_acquire_reports_an_image_the_pool_does_not_have),
+	    cmocka_unit_test(test_a_pool_grows_by_demand_only_while_a_job_waits_with_every_vm_busy),
 	};
 	return cmocka_run_group_tests_name("vm pool", tests, setup, teardown);
 }

@@ -199,6 +199,85 @@ static void test_the_stream_gives_back_carriage_returns_exactly(void **state)
 	store_job_free(job);
 }
 
+/* Restarts the server of c with public_read as given. */
+static void restart(struct ctx *c, bool public_read)
+{
+	http_stop(c->srv);
+	c->cfg.public_read = public_read;
+	struct vmci_err err = {0};
+	struct http_opts o = {
+	    .listen = "127.0.0.1:0", .db_url = c->f->url, .config = &c->cfg, .host = "test"};
+	if (http_start(&o, &c->srv, &err))
+		fail_msg("http_start: %s", err.msg);
+	snprintf(c->base, sizeof(c->base), "http://127.0.0.1:%d", http_port(c->srv));
+}
+
+static void test_public_read_answers_reads_without_a_token_and_no_write(void **state)
+{
+	struct ctx *c = *state;
+	int64_t run_id = 0, job_id = 0;
+	struct vmci_err err = {0};
+	struct store_job_spec spec = {.name = "build", .image = "busybox-x86_64"};
+	struct store_run_spec rs = {.repo = "widget", .ref = "refs/heads/main", .trigger = "api"};
+	assert_int_equal(store_run_create(c->f->s, &rs, &spec, 1, &run_id, &err), 0);
+	struct store_run *run = NULL;
+	assert_int_equal(store_run_get(c->f->s, run_id, &run, &err), 0);
+	job_id = run->jobs[0].id;
+	store_run_free(run);
+	char runs[64], one[64], job[64], log[64], arts[64], cancel[64], retry[64];
+	snprintf(runs, sizeof(runs), "/api/v1/runs");
+	snprintf(one, sizeof(one), "/api/v1/runs/%lld", (long long)run_id);
+	snprintf(job, sizeof(job), "/api/v1/jobs/%lld", (long long)job_id);
+	snprintf(log, sizeof(log), "/api/v1/jobs/%lld/log", (long long)job_id);
+	snprintf(arts, sizeof(arts), "/api/v1/jobs/%lld/artifacts", (long long)job_id);
+	snprintf(cancel, sizeof(cancel), "/api/v1/runs/%lld/cancel", (long long)run_id);
+	snprintf(retry, sizeof(retry), "/api/v1/jobs/%lld/retry", (long long)job_id);
+	const char *reads[] = {runs, one, job, log, arts};
+
+	/* Off (the default): every read needs a token. */
+	for (size_t i = 0; i < ARRAY_LEN(reads); i++)
+		expect_error(c, 401, "GET", reads[i], NULL, NULL);
+
+	restart(c, true);
+	for (size_t i = 0; i < ARRAY_LEN(reads); i++) {
+		struct buf out = {0};
+		long got = request(c, "GET", reads[i], NULL, NULL, NULL, &out);
+		if (got != 200)
+			fail_msg("GET %s without a token: %ld %s", reads[i], got, buf_cstr(&out));
+		buf_free(&out);
+	}
+	/* The stream too: its first bytes come without a token. */
+	struct buf out = {0};
+	char stream[80];
+	snprintf(stream, sizeof(stream), "/api/v1/jobs/%lld/log/stream", (long long)job_id);
+	CURL *curl = curl_easy_init();
+	char url[256];
+	snprintf(url, sizeof(url), "%s%s", c->base, stream);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &out);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1500L); /* the job never ends: cut it */
+	curl_easy_perform(curl);
+	long status = 0;
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(curl);
+	assert_int_equal(status, 200);
+	buf_free(&out);
+
+	/* A wrong token is still refused, and every write still needs a good one. */
+	expect_error(c, 401, "GET", runs, "vmci_wrong", NULL);
+	expect_error(c, 401, "POST", "/api/v1/runs", NULL, "{\"repo\": \"widget\"}");
+	expect_error(c, 401, "POST", cancel, NULL, NULL);
+	expect_error(c, 401, "POST", retry, NULL, NULL);
+	struct store_job *j = NULL;
+	assert_int_equal(store_job_get(c->f->s, job_id, &j, &err), 0);
+	assert_int_equal(j->status, STORE_QUEUED); /* the refused cancel did nothing */
+	store_job_free(j);
+	struct buf ok = {0};
+	assert_int_equal(request(c, "POST", cancel, "", NULL, NULL, &ok), 200);
+	buf_free(&ok);
+}
+
 static void test_healthz_needs_no_token(void **state)
 {
 	struct ctx *c = *state;
@@ -220,6 +299,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_the_stream_gives_back_carriage_returns_exactly,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_healthz_needs_no_token, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_public_read_answers_reads_without_a_token_and_no_write, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,7 @@ static void test_every_key_is_read(void **state)
 	assert_int_equal(parse("listen: 127.0.0.1:9000\n"
 			       "db: sqlite:/tmp/x.db\n"
 			       "public_url: https://ci.example.org\n"
+			       "public_read: true\n"
 			       "host: { name: build1, capacity: 4, url: http://build1:8080 }\n"
 			       "repos:\n"
 			       "  - name: acme/widget\n"
@@ -36,6 +37,7 @@ static void test_every_key_is_read(void **state)
 	assert_string_equal(c.db, "sqlite:/tmp/x.db");
 	assert_string_equal(c.host, "build1");
 	assert_int_equal(c.capacity, 4);
+	assert_true(c.public_read);
 	assert_int_equal(c.n_repos, 2);
 	assert_string_equal(service_config_repo(&c, "acme/widget")->url, "/srv/git/widget.git");
 	assert_non_null(service_config_repo(&c, "other"));
@@ -50,7 +52,18 @@ static void test_listen_defaults_to_loopback(void **state)
 	assert_int_equal(parse("repos: []\n", &c, &err), 0);
 	assert_string_equal(c.listen, "127.0.0.1:8080");
 	assert_null(c.db);
+	assert_false(c.public_read);
 	service_config_free(&c);
+}
+
+static void test_public_read_must_be_a_boolean(void **state)
+{
+	struct service_config c;
+	struct vmci_err err = {0};
+	assert_int_equal(parse("public_read: yes please\n", &c, &err), -EINVAL);
+	assert_string_equal(err.msg,
+			    "serve.yml:1:14: error: public_read must be true or false, not 'yes "
+			    "please'");
 }
 
 static void test_a_bad_key_is_reported_at_its_line_and_column(void **state)
@@ -129,6 +142,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_every_key_is_read),
 	    cmocka_unit_test(test_listen_defaults_to_loopback),
+	    cmocka_unit_test(test_public_read_must_be_a_boolean),
 	    cmocka_unit_test(test_a_bad_key_is_reported_at_its_line_and_column),
 	    cmocka_unit_test(test_bad_values_are_refused),
 	    cmocka_unit_test(test_a_key_given_twice_is_refused),
