@@ -211,6 +211,10 @@ int runner_workspace_open(const char *dir, struct runner_workspace **out, struct
 {
 	*out = NULL;
 	struct runner_workspace *ws = calloc(1, sizeof(*ws));
+	if (ws && !(ws->disk = runner_ws_disk_new())) {
+		free(ws);
+		ws = NULL;
+	}
 	if (!ws)
 		return vmci_err_set(err, ENOMEM, "out of memory");
 	struct list l = {0};
@@ -242,6 +246,7 @@ int runner_workspace_open(const char *dir, struct runner_workspace **out, struct
 	git_libgit2_shutdown();
 	if (rc) {
 		list_free(&l);
+		runner_ws_disk_free(ws->disk);
 		free(ws);
 		return rc;
 	}
@@ -259,6 +264,7 @@ void runner_workspace_free(struct runner_workspace *ws)
 	for (size_t i = 0; i < ws->n_files; i++)
 		free(ws->files[i]);
 	free(ws->files);
+	runner_ws_disk_free(ws->disk);
 	free(ws);
 }
 

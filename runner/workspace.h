@@ -35,6 +35,8 @@ struct runner_workspace {
 	 */
 	bool from_commit;
 	int64_t commit_time;
+	/* Its size and disk image, made on first need (runner/workspace_disk.c). */
+	struct runner_ws_disk *disk;
 };
 
 /*
@@ -61,5 +63,81 @@ int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct
  */
 int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm, const char *guest_dir,
 			    bool *host_side, struct vmci_err *err);
+
+/* ---- the workspace as a disk (runner/workspace_disk.c) --------------- */
+
+/*
+ * How a workspace reaches the guest. The tar stream goes through the
+ * agent's channel (about 36 MB/s under TCG, plus a cost per file); the
+ * disk is an ext4 image of the same tree, made once per workspace, that
+ * each job's VM gets as a hot-added SCSI disk (a copy-on-write overlay
+ * of it) mounted at the workspace directory: a fixed cost per job of
+ * about a quarter of a second, whatever the tree's size. Both give the
+ * same tree: paths, modes, symlinks, mtimes, root's ownership.
+ */
+enum runner_ws_via {
+	RUNNER_WS_AUTO, /* the disk from RUNNER_WS_DISK_MIN_BYTES of files on, else tar */
+	RUNNER_WS_TAR,
+	RUNNER_WS_DISK,
+};
+
+/*
+ * From this many bytes of files on, AUTO takes the disk: below it the
+ * tar stream is as fast (bench/bench_workspace measures both).
+ */
+#define RUNNER_WS_DISK_MIN_BYTES (16LL << 20)
+
+/* "auto", "tar", "disk"; returns -1 for anything else. */
+int runner_ws_via_parse(const char *name, enum runner_ws_via *out);
+
+/* For the workspace's constructors and runner_workspace_free. NULL when out of memory. */
+struct runner_ws_disk *runner_ws_disk_new(void);
+void runner_ws_disk_free(struct runner_ws_disk *d);
+
+/* The bytes of the workspace's regular files (computed once); -1 when unreadable. */
+long long runner_workspace_bytes(const struct runner_workspace *ws);
+
+/* Whether a job's workspace should go as a disk. */
+bool runner_workspace_wants_disk(const struct runner_workspace *ws, enum runner_ws_via via);
+
+/*
+ * The workspace's ext4 image, made on the first call (thread-safe; later
+ * calls wait for it and share its result) in a private directory under
+ * $TMPDIR, removed by runner_workspace_free. Returns 0 with its path in
+ * out, or a negative code with err (the same for every later call).
+ */
+int runner_workspace_disk_image(const struct runner_workspace *ws, char *out, size_t size,
+				struct vmci_err *err);
+
+/* The workspace disk of one VM: what runner_workspace_unmount undoes. */
+struct runner_ws_mount {
+	bool attached;		/* the disk is on the VM's SCSI bus */
+	bool mounted;		/* and mounted in the guest */
+	char overlay[PATH_MAX]; /* the VM's copy-on-write overlay of the image; "" when none */
+	char guest_dir[256];
+};
+
+/* runner_workspace_mount's "no disk, but the VM is fine": use the tar stream. */
+#define RUNNER_WS_NOT_MOUNTED 1
+
+/*
+ * Mounts the workspace's image at guest_dir in the guest, through an
+ * overlay written under scratch (the VM's run directory): the guest may
+ * write to its workspace, the image stays as it was. Returns 0 when
+ * mounted; RUNNER_WS_NOT_MOUNTED with err saying why when the disk could
+ * not be used (no image, a guest without a SCSI disk driver: nothing is
+ * left attached, take the tar stream); a negative code when the VM
+ * failed.
+ */
+int runner_workspace_mount(const struct runner_workspace *ws, struct vm *vm, const char *scratch,
+			   const char *guest_dir, struct runner_ws_mount *m, struct vmci_err *err);
+
+/*
+ * Unmounts (lazily, when a process still uses it) and removes the disk,
+ * then deletes the overlay: the VM has the devices of its snapshot again.
+ * Returns 0 (also for an m with nothing mounted), or a negative code when
+ * the VM failed: do not revert it then, destroy it.
+ */
+int runner_workspace_unmount(struct vm *vm, struct runner_ws_mount *m, struct vmci_err *err);
 
 #endif
