@@ -374,6 +374,49 @@ static int add_file(struct archive *a, struct archive_entry *e, const char *root
 	return 0;
 }
 
+/* ---- directories ----------------------------------------------------------------- */
+
+/*
+ * Adds the directories above rel that the previous file (prev, "" at
+ * first) did not have: the file list is sorted, so a directory's files
+ * are contiguous and each directory is added once, before its contents.
+ * A working tree's directories keep their modes and times; a commit's
+ * (git keeps no directory modes) are 0755 at the commit's time. Returns
+ * 0 or -1 with msg.
+ */
+static int add_dirs(struct archive *a, struct archive_entry *e, const struct runner_workspace *ws,
+		    const char *prev, const char *rel, char *msg, size_t msglen)
+{
+	/* The length of the directory part the two paths share. */
+	size_t common = 0;
+	for (size_t i = 0; prev[i] && prev[i] == rel[i]; i++)
+		if (rel[i] == '/')
+			common = i + 1;
+	for (const char *slash = strchr(rel + common, '/'); slash; slash = strchr(slash + 1, '/')) {
+		char dir[PATH_MAX], path[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - rel), rel);
+		archive_entry_clear(e);
+		archive_entry_set_pathname(e, dir);
+		archive_entry_set_filetype(e, AE_IFDIR);
+		archive_entry_set_uid(e, 0);
+		archive_entry_set_gid(e, 0);
+		struct stat st;
+		if (!ws->from_commit && !fs_path(path, sizeof(path), "%s/%s", ws->root, dir) &&
+		    !lstat(path, &st) && S_ISDIR(st.st_mode)) {
+			archive_entry_set_perm(e, st.st_mode & 07777);
+			archive_entry_set_mtime(e, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+		} else {
+			archive_entry_set_perm(e, 0755);
+			archive_entry_set_mtime(e, ws->from_commit ? ws->commit_time : 0, 0);
+		}
+		if (archive_write_header(a, e) != ARCHIVE_OK) {
+			snprintf(msg, msglen, "%s", archive_error_string(a));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* ---- a commit's tree ------------------------------------------------------------ */
 
 /* Adds rel of the commit's tree. Returns 0 or -1 with msg. */
@@ -436,8 +479,11 @@ static int add_commit_files(struct archive *a, struct archive_entry *e,
 		snprintf(msg, msglen, "cannot read commit %s", ws->sha);
 		rc = -1;
 	}
-	for (size_t i = 0; i < ws->n_files && rc >= 0; i++)
-		rc = add_blob(a, e, repo, tree, ws->commit_time, ws->files[i], msg, msglen);
+	for (size_t i = 0; i < ws->n_files && rc >= 0; i++) {
+		rc = add_dirs(a, e, ws, i ? ws->files[i - 1] : "", ws->files[i], msg, msglen);
+		if (rc >= 0)
+			rc = add_blob(a, e, repo, tree, ws->commit_time, ws->files[i], msg, msglen);
+	}
 	git_tree_free(tree);
 	git_commit_free(commit);
 	git_repository_free(repo);
@@ -465,8 +511,11 @@ int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct
 	}
 	if (rc >= 0 && ws->from_commit)
 		rc = add_commit_files(a, e, ws, msg, sizeof(msg));
-	for (size_t i = 0; i < ws->n_files && rc >= 0 && !ws->from_commit; i++)
-		rc = add_file(a, e, ws->root, ws->files[i], msg, sizeof(msg));
+	for (size_t i = 0; i < ws->n_files && rc >= 0 && !ws->from_commit; i++) {
+		rc = add_dirs(a, e, ws, i ? ws->files[i - 1] : "", ws->files[i], msg, sizeof(msg));
+		if (rc >= 0)
+			rc = add_file(a, e, ws->root, ws->files[i], msg, sizeof(msg));
+	}
 	if (rc >= 0 && archive_write_close(a) != ARCHIVE_OK) {
 		snprintf(msg, sizeof(msg), "%s", archive_error_string(a));
 		rc = -1;

@@ -49,8 +49,9 @@ int runner_workspace_open(const char *dir, struct runner_workspace **out, struct
 void runner_workspace_free(struct runner_workspace *ws);
 
 /*
- * Writes the workspace to fd as a tar stream (libarchive, pax): parent
- * directories, regular files with their modes, symlinks as symlinks.
+ * Writes the workspace to fd as a tar stream (libarchive, pax): the
+ * directories above the files (with their modes in a working tree, 0755
+ * from a commit), regular files with their modes, symlinks as symlinks.
  * Blocking writes; a file that vanished since runner_workspace_open is
  * left out. Returns 0 or a negative code with err.
  */

@@ -37,7 +37,7 @@
 /* The guest's answer when its kernel has no SCSI disk driver. */
 #define WS_NO_DRIVER 90
 /* Free room in the filesystem beyond the tree: jobs build in their workspace. */
-#define WS_DISK_ROOM  (4LL << 30)
+#define WS_DISK_ROOM   (4LL << 30)
 #define WS_DISK_INODES 65536
 
 struct runner_ws_disk {
@@ -351,7 +351,8 @@ static void keep_output(void *ctx, int fd, const void *data, size_t len)
 static int guest_run(struct vm *vm, const char *const *argv, int *code, struct out_text *out,
 		     struct vmci_err *err)
 {
-	struct vm_exec_opts xo = {.argv = argv, .stdin_fd = -1, .on_output = keep_output, .ctx = out};
+	struct vm_exec_opts xo = {
+	    .argv = argv, .stdin_fd = -1, .on_output = keep_output, .ctx = out};
 	struct vm_exec_result res;
 	int rc = vm_exec(vm, &xo, &res, err);
 	if (rc)
@@ -398,9 +399,9 @@ int runner_workspace_mount(const struct runner_workspace *ws, struct vm *vm, con
 	m->attached = true;
 	char script[sizeof(mount_script) + 32];
 	snprintf(script, sizeof(script), mount_script, WS_DISK_TARGET, WS_DISK_SCAN_MS / 10);
-	const char *argv[] = {
-	    "sh", "-c", script, "sh", guest_dir, has_top_level(ws, "lost+found") ? "keep" : "-",
-	    NULL};
+	const char *argv[] = {"sh", "-c",      script,
+			      "sh", guest_dir, has_top_level(ws, "lost+found") ? "keep" : "-",
+			      NULL};
 	struct out_text out = {0};
 	int code = 0;
 	rc = guest_run(vm, argv, &code, &out, err);
@@ -412,7 +413,8 @@ int runner_workspace_mount(const struct runner_workspace *ws, struct vm *vm, con
 		return 0;
 	}
 	if (code == WS_NO_DRIVER)
-		vmci_err_set(err, ENODEV, "the guest has no SCSI disk driver (virtio_scsi, sd_mod)");
+		vmci_err_set(err, ENODEV,
+			     "the guest has no SCSI disk driver (virtio_scsi, sd_mod)");
 	else
 		vmci_err_set(err, EIO, "the guest could not mount the workspace disk: %s",
 			     out.len ? out.text : "no reason given");
@@ -426,8 +428,9 @@ int runner_workspace_unmount(struct vm *vm, struct runner_ws_mount *m, struct vm
 	int rc = 0;
 	if (m->mounted) {
 		/* A process still in the workspace keeps it busy: detach it lazily. */
-		const char *argv[] = {"sh", "-c", "umount \"$1\" 2>/dev/null || umount -l \"$1\"",
-				      "sh", m->guest_dir, NULL};
+		const char *argv[] = {
+		    "sh", "-c",		"umount \"$1\" 2>/dev/null || umount -l \"$1\"",
+		    "sh", m->guest_dir, NULL};
 		struct out_text out = {0};
 		int code = 0;
 		rc = guest_run(vm, argv, &code, &out, err);

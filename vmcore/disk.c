@@ -38,10 +38,10 @@ int vm_disk_attach(struct vm *vm, unsigned target, const char *path, bool read_o
 	buf_free(&head);
 	char node[32], dev[32];
 	disk_names(target, node, dev, sizeof(node));
-	json_t *args = json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "driver",
-				 qcow2 ? "qcow2" : "raw", "node-name", node, "read-only",
-				 read_only, "file", "driver", "file", "filename", path,
-				 "read-only", read_only);
+	json_t *args =
+	    json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "driver", qcow2 ? "qcow2" : "raw",
+		      "node-name", node, "read-only", read_only, "file", "driver", "file",
+		      "filename", path, "read-only", read_only);
 	if (!args)
 		return vmci_err_set(err, ENOMEM, "out of memory");
 	int rc = qmp_execute(vm->qmp, "blockdev-add", args, NULL, QMP_TIMEOUT_MS, err);

@@ -107,12 +107,15 @@ static void test_the_working_tree_is_what_travels(void **state)
 	runner_workspace_free(ws);
 }
 
-static void test_the_tar_holds_contents_modes_and_links(void **state)
+static void test_the_tar_holds_contents_modes_links_and_directories(void **state)
 {
 	if (!dir[0])
 		skip();
 	struct runner_workspace *ws;
 	struct vmci_err err = {0};
+	char deep[160];
+	snprintf(deep, sizeof(deep), "%s/src/deep", dir);
+	assert_int_equal(chmod(deep, 0750), 0);
 	assert_int_equal(runner_workspace_open(dir, &ws, &err), 0);
 	char tar[128];
 	snprintf(tar, sizeof(tar), "%s.tar", dir);
@@ -126,10 +129,21 @@ static void test_the_tar_holds_contents_modes_and_links(void **state)
 	assert_int_equal(archive_read_open_filename(a, tar, 10240), ARCHIVE_OK);
 	struct archive_entry *e;
 	size_t entries = 0;
-	bool saw_modified = false, saw_exec = false, saw_link = false;
+	bool saw_modified = false, saw_exec = false, saw_link = false, saw_dir = false;
 	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
-		entries++;
 		const char *name = archive_entry_pathname(e);
+		if (archive_entry_filetype(e) == AE_IFDIR) {
+			/* Each directory once, with its mode, before what it holds. */
+			if (!strcmp(name, "src/deep") || !strcmp(name, "src/deep/")) {
+				assert_int_equal(archive_entry_perm(e), 0750);
+				assert_false(saw_dir);
+				saw_dir = true;
+			}
+			continue;
+		}
+		if (!strcmp(name, "src/deep/x.c"))
+			assert_true(saw_dir);
+		entries++;
 		if (!strcmp(name, "modified.txt")) {
 			char data[64] = "";
 			archive_read_data(a, data, sizeof(data) - 1);
@@ -146,7 +160,7 @@ static void test_the_tar_holds_contents_modes_and_links(void **state)
 	}
 	archive_read_free(a);
 	unlink(tar);
-	assert_true(saw_modified && saw_exec && saw_link);
+	assert_true(saw_modified && saw_exec && saw_link && saw_dir);
 	assert_int_equal(entries, ws->n_files);
 	runner_workspace_free(ws);
 }
@@ -178,7 +192,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_the_working_tree_is_what_travels),
-	    cmocka_unit_test(test_the_tar_holds_contents_modes_and_links),
+	    cmocka_unit_test(test_the_tar_holds_contents_modes_links_and_directories),
 	    cmocka_unit_test(test_a_plain_directory_travels_whole),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
