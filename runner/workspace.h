@@ -73,7 +73,8 @@ int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm, co
  * disk is an ext4 image of the same tree, made once per workspace, that
  * each job's VM gets as a hot-added SCSI disk (a copy-on-write overlay
  * of it) mounted at the workspace directory: a fixed cost per job of
- * about a quarter of a second, whatever the tree's size. Both give the
+ * about a quarter of a second, whatever the tree's size, and once per
+ * workspace the image (about what copying the tree costs). Both give the
  * same tree: paths, modes, symlinks, mtimes, root's ownership.
  */
 enum runner_ws_via {
@@ -83,10 +84,13 @@ enum runner_ws_via {
 };
 
 /*
- * From this many bytes of files on, AUTO takes the disk: below it the
- * tar stream is as fast (bench/bench_workspace measures both).
+ * From this many bytes of files on, AUTO takes the disk. A disk costs a
+ * job about 0.25 s (hot-plug and mount, removal at the end) whatever the
+ * tree's size; the tar stream moves 4 to 36 MB/s under TCG, loaded host
+ * to quiet one, so it is the faster below 1 to 8 MB. bench_workspace
+ * measures both.
  */
-#define RUNNER_WS_DISK_MIN_BYTES (16LL << 20)
+#define RUNNER_WS_DISK_MIN_BYTES (4LL << 20)
 
 /* "auto", "tar", "disk"; returns -1 for anything else. */
 int runner_ws_via_parse(const char *name, enum runner_ws_via *out);
