@@ -55,8 +55,8 @@ static double since_ms(int64_t t0)
 	return (double)(clock_ns() - t0) / 1e6;
 }
 
-static void row_with_rate(const char *name, const char *cmd, const char *inputs, int mb,
-			  double *ms, size_t runs)
+static void row_with_rate(const char *name, const char *cmd, const char *inputs, int mb, double *ms,
+			  size_t runs)
 {
 	struct stats s = stats_of(ms, runs);
 	bench_row(name, cmd, inputs, runs, s, "ms");
@@ -101,8 +101,7 @@ static void bench_size(struct runner_guest *g, const char *scratch, int mb)
 			die(tree, err.msg);
 		struct runner_ws_mount m;
 		int64_t t0 = clock_ns();
-		if (runner_workspace_mount(fresh, vm, g->run_dir, RUNNER_GUEST_WORKSPACE, &m,
-					   &err))
+		if (runner_workspace_mount(fresh, vm, g->run_dir, RUNNER_GUEST_WORKSPACE, &m, &err))
 			die("disk, first job", err.msg);
 		first_ms[r] = since_ms(t0);
 		if (runner_workspace_unmount(vm, &m, &err))

@@ -31,7 +31,8 @@ static void record(const char *path, json_t *row)
 	char tmp[PATH_MAX];
 	bool ok = all && !json_array_append(all, row) &&
 		  !fs_path(tmp, sizeof(tmp), "%s.tmp", path) &&
-		  !json_dump_file(all, tmp, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) && !rename(tmp, path);
+		  !json_dump_file(all, tmp, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) &&
+		  !rename(tmp, path);
 	if (!ok && !warned) {
 		fprintf(stderr, "%s: cannot record results in %s\n", program_invocation_short_name,
 			path);
@@ -47,11 +48,10 @@ void bench_row(const char *name, const char *command, const char *inputs, size_t
 	const char *path = getenv("VMCI_BENCH_RESULTS");
 	if (!path || !*path)
 		return;
-	json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:s}", "bench",
-				program_invocation_short_name, "case", name, "command",
-				command ? command : "", "inputs", inputs ? inputs : "", "runs",
-				(int)runs, "figure", s.median, "min", s.min, "max", s.max, "unit",
-				unit);
+	json_t *row = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:i, s:f, s:f, s:f, s:s}", "bench", program_invocation_short_name,
+	    "case", name, "command", command ? command : "", "inputs", inputs ? inputs : "", "runs",
+	    (int)runs, "figure", s.median, "min", s.min, "max", s.max, "unit", unit);
 	if (row)
 		record(path, row);
 	json_decref(row);
