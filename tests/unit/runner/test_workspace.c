@@ -188,12 +188,54 @@ static void test_a_plain_directory_travels_whole(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void test_auto_sends_a_disk_from_the_threshold_on(void **state)
+{
+	char plain[64] = "/tmp/vmci-ws-size.XXXXXX";
+	assert_non_null(mkdtemp(plain));
+	char cmd[512];
+	/* Sparse files: the size counts, not the blocks. */
+	snprintf(cmd, sizeof(cmd), "cd %s && echo small >a && truncate -s %lld b", plain,
+		 RUNNER_WS_DISK_MIN_BYTES - 7);
+	assert_int_equal(system(cmd), 0);
+	struct runner_workspace *ws;
+	struct vmci_err err = {0};
+	assert_int_equal(runner_workspace_open(plain, &ws, &err), 0);
+	assert_int_equal(runner_workspace_bytes(ws), RUNNER_WS_DISK_MIN_BYTES - 1);
+	assert_false(runner_workspace_wants_disk(ws, RUNNER_WS_AUTO));
+	assert_true(runner_workspace_wants_disk(ws, RUNNER_WS_DISK));
+	runner_workspace_free(ws);
+
+	snprintf(cmd, sizeof(cmd), "cd %s && echo big >>b", plain);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(runner_workspace_open(plain, &ws, &err), 0);
+	assert_true(runner_workspace_wants_disk(ws, RUNNER_WS_AUTO));
+	assert_false(runner_workspace_wants_disk(ws, RUNNER_WS_TAR));
+	runner_workspace_free(ws);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", plain);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_workspace_via_names_parse(void **state)
+{
+	enum runner_ws_via via;
+	assert_int_equal(runner_ws_via_parse("disk", &via), 0);
+	assert_int_equal(via, RUNNER_WS_DISK);
+	assert_int_equal(runner_ws_via_parse("tar", &via), 0);
+	assert_int_equal(via, RUNNER_WS_TAR);
+	assert_int_equal(runner_ws_via_parse("auto", &via), 0);
+	assert_int_equal(via, RUNNER_WS_AUTO);
+	assert_int_equal(runner_ws_via_parse("nfs", &via), -1);
+	assert_int_equal(runner_ws_via_parse(NULL, &via), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_the_working_tree_is_what_travels),
 	    cmocka_unit_test(test_the_tar_holds_contents_modes_links_and_directories),
 	    cmocka_unit_test(test_a_plain_directory_travels_whole),
+	    cmocka_unit_test(test_auto_sends_a_disk_from_the_threshold_on),
+	    cmocka_unit_test(test_workspace_via_names_parse),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
