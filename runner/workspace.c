@@ -530,24 +530,25 @@ int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct
 	return vmci_err_set(err, EIO, "cannot pack the workspace %s: %s", ws->root, msg);
 }
 
-/* ---- upload ---------------------------------------------------------------------- */
+/* ---- streaming --------------------------------------------------------------------- */
 
-struct upload_job {
+struct stream_writer {
 	const struct runner_workspace *ws;
 	int fd;
 	int rc;
 	struct vmci_err err;
 };
 
-static void *upload_writer(void *arg)
+static void *stream_writer(void *arg)
 {
-	struct upload_job *job = arg;
-	job->rc = runner_workspace_write_tar(job->ws, job->fd, &job->err);
-	shutdown(job->fd, SHUT_WR); /* the end of the stream for the channel */
+	struct stream_writer *w = arg;
+	w->rc = runner_workspace_write_tar(w->ws, w->fd, &w->err);
+	shutdown(w->fd, SHUT_WR); /* the end of the stream for the reader */
 	return NULL;
 }
 
-int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm, const char *guest_dir,
+int runner_workspace_stream(const struct runner_workspace *ws,
+			    int (*consume)(int fd, void *ctx, struct vmci_err *err), void *ctx,
 			    bool *host_side, struct vmci_err *err)
 {
 	*host_side = false;
@@ -556,28 +557,48 @@ int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm, co
 		*host_side = true;
 		return vmci_err_errno(err, errno, "cannot create a socket pair");
 	}
-	struct upload_job job = {.ws = ws, .fd = sv[1]};
+	struct stream_writer w = {.ws = ws, .fd = sv[1]};
 	pthread_t thread;
-	if (pthread_create(&thread, NULL, upload_writer, &job)) {
+	if (pthread_create(&thread, NULL, stream_writer, &w)) {
 		close(sv[0]);
 		close(sv[1]);
 		*host_side = true;
 		return vmci_err_set(err, EAGAIN, "cannot start a thread to pack %s", ws->root);
 	}
-	int rc = vm_put_tar(vm, sv[0], guest_dir, err);
-	close(sv[0]); /* unblocks the writer when the transfer failed */
+	int rc = consume(sv[0], ctx, err);
+	close(sv[0]); /* unblocks the writer when the reader failed */
 	pthread_join(thread, NULL);
 	close(sv[1]);
 	/*
 	 * A writer that failed on its own (not because the reader went away)
-	 * is a problem of the workspace, whatever the guest made of the cut
+	 * is a problem of the workspace, whatever the reader made of the cut
 	 * stream.
 	 */
-	if (job.rc && job.err.code != EPIPE && job.err.code != ECONNRESET) {
+	if (w.rc && w.err.code != EPIPE && w.err.code != ECONNRESET) {
 		*host_side = true;
 		if (err)
-			*err = job.err;
-		return job.rc;
+			*err = w.err;
+		return w.rc;
 	}
 	return rc;
+}
+
+/* ---- upload ---------------------------------------------------------------------- */
+
+struct upload_to {
+	struct vm *vm;
+	const char *guest_dir;
+};
+
+static int put_tar(int fd, void *ctx, struct vmci_err *err)
+{
+	struct upload_to *to = ctx;
+	return vm_put_tar(to->vm, fd, to->guest_dir, err);
+}
+
+int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm, const char *guest_dir,
+			    bool *host_side, struct vmci_err *err)
+{
+	struct upload_to to = {.vm = vm, .guest_dir = guest_dir};
+	return runner_workspace_stream(ws, put_tar, &to, host_side, err);
 }

@@ -58,6 +58,17 @@ void runner_workspace_free(struct runner_workspace *ws);
 int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct vmci_err *err);
 
 /*
+ * Runs consume on the read end of a socket pair that a writer thread
+ * fills with the workspace's tar stream (runner_workspace_write_tar),
+ * and returns what consume returned. When the writer failed on its own
+ * (a problem reading the workspace, not a reader that stopped), that is
+ * the result, with *host_side true.
+ */
+int runner_workspace_stream(const struct runner_workspace *ws,
+			    int (*consume)(int fd, void *ctx, struct vmci_err *err), void *ctx,
+			    bool *host_side, struct vmci_err *err);
+
+/*
  * Streams the workspace into guest_dir through the agent (a writer thread
  * feeds vm_put_tar through a socket pair). On failure *host_side tells a
  * problem reading the workspace (true) from a failure of the VM (false).

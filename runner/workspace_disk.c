@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -154,24 +153,10 @@ bool runner_workspace_wants_disk(const struct runner_workspace *ws, enum runner_
 
 /* ---- the image ---------------------------------------------------------------- */
 
-struct unpack_feed {
-	const struct runner_workspace *ws;
-	int fd;
-	int rc;
-	struct vmci_err err;
-};
-
-static void *unpack_writer(void *arg)
+/* Unpacks the tar stream read from fd into the directory ctx, as the agent would. */
+static int unpack(int fd, void *ctx, struct vmci_err *err)
 {
-	struct unpack_feed *f = arg;
-	f->rc = runner_workspace_write_tar(f->ws, f->fd, &f->err);
-	shutdown(f->fd, SHUT_WR);
-	return NULL;
-}
-
-/* Unpacks the tar stream read from fd into dir, as the agent would. */
-static int unpack(int fd, const char *dir, struct vmci_err *err)
-{
+	const char *dir = ctx;
 	struct archive *in = archive_read_new();
 	struct archive *out = archive_write_disk_new();
 	if (!in || !out) {
@@ -256,25 +241,8 @@ static int make_image(const struct runner_workspace *ws, struct runner_ws_disk *
 		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", d->dir);
 	if (mkdir(tree, 0755) || chmod(tree, 0755))
 		return vmci_err_errno(err, errno, "cannot create %s", tree);
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-		return vmci_err_errno(err, errno, "cannot create a socket pair");
-	struct unpack_feed feed = {.ws = ws, .fd = sv[1]};
-	pthread_t thread;
-	if (pthread_create(&thread, NULL, unpack_writer, &feed)) {
-		close(sv[0]);
-		close(sv[1]);
-		return vmci_err_set(err, EAGAIN, "cannot start a thread to pack %s", ws->root);
-	}
-	int rc = unpack(sv[0], tree, err);
-	close(sv[0]);
-	pthread_join(thread, NULL);
-	close(sv[1]);
-	if (!rc && feed.rc) {
-		if (err)
-			*err = feed.err;
-		rc = feed.rc;
-	}
+	bool host_side;
+	int rc = runner_workspace_stream(ws, unpack, tree, &host_side, err);
 	if (!d->sized) {
 		d->bytes = tree_bytes(ws);
 		d->sized = true;
@@ -388,7 +356,7 @@ int runner_workspace_mount(const struct runner_workspace *ws, struct vm *vm, con
 		m->overlay[0] = 0;
 		return RUNNER_WS_NOT_MOUNTED;
 	}
-	rc = vm_disk_attach(vm, WS_DISK_TARGET, m->overlay, false, err);
+	rc = vm_disk_attach(vm, WS_DISK_TARGET, m->overlay, "qcow2", false, err);
 	if (rc == -EPIPE)
 		return rc;
 	if (rc) {

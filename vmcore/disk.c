@@ -26,22 +26,20 @@ static void disk_names(unsigned target, char *node, char *dev, size_t size)
 	snprintf(dev, size, "vmci-hotdisk%u", target);
 }
 
-int vm_disk_attach(struct vm *vm, unsigned target, const char *path, bool read_only,
-		   struct vmci_err *err)
+int vm_disk_attach(struct vm *vm, unsigned target, const char *path, const char *format,
+		   bool read_only, struct vmci_err *err)
 {
 	if (target >= VM_DISK_TARGETS)
 		return vmci_err_set(err, EINVAL, "%s: SCSI target %u is out of range (0 to %d)",
 				    __func__, target, VM_DISK_TARGETS - 1);
-	struct buf head = {0};
-	fs_read_file(path, 4, &head, NULL); /* -EFBIG past 4 bytes, with them read */
-	bool qcow2 = head.len >= 4 && !memcmp(head.data, "QFI\xfb", 4);
-	buf_free(&head);
+	if (strcmp(format, "qcow2") && strcmp(format, "raw"))
+		return vmci_err_set(err, EINVAL, "%s: a disk is qcow2 or raw, not '%s'", __func__,
+				    format);
 	char node[32], dev[32];
 	disk_names(target, node, dev, sizeof(node));
-	json_t *args =
-	    json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "driver", qcow2 ? "qcow2" : "raw",
-		      "node-name", node, "read-only", read_only, "file", "driver", "file",
-		      "filename", path, "read-only", read_only);
+	json_t *args = json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "driver", format,
+				 "node-name", node, "read-only", read_only, "file", "driver",
+				 "file", "filename", path, "read-only", read_only);
 	if (!args)
 		return vmci_err_set(err, ENOMEM, "out of memory");
 	int rc = qmp_execute(vm->qmp, "blockdev-add", args, NULL, QMP_TIMEOUT_MS, err);

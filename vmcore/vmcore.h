@@ -313,12 +313,14 @@ int vm_get_tar(struct vm *vm, const char *guest_path, int fd, struct vmci_err *e
 #define VM_DISK_TARGETS 8
 
 /*
- * Adds the file path (qcow2, else raw) as a SCSI disk at target, read-only
- * when asked. Only between operations (never while vm_exec runs). Fails
- * when the target holds a disk already or QEMU cannot open the file.
+ * Adds the file path, of format "qcow2" or "raw" (never probed: a raw
+ * disk a guest wrote could pass for anything), as a SCSI disk at target,
+ * read-only when asked. Only between operations (never while vm_exec
+ * runs). Fails when the target holds a disk already or QEMU cannot open
+ * the file.
  */
-int vm_disk_attach(struct vm *vm, unsigned target, const char *path, bool read_only,
-		   struct vmci_err *err);
+int vm_disk_attach(struct vm *vm, unsigned target, const char *path, const char *format,
+		   bool read_only, struct vmci_err *err);
 
 /*
  * Removes the disk at target, whatever the guest does with it (its I/O

@@ -261,7 +261,7 @@ static void test_a_disk_added_and_removed_leaves_a_vm_that_reverts(void **state)
 	snprintf(disk, sizeof(disk), "%s/hot.raw", work);
 	assert_int_equal(fs_write_atomic(disk, "vmci-hot-disk\n", 14, 0644, &err), 0);
 	assert_int_equal(truncate(disk, 1 << 20), 0);
-	if (vm_disk_attach(vm, 2, disk, true, &err))
+	if (vm_disk_attach(vm, 2, disk, "raw", true, &err))
 		fail_msg("%s", err.msg);
 	struct capture c = {0};
 	/* The guest scans the new target, then reads the disk (and keeps it open). */
