@@ -127,9 +127,10 @@ $(BUILD)/tests/helpers/%: tests/helpers/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIBS)
 
-$(BUILD)/bench/%: bench/%.c $(TEST_SUPPORT) $(LIB)
+# Every benchmark prints and records its rows with bench/results.c.
+$(BUILD)/bench/%: bench/%.c bench/results.c bench/results.h $(TEST_SUPPORT) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(TEST_SUPPORT) $(LIB) $(LIBS) $(TEST_LIBS)
+	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< bench/results.c $(TEST_SUPPORT) $(LIB) $(LIBS) $(TEST_LIBS)
 
 test: all $(UNIT_TESTS) $(VM_TESTS) $(TEST_HELPERS)
 	@VMCI_BUILD=$(BUILD) tests/run-tests $(UNIT_TESTS) $(VM_TESTS) -- tests/e2e

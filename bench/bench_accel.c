@@ -3,7 +3,7 @@
  * the choice on every later VM (a read of the kept verdict), beside a cold
  * boot and the choice with $VMCI_ACCEL forcing TCG (no verdict read).
  */
-#include "stats.h"
+#include "bench/results.h"
 #include "vmtest.h"
 
 #include <stdio.h>
@@ -27,8 +27,8 @@ static void bench_choice(const char *name, const char *inputs, const struct img_
 		vm_accel_resolve(VM_ACCEL_AUTO, VM_ARCH_X86_64, img->kernel, img->initrd, NULL, 0);
 		us[i] = (double)(clock_ns() - t0) / 1e3;
 	}
-	stats_print_row(name, "vm_accel_resolve(AUTO)", inputs, (size_t)runs,
-			stats_of(us, (size_t)runs), "us");
+	bench_row(name, "vm_accel_resolve(AUTO)", inputs, (size_t)runs, stats_of(us, (size_t)runs),
+		  "us");
 	free(us);
 }
 
@@ -45,7 +45,7 @@ int main(void)
 	struct vmci_err err = {0};
 	if (img_ensure(IMAGE, &img, NULL, NULL, &err))
 		die("image", &err);
-	stats_print_header("vmcore: the accelerator verdict");
+	bench_header("vmcore: the accelerator verdict");
 
 	double canary_ms[3];
 	struct vm_accel_verdict v;
@@ -55,8 +55,8 @@ int main(void)
 			die("canary", &err);
 		canary_ms[i] = (double)(clock_ns() - t0) / 1e6;
 	}
-	stats_print_row("canary (a host's first VM)", "vm_accel_canary: KVM, then TCG",
-			IMAGE " kernel + agent initramfs", 3, stats_of(canary_ms, 3), "ms");
+	bench_row("canary (a host's first VM)", "vm_accel_canary: KVM, then TCG",
+		  IMAGE " kernel + agent initramfs", 3, stats_of(canary_ms, 3), "ms");
 	printf("  verdict: KVM %s%s\n",
 	       v.kvm_booted ? "booted" : "failed: ", v.kvm_booted ? "" : v.failure);
 	if (vm_accel_verdict_write(&v, &err))
@@ -71,8 +71,8 @@ int main(void)
 		boot_ms[i] = (double)(clock_ns() - t0) / 1e6;
 		runner_guest_destroy(g, 3000);
 	}
-	stats_print_row("cold boot under the verdict", "runner_guest_boot", IMAGE, 3,
-			stats_of(boot_ms, 3), "ms");
+	bench_row("cold boot under the verdict", "runner_guest_boot", IMAGE, 3,
+		  stats_of(boot_ms, 3), "ms");
 
 	bench_choice("choice, verdict kept (every later VM)", "$VMCI_HOME/accel.json", &img, 1000);
 	setenv("VMCI_ACCEL", "tcg", 1);

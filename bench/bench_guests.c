@@ -3,7 +3,7 @@
  * its own that shares only the download cache), then boot time to a ready
  * agent from that store.
  */
-#include "stats.h"
+#include "bench/results.h"
 #include "vmtest.h"
 
 #include <limits.h>
@@ -39,7 +39,7 @@ int main(void)
 	char why[256];
 	vm_accel_choose(VM_ACCEL_AUTO, VM_ARCH_X86_64, why, sizeof(why));
 	printf("accelerator: %s\nstore: %s (download cache shared with %s)\n\n", why, dir, cache);
-	stats_print_header("images: the three guests");
+	bench_header("images: the three guests");
 	for (size_t i = 0; i < ARRAY_LEN(guests); i++) {
 		struct img_ensure_opts opts = {.setup = runner_image_setup};
 		struct img_boot img;
@@ -50,8 +50,8 @@ int main(void)
 			continue;
 		}
 		double build_ms = (double)(clock_ns() - t0) / 1e6;
-		stats_print_row("build, warm package cache", "img_ensure (empty store)", guests[i],
-				1, (struct stats){build_ms, build_ms, build_ms}, "ms");
+		bench_row("build, warm package cache", "img_ensure (empty store)", guests[i], 1,
+			  (struct stats){build_ms, build_ms, build_ms}, "ms");
 		double boot_ms[BOOT_RUNS];
 		for (int r = 0; r < BOOT_RUNS; r++) {
 			struct runner_guest *g;
@@ -63,8 +63,8 @@ int main(void)
 			boot_ms[r] = (double)(clock_ns() - t0) / 1e6;
 			runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 		}
-		stats_print_row("boot to ready agent", "runner_guest_boot (clone + QEMU + agent)",
-				guests[i], BOOT_RUNS, stats_of(boot_ms, BOOT_RUNS), "ms");
+		bench_row("boot to ready agent", "runner_guest_boot (clone + QEMU + agent)",
+			  guests[i], BOOT_RUNS, stats_of(boot_ms, BOOT_RUNS), "ms");
 	}
 	fs_rm_rf(dir, NULL);
 	return 0;

@@ -5,7 +5,7 @@
  * size, spread over the disk (a sparse raw file converted to qcow2), and
  * is published in a temporary store.
  */
-#include "stats.h"
+#include "bench/results.h"
 
 #include "images/internal.h"
 
@@ -119,8 +119,8 @@ static void bench_size(const char *dir, int mib)
 		ms[i] = (double)(clock_ns() - t0) / 1e6;
 		img_clone_release(overlay, NULL);
 	}
-	stats_print_row("clone (qcow2 overlay)", "img_clone (qemu-img create -b)", inputs,
-			CLONE_RUNS, stats_of(ms, CLONE_RUNS), "ms");
+	bench_row("clone (qcow2 overlay)", "img_clone (qemu-img create -b)", inputs, CLONE_RUNS,
+		  stats_of(ms, CLONE_RUNS), "ms");
 
 	/* Copies are synced: a VM's disk must survive a crash as a clone's does. */
 	char *cp[] = {"cp", img.disk, copy, NULL};
@@ -132,8 +132,8 @@ static void bench_size(const char *dir, int mib)
 		ms[i] = (double)(clock_ns() - t0) / 1e6;
 		unlink(copy);
 	}
-	stats_print_row("full copy (cp + sync)", "cp golden.qcow2 copy.qcow2; sync", inputs,
-			COPY_RUNS, stats_of(ms, COPY_RUNS), "ms");
+	bench_row("full copy (cp + sync)", "cp golden.qcow2 copy.qcow2; sync", inputs, COPY_RUNS,
+		  stats_of(ms, COPY_RUNS), "ms");
 	char *convert[] = {"qemu-img", "convert", "-q", "-O", "qcow2", img.disk, copy, NULL};
 	for (int i = 0; i < COPY_RUNS; i++) {
 		int64_t t0 = clock_ns();
@@ -142,8 +142,8 @@ static void bench_size(const char *dir, int mib)
 		ms[i] = (double)(clock_ns() - t0) / 1e6;
 		unlink(copy);
 	}
-	stats_print_row("full copy (qemu-img convert)", "qemu-img convert -O qcow2; sync", inputs,
-			COPY_RUNS, stats_of(ms, COPY_RUNS), "ms");
+	bench_row("full copy (qemu-img convert)", "qemu-img convert -O qcow2; sync", inputs,
+		  COPY_RUNS, stats_of(ms, COPY_RUNS), "ms");
 	unlink(golden);
 }
 
@@ -156,7 +156,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return 1;
 	setenv("VMCI_HOME", dir, 1);
-	stats_print_header("images: clone against full copy");
+	bench_header("images: clone against full copy");
 	static const int sizes[] = {64, 1024, 8192};
 	for (size_t i = 0; i < ARRAY_LEN(sizes); i++)
 		bench_size(dir, sizes[i]);

@@ -6,6 +6,7 @@
  * min / median / max wall time over RUNS runs. The aim (issue 5): a
  * matrix of 10,000 jobs in under 50 ms.
  */
+#include "bench/results.h"
 #include "common/common.h"
 #include "pipelines/pipelines.h"
 
@@ -108,12 +109,6 @@ static void matrix_refused(struct buf *b)
 	buf_appendf(b, "    steps: [{run: x}]\n");
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 static int bench(const char *name, void (*make)(struct buf *), bool expect_valid)
 {
 	struct buf text = {0};
@@ -140,8 +135,9 @@ static int bench(const char *name, void (*make)(struct buf *), bool expect_valid
 		pipe_run_free(run);
 		pipe_errors_free(&errors);
 	}
-	qsort(ms, RUNS, sizeof(double), cmp_double);
-	printf("%-34s %8zu %9.2f %9.2f %9.2f\n", name, jobs, ms[0], ms[RUNS / 2], ms[RUNS - 1]);
+	char inputs[64];
+	snprintf(inputs, sizeof(inputs), "expands to %zu jobs", jobs);
+	bench_row(name, "pipe_load", inputs, RUNS, stats_of(ms, RUNS), "ms");
 	buf_free(&text);
 	return 0;
 }
@@ -149,8 +145,7 @@ static int bench(const char *name, void (*make)(struct buf *), bool expect_valid
 int main(void)
 {
 	int failed = 0;
-	printf("pipelines: parse + validate + expand, %d runs each\n", RUNS);
-	printf("%-34s %8s %9s %9s %9s\n", "case", "jobs", "min ms", "median ms", "max ms");
+	bench_header("pipelines: parse + validate + expand");
 	failed |= bench("10 jobs", ten_jobs, true);
 	failed |= bench("matrix 10x10x10x10", matrix_10k, true);
 	failed |= bench("matrix 10x10x10x11 exclude+include", matrix_10k_rules, true);

@@ -20,7 +20,7 @@
 #include "runner/http.h"
 #include "runner/service.h"
 #include "runner/store.h"
-#include "stats.h"
+#include "bench/results.h"
 
 #include <curl/curl.h>
 #include <limits.h>
@@ -199,8 +199,8 @@ static void trigger_to_queued(struct bench *b)
 	store_run_free(run);
 	bench_close(b);
 	struct stats st = stats_of(ms, TRIGGERS);
-	stats_print_row("trigger to queued", "POST /api/v1/runs", "100-job matrix, 10 x 10",
-			TRIGGERS, st, "ms");
+	bench_row("trigger to queued", "POST /api/v1/runs", "100-job matrix, 10 x 10", TRIGGERS, st,
+		  "ms");
 	printf("\ntrigger to queued: p50 %.2f ms, p99 %.2f ms\n\n",
 	       stats_percentile(ms, TRIGGERS, 50), stats_percentile(ms, TRIGGERS, 99));
 }
@@ -263,18 +263,18 @@ int main(void)
 	b.repo_cfg = (struct service_repo){.name = "bench", .url = b.repo};
 	b.cfg = (struct service_config){.repos = &b.repo_cfg, .n_repos = 1};
 
-	stats_print_header("vmci serve (SQLite in $TMPDIR, " IMAGE ")");
+	bench_header("vmci serve (SQLite in $TMPDIR, " IMAGE ")");
 	trigger_to_queued(&b);
 
 	double warm = jobs_per_hour(&b, false, jobs);
 	double cold = jobs_per_hour(&b, true, jobs);
 	char inputs[64];
 	snprintf(inputs, sizeof(inputs), "%d trivial jobs, %d at once", jobs, CAPACITY);
-	stats_print_header("vmci serve: jobs per hour on this machine");
-	stats_print_row("warm pool", "POST /api/v1/runs, run to its end", inputs, 1,
-			(struct stats){warm, warm, warm}, "1/h");
-	stats_print_row("cold boot per job", "the same, vmci serve --cold", inputs, 1,
-			(struct stats){cold, cold, cold}, "1/h");
+	bench_header("vmci serve: jobs per hour on this machine");
+	bench_row("warm pool", "POST /api/v1/runs, run to its end", inputs, 1,
+		  (struct stats){warm, warm, warm}, "1/h");
+	bench_row("cold boot per job", "the same, vmci serve --cold", inputs, 1,
+		  (struct stats){cold, cold, cold}, "1/h");
 	printf("\njobs per hour: warm pool %.0f, cold boot %.0f: %.1f times as many\n", warm, cold,
 	       warm / cold);
 	free(hundred);

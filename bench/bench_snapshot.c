@@ -12,7 +12,7 @@
  *
  * for busybox-x86_64, and debian-12 when its image is in the store.
  */
-#include "stats.h"
+#include "bench/results.h"
 #include "vmtest.h"
 
 #include <stdio.h>
@@ -125,7 +125,7 @@ static struct stats bench_pool(const char *image, int size, int idle_ms, int run
 static void ratio_row(const char *name, struct stats a, struct stats b)
 {
 	double r = a.median / b.median;
-	stats_print_row(name, "median (a) / median", "", 1, (struct stats){r, r, r}, "x");
+	bench_row(name, "median (a) / median", "", 1, (struct stats){r, r, r}, "x");
 }
 
 static void bench_image(const char *image, int boot_runs)
@@ -139,19 +139,19 @@ static void bench_image(const char *image, int boot_runs)
 	snprintf(inputs, sizeof(inputs), "%s, %d MiB", image, MEMORY_MB);
 
 	struct stats a = bench_boot(image, boot_runs);
-	stats_print_row("(a) cold boot, fresh clone", "runner_guest_boot + echo", inputs,
-			(size_t)boot_runs, a, "ms");
+	bench_row("(a) cold boot, fresh clone", "runner_guest_boot + echo", inputs,
+		  (size_t)boot_runs, a, "ms");
 	struct stats bp = bench_template(image, RUNNER_TEMPLATE_PLAIN, 10);
-	stats_print_row("(b) template, plain", "runner_guest_restore + echo", inputs, 10, bp, "ms");
+	bench_row("(b) template, plain", "runner_guest_restore + echo", inputs, 10, bp, "ms");
 	struct stats bm = bench_template(image, RUNNER_TEMPLATE_MAPPED, 10);
-	stats_print_row("(b) template, mapped private", "runner_guest_restore + echo", inputs, 10,
-			bm, "ms");
+	bench_row("(b) template, mapped private", "runner_guest_restore + echo", inputs, 10, bm,
+		  "ms");
 	int64_t revert_ms;
 	struct stats c = bench_pool(image, 1, 0, 20, &revert_ms);
-	stats_print_row("(c) pool VM, revert on path", "acquire (revert + ping) + echo", inputs, 20,
-			c, "ms");
+	bench_row("(c) pool VM, revert on path", "acquire (revert + ping) + echo", inputs, 20, c,
+		  "ms");
 	struct stats cw = bench_pool(image, 2, 500, 10, &revert_ms);
-	stats_print_row("(c') pool VM, already clean", "acquire + echo", inputs, 10, cw, "ms");
+	bench_row("(c') pool VM, already clean", "acquire + echo", inputs, 10, cw, "ms");
 	ratio_row("ratio a/b, plain", a, bp);
 	ratio_row("ratio a/b, mapped private", a, bm);
 	ratio_row("ratio a/c", a, c);
@@ -174,7 +174,7 @@ int main(void)
 	printf("guest: %d MiB of memory, 1 vCPU; times from asking for a VM to the first byte of "
 	       "`echo ready`\n\n",
 	       MEMORY_MB);
-	stats_print_header("snapshots: a clean VM for a job");
+	bench_header("snapshots: a clean VM for a job");
 	bench_image("busybox-x86_64", 5);
 	struct img_boot img;
 	if (img_find("debian-12", &img, NULL) == 0)

@@ -12,7 +12,7 @@
  * time; the line after the table gives it for this directory.
  */
 #include "runner/store.h"
-#include "stats.h"
+#include "bench/results.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -161,7 +161,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		die("mkdtemp", dir);
 
-	stats_print_header("store (SQLite, WAL, synchronous=FULL)");
+	bench_header("store (SQLite, WAL, synchronous=FULL)");
 	for (int threads = 1; threads <= 4; threads += 3) {
 		double rate[CLAIM_RUNS];
 		for (int i = 0; i < CLAIM_RUNS; i++)
@@ -171,8 +171,8 @@ int main(void)
 			 threads > 1 ? "s" : "");
 		snprintf(inputs, sizeof(inputs), "%d queued jobs, %d handle%s", CLAIM_JOBS, threads,
 			 threads > 1 ? "s" : "");
-		stats_print_row(name, "store_claim until empty", inputs, CLAIM_RUNS,
-				stats_of(rate, CLAIM_RUNS), "1/s");
+		bench_row(name, "store_claim until empty", inputs, CLAIM_RUNS,
+			  stats_of(rate, CLAIM_RUNS), "1/s");
 	}
 
 	char url[PATH_MAX];
@@ -192,8 +192,8 @@ int main(void)
 	}
 	store_close(s);
 	struct stats st = stats_of(ms, CREATES);
-	stats_print_row("create a 100-job run", "store_run_create", "100 jobs, 99 needs, matrix",
-			CREATES, st, "ms");
+	bench_row("create a 100-job run", "store_run_create", "100 jobs, 99 needs, matrix", CREATES,
+		  st, "ms");
 	printf("\ncreate a 100-job run: p50 %.2f ms, p99 %.2f ms; one fsync in %s: %.2f ms\n",
 	       stats_percentile(ms, CREATES, 50), stats_percentile(ms, CREATES, 99),
 	       getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", fsync_ms(dir));

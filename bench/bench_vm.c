@@ -2,7 +2,7 @@
  * One VM: cold boot to a ready agent, the round trip of `true`, and put
  * throughput, each over several runs.
  */
-#include "stats.h"
+#include "bench/results.h"
 #include "vmtest.h"
 
 #include <fcntl.h>
@@ -37,8 +37,8 @@ static void bench_boot(int runs)
 		ms[i] = (double)(clock_ns() - t0) / 1e6;
 		runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 	}
-	stats_print_row("cold boot to ready agent", "vm_start (QEMU + kernel + agent hello)",
-			IMAGE ", 256 MiB, 1 vCPU", (size_t)runs, stats_of(ms, (size_t)runs), "ms");
+	bench_row("cold boot to ready agent", "vm_start (QEMU + kernel + agent hello)",
+		  IMAGE ", 256 MiB, 1 vCPU", (size_t)runs, stats_of(ms, (size_t)runs), "ms");
 }
 
 static void bench_exec(struct runner_guest *g, int runs)
@@ -54,8 +54,8 @@ static void bench_exec(struct runner_guest *g, int runs)
 			die("exec", &err);
 		ms[i] = (double)(clock_ns() - t0) / 1e6;
 	}
-	stats_print_row("exec round trip", "vm_exec true", IMAGE, (size_t)runs,
-			stats_of(ms, (size_t)runs), "ms");
+	bench_row("exec round trip", "vm_exec true", IMAGE, (size_t)runs,
+		  stats_of(ms, (size_t)runs), "ms");
 	free(ms);
 }
 
@@ -86,8 +86,8 @@ static void bench_put(struct runner_guest *g, int runs, int mib)
 	}
 	char inputs[64];
 	snprintf(inputs, sizeof(inputs), "one %d MiB file, tmpfs", mib);
-	stats_print_row("put throughput", "vm_put_dir", inputs, (size_t)runs,
-			stats_of(mbs, (size_t)runs), "MB/s");
+	bench_row("put throughput", "vm_put_dir", inputs, (size_t)runs, stats_of(mbs, (size_t)runs),
+		  "MB/s");
 	fs_rm_rf(dir, NULL);
 }
 
@@ -101,7 +101,7 @@ int main(void)
 	char why[256];
 	vm_accel_choose(VM_ACCEL_AUTO, VM_ARCH_X86_64, why, sizeof(why));
 	printf("accelerator: %s\n\n", why);
-	stats_print_header("vmcore: one VM");
+	bench_header("vmcore: one VM");
 	bench_boot(5);
 	struct runner_guest *g = boot();
 	bench_exec(g, 50);

@@ -43,7 +43,8 @@ struct run_args {
 	int jobs;
 	bool keep, logs, json, cold;
 	const char *accel;
-	const char **matrix; /* "KEY=VALUE" */
+	const char *workspace; /* tar|disk|auto */
+	const char **matrix;   /* "KEY=VALUE" */
 	size_t n_matrix;
 };
 
@@ -306,6 +307,8 @@ static int parse_args(int *argc, char **argv, struct run_args *a, int *first)
 	    {0, "cold", OPT_FLAG, &a->cold, NULL, "boot every job's VM afresh (no warm pool)"},
 	    {0, "accel", OPT_STRING, &a->accel, "kvm|tcg",
 	     "the accelerator (default: kvm if usable)"},
+	    {0, "workspace", OPT_STRING, &a->workspace, "tar|disk|auto",
+	     "how the working tree reaches the VMs (default: auto, a disk for large trees)"},
 	    {0},
 	};
 	if (take_matrix_args(argc, argv, a))
@@ -322,6 +325,11 @@ static int parse_args(int *argc, char **argv, struct run_args *a, int *first)
 	enum vm_accel accel;
 	if (vm_accel_parse(a->accel, &accel)) {
 		cli_error("run: --accel takes kvm, tcg or auto, not '%s'", a->accel);
+		return EXIT_USAGE;
+	}
+	enum runner_ws_via via;
+	if (a->workspace && runner_ws_via_parse(a->workspace, &via)) {
+		cli_error("run: --workspace takes tar, disk or auto, not '%s'", a->workspace);
 		return EXIT_USAGE;
 	}
 	return 0;
@@ -364,6 +372,9 @@ int cmd_run(int argc, char **argv)
 	int max_vms = st.a.jobs ? st.a.jobs : runner_default_max_vms(memory);
 	enum vm_accel accel;
 	vm_accel_parse(st.a.accel, &accel); /* checked with the other arguments */
+	enum runner_ws_via via = RUNNER_WS_AUTO;
+	if (st.a.workspace)
+		runner_ws_via_parse(st.a.workspace, &via);
 
 	FILE *out = st.a.json ? stderr : stdout;
 	struct board_opts bo = {
@@ -396,6 +407,7 @@ int cmd_run(int argc, char **argv)
 	struct runner_exec_opts xo = {
 	    .run = run,
 	    .ws = st.ws,
+	    .ws_via = via,
 	    .run_id = st.run_id,
 	    .artifacts_dir = st.out.artifacts,
 	    .vms = &vms,

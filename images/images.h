@@ -101,10 +101,22 @@ int img_clone_over(const struct img_boot *img, const char *backing, const char *
 
 /*
  * The same for any backing file (a qcow2 or raw disk); backing may be NULL
- * for an empty disk of size_mb. Not registered: for tests and benchmarks.
+ * for an empty disk of size_mb. Not registered: for disks that are not
+ * images' (a workspace disk), tests and benchmarks.
  */
 int img_clone_file(const char *backing, const char *overlay_path, int size_mb,
 		   struct vmci_err *err);
+
+/*
+ * Makes raw_out (a sparse file of size bytes) an ext4 filesystem holding
+ * the tree dir (`mke2fs -d`: modes, symlinks, mtimes), with room for
+ * inodes files, for a scratch disk that lives as long as a run: no
+ * journal and nothing written but the tree and its metadata, so it costs
+ * about what copying the tree does. Files are root's (as root, the
+ * tree's owners; otherwise a user namespace maps the caller to root).
+ */
+int img_ext4_scratch_make(const char *dir, long long size, long long inodes, const char *label,
+			  const char *raw_out, struct vmci_err *err);
 
 /*
  * Deletes a clone made by img_clone (or img_clone_file) and its

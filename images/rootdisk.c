@@ -147,6 +147,48 @@ static int sync_file(const char *path, struct vmci_err *err)
 	return rc;
 }
 
+int img_ext4_scratch_make(const char *dir, long long size, long long inodes, const char *label,
+			  const char *raw_out, struct vmci_err *err)
+{
+	char blocks[32], count[32];
+	snprintf(blocks, sizeof(blocks), "%lldk", size / 1024);
+	snprintf(count, sizeof(count), "%lld", inodes);
+	/*
+	 * No journal, no reserved blocks, inode tables left unwritten (the
+	 * file is sparse, so they read as zeros): the cost is the tree's
+	 * bytes, not the filesystem's size. Not root: a user namespace maps
+	 * the caller to root, so the files are root's, as a tar extracted by
+	 * the agent makes them.
+	 */
+	char *argv[] = {"unshare",
+			"--map-root-user",
+			"mke2fs",
+			"-q",
+			"-F",
+			"-t",
+			"ext4",
+			"-O",
+			"^has_journal",
+			"-m",
+			"0",
+			"-N",
+			count,
+			"-L",
+			(char *)label,
+			"-d",
+			(char *)dir,
+			"-E",
+			"root_owner=0:0,lazy_itable_init=1",
+			(char *)raw_out,
+			blocks,
+			NULL};
+	unlink(raw_out);
+	int rc = run_command(geteuid() == 0 ? argv + 2 : argv, NULL, err);
+	if (rc)
+		vmci_err_wrap(err, "cannot make an ext4 disk of %s from %s", raw_out, dir);
+	return rc;
+}
+
 int img_rootdisk_make(const char *dir, long long size, const char *raw_out, struct vmci_err *err)
 {
 	char blocks[32];

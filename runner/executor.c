@@ -340,30 +340,71 @@ static int prepare_artifacts(struct attempt *a, char *dir, size_t size)
 	return 0;
 }
 
-/* Runs the steps and artifacts on a ready VM. Returns whether the VM is broken. */
-static bool run_in_vm(struct attempt *a, struct vm *vm)
+/*
+ * Puts the workspace at RUNNER_GUEST_WORKSPACE: a disk when it wants one
+ * and the guest can take it, else the tar stream. Returns 0, 1 when the
+ * job fails here (result set), -1 when the VM is broken (result set).
+ */
+static int place_workspace(struct attempt *a, struct runner_lease *lease)
 {
 	const struct runner_exec_opts *o = a->o;
 	struct runner_job_result *res = a->res;
-	int64_t deadline = clock_ms() + a->job->timeout_ms;
+	struct vm *vm = lease->guest->vm;
 	struct vmci_err err = {0};
-	if (o->ws) {
-		bool host_side;
-		int64_t t0 = clock_ms();
-		if (runner_workspace_upload(o->ws, vm, RUNNER_GUEST_WORKSPACE, &host_side, &err)) {
-			if (!host_side) {
-				infra_error(a, "uploading the workspace", &err);
-				return true;
-			}
-			res->result = RUNNER_FAILED;
-			textf(res->how, sizeof(res->how), "the workspace upload failed");
-			textf(res->error, sizeof(res->error), "%s", err.msg);
-			return false;
+	int64_t t0 = clock_ms();
+	const char *via = "a tar stream";
+	if (runner_workspace_wants_disk(o->ws, o->ws_via)) {
+		int rc = runner_workspace_mount(o->ws, vm, lease->guest->run_dir,
+						RUNNER_GUEST_WORKSPACE, &lease->ws, &err);
+		if (rc < 0) {
+			infra_error(a, "mounting the workspace disk", &err);
+			return -1;
 		}
-		char dur[32];
-		format_duration(clock_ms() - t0, dur, sizeof(dur));
-		note(a, "workspace: %zu file%s from %s in %s", o->ws->n_files,
-		     o->ws->n_files == 1 ? "" : "s", o->ws->root, dur);
+		if (rc == 0)
+			via = "a disk";
+		else
+			note(a, "workspace: no disk (%s); sending a tar stream", err.msg);
+	}
+	bool host_side;
+	if (!lease->ws.mounted &&
+	    runner_workspace_upload(o->ws, vm, RUNNER_GUEST_WORKSPACE, &host_side, &err)) {
+		if (!host_side) {
+			infra_error(a, "uploading the workspace", &err);
+			return -1;
+		}
+		res->result = RUNNER_FAILED;
+		textf(res->how, sizeof(res->how), "the workspace upload failed");
+		textf(res->error, sizeof(res->error), "%s", err.msg);
+		return 1;
+	}
+	char dur[32];
+	format_duration(clock_ms() - t0, dur, sizeof(dur));
+	note(a, "workspace: %zu file%s from %s in %s, as %s", o->ws->n_files,
+	     o->ws->n_files == 1 ? "" : "s", o->ws->root, dur, via);
+	return 0;
+}
+
+/* Removes the workspace disk before the VM goes back; false when the VM failed doing it. */
+static bool unplace_workspace(struct runner_lease *lease)
+{
+	struct vmci_err err = {0};
+	if (!lease->guest || runner_workspace_unmount(lease->guest->vm, &lease->ws, &err) == 0)
+		return true;
+	log_warn("cannot remove the workspace disk: %s", err.msg);
+	return false;
+}
+
+/* Runs the steps and artifacts on a ready VM. Returns whether the VM is broken. */
+static bool run_in_vm(struct attempt *a, struct runner_lease *lease)
+{
+	const struct runner_exec_opts *o = a->o;
+	struct runner_job_result *res = a->res;
+	struct vm *vm = lease->guest->vm;
+	int64_t deadline = clock_ms() + a->job->timeout_ms;
+	if (o->ws) {
+		int rc = place_workspace(a, lease);
+		if (rc)
+			return rc < 0;
 	}
 	struct envv env = {0};
 	if (job_env(o, a->job, res->attempts > 0 ? res->attempts : 1, &env)) {
@@ -429,7 +470,7 @@ void runner_execute(const struct runner_exec_opts *o, size_t index, int attempt,
 	}
 	if (o->sink && o->sink->vm_ready)
 		o->sink->vm_ready(o->sink->ctx, index, res);
-	bool broken = run_in_vm(&a, vm);
+	bool broken = run_in_vm(&a, &lease);
 	if (res->result == RUNNER_FAILED && o->keep_on_failure && !broken &&
 	    !runner_cancel_requested(cancel)) {
 		res->kept = true;
@@ -438,6 +479,8 @@ void runner_execute(const struct runner_exec_opts *o, size_t index, int attempt,
 		return;
 	}
 	runner_cancel_detach(cancel);
+	if (!broken && !unplace_workspace(&lease))
+		broken = true;
 	o->vms->release(o->vms->ctx, &lease, broken);
 }
 
@@ -447,7 +490,7 @@ void runner_execute_release(const struct runner_exec_opts *o, struct runner_leas
 	if (!kept->guest)
 		return;
 	runner_cancel_detach(cancel);
-	o->vms->release(o->vms->ctx, kept, false);
+	o->vms->release(o->vms->ctx, kept, !unplace_workspace(kept));
 	memset(kept, 0, sizeof(*kept));
 }
 

@@ -17,6 +17,7 @@ struct pipe_run;
 struct runner_exec_opts {
 	const struct pipe_run *run;
 	const struct runner_workspace *ws; /* uploaded to RUNNER_GUEST_WORKSPACE; NULL: none */
+	enum runner_ws_via ws_via;	   /* as a tar stream or a disk; AUTO by its size */
 	const char *run_id;		   /* VMCI_RUN_ID in the guest */
 	const char *artifacts_dir; /* host: each job's artifacts go to DIR/<job dir>/; NULL: none */
 	const struct runner_vm_source *vms;

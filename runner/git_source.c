@@ -231,6 +231,10 @@ int runner_workspace_from_commit(const char *git_dir, const char *sha, const cha
 {
 	*out = NULL;
 	struct runner_workspace *ws = calloc(1, sizeof(*ws));
+	if (ws && !(ws->disk = runner_ws_disk_new())) {
+		free(ws);
+		ws = NULL;
+	}
 	if (!ws)
 		return vmci_err_set(err, ENOMEM, "out of memory");
 	git_libgit2_init();
@@ -257,6 +261,7 @@ int runner_workspace_from_commit(const char *git_dir, const char *sha, const cha
 		for (size_t i = 0; i < w.n; i++)
 			free(w.files[i]);
 		free(w.files);
+		runner_ws_disk_free(ws->disk);
 		free(ws);
 	}
 	commit_tree_free(repo, commit, tree);

@@ -6,6 +6,7 @@
 
 #include "runner/guest.h"
 #include "runner/pool.h"
+#include "runner/workspace.h"
 
 struct pipe_run;
 struct pipe_job;
@@ -14,7 +15,8 @@ struct pipe_job;
 
 struct runner_lease {
 	struct runner_guest *guest;
-	void *priv; /* the source's */
+	void *priv;		   /* the source's */
+	struct runner_ws_mount ws; /* the executor's: the workspace disk it mounted */
 };
 
 /*

@@ -211,6 +211,10 @@ int runner_workspace_open(const char *dir, struct runner_workspace **out, struct
 {
 	*out = NULL;
 	struct runner_workspace *ws = calloc(1, sizeof(*ws));
+	if (ws && !(ws->disk = runner_ws_disk_new())) {
+		free(ws);
+		ws = NULL;
+	}
 	if (!ws)
 		return vmci_err_set(err, ENOMEM, "out of memory");
 	struct list l = {0};
@@ -242,6 +246,7 @@ int runner_workspace_open(const char *dir, struct runner_workspace **out, struct
 	git_libgit2_shutdown();
 	if (rc) {
 		list_free(&l);
+		runner_ws_disk_free(ws->disk);
 		free(ws);
 		return rc;
 	}
@@ -259,6 +264,7 @@ void runner_workspace_free(struct runner_workspace *ws)
 	for (size_t i = 0; i < ws->n_files; i++)
 		free(ws->files[i]);
 	free(ws->files);
+	runner_ws_disk_free(ws->disk);
 	free(ws);
 }
 
@@ -368,6 +374,49 @@ static int add_file(struct archive *a, struct archive_entry *e, const char *root
 	return 0;
 }
 
+/* ---- directories ----------------------------------------------------------------- */
+
+/*
+ * Adds the directories above rel that the previous file (prev, "" at
+ * first) did not have: the file list is sorted, so a directory's files
+ * are contiguous and each directory is added once, before its contents.
+ * A working tree's directories keep their modes and times; a commit's
+ * (git keeps no directory modes) are 0755 at the commit's time. Returns
+ * 0 or -1 with msg.
+ */
+static int add_dirs(struct archive *a, struct archive_entry *e, const struct runner_workspace *ws,
+		    const char *prev, const char *rel, char *msg, size_t msglen)
+{
+	/* The length of the directory part the two paths share. */
+	size_t common = 0;
+	for (size_t i = 0; prev[i] && prev[i] == rel[i]; i++)
+		if (rel[i] == '/')
+			common = i + 1;
+	for (const char *slash = strchr(rel + common, '/'); slash; slash = strchr(slash + 1, '/')) {
+		char dir[PATH_MAX], path[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - rel), rel);
+		archive_entry_clear(e);
+		archive_entry_set_pathname(e, dir);
+		archive_entry_set_filetype(e, AE_IFDIR);
+		archive_entry_set_uid(e, 0);
+		archive_entry_set_gid(e, 0);
+		struct stat st;
+		if (!ws->from_commit && !fs_path(path, sizeof(path), "%s/%s", ws->root, dir) &&
+		    !lstat(path, &st) && S_ISDIR(st.st_mode)) {
+			archive_entry_set_perm(e, st.st_mode & 07777);
+			archive_entry_set_mtime(e, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+		} else {
+			archive_entry_set_perm(e, 0755);
+			archive_entry_set_mtime(e, ws->from_commit ? ws->commit_time : 0, 0);
+		}
+		if (archive_write_header(a, e) != ARCHIVE_OK) {
+			snprintf(msg, msglen, "%s", archive_error_string(a));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* ---- a commit's tree ------------------------------------------------------------ */
 
 /* Adds rel of the commit's tree. Returns 0 or -1 with msg. */
@@ -430,8 +479,11 @@ static int add_commit_files(struct archive *a, struct archive_entry *e,
 		snprintf(msg, msglen, "cannot read commit %s", ws->sha);
 		rc = -1;
 	}
-	for (size_t i = 0; i < ws->n_files && rc >= 0; i++)
-		rc = add_blob(a, e, repo, tree, ws->commit_time, ws->files[i], msg, msglen);
+	for (size_t i = 0; i < ws->n_files && rc >= 0; i++) {
+		rc = add_dirs(a, e, ws, i ? ws->files[i - 1] : "", ws->files[i], msg, msglen);
+		if (rc >= 0)
+			rc = add_blob(a, e, repo, tree, ws->commit_time, ws->files[i], msg, msglen);
+	}
 	git_tree_free(tree);
 	git_commit_free(commit);
 	git_repository_free(repo);
@@ -459,8 +511,11 @@ int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct
 	}
 	if (rc >= 0 && ws->from_commit)
 		rc = add_commit_files(a, e, ws, msg, sizeof(msg));
-	for (size_t i = 0; i < ws->n_files && rc >= 0 && !ws->from_commit; i++)
-		rc = add_file(a, e, ws->root, ws->files[i], msg, sizeof(msg));
+	for (size_t i = 0; i < ws->n_files && rc >= 0 && !ws->from_commit; i++) {
+		rc = add_dirs(a, e, ws, i ? ws->files[i - 1] : "", ws->files[i], msg, sizeof(msg));
+		if (rc >= 0)
+			rc = add_file(a, e, ws->root, ws->files[i], msg, sizeof(msg));
+	}
 	if (rc >= 0 && archive_write_close(a) != ARCHIVE_OK) {
 		snprintf(msg, sizeof(msg), "%s", archive_error_string(a));
 		rc = -1;
@@ -475,24 +530,25 @@ int runner_workspace_write_tar(const struct runner_workspace *ws, int fd, struct
 	return vmci_err_set(err, EIO, "cannot pack the workspace %s: %s", ws->root, msg);
 }
 
-/* ---- upload ---------------------------------------------------------------------- */
+/* ---- streaming --------------------------------------------------------------------- */
 
-struct upload_job {
+struct stream_writer {
 	const struct runner_workspace *ws;
 	int fd;
 	int rc;
 	struct vmci_err err;
 };
 
-static void *upload_writer(void *arg)
+static void *stream_writer(void *arg)
 {
-	struct upload_job *job = arg;
-	job->rc = runner_workspace_write_tar(job->ws, job->fd, &job->err);
-	shutdown(job->fd, SHUT_WR); /* the end of the stream for the channel */
+	struct stream_writer *w = arg;
+	w->rc = runner_workspace_write_tar(w->ws, w->fd, &w->err);
+	shutdown(w->fd, SHUT_WR); /* the end of the stream for the reader */
 	return NULL;
 }
 
-int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm, const char *guest_dir,
+int runner_workspace_stream(const struct runner_workspace *ws,
+			    int (*consume)(int fd, void *ctx, struct vmci_err *err), void *ctx,
 			    bool *host_side, struct vmci_err *err)
 {
 	*host_side = false;
@@ -501,28 +557,48 @@ int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm, co
 		*host_side = true;
 		return vmci_err_errno(err, errno, "cannot create a socket pair");
 	}
-	struct upload_job job = {.ws = ws, .fd = sv[1]};
+	struct stream_writer w = {.ws = ws, .fd = sv[1]};
 	pthread_t thread;
-	if (pthread_create(&thread, NULL, upload_writer, &job)) {
+	if (pthread_create(&thread, NULL, stream_writer, &w)) {
 		close(sv[0]);
 		close(sv[1]);
 		*host_side = true;
 		return vmci_err_set(err, EAGAIN, "cannot start a thread to pack %s", ws->root);
 	}
-	int rc = vm_put_tar(vm, sv[0], guest_dir, err);
-	close(sv[0]); /* unblocks the writer when the transfer failed */
+	int rc = consume(sv[0], ctx, err);
+	close(sv[0]); /* unblocks the writer when the reader failed */
 	pthread_join(thread, NULL);
 	close(sv[1]);
 	/*
 	 * A writer that failed on its own (not because the reader went away)
-	 * is a problem of the workspace, whatever the guest made of the cut
+	 * is a problem of the workspace, whatever the reader made of the cut
 	 * stream.
 	 */
-	if (job.rc && job.err.code != EPIPE && job.err.code != ECONNRESET) {
+	if (w.rc && w.err.code != EPIPE && w.err.code != ECONNRESET) {
 		*host_side = true;
 		if (err)
-			*err = job.err;
-		return job.rc;
+			*err = w.err;
+		return w.rc;
 	}
 	return rc;
+}
+
+/* ---- upload ---------------------------------------------------------------------- */
+
+struct upload_to {
+	struct vm *vm;
+	const char *guest_dir;
+};
+
+static int put_tar(int fd, void *ctx, struct vmci_err *err)
+{
+	struct upload_to *to = ctx;
+	return vm_put_tar(to->vm, fd, to->guest_dir, err);
+}
+
+int runner_workspace_upload(const struct runner_workspace *ws, struct vm *vm, const char *guest_dir,
+			    bool *host_side, struct vmci_err *err)
+{
+	struct upload_to to = {.vm = vm, .guest_dir = guest_dir};
+	return runner_workspace_stream(ws, put_tar, &to, host_side, err);
 }

@@ -201,6 +201,14 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	argv_add(a, "-device");
 	argv_add(a, "virtio-rng-pci");
 
+	/*
+	 * Disks added while the guest runs (vm_disk_attach) go on this
+	 * controller as SCSI disks: no PCI hot-plug, so the same on q35 and
+	 * on the Arm virt machine, and removed without the guest's consent.
+	 */
+	argv_add(a, "-device");
+	argv_add(a, "virtio-scsi-pci,id=" QEMU_SCSI_ID);
+
 	if (spec->disk) {
 		buf_appendf(&b, "file=");
 		opt_value(&b, spec->disk);

@@ -28,6 +28,8 @@ void qemu_paths_init(struct qemu_paths *p, const char *run_dir);
 
 /* The node name of the disk's format layer: what snapshots and block jobs name. */
 #define QEMU_DISK_NODE "vmci-disk0"
+/* The virtio-scsi controller every VM has from boot, for hot-added disks. */
+#define QEMU_SCSI_ID "vmci-scsi0"
 /* The memory backend holding guest RAM when the spec gives a memory file. */
 #define QEMU_RAM_ID "vmci-ram"
 

@@ -301,6 +301,35 @@ int vm_get(struct vm *vm, const char *guest_path, const char *host_dir, struct v
  */
 int vm_get_tar(struct vm *vm, const char *guest_path, int fd, struct vmci_err *err);
 
+/* ---- disks added at run time (vmcore/disk.c) -------------------------- */
+
+/*
+ * Every VM has a virtio-scsi controller from boot, so that disks can be
+ * added while it runs, with no PCI hot-plug, on every machine type. The
+ * guest sees a disk at SCSI target `target`, LUN 0 (in Linux,
+ * /sys/bus/scsi/devices/H:0:TARGET:0/block/NAME) once its kernel has
+ * scanned the hot-plug event; its kernel needs virtio_scsi and sd_mod.
+ */
+#define VM_DISK_TARGETS 8
+
+/*
+ * Adds the file path, of format "qcow2" or "raw" (never probed: a raw
+ * disk a guest wrote could pass for anything), as a SCSI disk at target,
+ * read-only when asked. Only between operations (never while vm_exec
+ * runs). Fails when the target holds a disk already or QEMU cannot open
+ * the file.
+ */
+int vm_disk_attach(struct vm *vm, unsigned target, const char *path, const char *format,
+		   bool read_only, struct vmci_err *err);
+
+/*
+ * Removes the disk at target, whatever the guest does with it (its I/O
+ * to it fails from then on), and closes the file. Afterwards the VM has
+ * the devices it booted with again, as a snapshot-load or a saved state
+ * needs. A target with no disk is not an error.
+ */
+int vm_disk_detach(struct vm *vm, unsigned target, struct vmci_err *err);
+
 /* ---- guest housekeeping --------------------------------------------- */
 
 /* Round trip through the agent; fails after timeout_ms. */

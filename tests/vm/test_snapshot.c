@@ -1,8 +1,9 @@
 /*
  * Snapshots and templates in real VMs (busybox-x86_64; debian-12 when its
  * image is in the store): a revert undoes everything a job did, the guest
- * clock is the host's after a revert, and clones of one template differ
- * in randomness and identity.
+ * clock is the host's after a revert, clones of one template differ
+ * in randomness and identity, and a disk added and removed at run time
+ * leaves a VM that reverts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -245,6 +246,49 @@ static void test_a_template_that_does_not_load_is_made_again(void **state)
 	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 }
 
+/*
+ * A disk added at run time (vm_disk_attach) shows up in the guest, and
+ * once removed (vm_disk_detach, whatever the guest still does with it)
+ * the VM reverts to a snapshot saved without it and sees no disk.
+ */
+static void test_a_disk_added_and_removed_leaves_a_vm_that_reverts(void **state)
+{
+	struct runner_guest *g = vmtest_boot(IMAGE);
+	struct vm *vm = g->vm;
+	struct vmci_err err = {0};
+	save(vm, "clean");
+	char disk[PATH_MAX];
+	snprintf(disk, sizeof(disk), "%s/hot.raw", work);
+	assert_int_equal(fs_write_atomic(disk, "vmci-hot-disk\n", 14, 0644, &err), 0);
+	assert_int_equal(truncate(disk, 1 << 20), 0);
+	if (vm_disk_attach(vm, 2, disk, "raw", true, &err))
+		fail_msg("%s", err.msg);
+	struct capture c = {0};
+	/* The guest scans the new target, then reads the disk (and keeps it open). */
+	struct vm_exec_result r = vmtest_sh(
+	    vm,
+	    "for i in $(seq 1 500); do for p in /sys/bus/scsi/devices/*:0:2:0/block/*; do "
+	    "[ -e \"$p\" ] && d=${p##*/}; done; [ -n \"$d\" ] && [ -b /dev/$d ] && break; "
+	    "sleep 0.02; done; head -c 13 /dev/$d; echo; sleep 600 </dev/$d >/dev/null 2>&1 &",
+	    &c);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(buf_cstr(&c.out), "vmci-hot-disk\n");
+	capture_free(&c);
+	if (vm_disk_detach(vm, 2, &err))
+		fail_msg("%s", err.msg);
+	/* Gone already: removing it again is not an error. */
+	if (vm_disk_detach(vm, 2, &err))
+		fail_msg("%s", err.msg);
+	if (vm_snapshot_load(vm, "clean", &err))
+		fail_msg("%s", err.msg);
+	struct capture after = {0};
+	r = vmtest_sh(vm, "ls /sys/block | grep -c '^sd' || true", &after);
+	assert_int_equal(r.code, 0);
+	assert_string_equal(buf_cstr(&after.out), "0\n");
+	capture_free(&after);
+	runner_guest_destroy(g, 5000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +298,7 @@ int main(void)
 	    cmocka_unit_test(test_clones_of_a_mapped_template_differ_in_randomness_and_identity),
 	    cmocka_unit_test(test_clones_of_a_plain_template_differ_in_randomness_and_identity),
 	    cmocka_unit_test(test_a_template_that_does_not_load_is_made_again),
+	    cmocka_unit_test(test_a_disk_added_and_removed_leaves_a_vm_that_reverts),
 	};
 	return cmocka_run_group_tests_name("vm snapshots and templates", tests, setup, teardown);
 }

@@ -163,7 +163,7 @@ static void read_tar(const char *path, struct buf *listing)
 	archive_read_free(a);
 }
 
-static void test_the_workspace_is_the_commits_tree_only(void **state)
+static void test_the_workspace_is_the_commits_tree_only_by_tar_and_disk(void **state)
 {
 	if (!have_git)
 		skip();
@@ -195,7 +195,23 @@ static void test_the_workspace_is_the_commits_tree_only(void **state)
 	assert_null(strstr(l, "untracked"));
 	assert_null(strstr(l, "dirty"));
 	buf_free(&listing);
+
+	/* The disk holds the same tree: the commit's bytes and modes. */
+	assert_true(runner_workspace_bytes(ws) >= 9); /* "deep\n" and "run\n" at least */
+	char image[PATH_MAX];
+	if (runner_workspace_disk_image(ws, image, sizeof(image), &err))
+		fail_msg("%s", err.msg);
+	char *cat[] = {"debugfs", "-R", "cat /sub/d.txt", image, NULL};
+	struct buf out = {0};
+	assert_int_equal(run_command(cat, &out, &err), 0);
+	assert_string_equal(buf_cstr(&out), "deep\n");
+	buf_free(&out);
+	char *stat[] = {"debugfs", "-R", "stat /run.sh", image, NULL};
+	assert_int_equal(run_command(stat, &out, &err), 0);
+	assert_non_null(strstr(buf_cstr(&out), "Mode:  0755"));
+	buf_free(&out);
 	runner_workspace_free(ws);
+	assert_int_equal(access(image, F_OK), -1); /* removed with the workspace */
 }
 
 int main(void)
@@ -205,7 +221,7 @@ int main(void)
 	    cmocka_unit_test(test_an_unknown_ref_or_sha_is_enoent),
 	    cmocka_unit_test(test_a_bad_url_says_which_repository),
 	    cmocka_unit_test(test_a_file_is_read_at_the_commit),
-	    cmocka_unit_test(test_the_workspace_is_the_commits_tree_only),
+	    cmocka_unit_test(test_the_workspace_is_the_commits_tree_only_by_tar_and_disk),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

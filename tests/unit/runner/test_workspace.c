@@ -107,12 +107,15 @@ static void test_the_working_tree_is_what_travels(void **state)
 	runner_workspace_free(ws);
 }
 
-static void test_the_tar_holds_contents_modes_and_links(void **state)
+static void test_the_tar_holds_contents_modes_links_and_directories(void **state)
 {
 	if (!dir[0])
 		skip();
 	struct runner_workspace *ws;
 	struct vmci_err err = {0};
+	char deep[160];
+	snprintf(deep, sizeof(deep), "%s/src/deep", dir);
+	assert_int_equal(chmod(deep, 0750), 0);
 	assert_int_equal(runner_workspace_open(dir, &ws, &err), 0);
 	char tar[128];
 	snprintf(tar, sizeof(tar), "%s.tar", dir);
@@ -126,10 +129,21 @@ static void test_the_tar_holds_contents_modes_and_links(void **state)
 	assert_int_equal(archive_read_open_filename(a, tar, 10240), ARCHIVE_OK);
 	struct archive_entry *e;
 	size_t entries = 0;
-	bool saw_modified = false, saw_exec = false, saw_link = false;
+	bool saw_modified = false, saw_exec = false, saw_link = false, saw_dir = false;
 	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
-		entries++;
 		const char *name = archive_entry_pathname(e);
+		if (archive_entry_filetype(e) == AE_IFDIR) {
+			/* Each directory once, with its mode, before what it holds. */
+			if (!strcmp(name, "src/deep") || !strcmp(name, "src/deep/")) {
+				assert_int_equal(archive_entry_perm(e), 0750);
+				assert_false(saw_dir);
+				saw_dir = true;
+			}
+			continue;
+		}
+		if (!strcmp(name, "src/deep/x.c"))
+			assert_true(saw_dir);
+		entries++;
 		if (!strcmp(name, "modified.txt")) {
 			char data[64] = "";
 			archive_read_data(a, data, sizeof(data) - 1);
@@ -146,7 +160,7 @@ static void test_the_tar_holds_contents_modes_and_links(void **state)
 	}
 	archive_read_free(a);
 	unlink(tar);
-	assert_true(saw_modified && saw_exec && saw_link);
+	assert_true(saw_modified && saw_exec && saw_link && saw_dir);
 	assert_int_equal(entries, ws->n_files);
 	runner_workspace_free(ws);
 }
@@ -174,12 +188,54 @@ static void test_a_plain_directory_travels_whole(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void test_auto_sends_a_disk_from_the_threshold_on(void **state)
+{
+	char plain[64] = "/tmp/vmci-ws-size.XXXXXX";
+	assert_non_null(mkdtemp(plain));
+	char cmd[512];
+	/* Sparse files: the size counts, not the blocks. */
+	snprintf(cmd, sizeof(cmd), "cd %s && echo small >a && truncate -s %lld b", plain,
+		 RUNNER_WS_DISK_MIN_BYTES - 7);
+	assert_int_equal(system(cmd), 0);
+	struct runner_workspace *ws;
+	struct vmci_err err = {0};
+	assert_int_equal(runner_workspace_open(plain, &ws, &err), 0);
+	assert_int_equal(runner_workspace_bytes(ws), RUNNER_WS_DISK_MIN_BYTES - 1);
+	assert_false(runner_workspace_wants_disk(ws, RUNNER_WS_AUTO));
+	assert_true(runner_workspace_wants_disk(ws, RUNNER_WS_DISK));
+	runner_workspace_free(ws);
+
+	snprintf(cmd, sizeof(cmd), "cd %s && echo big >>b", plain);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(runner_workspace_open(plain, &ws, &err), 0);
+	assert_true(runner_workspace_wants_disk(ws, RUNNER_WS_AUTO));
+	assert_false(runner_workspace_wants_disk(ws, RUNNER_WS_TAR));
+	runner_workspace_free(ws);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", plain);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_workspace_via_names_parse(void **state)
+{
+	enum runner_ws_via via;
+	assert_int_equal(runner_ws_via_parse("disk", &via), 0);
+	assert_int_equal(via, RUNNER_WS_DISK);
+	assert_int_equal(runner_ws_via_parse("tar", &via), 0);
+	assert_int_equal(via, RUNNER_WS_TAR);
+	assert_int_equal(runner_ws_via_parse("auto", &via), 0);
+	assert_int_equal(via, RUNNER_WS_AUTO);
+	assert_int_equal(runner_ws_via_parse("nfs", &via), -1);
+	assert_int_equal(runner_ws_via_parse(NULL, &via), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_the_working_tree_is_what_travels),
-	    cmocka_unit_test(test_the_tar_holds_contents_modes_and_links),
+	    cmocka_unit_test(test_the_tar_holds_contents_modes_links_and_directories),
 	    cmocka_unit_test(test_a_plain_directory_travels_whole),
+	    cmocka_unit_test(test_auto_sends_a_disk_from_the_threshold_on),
+	    cmocka_unit_test(test_workspace_via_names_parse),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
