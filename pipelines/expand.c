@@ -280,6 +280,7 @@ static int expand_job(struct expander *x, const struct pipe_spec *spec, size_t b
 		    .retries = b->retries,
 		    .cpus = b->cpus,
 		    .memory_mb = b->memory_mb,
+		    .network = b->network,
 		    .log_limit = b->log_limit,
 		    .artifacts = b->artifacts,
 		    .n_artifacts = b->n_artifacts,

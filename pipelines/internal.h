@@ -358,6 +358,7 @@ struct job_spec {
 	int retries;
 	int cpus;
 	int64_t memory_mb;
+	enum pipe_network network;
 	int64_t log_limit; /* bytes */
 	const char **artifacts;
 	size_t n_artifacts;

@@ -1,7 +1,7 @@
 /*
  * One job under `jobs:` and its parts (docs/pipeline.md "Jobs"): image,
  * strategy, needs, env, steps, timeout, retries, resources, artifacts, if,
- * and log-limit. What a run cannot run is refused here, not in the VM: an
+ * log-limit and network. What a run cannot run is refused here, not in the VM: an
  * image name the store would refuse, a script past PIPE_MAX_SCRIPT_SIZE.
  * The strategy is read first: its matrix keys are what the job's
  * expressions may name.
@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const job_keys[] = {"image",	    "strategy", "needs",    "env",
-				       "steps",	    "timeout",	"retries",  "resources",
-				       "artifacts", "if",	"log-limit"};
+static const char *const job_keys[] = {"image",	    "strategy", "needs",     "env",
+				       "steps",	    "timeout",	"retries",   "resources",
+				       "artifacts", "if",	"log-limit", "network"};
 static const char *const strategy_keys[] = {"matrix", "fail-fast", "max-parallel"};
 static const char *const resource_keys[] = {"cpus", "memory"};
 static const char *const step_keys[] = {"name",	  "run", "env", "timeout", "continue-on-error",
@@ -324,6 +324,31 @@ int pipe_script_check(struct pipe_ctx *ctx, struct ypos pos, const char *script,
 			     what, (len + 1023) >> 10, PIPE_MAX_SCRIPT_SIZE >> 10);
 }
 
+static const char *const network_modes[] = {
+    [PIPE_NETWORK_NAT] = "nat", [PIPE_NETWORK_NONE] = "none"};
+
+static int parse_network(struct pipe_ctx *ctx, const struct ynode *n, struct job_spec *job,
+			 const char *where)
+{
+	const char *what = pipe_fmt(ctx, "network of %s", where);
+	const char *mode;
+	int rc = pipe_node_string(ctx, n, what, &mode);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < ARRAY_LEN(network_modes); i++) {
+		if (!strcmp(mode, network_modes[i])) {
+			job->network = (enum pipe_network)i;
+			return 0;
+		}
+	}
+	const char *near = pipe_suggest(ctx, mode, network_modes, ARRAY_LEN(network_modes));
+	return pipe_error_at(ctx, n->pos,
+			     "%s is '%s'; it must be 'nat' (outbound access, the default) or "
+			     "'none' (no network)%s%s%s",
+			     what, mode, near ? " (did you mean '" : "", near ? near : "",
+			     near ? "'?)" : "");
+}
+
 int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const struct ynode *key,
 		   const struct ynode *n, struct job_spec *job)
 {
@@ -394,6 +419,8 @@ int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const str
 		rc = fold(rc, parse_artifacts(ctx, v, job, where));
 	if ((v = pipe_map_get(n, "log-limit")))
 		rc = fold(rc, parse_log_limit(ctx, v, job, where));
+	if ((v = pipe_map_get(n, "network")))
+		rc = fold(rc, parse_network(ctx, v, job, where));
 	if ((v = pipe_map_get(n, "if"))) {
 		/* Kept as written for the runner; conditions are not evaluated yet. */
 		if (v->kind != Y_SCALAR || pipe_node_is_null(v))

@@ -101,6 +101,12 @@ struct pipe_need {
 	size_t count;
 };
 
+/* `network:` of a job: what its VM reaches (docs/pipeline.md). */
+enum pipe_network {
+	PIPE_NETWORK_NAT, /* the default: outbound through the host, not the host itself */
+	PIPE_NETWORK_NONE /* no network device: a hermetic job */
+};
+
 struct pipe_job {
 	const char *name;  /* "build (busybox-x86_64, gcc)"; the id when there is no matrix */
 	const char *id;	   /* the key under `jobs:` ("build") */
@@ -116,6 +122,7 @@ struct pipe_job {
 	int retries;	    /* re-runs after an infrastructure failure */
 	int cpus;
 	int64_t memory_mb;
+	enum pipe_network network;
 	int64_t log_limit; /* bytes of log the job keeps (head and tail); PIPE_DEFAULT_LOG_LIMIT */
 	const char *const *artifacts; /* globs relative to the workspace */
 	size_t n_artifacts;

@@ -19,6 +19,7 @@ struct warm_image {
 	const char *name;
 	int cpus;
 	int64_t memory_mb;
+	enum vm_network network;
 };
 
 struct runner_warm_source {
@@ -41,7 +42,7 @@ static struct warm_image *find(struct runner_warm_source *w, const struct pipe_j
 	for (size_t i = 0; i < w->n_images; i++) {
 		struct warm_image *im = &w->images[i];
 		if (!strcmp(im->name, job->image) && im->cpus == job->cpus &&
-		    im->memory_mb == job->memory_mb)
+		    im->memory_mb == job->memory_mb && im->network == runner_job_network(job))
 			return im;
 	}
 	return NULL;
@@ -55,7 +56,8 @@ static struct runner_pool_opts pool_opts(struct runner_warm_source *w, const str
 	    .size = size,
 	    .guest = {.cpus = im->cpus,
 		      .memory_mb = im->memory_mb > INT32_MAX ? INT32_MAX : (int)im->memory_mb,
-		      .accel = w->cold.accel},
+		      .accel = w->cold.accel,
+		      .network = im->network},
 	    .templates = w->templates[0] ? w->templates : NULL,
 	    .template_kind = RUNNER_TEMPLATE_MAPPED,
 	};
@@ -118,7 +120,8 @@ int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int
 		struct warm_image *im = find(w, j);
 		if (!im) {
 			im = &w->images[w->n_images++];
-			*im = (struct warm_image){j->image, j->cpus, j->memory_mb};
+			*im = (struct warm_image){j->image, j->cpus, j->memory_mb,
+						  runner_job_network(j)};
 		}
 		counts[im - w->images]++;
 	}
@@ -183,7 +186,8 @@ static struct warm_image *find_or_add(struct runner_warm_source *w, const struct
 	}
 	/* The pool keeps its own copy of the name; ours must outlive the job's run. */
 	im = &w->images[w->n_images];
-	*im = (struct warm_image){strdup(job->image), job->cpus, job->memory_mb};
+	*im = (struct warm_image){strdup(job->image), job->cpus, job->memory_mb,
+				  runner_job_network(job)};
 	struct runner_pool_opts po = pool_opts(w, im, w->per_image);
 	if (im->name && runner_pool_add(w->pool, &po, err) == 0) {
 		w->n_images++;
