@@ -48,8 +48,7 @@ int vm_network_parse(const char *name, enum vm_network *out)
 	return -1;
 }
 
-int net_helper_start(const char *run_dir, struct net_helper *h, int *qemu_fd,
-		     struct vmci_err *err)
+int net_helper_start(const char *run_dir, struct net_helper *h, int *qemu_fd, struct vmci_err *err)
 {
 	h->pid = 0;
 	*qemu_fd = -1;
@@ -70,23 +69,10 @@ int net_helper_start(const char *run_dir, struct net_helper *h, int *qemu_fd,
 	char fd_arg[16], prefix[8];
 	snprintf(fd_arg, sizeof(fd_arg), "%d", NET_HELPER_FD);
 	snprintf(prefix, sizeof(prefix), "%d", VM_NET_PREFIX);
-	char *const argv[] = {path,
-			      "--foreground",
-			      "--quiet",
-			      "--ipv4-only",
-			      "--fd",
-			      fd_arg,
-			      "--no-map-gw",
-			      "--no-dhcp",
-			      "--address",
-			      VM_NET_ADDRESS,
-			      "--netmask",
-			      prefix,
-			      "--gateway",
-			      VM_NET_GATEWAY,
-			      "--dns-forward",
-			      VM_NET_DNS,
-			      NULL};
+	char *const argv[] = {
+	    path,	   "--foreground", "--quiet",	    "--ipv4-only",  "--fd",	 fd_arg,
+	    "--no-map-gw", "--no-dhcp",	   "--address",	    VM_NET_ADDRESS, "--netmask", prefix,
+	    "--gateway",   VM_NET_GATEWAY, "--dns-forward", VM_NET_DNS,	    NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -168,8 +154,7 @@ int net_configure_guest(struct vm *vm, struct vmci_err *err)
 				    "predates it: rebuild it with vmci image build)");
 	if (vm->net.pid > 0 && helper_gone(&vm->net, 0)) {
 		vm->net.pid = 0;
-		return vmci_err_set(err, EPIPE,
-				    "the network helper (passt) exited; see %s/net.log",
+		return vmci_err_set(err, EPIPE, "the network helper (passt) exited; see %s/net.log",
 				    vm->run_dir);
 	}
 	struct agent_result res = {0};

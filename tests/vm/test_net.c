@@ -37,8 +37,8 @@
  * (the guest's busybox wget crashes with -q or -T: its progress goes to
  * /dev/null, and timeout(1) bounds it).
  */
-#define FETCH                                                                                     \
-	"timeout 60 wget -O - " RELEASE_URL " 2>/dev/null | grep -q '^Origin: Debian' && "          \
+#define FETCH                                                                                      \
+	"timeout 60 wget -O - " RELEASE_URL " 2>/dev/null | grep -q '^Origin: Debian' && "         \
 	"echo FETCH-OK; "
 #define RESOLVE "nslookup deb.debian.org >/dev/null 2>&1 && echo RESOLVE-OK; "
 
@@ -89,10 +89,11 @@ static void assert_online(struct vm *vm, const char *when)
 static void test_a_vm_without_network_cannot_resolve_or_connect_anywhere(void **state)
 {
 	struct runner_guest *g = boot(VM_NET_NONE);
-	const char *out = sh_out(g->vm, "ls /sys/class/net; " RESOLVE FETCH
-					"timeout 5 nc -w 3 10.0.2.2 80 </dev/null && echo CONNECT-OK; "
-					"timeout 5 nc -w 3 151.101.2.132 80 </dev/null && echo "
-					"CONNECT-OK; true");
+	const char *out =
+	    sh_out(g->vm, "ls /sys/class/net; " RESOLVE FETCH
+			  "timeout 5 nc -w 3 10.0.2.2 80 </dev/null && echo CONNECT-OK; "
+			  "timeout 5 nc -w 3 151.101.2.132 80 </dev/null && echo "
+			  "CONNECT-OK; true");
 	assert_string_equal(out, "lo\n");
 	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 }
