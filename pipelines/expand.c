@@ -281,6 +281,8 @@ static int expand_job(struct expander *x, const struct pipe_spec *spec, size_t b
 		    .cpus = b->cpus,
 		    .memory_mb = b->memory_mb,
 		    .network = b->network,
+		    .packages = b->packages,
+		    .n_packages = b->n_packages,
 		    .log_limit = b->log_limit,
 		    .artifacts = b->artifacts,
 		    .n_artifacts = b->n_artifacts,

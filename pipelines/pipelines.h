@@ -45,6 +45,7 @@
 
 #define PIPE_DEFAULT_FILE	".vmci.yml"
 #define PIPE_DEFAULT_MAX_JOBS	10000
+#define PIPE_MAX_PACKAGES	256 /* `packages:` of one job (IMG_PACKAGES_MAX) */
 #define PIPE_DEFAULT_CPUS	1
 #define PIPE_DEFAULT_MEMORY_MB	1024
 #define PIPE_DEFAULT_TIMEOUT_MS (60LL * 60 * 1000) /* a job without `timeout` */
@@ -123,6 +124,10 @@ struct pipe_job {
 	int cpus;
 	int64_t memory_mb;
 	enum pipe_network network;
+	/* `packages:` of the guest distribution, as written (names checked), installed
+	   once into a derived image the job runs in */
+	const char *const *packages;
+	size_t n_packages;
 	int64_t log_limit; /* bytes of log the job keeps (head and tail); PIPE_DEFAULT_LOG_LIMIT */
 	const char *const *artifacts; /* globs relative to the workspace */
 	size_t n_artifacts;

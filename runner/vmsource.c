@@ -1,5 +1,6 @@
 /* The cold-boot VM source: each job a fresh VM, destroyed when it ends. */
 #include "runner/vmsource.h"
+#include "runner/build.h"
 #include "pipelines/pipelines.h"
 
 #include <stdint.h>
@@ -20,7 +21,9 @@ static int cold_acquire(void *ctx, const struct pipe_job *job, struct runner_lea
 	    .network = runner_job_network(job),
 	};
 	lease->priv = NULL;
-	return runner_guest_boot(job->image, &opts, &lease->guest, err);
+	char image[64];
+	int rc = runner_job_image(job, image, sizeof(image), err);
+	return rc ? rc : runner_guest_boot(image, &opts, &lease->guest, err);
 }
 
 static void cold_release(void *ctx, struct runner_lease *lease, bool broken)
