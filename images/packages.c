@@ -50,10 +50,11 @@ static int sorted_set(const char *const *packages, size_t n, const char ***out, 
 	for (size_t i = 0; i < n; i++) {
 		if (!deb_package_name_ok(packages[i])) {
 			free(v);
-			return vmci_err_set(err, EINVAL,
-					    "'%s' is not a Debian package name (lower case letters, "
-					    "digits, '+', '-' and '.')",
-					    packages[i]);
+			return vmci_err_set(
+			    err, EINVAL,
+			    "'%s' is not a Debian package name (lower case letters, "
+			    "digits, '+', '-' and '.')",
+			    packages[i]);
 		}
 		v[i] = packages[i];
 	}
