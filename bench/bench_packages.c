@@ -9,7 +9,7 @@
  */
 #include "stats.h"
 
-#include "images/internal.h"
+#include "images/images.h"
 #include "runner/build.h"
 #include "runner/guest.h"
 
@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BASE  "debian-12"
-#define LATER 3
+#define BASE	      "debian-12"
+#define LATER	      3
 #define PACKAGES_TEXT "bc ed m4 patch rsync"
 
 static const char *const packages[] = {"bc", "ed", "m4", "patch", "rsync"};
@@ -36,9 +36,9 @@ static double start_ms(bool with_packages, char *image_out, size_t size)
 	struct img_boot img;
 	int64_t t0 = clock_ms();
 	struct img_ensure_opts build = {.setup = runner_image_setup};
-	int rc = with_packages ? img_ensure_packages(BASE, packages, ARRAY_LEN(packages), &build,
-						     &img, &err)
-			       : runner_image_ensure(BASE, NULL, NULL, &img, &err);
+	int rc = with_packages
+		     ? img_ensure_packages(BASE, packages, ARRAY_LEN(packages), &build, &img, &err)
+		     : runner_image_ensure(BASE, NULL, NULL, &img, &err);
 	if (rc)
 		die("image", &err);
 	struct runner_guest_opts opts = {.network = VM_NET_NAT, .memory_mb = 1024};
@@ -58,12 +58,18 @@ int main(void)
 	struct img_boot base;
 	if (runner_image_ensure(BASE, NULL, NULL, &base, &err))
 		die("base image", &err);
-	char name[64], digest[SHA256_HEX_LEN + 1], blob[PATH_MAX];
+	char name[64];
 	if (img_packages_name(BASE, packages, ARRAY_LEN(packages), name, sizeof(name), &err))
 		die("name", &err);
 	/* Ours alone: drop it, name and files, so that the first start builds it. */
-	if (img_remove(name, digest, NULL) == 0 && !img_blob_path(digest, blob, sizeof(blob)))
-		fs_rm_rf(blob, NULL);
+	struct img_details *d = NULL;
+	if (img_inspect(name, &d, NULL) == 0) {
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", d->dir);
+		img_details_free(d);
+		if (img_remove(name, NULL, NULL) == 0)
+			fs_rm_rf(dir, NULL);
+	}
 
 	char why[256];
 	vm_accel_choose(VM_ACCEL_AUTO, VM_ARCH_X86_64, why, sizeof(why));
