@@ -46,6 +46,15 @@ uint64_t agent_now_ms(void);
 void agent_init_system(void);
 /* Makes sure fds 0, 1 and 2 are open (on the console, else /dev/null). */
 void agent_ensure_stdio(void);
+/* ---- net.c: the network interface -------------------------------------- */
+
+/*
+ * Configures the first Ethernet interface afresh (see AGENT_NET_CONFIG in
+ * protocol.h). Returns 0, or an errno value with a message in err.
+ */
+int agent_net_configure(const char *address, int prefix, const char *gateway, const char *dns,
+			char *err, size_t errlen);
+
 /* Syncs and powers off; never returns. For PID 1 after a fatal error. */
 _Noreturn void agent_poweroff(void);
 

@@ -18,6 +18,7 @@ static const char *const type_names[] = {
     [AGENT_ADD_ENTROPY] = "add-entropy",
     [AGENT_PING] = "ping",
     [AGENT_RESIZE] = "resize",
+    [AGENT_NET_CONFIG] = "net-config",
     [AGENT_HELLO_REPLY] = "hello-reply",
     [AGENT_STDOUT] = "stdout",
     [AGENT_STDERR] = "stderr",
@@ -30,7 +31,7 @@ static const char *const type_names[] = {
 
 bool agent_type_from_host(uint16_t type)
 {
-	return type >= AGENT_HELLO && type <= AGENT_RESIZE;
+	return type >= AGENT_HELLO && type <= AGENT_NET_CONFIG;
 }
 
 bool agent_type_from_guest(uint16_t type)

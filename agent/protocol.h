@@ -63,6 +63,7 @@ enum agent_type {
 	AGENT_ADD_ENTROPY, /* bytes, at most AGENT_MAX_ENTROPY */
 	AGENT_PING,	   /* bytes, echoed in PONG */
 	AGENT_RESIZE,	   /* u16 rows, u16 cols: the terminal of a PTY exec on this stream */
+	AGENT_NET_CONFIG,  /* str address, u8 prefix, str gateway, str dns: see below */
 
 	/* guest -> host */
 	AGENT_HELLO_REPLY = 64, /* u32 version, u32 caps, u64 next_seq, string list "key=value" */
@@ -86,7 +87,17 @@ enum {
 	AGENT_CAP_ENTROPY = 1u << 3,
 	AGENT_CAP_STDIN = 1u << 4,
 	AGENT_CAP_PTY = 1u << 5, /* AGENT_EXEC_PTY and AGENT_RESIZE */
+	AGENT_CAP_NET = 1u << 6, /* AGENT_NET_CONFIG */
 };
+
+/*
+ * AGENT_NET_CONFIG configures the guest's network interface afresh: the
+ * first one that is not loopback goes down (which drops its routes and
+ * neighbours: nothing learnt before a snapshot survives a restore), gets
+ * address/prefix, comes up with a default route via gateway, and
+ * /etc/resolv.conf names dns alone. Sent after boot and after every
+ * restore; answered with a RESULT.
+ */
 
 /* Whether a frame of this type may travel in this direction. */
 bool agent_type_from_host(uint16_t type);

@@ -147,7 +147,7 @@ static void on_hello(struct server *s, const struct agent_frame *f)
 	struct agent_writer *w = agent_channel_begin(s->ch);
 	agent_put_u32(w, AGENT_PROTOCOL_VERSION);
 	agent_put_u32(w, AGENT_CAP_EXEC | AGENT_CAP_PUT_GET | AGENT_CAP_TIME | AGENT_CAP_ENTROPY |
-			     AGENT_CAP_STDIN | AGENT_CAP_PTY);
+			     AGENT_CAP_STDIN | AGENT_CAP_PTY | AGENT_CAP_NET);
 	agent_put_u64(w, next);
 	agent_put_strv(w, strs);
 	if (agent_channel_queue_unsequenced(s->ch, AGENT_HELLO_REPLY, 0))
@@ -306,6 +306,26 @@ static void on_add_entropy(struct server *s, const struct agent_frame *f)
 	agent_channel_result(s->ch, f->h.stream, status, msg);
 }
 
+static void on_net_config(struct server *s, const struct agent_frame *f)
+{
+	struct agent_reader r;
+	agent_reader_init(&r, f);
+	char *address = agent_get_str(&r);
+	int prefix = agent_get_u8(&r);
+	char *gateway = agent_get_str(&r);
+	char *dns = agent_get_str(&r);
+	if (!agent_reader_done(&r)) {
+		reject(s, "malformed net-config");
+	} else {
+		char msg[256] = "";
+		int status = agent_net_configure(address, prefix, gateway, dns, msg, sizeof(msg));
+		agent_channel_result(s->ch, f->h.stream, status, msg);
+	}
+	free(address);
+	free(gateway);
+	free(dns);
+}
+
 static void on_ping(struct server *s, const struct agent_frame *f)
 {
 	if (f->h.len > AGENT_MAX_PING) {
@@ -360,6 +380,9 @@ static void dispatch(struct server *s, const struct agent_frame *f)
 		break;
 	case AGENT_RESIZE:
 		on_resize(s, f);
+		break;
+	case AGENT_NET_CONFIG:
+		on_net_config(s, f);
 		break;
 	default: /* the header decoder admits host types only */
 		reject(s, "unexpected %s frame", agent_type_name(f->h.type));

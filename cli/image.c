@@ -133,18 +133,23 @@ static int image_build(int argc, char **argv)
 
 static json_t *info_json(const struct img_info *r)
 {
-	return json_pack("{s:s?, s:s, s:s+, s:I, s:I, s:i, s:I, s:I}", "name",
-			 r->name[0] ? r->name : NULL, "arch", r->arch, "digest",
-			 "sha256:", r->digest, "size", (json_int_t)r->size, "shared",
-			 (json_int_t)r->shared, "clones", r->clones, "clones_size",
-			 (json_int_t)r->clones_size, "created", (json_int_t)r->created);
+	json_t *o = json_pack("{s:s?, s:s, s:s+, s:I, s:I, s:i, s:I, s:I}", "name",
+			      r->name[0] ? r->name : NULL, "arch", r->arch, "digest",
+			      "sha256:", r->digest, "size", (json_int_t)r->size, "shared",
+			      (json_int_t)r->shared, "clones", r->clones, "clones_size",
+			      (json_int_t)r->clones_size, "created", (json_int_t)r->created);
+	if (o && r->parent[0])
+		json_object_set_new(o, "parent",
+				    json_pack("{s:s+, s:s}", "digest", "sha256:", r->parent, "name",
+					      r->parent_name));
+	return o;
 }
 
 static void print_table(const struct img_info *rows, size_t n)
 {
-	enum { COLS = 7 };
+	enum { COLS = 8 };
 	static const char *const head[COLS] = {"NAME",	 "ARCH", "DIGEST", "SIZE",
-					       "SHARED", "AGE",	 "CLONES"};
+					       "SHARED", "AGE",	 "CLONES", "PARENT"};
 	char(*cells)[COLS][80] = calloc(n ? n : 1, sizeof(*cells));
 	if (!cells)
 		return;
@@ -159,22 +164,35 @@ static void print_table(const struct img_info *rows, size_t n)
 		human_size(rows[i].shared, cells[i][4], 80);
 		human_age(rows[i].created, cells[i][5], 80);
 		snprintf(cells[i][6], 80, "%d", rows[i].clones);
+		if (rows[i].parent[0])
+			snprintf(cells[i][7], 80, "%s@sha256:%.12s",
+				 rows[i].parent_name[0] ? rows[i].parent_name : "", rows[i].parent);
+		else
+			snprintf(cells[i][7], 80, "-");
 		for (int c = 0; c < COLS; c++)
 			if ((int)strlen(cells[i][c]) > width[c])
 				width[c] = (int)strlen(cells[i][c]);
 	}
 	bool color = vmci_use_color(STDOUT_FILENO);
 	/* Sizes and counts are right-aligned, so their digits line up. */
-	static const bool right[COLS] = {false, false, false, true, true, true, true};
+	static const bool right[COLS] = {false, false, false, true, true, true, true, false};
 	printf("%s", color ? "\033[1m" : "");
 	for (int c = 0; c < COLS; c++)
-		printf("%s%*s", c ? "  " : "", right[c] ? width[c] : -width[c], head[c]);
+		printf("%s%*s", c ? "  " : "",
+		       right[c]	       ? width[c]
+		       : c == COLS - 1 ? 0
+				       : -width[c],
+		       head[c]);
 	printf("%s\n", color ? "\033[0m" : "");
 	for (size_t i = 0; i < n; i++) {
 		bool unnamed = !rows[i].name[0];
 		printf("%s", color && unnamed ? "\033[2m" : "");
+		/* The last column is not padded: no trailing blanks. */
 		for (int c = 0; c < COLS; c++)
-			printf("%s%*s", c ? "  " : "", right[c] ? width[c] : -width[c],
+			printf("%s%*s", c ? "  " : "",
+			       right[c]	       ? width[c]
+			       : c == COLS - 1 ? 0
+					       : -width[c],
 			       cells[i][c]);
 		printf("%s\n", color && unnamed ? "\033[0m" : "");
 	}

@@ -104,12 +104,13 @@ static json_t *job_json(const struct pipe_job *j)
 	for (size_t i = 0; i < j->n_needs; i++)
 		json_array_append_new(needs, json_string(j->needs[i].job));
 	return json_pack(
-	    "{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:i, s:{s:i, s:I}, s:o, s:o, s:b, "
+	    "{s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:i, s:{s:i, s:I}, s:s, s:o, s:o, s:b, "
 	    "s:o, s:o}",
 	    "name", j->name, "id", j->id, "image", j->image, "matrix",
 	    vars_json(j->matrix, j->n_matrix), "env", vars_json(j->env, j->n_env), "steps", steps,
 	    "timeout_ms", (json_int_t)j->timeout_ms, "retries", j->retries, "resources", "cpus",
-	    j->cpus, "memory_mb", (json_int_t)j->memory_mb, "artifacts",
+	    j->cpus, "memory_mb", (json_int_t)j->memory_mb, "network",
+	    j->network == PIPE_NETWORK_NONE ? "none" : "nat", "artifacts",
 	    strings_json(j->artifacts, j->n_artifacts), "needs", needs, "fail_fast", j->fail_fast,
 	    "max_parallel", j->max_parallel ? json_integer(j->max_parallel) : json_null(), "if",
 	    optional_string(j->condition));

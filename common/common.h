@@ -119,6 +119,13 @@ const char *vmci_home(void);
  */
 bool vmci_name_ok(const char *name);
 
+/*
+ * True when name is a Debian package name (policy 5.6.1): two or more
+ * lower case letters, digits, '+', '-' and '.', starting with a letter or
+ * digit (at most 128 here). Safe to pass to apt-get unquoted.
+ */
+bool deb_package_name_ok(const char *name);
+
 /* ---- finding programs (common/path.c) ------------------------------- */
 
 /*

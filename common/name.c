@@ -16,3 +16,12 @@ bool vmci_name_ok(const char *name)
 	}
 	return true;
 }
+
+bool deb_package_name_ok(const char *name)
+{
+	size_t len = strlen(name);
+	if (len < 2 || len > 128 ||
+	    !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
+		return false;
+	return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789+-.") == len;
+}

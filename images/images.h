@@ -143,12 +143,14 @@ struct img_info {
 	char name[64];
 	char arch[16];
 	char digest[SHA256_HEX_LEN + 1];
-	long long size;	       /* the image's own files */
-	long long shared;      /* of size, what other names, images backed by it, or live
-				  clones also use (a clone uses its backing disk) */
-	int clones;	       /* live clones of the image */
-	long long clones_size; /* what those clones' overlays take */
-	long long created;     /* unix seconds; 0 when unknown */
+	long long size;			 /* the image's own files */
+	long long shared;		 /* of size, what other names, images backed by it, or live
+					    clones also use (a clone uses its backing disk) */
+	int clones;			 /* live clones of the image */
+	long long clones_size;		 /* what those clones' overlays take */
+	long long created;		 /* unix seconds; 0 when unknown */
+	char parent[SHA256_HEX_LEN + 1]; /* the image it was derived from (packages), or "" */
+	char parent_name[64];		 /* that image's name when it was derived, or "" */
 };
 
 /*
@@ -329,6 +331,7 @@ struct img_setup_vm {
 	const char *initrd;
 	const char *cmdline; /* makes the agent switch into disk */
 	const char *disk;    /* the build's qcow2 root disk, writable: changes are kept */
+	bool network;	     /* the VM needs outbound network (installing packages) */
 	const char *const *commands;
 	size_t ncommands;
 	img_progress_fn progress; /* may be NULL */
@@ -348,6 +351,33 @@ struct img_ensure_opts {
 /* img_ensure with options (opts may be NULL). */
 int img_ensure_with(const char *name, const struct img_ensure_opts *opts, struct img_boot *out,
 		    struct vmci_err *err);
+
+/* ---- images with packages installed (images/packages.c) --------------- */
+
+/* The most packages one derived image may add. */
+#define IMG_PACKAGES_MAX 256
+
+/*
+ * The name of the image that is base with packages installed:
+ * "<base>.pkgs-<first 12 hex digits of the sha256 of the sorted, distinct
+ * package names>". The same set in any order gives the same name. Fails
+ * on a package that is not a Debian package name, or a name too long.
+ */
+int img_packages_name(const char *base, const char *const *packages, size_t n, char *out,
+		      size_t size, struct vmci_err *err);
+
+/*
+ * Finds or builds (once, under the name's lock) the image called
+ * img_packages_name(base, packages): base (ensured first, as
+ * img_ensure_with) with the packages installed by apt-get in a VM with
+ * network, through opts->setup. Its digest covers base's digest and the
+ * package set, so a rebuilt base makes a new one; its manifest names its
+ * "parent" (base's digest), "parent_name" and "packages". A package apt
+ * cannot install fails the build with apt's own last lines.
+ */
+int img_ensure_packages(const char *base, const char *const *packages, size_t n,
+			const struct img_ensure_opts *opts, struct img_boot *out,
+			struct vmci_err *err);
 
 /* ---- import (images/import.c) ---------------------------------------- */
 

@@ -18,6 +18,8 @@
 struct blob {
 	char digest[SHA256_HEX_LEN + 1];
 	char arch[16];
+	char parent[SHA256_HEX_LEN + 1]; /* manifest "parent": the image it derives from */
+	char parent_name[64];
 	long long created;
 	long long size;	      /* all its files */
 	long long disk_bytes; /* its disk files */
@@ -43,6 +45,11 @@ static void read_blob(const char *dir, struct blob *b)
 		m = json_load_file(path, 0, NULL);
 	const char *arch = json_string_value(json_object_get(m, "arch"));
 	snprintf(b->arch, sizeof(b->arch), "%s", arch ? arch : "");
+	const char *parent = json_string_value(json_object_get(m, "parent"));
+	const char *parent_name = json_string_value(json_object_get(m, "parent_name"));
+	if (parent && !strncmp(parent, "sha256:", 7))
+		snprintf(b->parent, sizeof(b->parent), "%s", parent + 7);
+	snprintf(b->parent_name, sizeof(b->parent_name), "%s", parent_name ? parent_name : "");
 	b->created = parse_created(json_string_value(json_object_get(m, "created")));
 	json_decref(m);
 	struct stat st;
@@ -139,6 +146,8 @@ static void fill_info(struct img_info *info, const char *name, const struct blob
 	snprintf(info->name, sizeof(info->name), "%s", name);
 	snprintf(info->arch, sizeof(info->arch), "%s", b->arch);
 	snprintf(info->digest, sizeof(info->digest), "%s", b->digest);
+	snprintf(info->parent, sizeof(info->parent), "%s", b->parent);
+	snprintf(info->parent_name, sizeof(info->parent_name), "%s", b->parent_name);
 	info->size = b->size;
 	info->shared = shared_bytes(b, name[0] != 0);
 	info->clones = b->clones;

@@ -358,6 +358,9 @@ struct job_spec {
 	int retries;
 	int cpus;
 	int64_t memory_mb;
+	enum pipe_network network;
+	const char **packages;
+	size_t n_packages;
 	int64_t log_limit; /* bytes */
 	const char **artifacts;
 	size_t n_artifacts;

@@ -1,7 +1,7 @@
 /*
  * One job under `jobs:` and its parts (docs/pipeline.md "Jobs"): image,
  * strategy, needs, env, steps, timeout, retries, resources, artifacts, if,
- * and log-limit. What a run cannot run is refused here, not in the VM: an
+ * log-limit, network and packages. What a run cannot run is refused here, not in the VM: an
  * image name the store would refuse, a script past PIPE_MAX_SCRIPT_SIZE.
  * The strategy is read first: its matrix keys are what the job's
  * expressions may name.
@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const job_keys[] = {"image",	    "strategy", "needs",    "env",
-				       "steps",	    "timeout",	"retries",  "resources",
-				       "artifacts", "if",	"log-limit"};
+static const char *const job_keys[] = {"image",	    "strategy", "needs",     "env",	  "steps",
+				       "timeout",   "retries",	"resources", "artifacts", "if",
+				       "log-limit", "network",	"packages"};
 static const char *const strategy_keys[] = {"matrix", "fail-fast", "max-parallel"};
 static const char *const resource_keys[] = {"cpus", "memory"};
 static const char *const step_keys[] = {"name",	  "run", "env", "timeout", "continue-on-error",
@@ -324,6 +324,63 @@ int pipe_script_check(struct pipe_ctx *ctx, struct ypos pos, const char *script,
 			     what, (len + 1023) >> 10, PIPE_MAX_SCRIPT_SIZE >> 10);
 }
 
+static const char *const network_modes[] = {
+    [PIPE_NETWORK_NAT] = "nat", [PIPE_NETWORK_NONE] = "none"};
+
+static int parse_network(struct pipe_ctx *ctx, const struct ynode *n, struct job_spec *job,
+			 const char *where)
+{
+	const char *what = pipe_fmt(ctx, "network of %s", where);
+	const char *mode;
+	int rc = pipe_node_string(ctx, n, what, &mode);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < ARRAY_LEN(network_modes); i++) {
+		if (!strcmp(mode, network_modes[i])) {
+			job->network = (enum pipe_network)i;
+			return 0;
+		}
+	}
+	const char *near = pipe_suggest(ctx, mode, network_modes, ARRAY_LEN(network_modes));
+	return pipe_error_at(ctx, n->pos,
+			     "%s is '%s'; it must be 'nat' (outbound access, the default) or "
+			     "'none' (no network)%s%s%s",
+			     what, mode, near ? " (did you mean '" : "", near ? near : "",
+			     near ? "'?)" : "");
+}
+
+/* `packages`: a list of Debian package names (apt-get says later whether they exist). */
+static int parse_packages(struct pipe_ctx *ctx, const struct ynode *n, struct job_spec *job,
+			  const char *where)
+{
+	if (n->kind != Y_SEQ || n->n == 0)
+		return pipe_error_at(ctx, n->pos,
+				     "packages of %s must be a list of package names such as "
+				     "[autoconf, libtool], not %s",
+				     where, n->kind == Y_SEQ ? "an empty list" : pipe_node_what(n));
+	if (n->n > PIPE_MAX_PACKAGES)
+		return pipe_error_at(ctx, n->pos, "packages of %s lists %zu packages, more than %d",
+				     where, n->n, PIPE_MAX_PACKAGES);
+	job->packages = pipe_arena_array(ctx->keep, n->n, sizeof(char *));
+	if (!job->packages)
+		return -ENOMEM;
+	const char *what = pipe_fmt(ctx, "a package of %s", where);
+	int rc = 0;
+	for (size_t i = 0; i < n->n; i++) {
+		const char *s;
+		int r = pipe_node_string(ctx, n->items[i], what, &s);
+		if (r == 0 && !deb_package_name_ok(s))
+			r = pipe_error_at(ctx, n->items[i]->pos,
+					  "package '%s' of %s is not a Debian package name (lower "
+					  "case letters, digits, '+', '-' and '.')",
+					  s, where);
+		if (r == 0)
+			job->packages[job->n_packages++] = s;
+		rc = fold(rc, r);
+	}
+	return rc;
+}
+
 int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const struct ynode *key,
 		   const struct ynode *n, struct job_spec *job)
 {
@@ -394,6 +451,10 @@ int pipe_job_parse(struct pipe_ctx *ctx, const struct pipe_spec *spec, const str
 		rc = fold(rc, parse_artifacts(ctx, v, job, where));
 	if ((v = pipe_map_get(n, "log-limit")))
 		rc = fold(rc, parse_log_limit(ctx, v, job, where));
+	if ((v = pipe_map_get(n, "network")))
+		rc = fold(rc, parse_network(ctx, v, job, where));
+	if ((v = pipe_map_get(n, "packages")))
+		rc = fold(rc, parse_packages(ctx, v, job, where));
 	if ((v = pipe_map_get(n, "if"))) {
 		/* Kept as written for the runner; conditions are not evaluated yet. */
 		if (v->kind != Y_SCALAR || pipe_node_is_null(v))

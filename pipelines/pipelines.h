@@ -45,6 +45,7 @@
 
 #define PIPE_DEFAULT_FILE	".vmci.yml"
 #define PIPE_DEFAULT_MAX_JOBS	10000
+#define PIPE_MAX_PACKAGES	256 /* `packages:` of one job (IMG_PACKAGES_MAX) */
 #define PIPE_DEFAULT_CPUS	1
 #define PIPE_DEFAULT_MEMORY_MB	1024
 #define PIPE_DEFAULT_TIMEOUT_MS (60LL * 60 * 1000) /* a job without `timeout` */
@@ -101,6 +102,12 @@ struct pipe_need {
 	size_t count;
 };
 
+/* `network:` of a job: what its VM reaches (docs/pipeline.md). */
+enum pipe_network {
+	PIPE_NETWORK_NAT, /* the default: outbound through the host, not the host itself */
+	PIPE_NETWORK_NONE /* no network device: a hermetic job */
+};
+
 struct pipe_job {
 	const char *name;  /* "build (busybox-x86_64, gcc)"; the id when there is no matrix */
 	const char *id;	   /* the key under `jobs:` ("build") */
@@ -116,6 +123,11 @@ struct pipe_job {
 	int retries;	    /* re-runs after an infrastructure failure */
 	int cpus;
 	int64_t memory_mb;
+	enum pipe_network network;
+	/* `packages:` of the guest distribution, as written (names checked), installed
+	   once into a derived image the job runs in */
+	const char *const *packages;
+	size_t n_packages;
 	int64_t log_limit; /* bytes of log the job keeps (head and tail); PIPE_DEFAULT_LOG_LIMIT */
 	const char *const *artifacts; /* globs relative to the workspace */
 	size_t n_artifacts;

@@ -9,6 +9,7 @@
 #include "images/images.h"
 
 struct pipe_run;
+struct pipe_job;
 
 /* ---- the images work needs (runner/run_images.c) --------------------- */
 
@@ -19,6 +20,20 @@ struct pipe_run;
  */
 int runner_image_ensure(const char *image, img_progress_fn progress, void *progress_ctx,
 			struct img_boot *out, struct vmci_err *err);
+
+/*
+ * The name of the image a job's VM boots: job->image, or for a job with
+ * `packages:` the image derived from it (img_packages_name). No I/O.
+ */
+int runner_job_image(const struct pipe_job *job, char *out, size_t size, struct vmci_err *err);
+
+/*
+ * Finds or builds the image a job's VM boots (runner_job_image): for a
+ * job with packages, the base and then the derived image, built once
+ * (img_ensure_packages) with the setup hook and progress (may be NULL).
+ */
+int runner_job_image_ensure(const struct pipe_job *job, img_progress_fn progress,
+			    void *progress_ctx, struct img_boot *out, struct vmci_err *err);
 
 /* What runner_ensure_images reports while it works; every member may be NULL. */
 struct runner_image_progress {

@@ -53,6 +53,7 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 	    .cmdline = g->image.cmdline,
 	    .disk = g->disk,
 	    .run_dir = g->run_dir,
+	    .network = opts ? opts->network : VM_NET_NONE,
 	};
 	rc = vm_start(&spec, &g->vm, err);
 	if (rc) {

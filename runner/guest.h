@@ -16,6 +16,7 @@ struct runner_guest_opts {
 	int cpus;		  /* 0: 1 */
 	int memory_mb;		  /* 0: 256 */
 	enum vm_accel accel;	  /* AUTO by default */
+	enum vm_network network;  /* NONE by default: a job's comes from its pipeline */
 	img_progress_fn progress; /* called while the image is built, may be NULL */
 	void *progress_ctx;
 };

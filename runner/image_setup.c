@@ -7,8 +7,8 @@
  * kept. Each command runs as root through `sh -c`, in order; the first
  * that fails fails the build, with its last output in the message. Before
  * the VM stops, the root is synced and remounted read-only, so the golden
- * disk is published clean. The VM has no network (vmcore has no network
- * mode yet): commands work with what the image already holds.
+ * disk is published clean. The VM has network (NAT) when the request asks
+ * for it (installing packages), else none.
  */
 #include "runner/guest.h"
 #include "runner/run_dir.h"
@@ -74,6 +74,7 @@ int runner_image_setup(void *ctx, const struct img_setup_vm *req, struct vmci_er
 	    .cmdline = req->cmdline,
 	    .disk = req->disk,
 	    .run_dir = run_dir,
+	    .network = req->network ? VM_NET_NAT : VM_NET_NONE,
 	};
 	struct vm *vm = NULL;
 	rc = vm_start(&spec, &vm, err);

@@ -348,9 +348,11 @@ static struct pool_image *find_image(struct runner_pool *p, const char *image,
 {
 	int cpus = shape && shape->cpus > 0 ? shape->cpus : DEFAULT_CPUS;
 	int mb = shape && shape->memory_mb > 0 ? shape->memory_mb : DEFAULT_MB;
+	enum vm_network net = shape ? shape->network : VM_NET_NONE;
 	for (size_t i = 0; i < p->nimages; i++) {
 		struct pool_image *im = p->images[i];
-		if (!strcmp(im->name, image) && im->guest.cpus == cpus && im->guest.memory_mb == mb)
+		if (!strcmp(im->name, image) && im->guest.cpus == cpus &&
+		    im->guest.memory_mb == mb && im->guest.network == net)
 			return im;
 	}
 	return NULL;
@@ -422,8 +424,10 @@ int runner_pool_add(struct runner_pool *p, const struct runner_pool_opts *opts,
 		p->images = grown; /* before any read: realloc may have moved it */
 	if (!rc && find_image(p, opts->image, &im->guest))
 		rc = vmci_err_set(err, EEXIST,
-				  "image '%s' with %d vCPUs and %d MiB is already in the pool",
-				  opts->image, im->guest.cpus, im->guest.memory_mb);
+				  "image '%s' with %d vCPUs, %d MiB and network %s is already in "
+				  "the pool",
+				  opts->image, im->guest.cpus, im->guest.memory_mb,
+				  vm_network_name(im->guest.network));
 	if (!rc) {
 		p->images[p->nimages++] = im;
 		rc = grow_threads(p, err);
@@ -468,9 +472,11 @@ int runner_pool_acquire(struct runner_pool *p, const char *image,
 	for (;;) {
 		if (!im) {
 			rc = vmci_err_set(
-			    err, ENOENT, "image '%s' with %d vCPUs and %d MiB is not in the pool",
+			    err, ENOENT,
+			    "image '%s' with %d vCPUs, %d MiB and network %s is not in the pool",
 			    image, shape && shape->cpus > 0 ? shape->cpus : DEFAULT_CPUS,
-			    shape && shape->memory_mb > 0 ? shape->memory_mb : DEFAULT_MB);
+			    shape && shape->memory_mb > 0 ? shape->memory_mb : DEFAULT_MB,
+			    vm_network_name(shape ? shape->network : VM_NET_NONE));
 			break;
 		}
 		if (p->interrupted || p->stopping) {

@@ -37,6 +37,7 @@ struct shape {
 	enum vm_arch arch;
 	enum vm_accel accel;
 	int cpus, memory_mb;
+	enum vm_network network; /* the NIC is part of the saved device state */
 };
 
 static int shape_of(const struct img_boot *img, const struct runner_guest_opts *opts,
@@ -50,6 +51,7 @@ static int shape_of(const struct img_boot *img, const struct runner_guest_opts *
 				    img->initrd, NULL, 0);
 	s->cpus = opts && opts->cpus > 0 ? opts->cpus : 1;
 	s->memory_mb = opts && opts->memory_mb > 0 ? opts->memory_mb : 256;
+	s->network = opts ? opts->network : VM_NET_NONE;
 	return 0;
 }
 
@@ -57,9 +59,9 @@ static int template_dir(const struct img_boot *img, const struct shape *s,
 			enum runner_template_kind kind, const char *templates, char *out,
 			size_t size, struct vmci_err *err)
 {
-	if (fs_path(out, size, "%s/%s/%s-%s-%dm-%dc-%s", templates, img->digest,
+	if (fs_path(out, size, "%s/%s/%s-%s-%dm-%dc-net-%s-%s", templates, img->digest,
 		    vm_arch_name(s->arch), s->accel == VM_ACCEL_KVM ? "kvm" : "tcg", s->memory_mb,
-		    s->cpus, runner_template_kind_name(kind)))
+		    s->cpus, vm_network_name(s->network), runner_template_kind_name(kind)))
 		return vmci_err_set(err, ENAMETOOLONG, "template path too long under %s",
 				    templates);
 	return 0;
@@ -124,6 +126,7 @@ static int template_make(const struct img_boot *img, const struct shape *s,
 	    .run_dir = run_dir,
 	    .mem_path = kind == RUNNER_TEMPLATE_MAPPED ? ram : NULL,
 	    .mem_shared = true,
+	    .network = s->network,
 	};
 	struct vm *vm;
 	rc = vm_start(&spec, &vm, err);
@@ -206,6 +209,7 @@ static int restore_from(const char *dir, const struct shape *s, enum runner_temp
 	    .run_dir = g->run_dir,
 	    .mem_path = kind == RUNNER_TEMPLATE_MAPPED ? ram : NULL,
 	    .incoming = state,
+	    .network = s->network,
 	};
 	rc = vm_start(&spec, &g->vm, err);
 	if (rc)

@@ -33,6 +33,9 @@ struct runner_vm_source {
 	void (*release)(void *ctx, struct runner_lease *lease, bool broken);
 };
 
+/* The VM network a job asked for (`network:`). */
+enum vm_network runner_job_network(const struct pipe_job *job);
+
 /*
  * Cold boot: every job a fresh VM (runner_guest_boot) with the job's cpus
  * and memory, destroyed on release. accel is passed to the guest.
@@ -43,7 +46,7 @@ struct runner_cold_source {
 void runner_vm_source_cold(struct runner_vm_source *out, struct runner_cold_source *cold);
 
 /*
- * Warm pools: one runner_pool entry per VM shape (image, cpus, memory)
+ * Warm pools: one runner_pool entry per VM shape (image, cpus, memory, network)
  * the run's selected jobs ask for, max_vms VMs in all shared by demand
  * (each shape one, then more to the shapes with more jobs), restored
  * from the image's ready-state template ($VMCI_HOME/templates). A job

@@ -4,6 +4,7 @@
  * ready-state template ahead of the jobs and are reverted, not rebooted,
  * between the jobs of one shape.
  */
+#include "runner/build.h"
 #include "runner/pool.h"
 #include "runner/vmsource.h"
 #include "pipelines/pipelines.h"
@@ -16,9 +17,10 @@
 #include <string.h>
 
 struct warm_image {
-	const char *name;
+	char name[64]; /* runner_job_image: the base, or the image with the job's packages */
 	int cpus;
 	int64_t memory_mb;
+	enum vm_network network;
 };
 
 struct runner_warm_source {
@@ -38,10 +40,13 @@ struct runner_warm_source {
 /* The entry of job's shape, or NULL. */
 static struct warm_image *find(struct runner_warm_source *w, const struct pipe_job *job)
 {
+	char name[64];
+	if (runner_job_image(job, name, sizeof(name), NULL))
+		return NULL;
 	for (size_t i = 0; i < w->n_images; i++) {
 		struct warm_image *im = &w->images[i];
-		if (!strcmp(im->name, job->image) && im->cpus == job->cpus &&
-		    im->memory_mb == job->memory_mb)
+		if (!strcmp(im->name, name) && im->cpus == job->cpus &&
+		    im->memory_mb == job->memory_mb && im->network == runner_job_network(job))
 			return im;
 	}
 	return NULL;
@@ -55,7 +60,8 @@ static struct runner_pool_opts pool_opts(struct runner_warm_source *w, const str
 	    .size = size,
 	    .guest = {.cpus = im->cpus,
 		      .memory_mb = im->memory_mb > INT32_MAX ? INT32_MAX : (int)im->memory_mb,
-		      .accel = w->cold.accel},
+		      .accel = w->cold.accel,
+		      .network = im->network},
 	    .templates = w->templates[0] ? w->templates : NULL,
 	    .template_kind = RUNNER_TEMPLATE_MAPPED,
 	};
@@ -118,7 +124,10 @@ int runner_warm_source_new(const struct pipe_run *run, const bool *selected, int
 		struct warm_image *im = find(w, j);
 		if (!im) {
 			im = &w->images[w->n_images++];
-			*im = (struct warm_image){j->image, j->cpus, j->memory_mb};
+			*im = (struct warm_image){.cpus = j->cpus,
+						  .memory_mb = j->memory_mb,
+						  .network = runner_job_network(j)};
+			runner_job_image(j, im->name, sizeof(im->name), NULL);
 		}
 		counts[im - w->images]++;
 	}
@@ -181,18 +190,23 @@ static struct warm_image *find_or_add(struct runner_warm_source *w, const struct
 		w->images = grown;
 		w->cap_images = cap;
 	}
-	/* The pool keeps its own copy of the name; ours must outlive the job's run. */
 	im = &w->images[w->n_images];
-	*im = (struct warm_image){strdup(job->image), job->cpus, job->memory_mb};
-	/* One VM at first; more only while the shape's jobs wait for one (runner_pool_opts). */
+	*im = (struct warm_image){
+	    .cpus = job->cpus, .memory_mb = job->memory_mb, .network = runner_job_network(job)};
+	/*
+	 * An image with the job's packages is built here, once, before its
+	 * pool entry. One VM at first; more only while the shape's jobs wait
+	 * for one (runner_pool_opts).
+	 */
+	struct img_boot img;
 	struct runner_pool_opts po = pool_opts(w, im, 1);
 	po.max_size = w->per_image;
-	if (im->name && runner_pool_add(w->pool, &po, err) == 0) {
+	if (runner_job_image(job, im->name, sizeof(im->name), err) == 0 &&
+	    runner_job_image_ensure(job, NULL, NULL, &img, err) == 0 &&
+	    runner_pool_add(w->pool, &po, err) == 0)
 		w->n_images++;
-	} else {
-		free((char *)im->name);
+	else
 		im = NULL;
-	}
 	pthread_mutex_unlock(&w->lock);
 	return im;
 }
@@ -209,7 +223,7 @@ static int warm_acquire(void *ctx, const struct pipe_job *job, struct runner_lea
 	}
 	lease->priv = w;
 	struct runner_pool_opts po = pool_opts(w, im, 1);
-	return runner_pool_acquire(w->pool, job->image, &po.guest, -1, &lease->guest, err);
+	return runner_pool_acquire(w->pool, im->name, &po.guest, -1, &lease->guest, err);
 }
 
 static void warm_release(void *ctx, struct runner_lease *lease, bool broken)
@@ -239,8 +253,6 @@ void runner_warm_source_free(struct runner_warm_source *warm)
 	if (!warm)
 		return;
 	runner_pool_free(warm->pool);
-	for (size_t i = 0; warm->lazy && i < warm->n_images; i++)
-		free((char *)warm->images[i].name);
 	pthread_mutex_destroy(&warm->lock);
 	free(warm->images);
 	free(warm);

@@ -140,7 +140,7 @@ static int handle_connection_frame(struct vm *vm, const struct agent_frame *f, s
 		struct agent_reader r;
 		agent_reader_init(&r, f);
 		uint32_t version = agent_get_u32(&r);
-		agent_get_u32(&r); /* capabilities */
+		uint32_t caps = agent_get_u32(&r);
 		uint64_t next_seq = agent_get_u64(&r);
 		char **info = agent_get_strv(&r);
 		if (!agent_reader_done(&r) || next_seq == 0) {
@@ -155,6 +155,7 @@ static int handle_connection_frame(struct vm *vm, const struct agent_frame *f, s
 					    version, AGENT_PROTOCOL_VERSION);
 		}
 		store_info(vm, info);
+		vm->agent_caps = caps;
 		vm->dec.expect_seq = next_seq;
 		vm->guest_seq = vm->guest_seq_acked = next_seq - 1;
 		vm->connected = true;

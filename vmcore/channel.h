@@ -18,9 +18,17 @@
 #include "vmcore/qmp.h"
 #include "vmcore/vmcore.h"
 
+/* The network helper of a NAT VM (vmcore/net.c). */
+struct net_helper {
+	pid_t pid; /* 0: none */
+};
+
 struct vm {
 	enum vm_arch arch;
 	enum vm_accel accel;
+	enum vm_network network;
+	struct net_helper net;
+	char run_dir[PATH_MAX];
 	struct qemu_paths paths;
 	struct qemu_proc proc;
 	struct qmp *qmp;
@@ -39,7 +47,8 @@ struct vm {
 	uint64_t guest_seq;	  /* last guest seq received */
 	uint64_t guest_seq_acked; /* last guest seq we acknowledged */
 	uint32_t next_stream;
-	bool connected; /* HELLO_REPLY received */
+	bool connected;	     /* HELLO_REPLY received */
+	uint32_t agent_caps; /* AGENT_CAP_* of the last HELLO_REPLY */
 
 	/* vm_cancel() from a signal handler or another thread */
 	int cancel_pipe[2];
@@ -108,6 +117,20 @@ int channel_vm_died(struct vm *vm, const char *what, struct vmci_err *err);
  * waits for the agent, as vm_start does after choosing; the canary uses it.
  */
 int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, struct vmci_err *err);
+
+/*
+ * vmcore/net.c: starts passt for a NAT VM, its log in run_dir/net.log;
+ * *qemu_fd is the close-on-exec end for QEMU's -netdev socket,fd=.
+ * The helper quits once every copy of *qemu_fd is closed.
+ */
+int net_helper_start(const char *run_dir, struct net_helper *h, int *qemu_fd, struct vmci_err *err);
+/* Waits for the helper to quit (QEMU is gone), SIGKILL after a second. Idempotent. */
+void net_helper_stop(struct net_helper *h);
+/*
+ * Has the agent configure the guest's interface and DNS afresh
+ * (AGENT_NET_CONFIG); nothing for a VM without network.
+ */
+int net_configure_guest(struct vm *vm, struct vmci_err *err);
 
 /* vmcore/accel.c: a KVM guest failed (failure: the telling console line); AUTO now picks TCG. */
 void accel_record_runtime_failure(enum vm_arch arch, const char *failure);

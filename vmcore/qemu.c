@@ -111,8 +111,13 @@ static void opt_value(struct buf *b, const char *value)
 	}
 }
 
+/* The fd QEMU's child holds the network socket on (see qemu_child). */
+#define QEMU_NET_FD 4
+/* Fixed, so that a saved state and every clone of it agree; each VM has its own network. */
+#define QEMU_NET_MAC "52:54:00:12:34:56"
+
 static void argv_build(struct argv *a, const char *binary, const struct vm_spec *spec,
-		       enum vm_accel accel, const struct qemu_paths *paths)
+		       enum vm_accel accel, const struct qemu_paths *paths, bool net)
 {
 	bool x86 = spec->arch == VM_ARCH_X86_64;
 	bool kvm = accel == VM_ACCEL_KVM;
@@ -219,6 +224,17 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 		argv_add(a, "-device");
 		argv_add(a, "virtio-blk-pci,drive=disk0");
 	}
+	/*
+	 * The NIC: its backend is the socket pair to the VM's network helper.
+	 * No option ROM: the kernel is booted directly, never from the network.
+	 */
+	if (net) {
+		argv_add(a, "-netdev");
+		buf_appendf(&b, "socket,id=net0,fd=%d", QEMU_NET_FD);
+		argv_add_buf(a, &b);
+		argv_add(a, "-device");
+		argv_add(a, "virtio-net-pci,netdev=net0,romfile=,mac=" QEMU_NET_MAC);
+	}
 	/* The state is loaded over QMP (migrate-incoming) once vmcore is connected. */
 	if (spec->incoming) {
 		argv_add(a, "-incoming");
@@ -287,6 +303,7 @@ struct child_setup {
 	const char *path;
 	pid_t parent;
 	int null_fd, console_fd, report_fd; /* all above stderr, all close-on-exec */
+	int net_fd;			    /* -1, or above QEMU_NET_FD and close-on-exec */
 	unsigned max_fd;		    /* for closing fds without close_range */
 };
 
@@ -321,15 +338,25 @@ static void __attribute__((noreturn)) qemu_child(const struct child_setup *c)
 	    dup2(c->console_fd, STDERR_FILENO) < 0)
 		child_fail(c->report_fd, CHILD_SETUP, errno);
 
-	/* Keep only stdio and the report pipe (as fd 3, closed by exec). */
+	/*
+	 * Keep only stdio, the report pipe (as fd 3, closed by exec) and the
+	 * network socket (as QEMU_NET_FD, kept by exec). The network fd is
+	 * above QEMU_NET_FD, so moving the report pipe cannot clobber it.
+	 */
 	int report = c->report_fd;
 	if (report != 3) {
 		if (dup3(report, 3, O_CLOEXEC) < 0)
 			child_fail(report, CHILD_SETUP, errno);
 		report = 3;
 	}
-	if (close_range(4, ~0U, 0) < 0)
-		for (unsigned fd = 4; fd < c->max_fd; fd++)
+	unsigned keep = 4;
+	if (c->net_fd >= 0) {
+		if (dup2(c->net_fd, QEMU_NET_FD) < 0)
+			child_fail(report, CHILD_SETUP, errno);
+		keep = QEMU_NET_FD + 1;
+	}
+	if (close_range(keep, ~0U, 0) < 0)
+		for (unsigned fd = keep; fd < c->max_fd; fd++)
 			close((int)fd);
 
 	execv(c->path, c->argv);
@@ -370,7 +397,7 @@ static int check_inputs(const struct vm_spec *spec, const struct qemu_paths *pat
 }
 
 int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qemu_paths *paths,
-		struct qemu_proc *proc, struct vmci_err *err)
+		int net_fd, struct qemu_proc *proc, struct vmci_err *err)
 {
 	memset(proc, 0, sizeof(*proc));
 	proc->pidfd = -1;
@@ -398,7 +425,9 @@ int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qe
 				      paths->console);
 	int null_fd = fd_above_stdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
 	int report[2] = {-1, -1};
-	if (null_fd < 0 || pipe2(report, O_CLOEXEC) < 0) {
+	/* Closed below: the caller keeps its own net_fd. */
+	int child_net_fd = net_fd >= 0 ? fcntl(net_fd, F_DUPFD_CLOEXEC, QEMU_NET_FD + 1) : -1;
+	if (null_fd < 0 || (net_fd >= 0 && child_net_fd < 0) || pipe2(report, O_CLOEXEC) < 0) {
 		rc = vmci_err_errno(err, errno, "%s: cannot prepare the QEMU process", __func__);
 		goto out_fds;
 	}
@@ -410,7 +439,7 @@ int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qe
 	}
 
 	struct argv a = {0};
-	argv_build(&a, binary, spec, accel, paths);
+	argv_build(&a, binary, spec, accel, paths, child_net_fd >= 0);
 	if (a.oom) {
 		argv_free(&a);
 		rc = vmci_err_set(err, ENOMEM, "%s: out of memory", __func__);
@@ -427,6 +456,7 @@ int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qe
 	    .null_fd = null_fd,
 	    .console_fd = console_fd,
 	    .report_fd = report[1],
+	    .net_fd = child_net_fd,
 	    .max_fd =
 		rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 65536 ? 65536 : (unsigned)rl.rlim_cur,
 	};
@@ -473,6 +503,8 @@ out_fds:
 	for (int i = 0; i < 2; i++)
 		if (report[i] >= 0)
 			close(report[i]);
+	if (child_net_fd >= 0)
+		close(child_net_fd);
 	if (null_fd >= 0)
 		close(null_fd);
 	close(console_fd);

@@ -114,12 +114,21 @@ int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, st
 	int64_t t0 = clock_ms();
 	vm->arch = spec->arch;
 	vm->accel = accel;
+	vm->network = spec->network;
+	snprintf(vm->run_dir, sizeof(vm->run_dir), "%s", spec->run_dir);
 	qemu_paths_init(&vm->paths, spec->run_dir);
 	unlink(vm->paths.qmp);
 	unlink(vm->paths.agent);
 	unlink(vm->paths.console);
 
-	rc = qemu_launch(spec, vm->accel, &vm->paths, &vm->proc, err);
+	int net_fd = -1;
+	if (spec->network == VM_NET_NAT &&
+	    (rc = net_helper_start(spec->run_dir, &vm->net, &net_fd, err)))
+		goto fail;
+	rc = qemu_launch(spec, vm->accel, &vm->paths, net_fd, &vm->proc, err);
+	/* QEMU holds its own copy now: the helper's EOF must come from QEMU's end alone. */
+	if (net_fd >= 0)
+		close(net_fd);
 	if (rc)
 		goto fail;
 	int fd = qemu_connect_socket(vm->paths.qmp, &vm->proc, QMP_TIMEOUT_MS, err);
@@ -138,10 +147,11 @@ int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, st
 	int timeout =
 	    spec->ready_timeout_ms > 0 ? spec->ready_timeout_ms : DEFAULT_READY_TIMEOUT_MS;
 	vm->ram_in_file = spec->mem_path && spec->mem_shared;
+	/* A restored guest gets its network configured with its refresh (vm_refresh_guest). */
 	if (spec->incoming)
 		rc = template_start(vm, spec, timeout, err);
-	else
-		rc = channel_handshake(vm, timeout, err);
+	else if (!(rc = channel_handshake(vm, timeout, err)))
+		rc = net_configure_guest(vm, err);
 	if (rc)
 		goto fail;
 	vm->boot_ms = clock_ms() - t0;
@@ -183,6 +193,7 @@ void vm_stop(struct vm *vm, int timeout_ms)
 	} else if (vm->proc.pid > 0) {
 		qemu_reap(&vm->proc, 0);
 	}
+	net_helper_stop(&vm->net);
 	vm_free(vm);
 }
 
@@ -303,5 +314,8 @@ int vm_refresh_guest(struct vm *vm, struct vmci_err *err)
 								 : strerror(ctx.result[i].status));
 	agent_result_free(&ctx.result[0]);
 	agent_result_free(&ctx.result[1]);
+	/* Whatever the guest knew of its network before the restore is stale now. */
+	if (!rc)
+		rc = net_configure_guest(vm, err);
 	return rc;
 }

@@ -142,6 +142,32 @@ bool vm_accel_verdict_prefers_kvm(const struct vm_accel_verdict *v);
 int vm_accel_canary(enum vm_arch arch, const char *kernel, const char *initrd, int kvm_timeout_ms,
 		    struct vm_accel_verdict *out, struct vmci_err *err);
 
+/* ---- guest networking (vmcore/net.c) -------------------------------- */
+
+/*
+ * NONE: the VM has no network device at all. NAT: a virtio NIC whose
+ * other end is a passt process of the VM's own (Debian package passt,
+ * run unprivileged): the guest's TCP, UDP and ICMP leave through the
+ * host's ordinary sockets, so it reaches what the host reaches, except
+ * the host's loopback: passt runs with --no-map-gw, so the gateway
+ * address is not the host, and a guest has no way to name 127.0.0.1 of
+ * the host. DNS queries to VM_NET_DNS are forwarded to the host's
+ * resolver. Nothing listens for the guest on the host, so guests cannot
+ * reach each other. Every VM sees the same addresses (below), applied by
+ * the agent after boot and after every restore (AGENT_NET_CONFIG).
+ */
+enum vm_network { VM_NET_NONE, VM_NET_NAT };
+
+#define VM_NET_ADDRESS "10.0.2.15"
+#define VM_NET_PREFIX  24
+#define VM_NET_GATEWAY "10.0.2.2"
+#define VM_NET_DNS     "10.0.2.3"
+#define VM_NET_PACKAGE "passt" /* what NAT needs, as packages.txt names it */
+
+/* "none" / "nat"; vm_network_parse returns -1 for anything else. */
+const char *vm_network_name(enum vm_network net);
+int vm_network_parse(const char *name, enum vm_network *out);
+
 /* ---- one VM (vmcore/vm.c) ------------------------------------------ */
 
 struct vm_spec {
@@ -156,6 +182,11 @@ struct vm_spec {
 	const char *disk;     /* qcow2 disk (the VM's own overlay), may be NULL */
 	const char *run_dir;  /* an existing directory for sockets and console.log */
 	int ready_timeout_ms; /* from start to a ready agent; default 120000 */
+	/*
+	 * The VM's network (see above). It is part of the VM's shape: a saved
+	 * state (incoming) must be started with the network it was saved with.
+	 */
+	enum vm_network network;
 
 	/*
 	 * Guest RAM in a file (memory-backend-file) instead of anonymous
@@ -184,7 +215,9 @@ struct vm;
  * (vm_instance_id) before vm_start returns. On success the
  * VM is ready for exec. The QEMU process dies with the calling process,
  * also when that is killed with SIGKILL (PR_SET_PDEATHSIG): the thread
- * that calls vm_start must outlive the VM. On failure nothing is left
+ * that calls vm_start must outlive the VM. A NAT VM's network helper
+ * quits with QEMU (see vmcore/net.c). A NAT VM is ready with its network
+ * configured. On failure nothing is left
  * running, and err includes the last lines of the guest console.
  */
 int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err);
@@ -335,7 +368,10 @@ int vm_disk_detach(struct vm *vm, unsigned target, struct vmci_err *err);
 /* Round trip through the agent; fails after timeout_ms. */
 int vm_ping(struct vm *vm, int timeout_ms, struct vmci_err *err);
 
-/* Sets the guest's clock to the host's and adds fresh entropy (after a restore). */
+/*
+ * Sets the guest's clock to the host's, adds fresh entropy and, for a
+ * NAT VM, has the agent configure its network afresh (after a restore).
+ */
 int vm_refresh_guest(struct vm *vm, struct vmci_err *err);
 
 /* ---- snapshots (vmcore/snapshot.c) ---------------------------------- */

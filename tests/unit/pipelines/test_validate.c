@@ -237,6 +237,46 @@ static void test_sizes_in_documented_forms(void **state)
 	}
 }
 
+static void test_network_is_nat_by_default_or_none(void **state)
+{
+	struct pipe_run *run = load_ok("jobs:\n"
+				       "  a:\n" JOB_BODY "  b:\n" JOB_BODY "    network: none\n"
+				       "  c:\n" JOB_BODY "    network: nat\n");
+	assert_int_equal(run->jobs[0].network, PIPE_NETWORK_NAT);
+	assert_int_equal(run->jobs[1].network, PIPE_NETWORK_NONE);
+	assert_int_equal(run->jobs[2].network, PIPE_NETWORK_NAT);
+	pipe_run_free(run);
+}
+
+static void test_network_refuses_other_modes(void **state)
+{
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    network: nnoe\n",
+		      "t.yml:6:14: error: network of job 'a' is 'nnoe'; it must be 'nat' (outbound "
+		      "access, the default) or 'none' (no network) (did you mean 'none'?)\n");
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    network: [nat]\n",
+		      "t.yml:6:14: error: network of job 'a' must be a string, not a list\n");
+}
+
+static void test_packages_are_a_list_of_debian_package_names(void **state)
+{
+	struct pipe_run *run =
+	    load_ok("jobs:\n"
+		    "  a:\n" JOB_BODY "    packages: [autoconf, g++, libtool]\n");
+	assert_int_equal(run->jobs[0].n_packages, 3);
+	assert_string_equal(run->jobs[0].packages[1], "g++");
+	pipe_run_free(run);
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    packages: [autoconf, 'rm -rf']\n",
+		      "t.yml:6:26: error: package 'rm -rf' of job 'a' is not a Debian package name "
+		      "(lower case letters, digits, '+', '-' and '.')\n");
+	assert_errors("jobs:\n"
+		      "  a:\n" JOB_BODY "    packages: autoconf\n",
+		      "t.yml:6:15: error: packages of job 'a' must be a list of package names such "
+		      "as [autoconf, libtool], not a string\n");
+}
+
 static void test_sizes_refused(void **state)
 {
 	assert_errors("jobs:\n"
@@ -514,6 +554,9 @@ int main(void)
 	    cmocka_unit_test(test_cron_errors_say_what_is_wrong),
 	    cmocka_unit_test(test_env_names_must_be_shell_names),
 	    cmocka_unit_test(test_env_values_must_be_scalars),
+	    cmocka_unit_test(test_network_is_nat_by_default_or_none),
+	    cmocka_unit_test(test_network_refuses_other_modes),
+	    cmocka_unit_test(test_packages_are_a_list_of_debian_package_names),
 	    cmocka_unit_test(test_all_errors_in_file_order),
 	    cmocka_unit_test(test_many_errors_end_with_a_count),
 	};

@@ -142,7 +142,7 @@ static struct qmp *open_qmp(struct fixture *f)
 static void launch(struct fixture *f, enum vm_accel accel)
 {
 	struct vmci_err err = {0};
-	if (qemu_launch(&f->spec, accel, &f->paths, &f->proc, &err) < 0)
+	if (qemu_launch(&f->spec, accel, &f->paths, -1, &f->proc, &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_true(f->proc.pid > 0);
 }
@@ -195,7 +195,8 @@ static void test_missing_kernel_fails_before_starting(void **state)
 	struct fixture *f = *state;
 	f->spec.kernel = "/nonexistent/vmlinuz";
 	struct vmci_err err = {0};
-	assert_int_equal(qemu_launch(&f->spec, VM_ACCEL_TCG, &f->paths, &f->proc, &err), -ENOENT);
+	assert_int_equal(qemu_launch(&f->spec, VM_ACCEL_TCG, &f->paths, -1, &f->proc, &err),
+			 -ENOENT);
 	assert_non_null(strstr(err.msg, "kernel /nonexistent/vmlinuz"));
 	assert_int_equal(f->proc.pid, 0);
 }
@@ -207,7 +208,7 @@ static void test_long_run_dir_is_refused(void **state)
 	snprintf(dir, sizeof(dir), "%s/%0120d", f->dir, 0);
 	qemu_paths_init(&f->paths, dir);
 	struct vmci_err err = {0};
-	assert_int_equal(qemu_launch(&f->spec, VM_ACCEL_TCG, &f->paths, &f->proc, &err),
+	assert_int_equal(qemu_launch(&f->spec, VM_ACCEL_TCG, &f->paths, -1, &f->proc, &err),
 			 -ENAMETOOLONG);
 	assert_non_null(strstr(err.msg, "shorter run directory"));
 }
@@ -218,7 +219,7 @@ static void test_missing_binary_names_the_package(void **state)
 	char *path = strdup(getenv("PATH") ? getenv("PATH") : "");
 	setenv("PATH", f->dir, 1);
 	struct vmci_err err = {0};
-	int rc = qemu_launch(&f->spec, VM_ACCEL_TCG, &f->paths, &f->proc, &err);
+	int rc = qemu_launch(&f->spec, VM_ACCEL_TCG, &f->paths, -1, &f->proc, &err);
 	setenv("PATH", path, 1);
 	free(path);
 	assert_int_equal(rc, -ENOENT);
@@ -355,7 +356,7 @@ static void test_qemu_dies_with_its_parent(void **state)
 	if (parent == 0) {
 		struct qemu_proc proc;
 		pid_t qemu = 0;
-		if (qemu_launch(&f->spec, VM_ACCEL_TCG, &f->paths, &proc, NULL) == 0)
+		if (qemu_launch(&f->spec, VM_ACCEL_TCG, &f->paths, -1, &proc, NULL) == 0)
 			qemu = proc.pid;
 		ssize_t n = write(pipefd[1], &qemu, sizeof(qemu));
 		_exit(n == sizeof(qemu) ? 0 : 1);

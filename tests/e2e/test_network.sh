@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# `network:` of a job as a user writes it: the default (nat) fetches from
+# the Debian archive, `network: none` has no interface and resolves
+# nothing, both in one run (two VM shapes), and a mode that does not exist
+# is refused at validation with the file, line and the modes there are.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+export NO_COLOR=1
+repo=$E2E_TMP/repo out=$E2E_TMP/out
+mkdir -p "$repo" && cd "$repo" || exit 1
+git init -q . && git config user.email t@example.org && git config user.name test
+
+cat >.vmci.yml <<'YML'
+jobs:
+  online:
+    image: busybox-x86_64
+    steps:
+      - run: |
+          wget -O - http://deb.debian.org/debian/dists/bookworm/Release 2>/dev/null | grep '^Origin:' | sed 's/^/fetched /'
+  hermetic:
+    image: busybox-x86_64
+    network: none
+    steps:
+      - run: |
+          echo "interfaces: $(ls /sys/class/net | tr '\n' ' ')"
+          nslookup deb.debian.org >/dev/null 2>&1 && echo resolved || echo "cannot resolve"
+          wget -O - http://deb.debian.org/ >/dev/null 2>&1 && echo connected || echo "cannot connect"
+YML
+git add -A && git commit -qm init
+
+"$VMCI" run --logs -j 2 >"$out" 2>&1
+rc=$?
+expect_eq "a run with a nat job and a hermetic job passes" 0 "$rc"
+if grep -q 'fetched Origin: Debian' "$out"; then
+	pass "a nat job fetches from the Debian archive"
+else
+	fail "a nat job fetches from the Debian archive" "$(tail -c 1500 "$out")"
+fi
+if grep -q 'interfaces: lo $' "$out" && grep -q 'cannot resolve' "$out" &&
+	grep -q 'cannot connect' "$out" && ! grep -qx '.*\(resolved\|connected\)$' "$out"; then
+	pass "a job with network: none has only loopback and reaches nothing"
+else
+	fail "a job with network: none has only loopback and reaches nothing" "$(tail -c 1500 "$out")"
+fi
+
+cat >.vmci.yml <<'YML'
+jobs:
+  a:
+    image: busybox-x86_64
+    network: host
+    steps:
+      - run: true
+YML
+"$VMCI" validate >"$out" 2>&1
+rc=$?
+expect_eq "an unknown network mode fails validation (status 2: the pipeline is wrong)" 2 "$rc"
+if grep -qF ".vmci.yml:4:14: error: network of job 'a' is 'host'; it must be 'nat'" "$out"; then
+	pass "the error names the file, line, job and the modes there are"
+else
+	fail "the error names the file, line, job and the modes there are" "$(cat "$out")"
+fi
