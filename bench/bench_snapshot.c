@@ -10,7 +10,9 @@
  *       the previous one gave the VM back, so the revert is on its path
  *   (c') a pool VM already reverted in the background (a warm pool)
  *
- * for busybox-x86_64, and debian-12 when its image is in the store.
+ * for busybox-x86_64, and debian-12 when its image is in the store (or
+ * for the images named as arguments). Row (r) is the revert alone, as the
+ * pool timed it: snapshot-load, the agent's reconnect and a ping.
  */
 #include "bench/results.h"
 #include "vmtest.h"
@@ -94,14 +96,14 @@ static struct stats bench_template(const char *image, enum runner_template_kind 
 
 /* Jobs back to back through a pool of size VMs, pausing idle_ms between jobs. */
 static struct stats bench_pool(const char *image, int size, int idle_ms, int runs,
-			       int64_t *revert_ms)
+			       struct stats *revert)
 {
 	struct runner_pool *p;
 	struct vmci_err err = {0};
 	struct runner_pool_opts opts = {.image = image, .size = size};
 	if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &opts, &err))
 		die("pool", &err);
-	double ms[MAX_RUNS];
+	double ms[MAX_RUNS], revert_ms[MAX_RUNS];
 	/* The first job waits for the pool to boot its VMs: not measured. */
 	for (int i = -size; i < runs; i++) {
 		struct runner_guest *g;
@@ -109,15 +111,17 @@ static struct stats bench_pool(const char *image, int size, int idle_ms, int run
 		if (runner_pool_acquire(p, image, NULL, -1, &g, &err))
 			die("acquire", &err);
 		double t = first_output_ms(g->vm, t0);
-		if (i >= 0)
+		struct runner_pool_stats st;
+		runner_pool_stats(p, image, &st);
+		if (i >= 0) {
 			ms[i] = t;
+			revert_ms[i] = (double)st.last_revert_ms;
+		}
 		runner_pool_release(p, g, false);
 		if (idle_ms)
 			usleep((useconds_t)idle_ms * 1000);
 	}
-	struct runner_pool_stats st;
-	runner_pool_stats(p, image, &st);
-	*revert_ms = st.last_revert_ms;
+	*revert = stats_of(revert_ms, (size_t)runs);
 	runner_pool_free(p);
 	return stats_of(ms, (size_t)runs);
 }
@@ -146,19 +150,21 @@ static void bench_image(const char *image, int boot_runs)
 	struct stats bm = bench_template(image, RUNNER_TEMPLATE_MAPPED, 10);
 	bench_row("(b) template, mapped private", "runner_guest_restore + echo", inputs, 10, bm,
 		  "ms");
-	int64_t revert_ms;
-	struct stats c = bench_pool(image, 1, 0, 20, &revert_ms);
+	struct stats r, rw;
+	struct stats c = bench_pool(image, 1, 0, 20, &r);
 	bench_row("(c) pool VM, revert on path", "acquire (revert + ping) + echo", inputs, 20, c,
 		  "ms");
-	struct stats cw = bench_pool(image, 2, 500, 10, &revert_ms);
+	bench_row("(r) the revert alone", "snapshot-load + reconnect + ping", inputs, 20, r, "ms");
+	struct stats cw = bench_pool(image, 2, 500, 10, &rw);
 	bench_row("(c') pool VM, already clean", "acquire + echo", inputs, 10, cw, "ms");
 	ratio_row("ratio a/b, plain", a, bp);
 	ratio_row("ratio a/b, mapped private", a, bm);
 	ratio_row("ratio a/c", a, c);
+	ratio_row("ratio a/r", a, r);
 	ratio_row("ratio a/c'", a, cw);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const char *tmp = getenv("TMPDIR");
 	snprintf(templates, sizeof(templates), "%s/vmci-bench-templates-XXXXXX",
@@ -175,6 +181,13 @@ int main(void)
 	       "`echo ready`\n\n",
 	       MEMORY_MB);
 	bench_header("snapshots: a clean VM for a job");
+	for (int i = 1; i < argc; i++)
+		bench_image(argv[i], 3);
+	if (argc > 1) {
+		fs_rm_rf(templates, NULL);
+		fs_rm_rf(state_dir, NULL);
+		return 0;
+	}
 	bench_image("busybox-x86_64", 5);
 	struct img_boot img;
 	if (img_find("debian-12", &img, NULL) == 0)

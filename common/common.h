@@ -92,6 +92,13 @@ int fs_read_file(const char *path, size_t max, struct buf *out, struct vmci_err 
  */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		    struct vmci_err *err);
+/*
+ * fs_write_atomic without the two syncs: readers still see the old file or
+ * the new one, but a crash may lose the write. Only for records that mean
+ * nothing once the machine went down (what a live process holds).
+ */
+int fs_write_replace(const char *path, const void *data, size_t len, mode_t mode,
+		     struct vmci_err *err);
 /* rename() then fsync of the target's directory. */
 int fs_rename_durable(const char *from, const char *to, struct vmci_err *err);
 /* rm -rf; a missing path is not an error. */

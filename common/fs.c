@@ -104,8 +104,8 @@ int fs_rename_durable(const char *from, const char *to, struct vmci_err *err)
 	return 0;
 }
 
-int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
-		    struct vmci_err *err)
+static int write_replace(const char *path, const void *data, size_t len, mode_t mode, bool durable,
+			 struct vmci_err *err)
 {
 	char tmp[PATH_MAX];
 	if (fs_path(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()))
@@ -114,7 +114,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 	if (fd < 0)
 		return vmci_err_errno(err, errno, "cannot create %s", tmp);
 	int rc = io_write_all(fd, data, len);
-	if (!rc && fsync(fd) != 0)
+	if (!rc && durable && fsync(fd) != 0)
 		rc = -errno;
 	if (close(fd) != 0 && !rc)
 		rc = -errno;
@@ -122,10 +122,25 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		unlink(tmp);
 		return vmci_err_errno(err, -rc, "cannot write %s", path);
 	}
-	rc = fs_rename_durable(tmp, path, err);
+	if (durable)
+		rc = fs_rename_durable(tmp, path, err);
+	else if (rename(tmp, path) != 0)
+		rc = vmci_err_errno(err, errno, "cannot rename %s to %s", tmp, path);
 	if (rc)
 		unlink(tmp);
 	return rc;
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+		    struct vmci_err *err)
+{
+	return write_replace(path, data, len, mode, true, err);
+}
+
+int fs_write_replace(const char *path, const void *data, size_t len, mode_t mode,
+		     struct vmci_err *err)
+{
+	return write_replace(path, data, len, mode, false, err);
 }
 
 int fs_rm_rf(const char *path, struct vmci_err *err)

@@ -28,23 +28,13 @@
 
 int img_clone_file(const char *backing, const char *overlay_path, int size_mb, struct vmci_err *err)
 {
-	char size[32];
-	snprintf(size, sizeof(size), "%dM", size_mb > 0 ? size_mb : IMG_SCRATCH_DISK_MB);
-	char fmt[64] = "";
-	char *with_backing[] = {
-	    "qemu-img",		  "create", "-q", "-f", "qcow2", "-F", fmt, "-b", (char *)backing,
-	    (char *)overlay_path, NULL};
-	char *empty[] = {"qemu-img",	       "create", "-q", "-f", "qcow2",
-			 (char *)overlay_path, size,	 NULL};
-	if (backing) {
-		/* The backing format is named so qemu never probes a guest-written raw disk. */
-		struct buf head = {0};
-		fs_read_file(backing, 4, &head, NULL); /* -EFBIG past 4 bytes, with them read */
-		bool is_qcow2 = head.len >= 4 && !memcmp(head.data, "QFI\xfb", 4);
-		buf_free(&head);
-		snprintf(fmt, sizeof(fmt), "%s", is_qcow2 ? "qcow2" : "raw");
-	}
-	int rc = run_command(backing ? with_backing : empty, NULL, err);
+	struct img_disk disk = {.virtual_size =
+				    (long long)(size_mb > 0 ? size_mb : IMG_SCRATCH_DISK_MB) << 20};
+	/* The backing format is named so qemu never probes a guest-written raw disk. */
+	int rc = backing ? img_disk_probe(backing, &disk, err) : 0;
+	if (!rc)
+		rc = img_qcow2_create(overlay_path, disk.virtual_size, backing,
+				      backing ? disk.format : NULL, err);
 	if (rc)
 		vmci_err_wrap(err, "cannot create the clone %s", overlay_path);
 	return rc;
@@ -145,7 +135,8 @@ static int write_reg(const char *file, const char *overlay, const struct img_boo
 	json_decref(j);
 	if (!text)
 		return vmci_err_set(err, ENOMEM, "out of memory");
-	rc = fs_write_atomic(file, text, strlen(text), 0644, err);
+	/* Not synced: after a crash its maker is dead and the clone stale, registered or not. */
+	rc = fs_write_replace(file, text, strlen(text), 0644, err);
 	free(text);
 	return rc;
 }

@@ -11,6 +11,7 @@
  *   busybox.c    the busybox-ARCH recipe
  *   clone.c      copy-on-write clones and their registrations
  *   disk.c       disk headers (qcow2), usage on disk, backing chains of blobs
+ *   qcow2.c      qcow2 overlays written in-process (what clones are)
  *   list.c       listing the store
  *   inspect.c    one image in detail
  *   gc.c         removing names, and everything nothing references
@@ -356,6 +357,17 @@ struct img_disk {
 
 /* Reads a disk's header (qcow2 header fields are checked; anything else is raw). */
 int img_disk_probe(const char *path, struct img_disk *out, struct vmci_err *err);
+
+/*
+ * Creates (or replaces) path as an empty qcow2 v3 disk of size bytes
+ * (rounded up to 512), the file `qemu-img create -f qcow2` makes with its
+ * defaults: 64 KiB clusters, 16-bit refcounts, nothing allocated. With
+ * backing (and backing_format, "qcow2" or "raw"), every read the overlay
+ * has no data for goes to backing, stored as given. No process, no sync;
+ * nothing is left behind on error.
+ */
+int img_qcow2_create(const char *path, long long size, const char *backing,
+		     const char *backing_format, struct vmci_err *err);
 
 /* Bytes a file or directory tree takes on disk (st_blocks * 512). */
 long long img_disk_usage(const char *path);

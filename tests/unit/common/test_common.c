@@ -7,6 +7,7 @@
 
 #include "common/common.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -56,6 +57,35 @@ static void test_write_atomic_replaces_whole_file(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	buf_free(&b);
+}
+
+static void test_write_replace_replaces_whole_file_and_leaves_no_temporary(void **state)
+{
+	char dir[PATH_MAX + 16], path[PATH_MAX + 32];
+	snprintf(dir, sizeof(dir), "%s/replace", tmp);
+	snprintf(path, sizeof(path), "%s/rec.json", dir);
+	struct vmci_err err = {0};
+	assert_int_equal(fs_mkdir_p(dir, 0755, &err), 0);
+	assert_int_equal(fs_write_replace(path, "first version", 13, 0644, &err), 0);
+	assert_int_equal(fs_write_replace(path, "second", 6, 0600, &err), 0);
+	struct buf b = {0};
+	assert_int_equal(fs_read_file(path, 1024, &b, &err), 0);
+	assert_string_equal(buf_cstr(&b), "second");
+	buf_free(&b);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int entries = 0;
+	for (struct dirent *de; (de = readdir(d)) != NULL;)
+		entries += de->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(entries, 1);
+	/* A directory that does not exist: an error naming the path. */
+	snprintf(path, sizeof(path), "%s/missing/rec.json", dir);
+	assert_int_equal(fs_write_replace(path, "x", 1, 0644, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "missing"));
 }
 
 static void test_read_file_refuses_oversized(void **state)
@@ -140,6 +170,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_buf_appends_and_consumes),
 	    cmocka_unit_test(test_write_atomic_replaces_whole_file),
+	    cmocka_unit_test(test_write_replace_replaces_whole_file_and_leaves_no_temporary),
 	    cmocka_unit_test(test_read_file_refuses_oversized),
 	    cmocka_unit_test(test_mkdir_p_and_rm_rf),
 	    cmocka_unit_test(test_sha256_matches_known_vector),
