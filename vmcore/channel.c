@@ -173,6 +173,34 @@ static int handle_connection_frame(struct vm *vm, const struct agent_frame *f, s
 	return 0;
 }
 
+/*
+ * Before a connection's HELLO_REPLY, what the agent sends can start with
+ * the rest of a frame cut short (by a migration, or by our HELLO reaching
+ * it mid-frame): skip to the reply's fixed header, which nothing in a
+ * well-framed stream can be mistaken for.
+ */
+static void skip_to_hello_reply(struct vm *vm)
+{
+	static const uint8_t sig[AGENT_HEADER_SIZE] = {
+	    0x56, 0x4d, 0x43, 0x49, [8] = AGENT_HELLO_REPLY, /* flags, stream, seq: 0 */
+	};
+	struct agent_decoder *d = &vm->dec;
+	size_t avail = d->len - d->off;
+	for (size_t i = 0; i + AGENT_HEADER_SIZE <= avail; i++) {
+		const uint8_t *p = d->buf + d->off + i;
+		if (!memcmp(p, sig, 4) && !memcmp(p + 8, sig + 8, AGENT_HEADER_SIZE - 8)) {
+			if (i > 0)
+				log_debug("skipped %zu bytes before the agent's hello reply", i);
+			d->off += i;
+			vm->resyncing = false;
+			return;
+		}
+	}
+	/* Keep what could be the start of the header. */
+	if (avail >= AGENT_HEADER_SIZE)
+		d->off += avail - (AGENT_HEADER_SIZE - 1);
+}
+
 /* Reads what the agent sent and dispatches it. Returns 1 when op completed. */
 static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *err)
 {
@@ -184,6 +212,8 @@ static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *er
 		return channel_vm_died(vm, op->what, err);
 	if (agent_decoder_feed(&vm->dec, chunk, (size_t)n))
 		return vmci_err_set(err, ENOMEM, "out of memory reading from the agent");
+	if (vm->resyncing)
+		skip_to_hello_reply(vm);
 	int done = 0;
 	for (;;) {
 		struct agent_frame f;
@@ -345,6 +375,7 @@ int channel_handshake(struct vm *vm, int timeout_ms, struct vmci_err *err)
 {
 	int64_t deadline = clock_ms() + timeout_ms;
 	vm->connected = false;
+	vm->resyncing = true;
 	while (!vm->connected) {
 		channel_begin(vm);
 		agent_put_u32(&vm->w, AGENT_PROTOCOL_VERSION);
@@ -398,5 +429,15 @@ int channel_restart(struct vm *vm, int timeout_ms, struct vmci_err *err)
 	 * another host, and their stream ids could collide with ours.
 	 */
 	vm->guest_seq = vm->guest_seq_acked = UINT64_MAX;
+	return channel_handshake(vm, timeout_ms, err);
+}
+
+int channel_resume(struct vm *vm, uint64_t resume_after, int timeout_ms, struct vmci_err *err)
+{
+	/* Half a frame queued for the old connection would garble the new one. */
+	vm->outq.len = 0;
+	agent_decoder_reset(&vm->dec);
+	vm->dec.expect_seq = 0;
+	vm->guest_seq = vm->guest_seq_acked = resume_after;
 	return channel_handshake(vm, timeout_ms, err);
 }

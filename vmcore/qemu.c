@@ -112,7 +112,7 @@ static void opt_value(struct buf *b, const char *value)
 }
 
 static void argv_build(struct argv *a, const char *binary, const struct vm_spec *spec,
-		       enum vm_accel accel, const struct qemu_paths *paths)
+		       enum vm_accel accel, bool incoming, const struct qemu_paths *paths)
 {
 	bool x86 = spec->arch == VM_ARCH_X86_64;
 	bool kvm = accel == VM_ACCEL_KVM;
@@ -212,7 +212,7 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 		argv_add(a, "virtio-blk-pci,drive=disk0");
 	}
 	/* The state is loaded over QMP (migrate-incoming) once vmcore is connected. */
-	if (spec->incoming) {
+	if (incoming) {
 		argv_add(a, "-incoming");
 		argv_add(a, "defer");
 	}
@@ -361,8 +361,8 @@ static int check_inputs(const struct vm_spec *spec, const struct qemu_paths *pat
 	return 0;
 }
 
-int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qemu_paths *paths,
-		struct qemu_proc *proc, struct vmci_err *err)
+static int launch(const struct vm_spec *spec, enum vm_accel accel, bool incoming,
+		  const struct qemu_paths *paths, struct qemu_proc *proc, struct vmci_err *err)
 {
 	memset(proc, 0, sizeof(*proc));
 	proc->pidfd = -1;
@@ -402,7 +402,7 @@ int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qe
 	}
 
 	struct argv a = {0};
-	argv_build(&a, binary, spec, accel, paths);
+	argv_build(&a, binary, spec, accel, incoming || spec->incoming, paths);
 	if (a.oom) {
 		argv_free(&a);
 		rc = vmci_err_set(err, ENOMEM, "%s: out of memory", __func__);
@@ -469,6 +469,19 @@ out_fds:
 		close(null_fd);
 	close(console_fd);
 	return rc;
+}
+
+int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qemu_paths *paths,
+		struct qemu_proc *proc, struct vmci_err *err)
+{
+	return launch(spec, accel, false, paths, proc, err);
+}
+
+int qemu_launch_incoming(const struct vm_spec *spec, enum vm_accel accel,
+			 const struct qemu_paths *paths, struct qemu_proc *proc,
+			 struct vmci_err *err)
+{
+	return launch(spec, accel, true, paths, proc, err);
 }
 
 /* ---- waiting for the end --------------------------------------------- */

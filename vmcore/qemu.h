@@ -40,10 +40,16 @@ void qemu_paths_init(struct qemu_paths *p, const char *run_dir);
  * kernel, initramfs and disk are checked before anything starts.
  * Returns 0 once QEMU has been exec'd (it may still fail on its own: see
  * qemu_connect_socket), or a negative code; a missing binary names its
- * package. Call qemu_reap after a successful launch.
+ * package. Call qemu_reap after a successful launch. With spec->incoming,
+ * QEMU starts with -incoming defer and waits for migrate-incoming.
  */
 int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qemu_paths *paths,
 		struct qemu_proc *proc, struct vmci_err *err);
+
+/* qemu_launch for the destination of a live migration: -incoming defer, whatever the spec says. */
+int qemu_launch_incoming(const struct vm_spec *spec, enum vm_accel accel,
+			 const struct qemu_paths *paths, struct qemu_proc *proc,
+			 struct vmci_err *err);
 
 /*
  * Non-blocking check: true (and status filled) once QEMU has exited; it
