@@ -232,6 +232,14 @@ static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *er
 			done = 1; /* the handshake's own operation */
 		if (rc > 0 || done)
 			continue;
+		if (vm->held_stream && f.h.stream == vm->held_stream && op->stream != f.h.stream) {
+			uint8_t hdr[AGENT_HEADER_SIZE];
+			agent_header_encode(&f.h, hdr);
+			if (buf_append(&vm->held, hdr, sizeof(hdr)) ||
+			    buf_append(&vm->held, f.payload, f.h.len))
+				return vmci_err_set(err, ENOMEM, "out of memory keeping output");
+			continue;
+		}
 		if (f.h.stream != op->stream || !op->on_frame) {
 			log_debug("ignoring a %s frame for stream %u", agent_type_name(f.h.type),
 				  f.h.stream);
@@ -278,6 +286,12 @@ int channel_run(struct vm *vm, struct channel_op *op, struct vmci_err *err)
 		int rc = flush_some(vm, op->what, err);
 		if (rc < 0)
 			return rc;
+		if (vm->detach_requested && op->cancellable) {
+			vm->detach_requested = 0;
+			vm->detached_stream = op->stream;
+			return vmci_err_set(err, VM_EDETACHED,
+					    "%s: detached, it runs on in the guest", op->what);
+		}
 		if (vm->cancel_requested && op->cancellable && !op->cancel_sent) {
 			channel_begin(vm);
 			rc = channel_queue(vm, AGENT_CANCEL, op->stream, err);

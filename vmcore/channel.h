@@ -49,6 +49,15 @@ struct vm {
 	volatile sig_atomic_t cancel_requested;
 	/* vm_resize(): (rows << 16 | cols) | RESIZE_PENDING, taken by channel_run */
 	volatile sig_atomic_t resize_request;
+	/* vm_detach(): the running exec returns -VM_EDETACHED, its stream kept here */
+	volatile sig_atomic_t detach_requested;
+	uint32_t detached_stream;
+	/*
+	 * A detached command's frames that arrive while another operation runs
+	 * (the refresh after a migration): kept, encoded, for vm_exec_resume.
+	 */
+	uint32_t held_stream;
+	struct buf held;
 };
 
 struct channel_op;

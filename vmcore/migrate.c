@@ -43,6 +43,7 @@
 void vm_agent_state_get(const struct vm *vm, struct vm_agent_state *out)
 {
 	out->guest_seq = vm->guest_seq;
+	out->stream = vm->detached_stream;
 }
 
 /* Runs a QMP command whose failure is told as what failed. */
@@ -209,6 +210,8 @@ int vm_migrate_accept(struct vm *dst, const struct vm_agent_state *from, int tim
 	if (strcmp(state, "running"))
 		rc = command(dst, "cont", NULL, NULL, "resuming the migrated guest", err);
 	end_listening(dst);
+	/* The refresh must not swallow what a detached command sent meanwhile. */
+	dst->held_stream = from ? from->stream : 0;
 	if (!rc)
 		rc = channel_resume(dst, from ? from->guest_seq : 0, RECONNECT_TIMEOUT_MS, err);
 	if (!rc)
@@ -542,6 +545,7 @@ int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
 int vm_migrate_abort(struct vm *src, struct vmci_err *err)
 {
 	const char *what = "resuming the VM where it was before the migration";
+	src->held_stream = src->detached_stream;
 	int rc = command(src, "cont", NULL, NULL, what, err);
 	if (!rc)
 		rc = channel_resume(src, src->guest_seq, RECONNECT_TIMEOUT_MS, err);

@@ -55,6 +55,7 @@ static void vm_free(struct vm *vm)
 	agent_decoder_free(&vm->dec);
 	agent_writer_free(&vm->w);
 	buf_free(&vm->outq);
+	buf_free(&vm->held);
 	agent_strv_free(vm->info);
 	free(vm);
 }
@@ -239,6 +240,13 @@ const char *vm_instance_id(const struct vm *vm)
 enum vm_accel vm_accel_used(const struct vm *vm)
 {
 	return vm->accel;
+}
+
+void vm_detach(struct vm *vm)
+{
+	vm->detach_requested = 1;
+	ssize_t ignored = write(vm->cancel_pipe[1], "d", 1);
+	(void)ignored;
 }
 
 void vm_cancel(struct vm *vm)

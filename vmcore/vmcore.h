@@ -273,6 +273,30 @@ void vm_cancel(struct vm *vm);
  */
 void vm_resize(struct vm *vm, uint16_t rows, uint16_t cols);
 
+/* What vm_exec returns after vm_detach: its command runs on in the guest. */
+#define VM_EDETACHED EINPROGRESS
+
+/*
+ * Asks the running vm_exec to let go of its command: vm_exec returns
+ * -VM_EDETACHED while the command runs on in the guest, whose agent keeps
+ * its output until a host acknowledges it. The VM can then move
+ * (vm_migrate_to), and whoever owns it next takes the command over with
+ * vm_exec_resume (its stream is in vm_agent_state_get). Async-signal-safe
+ * and callable from any thread; a no-op when idle.
+ */
+void vm_detach(struct vm *vm);
+
+/*
+ * Takes over the command an earlier owner of this guest detached (stream:
+ * from vm_agent_state): delivers the output that owner had not processed,
+ * then the rest, and waits for the command to end, as vm_exec does. From
+ * opts: on_output and ctx, timeout_ms (what is left of the command's; 0:
+ * none) and argv[0] (for messages; may be NULL). Its stdin is not carried
+ * over (it reads EOF).
+ */
+int vm_exec_resume(struct vm *vm, uint32_t stream, const struct vm_exec_opts *opts,
+		   struct vm_exec_result *res, struct vmci_err *err);
+
 /* A shell-friendly "exited 3" / "killed by SIGKILL" / "timed out" for a result. */
 void vm_exec_result_describe(const struct vm_exec_result *res, char *out, size_t size);
 
@@ -386,6 +410,7 @@ struct vm_migrate_addr {
  */
 struct vm_agent_state {
 	uint64_t guest_seq; /* the last guest frame the old owner processed */
+	uint32_t stream;    /* the command vm_detach let go of, or 0 (see vm_exec_resume) */
 };
 
 /* The agent channel's position now (vm between operations, or detached). */

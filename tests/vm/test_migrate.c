@@ -200,12 +200,83 @@ static void test_a_destination_killed_mid_move_leaves_the_source_running(void **
 	runner_guest_destroy(again, VMCI_STOP_TIMEOUT_MS);
 }
 
+/* ---- a command that moves while it runs ------------------------------------ */
+
+struct streamer {
+	struct vm *vm;
+	struct capture out;
+	struct vm_exec_result res;
+	int rc;
+	struct vmci_err err;
+};
+
+/* 60 numbered lines, one every 100 ms. */
+static const char *const counter[] = {
+    "sh", "-c", "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo line $i; sleep 0.1; done", NULL};
+
+static void *stream_lines(void *arg)
+{
+	struct streamer *s = arg;
+	struct vm_exec_opts o = {
+	    .argv = counter, .stdin_fd = -1, .on_output = capture_output, .ctx = &s->out};
+	s->rc = vm_exec(s->vm, &o, &s->res, &s->err);
+	return NULL;
+}
+
+/* Whether text is "line 1\n" to "line n\n", each once, in order. */
+static bool lines_in_order(const char *text, int n)
+{
+	int want = 1;
+	for (const char *p = text; *p; want++) {
+		char line[32];
+		snprintf(line, sizeof(line), "line %d\n", want);
+		if (strncmp(p, line, strlen(line)))
+			return false;
+		p += strlen(line);
+	}
+	return want == n + 1;
+}
+
+static void test_a_command_moved_mid_run_loses_and_repeats_no_output(void **state)
+{
+	struct runner_guest *src = vmtest_boot(IMAGE);
+	struct streamer s = {.vm = src->vm};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, stream_lines, &s), 0);
+	usleep(2000 * 1000); /* a dozen lines or so */
+	vm_detach(src->vm);
+	pthread_join(t, NULL);
+	assert_int_equal(s.rc, -VM_EDETACHED);
+	size_t before = s.out.out.len;
+	assert_true(before > 0);
+
+	struct runner_guest *dst = move(src, NULL);
+	struct vm_agent_state as;
+	vm_agent_state_get(src->vm, &as);
+	assert_int_not_equal(as.stream, 0);
+	runner_guest_destroy(src, VMCI_STOP_TIMEOUT_MS);
+
+	struct vm_exec_opts o = {
+	    .argv = counter, .stdin_fd = -1, .on_output = capture_output, .ctx = &s.out};
+	struct vmci_err err = {0};
+	if (vm_exec_resume(dst->vm, as.stream, &o, &s.res, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(s.res.kind, VM_EXITED);
+	assert_int_equal(s.res.code, 0);
+	print_message("%zu bytes before the move, %zu after\n", before, s.out.out.len - before);
+	if (!lines_in_order(buf_cstr(&s.out.out), 60))
+		fail_msg("output lost or repeated across the move:\n%s", buf_cstr(&s.out.out));
+	capture_free(&s.out);
+	runner_guest_destroy(dst, VMCI_STOP_TIMEOUT_MS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_a_running_guest_moves_with_its_files_processes_and_disk),
 	    cmocka_unit_test(test_a_moved_guest_has_the_hosts_clock_and_fresh_randomness),
 	    cmocka_unit_test(test_a_destination_killed_mid_move_leaves_the_source_running),
+	    cmocka_unit_test(test_a_command_moved_mid_run_loses_and_repeats_no_output),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
