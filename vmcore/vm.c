@@ -122,6 +122,7 @@ int vm_launch(const struct vm_spec *spec, enum vm_accel accel, bool incoming, st
 	vm->accel = accel;
 	vm->has_disk = spec->disk && *spec->disk;
 	vm->ram_in_file = spec->mem_path && spec->mem_shared;
+	vm->mem_file = spec->mem_path != NULL;
 	qemu_paths_init(&vm->paths, spec->run_dir);
 	unlink(vm->paths.qmp);
 	unlink(vm->paths.agent);
