@@ -138,6 +138,12 @@ int vm_migrate_listen(const struct vm_spec *spec, struct vm **out, struct vm_mig
 		rc = command(vm, "block-export-add", export, NULL, what, err);
 	else
 		json_decref(export);
+	/* MIGRATION events tell the moment the state is in. */
+	if (!rc)
+		rc = command(vm, "migrate-set-capabilities",
+			     json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events",
+				       "state", 1),
+			     NULL, what, err);
 	if (!rc)
 		rc = command(vm, "migrate-incoming", incoming, NULL, what, err);
 	else
@@ -176,40 +182,44 @@ int vm_migrate_accept(struct vm *dst, const struct vm_agent_state *from, int tim
 		return vmci_err_set(err, EINVAL, "%s: VM %d is not waiting for a migration",
 				    __func__, (int)dst->proc.pid);
 	const char *what = "receiving a migrated VM";
-	int64_t deadline = clock_ms() + (timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS);
+	int timeout = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	int64_t deadline = clock_ms() + timeout;
 	for (;;) {
-		char status[32], desc[512];
-		int rc = migration_status(dst, status, sizeof(status), desc, sizeof(desc), NULL,
-					  what, err);
-		if (rc)
-			return rc;
-		if (!strcmp(status, "completed"))
-			break;
-		if (!strcmp(status, "failed") || !strcmp(status, "cancelled"))
-			return vmci_err_set(err, EIO, "the incoming migration %s: %s", status,
-					    desc);
-		if (qemu_exited(&dst->proc))
+		int64_t left = deadline - clock_ms();
+		if (left <= 0)
+			return vmci_err_set(err, ETIMEDOUT,
+					    "no migration arrived in full within %d s",
+					    timeout / 1000);
+		struct qmp_msg ev;
+		int rc =
+		    qmp_next_event(dst->qmp, "MIGRATION", left > 1000 ? 1000 : (int)left, &ev, err);
+		if (rc == -EPIPE || (rc == 0 && qemu_exited(&dst->proc)))
 			return channel_vm_died(dst, what, err);
-		if (clock_ms() > deadline)
-			return vmci_err_set(
-			    err, ETIMEDOUT,
-			    "no migration arrived in full within %d s (last status "
-			    "'%s')",
-			    (int)((timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS) / 1000),
-			    *status ? status : "none");
-		usleep(POLL_MS * 1000);
-	}
-	/* QEMU starts the guest itself once the state is in (it was not started with -S). */
-	char state[32] = "";
-	for (int64_t until = clock_ms() + 2000; clock_ms() < until; usleep(POLL_MS * 1000)) {
-		run_state(dst, state, sizeof(state));
-		if (!strcmp(state, "running"))
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		const char *st = json_string_value(json_object_get(ev.value, "status"));
+		bool completed = st && !strcmp(st, "completed");
+		bool failed = st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"));
+		qmp_msg_free(&ev);
+		if (completed)
 			break;
+		if (failed) {
+			char status[32], desc[512];
+			rc = migration_status(dst, status, sizeof(status), desc, sizeof(desc), NULL,
+					      what, err);
+			return rc ? rc
+				  : vmci_err_set(err, EIO, "the incoming migration failed: %s",
+						 desc);
+		}
 	}
-	int rc = 0;
-	if (strcmp(state, "running"))
-		rc = command(dst, "cont", NULL, NULL, "resuming the migrated guest", err);
+	/*
+	 * QEMU holds the guest paused (-S): the export goes first, then the
+	 * guest's disk is activated for it alone and the guest runs.
+	 */
 	end_listening(dst);
+	int rc = command(dst, "cont", NULL, NULL, "resuming the migrated guest", err);
 	/* The refresh must not swallow what a detached command sent meanwhile. */
 	dst->held_stream = from ? from->stream : 0;
 	if (!rc)

@@ -112,7 +112,7 @@ static void opt_value(struct buf *b, const char *value)
 }
 
 static void argv_build(struct argv *a, const char *binary, const struct vm_spec *spec,
-		       enum vm_accel accel, bool incoming, const struct qemu_paths *paths)
+		       enum vm_accel accel, bool live_incoming, const struct qemu_paths *paths)
 {
 	bool x86 = spec->arch == VM_ARCH_X86_64;
 	bool kvm = accel == VM_ACCEL_KVM;
@@ -212,10 +212,18 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 		argv_add(a, "virtio-blk-pci,drive=disk0");
 	}
 	/* The state is loaded over QMP (migrate-incoming) once vmcore is connected. */
-	if (incoming) {
+	if (spec->incoming || live_incoming) {
 		argv_add(a, "-incoming");
 		argv_add(a, "defer");
 	}
+	/*
+	 * A live migration's destination stays paused when the state is in:
+	 * its disk is still exported to the source, and the guest may only
+	 * run once the export is gone (the guest's device wants the disk
+	 * unshared).
+	 */
+	if (live_incoming)
+		argv_add(a, "-S");
 	buf_free(&b);
 }
 
@@ -402,7 +410,7 @@ static int launch(const struct vm_spec *spec, enum vm_accel accel, bool incoming
 	}
 
 	struct argv a = {0};
-	argv_build(&a, binary, spec, accel, incoming || spec->incoming, paths);
+	argv_build(&a, binary, spec, accel, incoming, paths);
 	if (a.oom) {
 		argv_free(&a);
 		rc = vmci_err_set(err, ENOMEM, "%s: out of memory", __func__);

@@ -84,10 +84,13 @@ wait_for "$E2E_TMP/recv2.out" "waiting for a VM"
 vpid=$!
 if wait_for "$E2E_TMP/run2.out" "tick 30"; then
 	kill -USR1 "$vpid"
-	# The destination's QEMU, as soon as the receiver starts it.
+	# The destination's QEMU as soon as it waits for the migration (its run
+	# directory holds migrate.sock): the move is under way.
 	q=""
-	for _ in $(seq 500); do
-		q=$(pgrep -P "$rpid" qemu-system) && break
+	for _ in $(seq 1000); do
+		if ls "${TMPDIR:-/tmp}"/vmci-vm-*/migrate.sock >/dev/null 2>&1; then
+			q=$(pgrep -P "$rpid" qemu-system) && break
+		fi
 		sleep 0.01
 	done
 	[ -n "$q" ] && kill -9 $q
