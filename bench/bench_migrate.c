@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RUNS 4
+#define RUNS 3
 
 static void die(const char *what, const struct vmci_err *err)
 {

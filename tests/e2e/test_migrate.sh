@@ -40,6 +40,11 @@ wait_for() {
 ticks_in_order() {
 	grep -o 'tick [0-9]*' "$1" | awk '$2 != NR { bad = 1 } END { exit !(NR == 200 && !bad) }'
 }
+# ticks_problem LOG: where the ticks first go wrong
+ticks_problem() {
+	grep -o 'tick [0-9]*' "$1" | awk '$2 != NR && !seen { print "line " NR " is tick " $2; seen = 1 }
+		END { print NR " ticks in all" }' | tr '\n' ' '
+}
 qemus_of() { pgrep -P "$1" qemu-system 2>/dev/null | wc -l; }
 
 # ---- the move --------------------------------------------------------------------
@@ -65,7 +70,7 @@ wait "$rpid"
 expect_eq "the receiver ends cleanly with the job" 0 $?
 log=.vmci/runs/latest/logs/count.log
 if ticks_in_order "$log"; then pass "every line of the moved job is in its log once, in order"
-else fail "every line of the moved job is in its log once, in order" "$(grep -o 'tick [0-9]*' "$log" | tr '\n' ' ' | tail -c 600)"; fi
+else fail "every line of the moved job is in its log once, in order" "$(ticks_problem "$log")"; fi
 if grep -q "early file: written-early" "$log"; then pass "a file written before the move is there after"
 else fail "a file written before the move is there after" "$(tail -3 "$log")"; fi
 if grep -q "second step ran" "$log"; then pass "the steps after the move run where the VM went"
@@ -101,7 +106,7 @@ wait "$rpid"
 expect_eq "the receiver that lost its VM says so in its status" 125 $?
 log=.vmci/runs/latest/logs/count.log
 if ticks_in_order "$log"; then pass "the job that stayed lost and repeated no line"
-else fail "the job that stayed lost and repeated no line" "$(grep -o 'tick [0-9]*' "$log" | tr '\n' ' ' | tail -c 600)"; fi
+else fail "the job that stayed lost and repeated no line" "$(ticks_problem "$log")"; fi
 grep -iE "mov|receiv" "$E2E_TMP/run2.out" "$E2E_TMP/recv2.out" | sed 's/^/# /'
 if grep -q "the move failed, the job goes on here" "$E2E_TMP/run2.out"; then pass "vmci run says the move failed and why"
 else fail "vmci run says the move failed and why" "$(grep -i mov "$E2E_TMP/run2.out" | head -3)"; fi
