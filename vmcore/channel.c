@@ -134,7 +134,7 @@ static void store_info(struct vm *vm, char **info)
 /* Connection-level frames; returns 1 when handled here. */
 static int handle_connection_frame(struct vm *vm, const struct agent_frame *f, struct vmci_err *err)
 {
-	if (f->h.seq != 0)
+	if (f->h.seq != 0 && f->h.seq > vm->guest_seq)
 		vm->guest_seq = f->h.seq;
 	if (f->h.type == AGENT_HELLO_REPLY) {
 		struct agent_reader r;
@@ -156,7 +156,13 @@ static int handle_connection_frame(struct vm *vm, const struct agent_frame *f, s
 		}
 		store_info(vm, info);
 		vm->dec.expect_seq = next_seq;
-		vm->guest_seq = vm->guest_seq_acked = next_seq - 1;
+		/*
+		 * A second reply (to a hello sent again while the first one's answer
+		 * was on its way) replays from next_seq once more: what was already
+		 * handled is dropped by seq (read_frames), so guest_seq stays.
+		 */
+		if (!vm->connected)
+			vm->guest_seq = vm->guest_seq_acked = next_seq - 1;
 		vm->connected = true;
 		return 1;
 	}
@@ -225,9 +231,13 @@ static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *er
 					    op->what, why);
 		if (rc == 0)
 			break;
+		/* Replayed after a second hello reply: handled the first time. */
+		bool again = f.h.seq != 0 && vm->connected && f.h.seq <= vm->guest_seq;
 		rc = handle_connection_frame(vm, &f, err);
 		if (rc < 0)
 			return rc;
+		if (again)
+			continue;
 		if (rc > 0 && f.h.type == AGENT_HELLO_REPLY && op->stream == 0)
 			done = 1; /* the handshake's own operation */
 		if (rc > 0 || done)
