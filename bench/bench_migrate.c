@@ -10,7 +10,7 @@
  *             that stamps the wall clock every 10 ms or so: the guest's clock
  *             stops while it is paused and is set to the host's after the
  *             move, so the gap is the pause as the guest lived it (the
- *             loop's own period is in the "tick gap" row for comparison)
+ *             loop's own period is in the "tick period" row for comparison)
  *   QEMU's    QEMU's own count of the pause (query-migrate "downtime")
  *
  * and checks that no tick was lost (the loop counts as well as stamps).
@@ -31,8 +31,8 @@ static void die(const char *what, const struct vmci_err *err)
 	exit(1);
 }
 
-/* Runs script in the guest and returns the number it prints. */
-static double sh_number(struct vm *vm, const char *script)
+/* Runs script in the guest and returns the first number it prints (the second in *second). */
+static double sh_numbers(struct vm *vm, const char *script, double *second)
 {
 	struct capture c = {0};
 	const char *argv[] = {"sh", "-c", script, NULL};
@@ -45,9 +45,17 @@ static double sh_number(struct vm *vm, const char *script)
 	if (r.kind != VM_EXITED || r.code)
 		fprintf(stderr, "bench_migrate: '%s' failed: %s\n", script, buf_cstr(&c.err)),
 		    exit(1);
-	double v = atof(buf_cstr(&c.out));
+	double v = 0, w = 0;
+	sscanf(buf_cstr(&c.out), "%lf %lf", &v, &w);
+	if (second)
+		*second = w;
 	capture_free(&c);
 	return v;
+}
+
+static double sh_number(struct vm *vm, const char *script)
+{
+	return sh_numbers(vm, script, NULL);
 }
 
 /*
@@ -63,16 +71,14 @@ static const char ticker[] =
 /* awk: the seconds of the day in field 2 ("HH:MM:SS.N"), as t. */
 #define AWK_SECONDS "split($2, c, \":\"); t = c[1] * 3600 + c[2] * 60 + c[3];"
 
-/* The largest gap between ticks in ms; -1 when a count is missing or repeated. */
+/*
+ * The largest gap between ticks and the loop's mean period, in ms; "-1"
+ * when a count is missing or repeated.
+ */
 static const char gaps[] =
     "kill $(cat /tmp/ticker.pid); sleep 0.1; awk '{ " AWK_SECONDS " } NR != $1 { bad = 1 }"
-    " NR > 1 { g = t - p; if (g > m) m = g } { p = t } END { print bad ? -1 : m * 1000 }'"
-    " /tmp/ticks";
-
-/* The median gap between ticks in ms, the loop's own period. */
-static const char period[] =
-    "awk '{ " AWK_SECONDS " } NR > 1 { print (t - p) * 1000 } { p = t }' /tmp/ticks | sort -n |"
-    " awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'";
+    " NR == 1 { t0 = t } NR > 1 { g = t - p; if (g > m) m = g } { p = t }"
+    " END { if (bad) print -1; else print m * 1000, (p - t0) * 1000 / (NR - 1) }' /tmp/ticks";
 
 struct sample {
 	bool failed; /* the guest did not run on at the destination */
@@ -113,10 +119,9 @@ static struct sample move_once(const char *image, int memory_mb)
 			   .qemu_ms = (double)st.downtime_ms};
 	runner_guest_destroy(src, VMCI_STOP_TIMEOUT_MS);
 	usleep(1000 * 1000);
-	s.guest_gap_ms = sh_number(dst->vm, gaps);
+	s.guest_gap_ms = sh_numbers(dst->vm, gaps, &s.period_ms);
 	if (s.guest_gap_ms < 0)
 		fprintf(stderr, "bench_migrate: the guest lost or repeated a tick\n"), exit(1);
-	s.period_ms = sh_number(dst->vm, period);
 	runner_guest_destroy(dst, VMCI_STOP_TIMEOUT_MS);
 	return s;
 }
