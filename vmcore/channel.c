@@ -240,8 +240,13 @@ static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *er
 			continue;
 		if (rc > 0 && f.h.type == AGENT_HELLO_REPLY && op->stream == 0)
 			done = 1; /* the handshake's own operation */
-		if (rc > 0 || done)
+		if (rc > 0)
 			continue;
+		/*
+		 * Frames behind the one that completed the operation (a replay
+		 * right behind a hello reply) are acknowledged with it: a detached
+		 * command's must be kept, not dropped.
+		 */
 		if (vm->held_stream && f.h.stream == vm->held_stream && op->stream != f.h.stream) {
 			uint8_t hdr[AGENT_HEADER_SIZE];
 			agent_header_encode(&f.h, hdr);
@@ -250,7 +255,7 @@ static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *er
 				return vmci_err_set(err, ENOMEM, "out of memory keeping output");
 			continue;
 		}
-		if (f.h.stream != op->stream || !op->on_frame) {
+		if (f.h.stream != op->stream || !op->on_frame || done) {
 			log_debug("ignoring a %s frame for stream %u", agent_type_name(f.h.type),
 				  f.h.stream);
 			continue;
