@@ -35,6 +35,11 @@ static const char usage[] =
     "artifacts/<job>/); .vmci/runs/latest is the newest; the last 20 runs are kept.\n"
     "Ctrl-C cancels the jobs and stops their VMs; a second Ctrl-C kills vmci and its\n"
     "VMs at once.\n"
+    "With --move-to SOCKET, SIGUSR1 moves each running job's VM live (memory, disk\n"
+    "and the command it runs) to `vmci vm receive --listen SOCKET` in another\n"
+    "process, and the job runs on there with its output still shown here; a move\n"
+    "that fails says why and the job goes on here. VMs from the warm pool keep\n"
+    "their memory in a file and do not move yet: use --cold.\n"
     "Exit status: 0 all passed, 1 a job failed, 2 usage or pipeline error,\n"
     "3 infrastructure error (a VM failed), 130 cancelled.";
 
@@ -44,6 +49,7 @@ struct run_args {
 	bool keep, logs, json, cold;
 	const char *accel;
 	const char *workspace; /* tar|disk|auto */
+	const char *move_to;   /* a receiver's socket: SIGUSR1 moves the running jobs there */
 	const char **matrix;   /* "KEY=VALUE" */
 	size_t n_matrix;
 };
@@ -149,6 +155,13 @@ static void cancel_run(void *ctx, int signo)
 		      "cancelling: stopping the jobs and their VMs (Ctrl-C again to kill at once)");
 	runner_warm_source_interrupt(t->warm);
 	runner_run_cancel(t->run);
+}
+
+static void move_run(void *ctx)
+{
+	struct cancel_target *t = ctx;
+	board_message(t->board, "moving the running jobs' VMs (SIGUSR1)");
+	runner_run_move(t->run);
 }
 
 static bool interrupted(void)
@@ -309,6 +322,8 @@ static int parse_args(int *argc, char **argv, struct run_args *a, int *first)
 	     "the accelerator (default: kvm if usable)"},
 	    {0, "workspace", OPT_STRING, &a->workspace, "tar|disk|auto",
 	     "how the working tree reaches the VMs (default: auto, a disk for large trees)"},
+	    {0, "move-to", OPT_STRING, &a->move_to, "SOCKET",
+	     "on SIGUSR1, move running jobs' VMs to `vmci vm receive` there"},
 	    {0},
 	};
 	if (take_matrix_args(argc, argv, a))
@@ -413,6 +428,7 @@ int cmd_run(int argc, char **argv)
 	    .vms = &vms,
 	    .sink = &sink,
 	    .keep_on_failure = st.a.keep,
+	    .move_to = st.a.move_to,
 	};
 	struct runner_executor *ex = NULL;
 	struct runner_job_ops ops;
@@ -447,7 +463,7 @@ int cmd_run(int argc, char **argv)
 			st.ws->sha, summary_path(st.out.dir, st.cwd));
 	}
 	struct cancel_target target = {.run = r, .warm = warm, .board = board};
-	struct runner_interrupt cancel = {.cancel = cancel_run, .ctx = &target};
+	struct runner_interrupt cancel = {.cancel = cancel_run, .move = move_run, .ctx = &target};
 	runner_interrupt_set(&cancel);
 	board_start(board);
 	runner_run_exec(r);

@@ -276,15 +276,59 @@ static int vm_run(int argc, char **argv)
 	return code;
 }
 
+static const char receive_usage[] =
+    "Usage: vmci vm receive --listen SOCKET\n"
+    "\n"
+    "Waits on the unix socket SOCKET for one running VM that another vmci process\n"
+    "hands over (vmci run --move-to SOCKET, then SIGUSR1 to it): prepares a VM of\n"
+    "the same image and shape, takes the VM's memory, disk and running command live,\n"
+    "and runs the job's commands for the sender until its job ends; then stops the\n"
+    "VM and exits 0. Exits 125 when no VM arrived whole (it runs on at the sender).";
+
+static void say_line(void *ctx, const char *line)
+{
+	fprintf(stderr, "vmci: %s\n", line);
+}
+
+static int vm_receive(int argc, char **argv)
+{
+	const char *listen = NULL;
+	const struct cli_option opts[] = {
+	    {0, "listen", OPT_STRING, &listen, "SOCKET", "the unix socket to wait on"},
+	    {0},
+	};
+	int first = cli_parse(argc, argv, opts, receive_usage, false);
+	if (first == -2)
+		return EXIT_OK;
+	if (first < 0)
+		return EXIT_USAGE;
+	if (!listen || first < argc) {
+		cli_error(
+		    "vm receive: give the socket to wait on: vmci vm receive --listen SOCKET");
+		return EXIT_USAGE;
+	}
+	/* A signal ends the receiver at once, and the VM with it (its QEMU dies with vmci). */
+	runner_interrupt_start(NULL, 0);
+	struct vmci_err err = {0};
+	if (runner_receive(listen, say_line, NULL, &err)) {
+		cli_error("vm receive: %s", err.msg);
+		return EXIT_VM_ERROR;
+	}
+	return EXIT_OK;
+}
+
 int cmd_vm(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		printf("Usage: vmci vm run [OPTIONS] IMAGE -- COMMAND [ARG...]\n"
-		       "Run 'vmci vm run --help' for details.\n");
+		       "       vmci vm receive --listen SOCKET\n"
+		       "Run 'vmci vm run --help' or 'vmci vm receive --help' for details.\n");
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
 	if (!strcmp(argv[1], "run"))
 		return vm_run(argc - 1, argv + 1);
-	cli_error("vm: unknown subcommand '%s' (known: run)", argv[1]);
+	if (!strcmp(argv[1], "receive"))
+		return vm_receive(argc - 1, argv + 1);
+	cli_error("vm: unknown subcommand '%s' (known: run, receive)", argv[1]);
 	return EXIT_USAGE;
 }

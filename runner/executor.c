@@ -21,6 +21,7 @@
 #include "runner/executor.h"
 #include "pipelines/pipelines.h"
 #include "runner/artifacts.h"
+#include "runner/handoff.h"
 #include "runner/script.h"
 
 #include <errno.h>
@@ -132,6 +133,8 @@ struct attempt {
 	size_t step;
 	struct runner_cancel *cancel;
 	struct runner_job_result *res;
+	struct runner_lease *lease;
+	struct runner_remote *remote; /* the job's VM moved: its commands run there */
 };
 
 static void note(struct attempt *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -172,6 +175,43 @@ static void artifacts_failed(struct attempt *a, const char *why)
 		res->result = RUNNER_FAILED;
 		textf(res->how, sizeof(res->how), "its artifacts could not all be copied");
 	}
+}
+
+/*
+ * Runs a step's command: in the VM, or where it moved. When the command
+ * is let go of for a move (runner_run_move), the VM moves to
+ * opts->move_to and the command goes on there; a move that fails says
+ * why, and the command goes on here.
+ */
+static int step_exec(struct attempt *a, struct vm *vm, const struct vm_exec_opts *xo,
+		     struct vm_exec_result *res, struct vmci_err *err)
+{
+	if (a->remote)
+		return runner_remote_exec(a->remote, xo, res, err);
+	int rc = vm_exec(vm, xo, res, err);
+	while (rc == -VM_EDETACHED) {
+		struct vm_agent_state st;
+		vm_agent_state_get(vm, &st);
+		struct vmci_err why = {0};
+		if (!a->o->move_to) {
+			vmci_err_set(&why, EINVAL, "no receiver was named (vmci run --move-to)");
+		} else {
+			note(a, "moving its VM to %s", a->o->move_to);
+			/* Once the VM is gone, a cancel must not reach for it. */
+			runner_cancel_detach(a->cancel);
+			int moved = runner_remote_move(a->o->move_to, a->job->image,
+						       a->lease->guest, a->job->cpus,
+						       (int)a->job->memory_mb, &a->remote, &why);
+			if (!moved) {
+				note(a, "moved to %s: the job goes on there", a->o->move_to);
+				return runner_remote_resume(a->remote, xo, res, err);
+			}
+			runner_cancel_attach(a->cancel, vm);
+		}
+		note(a, "the move failed, the job goes on here: %s", why.msg);
+		rc = vm_exec_resume(vm, st.stream, xo, res, err);
+	}
+	return rc;
 }
 
 /*
@@ -230,10 +270,15 @@ static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t 
 	struct runner_step_result sr = {.result = RUNNER_PASSED};
 	struct vmci_err err = {0}, ping = {0};
 	int64_t t0 = clock_ms();
-	int rc = step_command_prepare(vm, a->step + 1, step->run, &cmd, &err);
-	bool put_failed = rc < 0 && !vm_ping(vm, 5000, &ping); /* the guest's, not the VM's */
+	int rc = a->remote && strlen(step->run) > SCRIPT_INLINE_MAX
+		     ? vmci_err_set(&err, EOPNOTSUPP,
+				    "a job whose VM moved cannot run a script over %d KiB yet",
+				    SCRIPT_INLINE_MAX >> 10)
+		     : step_command_prepare(vm, a->step + 1, step->run, &cmd, &err);
+	/* the guest's, not the VM's */
+	bool put_failed = rc < 0 && !a->remote && !vm_ping(vm, 5000, &ping);
 	if (!rc)
-		rc = vm_exec(vm, &xo, &sr.exit, &err);
+		rc = step_exec(a, vm, &xo, &sr.exit, &err);
 	sr.duration_ms = clock_ms() - t0;
 	env_truncate(env, base);
 	if (put_failed) {
@@ -423,6 +468,13 @@ static bool run_in_vm(struct attempt *a, struct runner_lease *lease)
 			break;
 	}
 	env_free(&env);
+	if (a->remote) {
+		if (o->artifacts_dir && a->job->n_artifacts)
+			note(a, "its artifacts stay in the VM that moved (not copied yet)");
+		runner_remote_close(a->remote);
+		a->remote = NULL;
+		return true; /* the VM here is gone */
+	}
 	if (!broken && res->result != RUNNER_CANCELLED && o->artifacts_dir && a->job->n_artifacts) {
 		char dir[PATH_MAX];
 		if (prepare_artifacts(a, dir, sizeof(dir)) == 0 && get_artifacts(a, vm, dir) < 0)
@@ -457,6 +509,7 @@ void runner_execute(const struct runner_exec_opts *o, size_t index, int attempt,
 		}
 		return;
 	}
+	a.lease = &lease;
 	struct vm *vm = lease.guest->vm;
 	const char *os = vm_guest_info(vm, "os"), *arch = vm_guest_info(vm, "arch");
 	textf(res->os, sizeof(res->os), "%s", os ? os : "");

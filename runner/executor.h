@@ -23,6 +23,12 @@ struct runner_exec_opts {
 	const struct runner_vm_source *vms;
 	const struct runner_sink *sink; /* steps, output, notes, vm_ready */
 	bool keep_on_failure;		/* a failed job keeps its VM (res->kept) */
+	/*
+	 * A receiver's socket (runner_receive): a job asked to move
+	 * (runner_run_move) hands its VM there and runs on there; NULL: a
+	 * move asked for is refused and the job goes on here.
+	 */
+	const char *move_to;
 };
 
 /*

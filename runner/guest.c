@@ -8,8 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
-		      struct runner_guest **out, struct vmci_err *err)
+/* Releases what guest_prepare made, and g itself. */
+static void guest_discard(struct runner_guest *g)
+{
+	if (g->disk[0])
+		img_clone_release(g->disk, NULL);
+	runner_remove_run_dir(g->run_dir, g->run_dir_lock);
+	free(g);
+}
+
+/*
+ * Everything of a guest but its VM: the image (built if needed), a run
+ * directory and a clone of the image's disk in it, and the spec to start
+ * the VM with (pointing into *g).
+ */
+static int guest_prepare(const char *image, const struct runner_guest_opts *opts,
+			 struct runner_guest **out, struct vm_spec *spec, struct vmci_err *err)
 {
 	*out = NULL;
 	struct runner_guest *g = calloc(1, sizeof(*g));
@@ -38,12 +52,11 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 	if (fs_path(disk, sizeof(disk), "%s/disk.qcow2", g->run_dir) ||
 	    (rc = img_clone(&g->image, disk, err)) != 0) {
 		rc = rc ? rc : vmci_err_set(err, ENAMETOOLONG, "run directory path too long");
-		runner_remove_run_dir(g->run_dir, g->run_dir_lock);
-		free(g);
+		guest_discard(g);
 		return rc;
 	}
 	snprintf(g->disk, sizeof(g->disk), "%s", disk);
-	struct vm_spec spec = {
+	*spec = (struct vm_spec){
 	    .arch = arch,
 	    .accel = opts ? opts->accel : VM_ACCEL_AUTO,
 	    .cpus = opts && opts->cpus ? opts->cpus : 1,
@@ -55,12 +68,41 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 	    .run_dir = g->run_dir,
 	    .network = opts ? opts->network : VM_NET_NONE,
 	};
+	*out = g;
+	return 0;
+}
+
+int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
+		      struct runner_guest **out, struct vmci_err *err)
+{
+	struct runner_guest *g;
+	struct vm_spec spec;
+	int rc = guest_prepare(image, opts, &g, &spec, err);
+	if (rc)
+		return rc;
 	rc = vm_start(&spec, &g->vm, err);
 	if (rc) {
 		vmci_err_wrap(err, "cannot boot image '%s'", image);
-		img_clone_release(g->disk, NULL);
-		runner_remove_run_dir(g->run_dir, g->run_dir_lock);
-		free(g);
+		guest_discard(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+int runner_guest_listen(const char *image, const struct runner_guest_opts *opts,
+			struct runner_guest **out, struct vm_migrate_addr *addr,
+			struct vmci_err *err)
+{
+	struct runner_guest *g;
+	struct vm_spec spec;
+	int rc = guest_prepare(image, opts, &g, &spec, err);
+	if (rc)
+		return rc;
+	rc = vm_migrate_listen(&spec, &g->vm, addr, err);
+	if (rc) {
+		vmci_err_wrap(err, "cannot prepare to receive a VM of image '%s'", image);
+		guest_discard(g);
 		return rc;
 	}
 	*out = g;
@@ -72,7 +114,5 @@ void runner_guest_destroy(struct runner_guest *g, int timeout_ms)
 	if (!g)
 		return;
 	vm_stop(g->vm, timeout_ms);
-	img_clone_release(g->disk, NULL);
-	runner_remove_run_dir(g->run_dir, g->run_dir_lock);
-	free(g);
+	guest_discard(g);
 }

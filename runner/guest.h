@@ -39,6 +39,18 @@ struct runner_guest {
 int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 		      struct runner_guest **out, struct vmci_err *err);
 
+/*
+ * The destination of a guest of image moving here (vm_migrate_listen): a
+ * new run directory and a new clone of the image's disk, the one the
+ * source's disk is a clone of. opts must give the source's shape: its
+ * vCPUs, memory and accelerator (vm_accel_used). Returns 0 with *out (its
+ * VM usable after vm_migrate_accept) and where the source sends it in
+ * *addr; nothing is left behind on error.
+ */
+int runner_guest_listen(const char *image, const struct runner_guest_opts *opts,
+			struct runner_guest **out, struct vm_migrate_addr *addr,
+			struct vmci_err *err);
+
 /* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
 void runner_guest_destroy(struct runner_guest *g, int timeout_ms);
 

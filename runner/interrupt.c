@@ -33,6 +33,14 @@ static void *signal_thread(void *arg)
 		int signo;
 		if (sigwait(set, &signo))
 			continue;
+		if (signo == SIGUSR1) {
+			pthread_mutex_lock(&state.lock);
+			struct runner_interrupt h = state.handler;
+			pthread_mutex_unlock(&state.lock);
+			if (h.move)
+				h.move(h.ctx);
+			continue;
+		}
 		pthread_mutex_lock(&state.lock);
 		if (++state.count == 1)
 			state.first_signal = signo;
@@ -72,6 +80,7 @@ void runner_interrupt_start(void (*cleanup)(void), int exit_code)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	/*
 	 * A handler (not SIG_IGN, which a background shell job inherits) so that sigwait sees them.
 	 */
@@ -79,6 +88,7 @@ void runner_interrupt_start(void (*cleanup)(void), int exit_code)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	pthread_t t;
 	if (pthread_create(&t, NULL, signal_thread, &set) == 0)

@@ -12,12 +12,15 @@
  * One scheme for every front end: SIGINT, SIGTERM and SIGHUP go to one
  * thread (sigwait), never to a handler inside a job's code. The first
  * calls the registered cancellation; a second, or a first with nothing
- * registered, runs cleanup and ends the process at once.
+ * registered, runs cleanup and ends the process at once. SIGUSR1 goes
+ * to the same thread and calls the registered move, every time.
  */
 struct runner_interrupt {
 	/* Cancels the work in progress (any thread may be running it); returns at once. */
 	void (*cancel)(void *ctx, int signo);
 	void *ctx;
+	/* SIGUSR1: moves the work elsewhere (may be NULL: the signal is ignored). */
+	void (*move)(void *ctx);
 };
 
 /*

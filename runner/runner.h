@@ -5,6 +5,7 @@
  * for front ends that use most of them.
  *
  *   runner/guest.h      a VM booted from a golden image; the accelerator canary
+ *   runner/handoff.h    a running job's VM handed to another process
  *   runner/run_dir.h    a VM's private run directory, swept when its owner dies
  *   runner/template.h   ready-state templates
  *   runner/pool.h       the warm pool (clean snapshots, reverts)
@@ -25,6 +26,7 @@
 #include "runner/build.h"
 #include "runner/executor.h"
 #include "runner/guest.h"
+#include "runner/handoff.h"
 #include "runner/interrupt.h"
 #include "runner/local_run.h"
 #include "runner/log_cap.h"

@@ -92,6 +92,14 @@ void runner_cancel_detach(struct runner_cancel *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void runner_cancel_move(struct runner_cancel *c)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->vm && !c->requested)
+		vm_detach(c->vm);
+	pthread_mutex_unlock(&c->lock);
+}
+
 /* ---- the run ------------------------------------------------------------------------ */
 
 enum phase { WAITING, RUNNING, DONE };
@@ -376,6 +384,15 @@ void runner_run_cancel(struct runner_run *r)
 		if (r->jobs[i].has_thread)
 			runner_cancel_request(&r->jobs[i].cancel); /* kept VMs' shells too */
 	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void runner_run_move(struct runner_run *r)
+{
+	pthread_mutex_lock(&r->lock);
+	for (size_t i = 0; i < r->n_jobs; i++)
+		if (r->jobs[i].has_thread)
+			runner_cancel_move(&r->jobs[i].cancel);
 	pthread_mutex_unlock(&r->lock);
 }
 

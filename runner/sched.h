@@ -27,6 +27,11 @@ bool runner_cancel_requested(struct runner_cancel *c);
 /* Attaches the job's VM; false (nothing attached) when a cancel was already requested. */
 bool runner_cancel_attach(struct runner_cancel *c, struct vm *vm);
 void runner_cancel_detach(struct runner_cancel *c);
+/*
+ * Asks the command running in the attached VM to be let go of for a move
+ * (vm_detach; the executor then moves the VM). A no-op without a VM.
+ */
+void runner_cancel_move(struct runner_cancel *c);
 
 /* ---- scheduling a run (runner/sched.c) ------------------------------- */
 
@@ -73,6 +78,13 @@ void runner_run_exec(struct runner_run *r);
  * Thread-safe; not for signal handlers.
  */
 void runner_run_cancel(struct runner_run *r);
+
+/*
+ * Asks every running job to move its VM (see runner_exec_opts.move_to):
+ * a job running a command hands it over; one between commands is not
+ * moved. Thread-safe; not for signal handlers.
+ */
+void runner_run_move(struct runner_run *r);
 
 /* A job's result; RUNNER_PENDING until it ends (and for jobs not selected). */
 const struct runner_job_result *runner_run_result(const struct runner_run *r, size_t job);

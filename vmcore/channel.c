@@ -134,7 +134,7 @@ static void store_info(struct vm *vm, char **info)
 /* Connection-level frames; returns 1 when handled here. */
 static int handle_connection_frame(struct vm *vm, const struct agent_frame *f, struct vmci_err *err)
 {
-	if (f->h.seq != 0)
+	if (f->h.seq != 0 && f->h.seq > vm->guest_seq)
 		vm->guest_seq = f->h.seq;
 	if (f->h.type == AGENT_HELLO_REPLY) {
 		struct agent_reader r;
@@ -157,7 +157,13 @@ static int handle_connection_frame(struct vm *vm, const struct agent_frame *f, s
 		store_info(vm, info);
 		vm->agent_caps = caps;
 		vm->dec.expect_seq = next_seq;
-		vm->guest_seq = vm->guest_seq_acked = next_seq - 1;
+		/*
+		 * A second reply (to a hello sent again while the first one's answer
+		 * was on its way) replays from next_seq once more: what was already
+		 * handled is dropped by seq (read_frames), so guest_seq stays.
+		 */
+		if (!vm->connected)
+			vm->guest_seq = vm->guest_seq_acked = next_seq - 1;
 		vm->connected = true;
 		return 1;
 	}
@@ -174,6 +180,34 @@ static int handle_connection_frame(struct vm *vm, const struct agent_frame *f, s
 	return 0;
 }
 
+/*
+ * Before a connection's HELLO_REPLY, what the agent sends can start with
+ * the rest of a frame cut short (by a migration, or by our HELLO reaching
+ * it mid-frame): skip to the reply's fixed header, which nothing in a
+ * well-framed stream can be mistaken for.
+ */
+static void skip_to_hello_reply(struct vm *vm)
+{
+	static const uint8_t sig[AGENT_HEADER_SIZE] = {
+	    0x56, 0x4d, 0x43, 0x49, [8] = AGENT_HELLO_REPLY, /* flags, stream, seq: 0 */
+	};
+	struct agent_decoder *d = &vm->dec;
+	size_t avail = d->len - d->off;
+	for (size_t i = 0; i + AGENT_HEADER_SIZE <= avail; i++) {
+		const uint8_t *p = d->buf + d->off + i;
+		if (!memcmp(p, sig, 4) && !memcmp(p + 8, sig + 8, AGENT_HEADER_SIZE - 8)) {
+			if (i > 0)
+				log_debug("skipped %zu bytes before the agent's hello reply", i);
+			d->off += i;
+			vm->resyncing = false;
+			return;
+		}
+	}
+	/* Keep what could be the start of the header. */
+	if (avail >= AGENT_HEADER_SIZE)
+		d->off += avail - (AGENT_HEADER_SIZE - 1);
+}
+
 /* Reads what the agent sent and dispatches it. Returns 1 when op completed. */
 static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *err)
 {
@@ -185,6 +219,8 @@ static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *er
 		return channel_vm_died(vm, op->what, err);
 	if (agent_decoder_feed(&vm->dec, chunk, (size_t)n))
 		return vmci_err_set(err, ENOMEM, "out of memory reading from the agent");
+	if (vm->resyncing)
+		skip_to_hello_reply(vm);
 	int done = 0;
 	for (;;) {
 		struct agent_frame f;
@@ -196,14 +232,31 @@ static int read_frames(struct vm *vm, struct channel_op *op, struct vmci_err *er
 					    op->what, why);
 		if (rc == 0)
 			break;
+		/* Replayed after a second hello reply: handled the first time. */
+		bool again = f.h.seq != 0 && vm->connected && f.h.seq <= vm->guest_seq;
 		rc = handle_connection_frame(vm, &f, err);
 		if (rc < 0)
 			return rc;
+		if (again)
+			continue;
 		if (rc > 0 && f.h.type == AGENT_HELLO_REPLY && op->stream == 0)
 			done = 1; /* the handshake's own operation */
-		if (rc > 0 || done)
+		if (rc > 0)
 			continue;
-		if (f.h.stream != op->stream || !op->on_frame) {
+		/*
+		 * Frames behind the one that completed the operation (a replay
+		 * right behind a hello reply) are acknowledged with it: a detached
+		 * command's must be kept, not dropped.
+		 */
+		if (vm->held_stream && f.h.stream == vm->held_stream && op->stream != f.h.stream) {
+			uint8_t hdr[AGENT_HEADER_SIZE];
+			agent_header_encode(&f.h, hdr);
+			if (buf_append(&vm->held, hdr, sizeof(hdr)) ||
+			    buf_append(&vm->held, f.payload, f.h.len))
+				return vmci_err_set(err, ENOMEM, "out of memory keeping output");
+			continue;
+		}
+		if (f.h.stream != op->stream || !op->on_frame || done) {
 			log_debug("ignoring a %s frame for stream %u", agent_type_name(f.h.type),
 				  f.h.stream);
 			continue;
@@ -249,6 +302,12 @@ int channel_run(struct vm *vm, struct channel_op *op, struct vmci_err *err)
 		int rc = flush_some(vm, op->what, err);
 		if (rc < 0)
 			return rc;
+		if (vm->detach_requested && op->cancellable) {
+			vm->detach_requested = 0;
+			vm->detached_stream = op->stream;
+			return vmci_err_set(err, VM_EDETACHED,
+					    "%s: detached, it runs on in the guest", op->what);
+		}
 		if (vm->cancel_requested && op->cancellable && !op->cancel_sent) {
 			channel_begin(vm);
 			rc = channel_queue(vm, AGENT_CANCEL, op->stream, err);
@@ -346,6 +405,7 @@ int channel_handshake(struct vm *vm, int timeout_ms, struct vmci_err *err)
 {
 	int64_t deadline = clock_ms() + timeout_ms;
 	vm->connected = false;
+	vm->resyncing = true;
 	while (!vm->connected) {
 		channel_begin(vm);
 		agent_put_u32(&vm->w, AGENT_PROTOCOL_VERSION);
@@ -399,5 +459,15 @@ int channel_restart(struct vm *vm, int timeout_ms, struct vmci_err *err)
 	 * another host, and their stream ids could collide with ours.
 	 */
 	vm->guest_seq = vm->guest_seq_acked = UINT64_MAX;
+	return channel_handshake(vm, timeout_ms, err);
+}
+
+int channel_resume(struct vm *vm, uint64_t resume_after, int timeout_ms, struct vmci_err *err)
+{
+	/* Half a frame queued for the old connection would garble the new one. */
+	vm->outq.len = 0;
+	agent_decoder_reset(&vm->dec);
+	vm->dec.expect_seq = 0;
+	vm->guest_seq = vm->guest_seq_acked = resume_after;
 	return channel_handshake(vm, timeout_ms, err);
 }

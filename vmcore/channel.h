@@ -35,8 +35,11 @@ struct vm {
 	int64_t boot_ms;
 	char **info;	      /* "key=value" from the agent's hello */
 	bool ram_in_file;     /* guest RAM is a shared file (spec mem_path + mem_shared) */
+	bool has_disk;	      /* spec->disk was given: QEMU_DISK_NODE exists */
+	bool mem_file;	      /* guest RAM is a memory backend over spec->mem_path */
 	char instance_id[33]; /* per-clone id of a VM restored from saved state, or "" */
 	uint32_t qmp_jobs;    /* QMP jobs started, for unique job ids */
+	struct vm_migrate_addr migrate_in; /* where a migration destination listens, or "" */
 
 	/* the agent channel */
 	int agent_fd;
@@ -49,12 +52,22 @@ struct vm {
 	uint32_t next_stream;
 	bool connected;	     /* HELLO_REPLY received */
 	uint32_t agent_caps; /* AGENT_CAP_* of the last HELLO_REPLY */
+	bool resyncing; /* before HELLO_REPLY: skip bytes that precede it (a frame cut short) */
 
 	/* vm_cancel() from a signal handler or another thread */
 	int cancel_pipe[2];
 	volatile sig_atomic_t cancel_requested;
 	/* vm_resize(): (rows << 16 | cols) | RESIZE_PENDING, taken by channel_run */
 	volatile sig_atomic_t resize_request;
+	/* vm_detach(): the running exec returns -VM_EDETACHED, its stream kept here */
+	volatile sig_atomic_t detach_requested;
+	uint32_t detached_stream;
+	/*
+	 * A detached command's frames that arrive while another operation runs
+	 * (the refresh after a migration): kept, encoded, for vm_exec_resume.
+	 */
+	uint32_t held_stream;
+	struct buf held;
 };
 
 struct channel_op;
@@ -131,6 +144,25 @@ void net_helper_stop(struct net_helper *h);
  * (AGENT_NET_CONFIG); nothing for a VM without network.
  */
 int net_configure_guest(struct vm *vm, struct vmci_err *err);
+/*
+ * vmcore/vm.c: the first half of vm_boot: starts QEMU (incoming: as the
+ * destination of a live migration, -incoming defer) and connects QMP and
+ * the agent socket, without waiting for the agent. On failure nothing
+ * runs and err ends with QEMU's last words.
+ */
+int vm_launch(const struct vm_spec *spec, enum vm_accel accel, bool incoming, struct vm **out,
+	      struct vmci_err *err);
+/* A launched VM failed with rc: adds QEMU's exit and last console lines to err, stops and frees it.
+ */
+void vm_launch_failed(struct vm *vm, int rc, struct vmci_err *err);
+
+/*
+ * Reconnects to an agent that lives on (after a live migration, or in a
+ * new host process): handshakes within timeout_ms, asking the agent to
+ * re-send every frame after resume_after (the last guest seq this host,
+ * or the one before it, processed).
+ */
+int channel_resume(struct vm *vm, uint64_t resume_after, int timeout_ms, struct vmci_err *err);
 
 /* vmcore/accel.c: a KVM guest failed (failure: the telling console line); AUTO now picks TCG. */
 void accel_record_runtime_failure(enum vm_arch arch, const char *failure);

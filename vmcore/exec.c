@@ -101,6 +101,7 @@ int vm_exec(struct vm *vm, const struct vm_exec_opts *opts, struct vm_exec_resul
 	/* A cancel or resize that arrived while idle does not carry over to this command. */
 	vm->cancel_requested = 0;
 	vm->resize_request = 0;
+	vm->detach_requested = 0;
 	channel_begin(vm);
 	agent_exec_encode(&vm->w, &e);
 	int rc = channel_queue(vm, AGENT_EXEC, op.stream, err);
@@ -108,6 +109,55 @@ int vm_exec(struct vm *vm, const struct vm_exec_opts *opts, struct vm_exec_resul
 		rc = channel_run(vm, &op, err);
 	vm->cancel_requested = 0;
 	return rc;
+}
+
+/* Hands the frames held for stream to the operation. Returns 1 when the command ended. */
+static int replay_held(struct vm *vm, struct channel_op *op, struct vmci_err *err)
+{
+	int rc = 0;
+	size_t off = 0;
+	while (rc == 0 && vm->held.len - off >= AGENT_HEADER_SIZE) {
+		struct agent_frame f;
+		char why[128];
+		if (agent_header_decode((const uint8_t *)vm->held.data + off, true, &f.h, why,
+					sizeof(why)))
+			break; /* we wrote them: cannot happen */
+		f.payload = (const uint8_t *)vm->held.data + off + AGENT_HEADER_SIZE;
+		off += AGENT_HEADER_SIZE + f.h.len;
+		if (f.h.stream == op->stream)
+			rc = on_exec_frame(vm, op, &f, err);
+	}
+	vm->held.len = 0;
+	vm->held_stream = 0;
+	return rc;
+}
+
+int vm_exec_resume(struct vm *vm, uint32_t stream, const struct vm_exec_opts *opts,
+		   struct vm_exec_result *res, struct vmci_err *err)
+{
+	if (!stream)
+		return vmci_err_set(err, EINVAL, "%s: no detached command to take over", __func__);
+	memset(res, 0, sizeof(*res));
+	char what[160];
+	snprintf(what, sizeof(what), "running '%s' (taken over)",
+		 opts->argv && opts->argv[0] ? opts->argv[0] : "a command");
+	struct exec_ctx ctx = {.opts = opts, .res = res};
+	struct channel_op op = {
+	    .what = what,
+	    .stream = stream,
+	    .on_frame = on_exec_frame,
+	    .ctx = &ctx,
+	    .input_fd = -1,
+	    .deadline_ms = opts->timeout_ms ? clock_ms() + opts->timeout_ms + TIMEOUT_GRACE_MS : 0,
+	    .cancellable = true,
+	};
+	vm->cancel_requested = 0;
+	vm->detached_stream = 0;
+	int rc = replay_held(vm, &op, err);
+	if (rc == 0)
+		rc = channel_run(vm, &op, err);
+	vm->cancel_requested = 0;
+	return rc < 0 ? rc : 0;
 }
 
 void vm_resize(struct vm *vm, uint16_t rows, uint16_t cols)

@@ -117,7 +117,8 @@ static void opt_value(struct buf *b, const char *value)
 #define QEMU_NET_MAC "52:54:00:12:34:56"
 
 static void argv_build(struct argv *a, const char *binary, const struct vm_spec *spec,
-		       enum vm_accel accel, const struct qemu_paths *paths, bool net)
+		       enum vm_accel accel, bool live_incoming, const struct qemu_paths *paths,
+		       bool net)
 {
 	bool x86 = spec->arch == VM_ARCH_X86_64;
 	bool kvm = accel == VM_ACCEL_KVM;
@@ -236,10 +237,18 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 		argv_add(a, "virtio-net-pci,netdev=net0,romfile=,mac=" QEMU_NET_MAC);
 	}
 	/* The state is loaded over QMP (migrate-incoming) once vmcore is connected. */
-	if (spec->incoming) {
+	if (spec->incoming || live_incoming) {
 		argv_add(a, "-incoming");
 		argv_add(a, "defer");
 	}
+	/*
+	 * A live migration's destination stays paused when the state is in:
+	 * its disk is still exported to the source, and the guest may only
+	 * run once the export is gone (the guest's device wants the disk
+	 * unshared).
+	 */
+	if (live_incoming)
+		argv_add(a, "-S");
 	buf_free(&b);
 }
 
@@ -396,8 +405,9 @@ static int check_inputs(const struct vm_spec *spec, const struct qemu_paths *pat
 	return 0;
 }
 
-int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qemu_paths *paths,
-		int net_fd, struct qemu_proc *proc, struct vmci_err *err)
+static int launch(const struct vm_spec *spec, enum vm_accel accel, bool incoming,
+		  const struct qemu_paths *paths, int net_fd, struct qemu_proc *proc,
+		  struct vmci_err *err)
 {
 	memset(proc, 0, sizeof(*proc));
 	proc->pidfd = -1;
@@ -439,7 +449,7 @@ int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qe
 	}
 
 	struct argv a = {0};
-	argv_build(&a, binary, spec, accel, paths, child_net_fd >= 0);
+	argv_build(&a, binary, spec, accel, incoming, paths, child_net_fd >= 0);
 	if (a.oom) {
 		argv_free(&a);
 		rc = vmci_err_set(err, ENOMEM, "%s: out of memory", __func__);
@@ -509,6 +519,19 @@ out_fds:
 		close(null_fd);
 	close(console_fd);
 	return rc;
+}
+
+int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qemu_paths *paths,
+		int net_fd, struct qemu_proc *proc, struct vmci_err *err)
+{
+	return launch(spec, accel, false, paths, net_fd, proc, err);
+}
+
+int qemu_launch_incoming(const struct vm_spec *spec, enum vm_accel accel,
+			 const struct qemu_paths *paths, int net_fd, struct qemu_proc *proc,
+			 struct vmci_err *err)
+{
+	return launch(spec, accel, true, paths, net_fd, proc, err);
 }
 
 /* ---- waiting for the end --------------------------------------------- */

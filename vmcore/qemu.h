@@ -44,10 +44,16 @@ void qemu_paths_init(struct qemu_paths *p, const char *run_dir);
  * qemu_connect_socket), or a negative code; a missing binary names its
  * package. Call qemu_reap after a successful launch. net_fd (-1: none) is
  * the VM's end of its network helper's socket pair (spec->network NAT):
- * QEMU inherits it as its NIC's backend.
+ * QEMU inherits it as its NIC's backend. With spec->incoming, QEMU starts
+ * with -incoming defer and waits for migrate-incoming.
  */
 int qemu_launch(const struct vm_spec *spec, enum vm_accel accel, const struct qemu_paths *paths,
 		int net_fd, struct qemu_proc *proc, struct vmci_err *err);
+
+/* qemu_launch for the destination of a live migration: -incoming defer, whatever the spec says. */
+int qemu_launch_incoming(const struct vm_spec *spec, enum vm_accel accel,
+			 const struct qemu_paths *paths, int net_fd, struct qemu_proc *proc,
+			 struct vmci_err *err);
 
 /*
  * Non-blocking check: true (and status filled) once QEMU has exited; it

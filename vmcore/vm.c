@@ -39,6 +39,11 @@ static struct vm *vm_alloc(void)
 
 static void vm_free(struct vm *vm)
 {
+	/* A migration destination given up on: its sockets go with it. */
+	if (vm->migrate_in.nbd[0])
+		unlink(vm->migrate_in.nbd);
+	if (vm->migrate_in.stream[0])
+		unlink(vm->migrate_in.stream);
 	if (vm->agent_fd >= 0)
 		close(vm->agent_fd);
 	if (vm->qmp)
@@ -50,6 +55,7 @@ static void vm_free(struct vm *vm)
 	agent_decoder_free(&vm->dec);
 	agent_writer_free(&vm->w);
 	buf_free(&vm->outq);
+	buf_free(&vm->held);
 	agent_strv_free(vm->info);
 	free(vm);
 }
@@ -102,7 +108,8 @@ int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err)
 	return rc;
 }
 
-int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, struct vmci_err *err)
+int vm_launch(const struct vm_spec *spec, enum vm_accel accel, bool incoming, struct vm **out,
+	      struct vmci_err *err)
 {
 	*out = NULL;
 	int rc = check_spec(spec, err);
@@ -111,11 +118,13 @@ int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, st
 	struct vm *vm = vm_alloc();
 	if (!vm)
 		return vmci_err_set(err, ENOMEM, "out of memory starting a VM");
-	int64_t t0 = clock_ms();
 	vm->arch = spec->arch;
 	vm->accel = accel;
 	vm->network = spec->network;
 	snprintf(vm->run_dir, sizeof(vm->run_dir), "%s", spec->run_dir);
+	vm->has_disk = spec->disk && *spec->disk;
+	vm->ram_in_file = spec->mem_path && spec->mem_shared;
+	vm->mem_file = spec->mem_path != NULL;
 	qemu_paths_init(&vm->paths, spec->run_dir);
 	unlink(vm->paths.qmp);
 	unlink(vm->paths.agent);
@@ -125,7 +134,8 @@ int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, st
 	if (spec->network == VM_NET_NAT &&
 	    (rc = net_helper_start(spec->run_dir, &vm->net, &net_fd, err)))
 		goto fail;
-	rc = qemu_launch(spec, vm->accel, &vm->paths, net_fd, &vm->proc, err);
+	rc = incoming ? qemu_launch_incoming(spec, vm->accel, &vm->paths, net_fd, &vm->proc, err)
+		      : qemu_launch(spec, vm->accel, &vm->paths, net_fd, &vm->proc, err);
 	/* QEMU holds its own copy now: the helper's EOF must come from QEMU's end alone. */
 	if (net_fd >= 0)
 		close(net_fd);
@@ -144,22 +154,15 @@ int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, st
 		rc = vm->agent_fd;
 		goto fail;
 	}
-	int timeout =
-	    spec->ready_timeout_ms > 0 ? spec->ready_timeout_ms : DEFAULT_READY_TIMEOUT_MS;
-	vm->ram_in_file = spec->mem_path && spec->mem_shared;
-	/* A restored guest gets its network configured with its refresh (vm_refresh_guest). */
-	if (spec->incoming)
-		rc = template_start(vm, spec, timeout, err);
-	else if (!(rc = channel_handshake(vm, timeout, err)))
-		rc = net_configure_guest(vm, err);
-	if (rc)
-		goto fail;
-	vm->boot_ms = clock_ms() - t0;
-	log_info("VM %d ready in %lld ms (%s)", (int)vm->proc.pid, (long long)vm->boot_ms,
-		 vm->accel == VM_ACCEL_KVM ? "kvm" : "tcg");
 	*out = vm;
 	return 0;
 fail:
+	vm_launch_failed(vm, rc, err);
+	return rc;
+}
+
+void vm_launch_failed(struct vm *vm, int rc, struct vmci_err *err)
+{
 	if (vm->proc.pid > 0) {
 		/* Give QEMU a moment to exit by itself: its own status and last words are told. */
 		char how[96], tail[640];
@@ -174,7 +177,32 @@ fail:
 		}
 	}
 	vm_stop(vm, 0);
-	return rc;
+}
+
+int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, struct vmci_err *err)
+{
+	*out = NULL;
+	int64_t t0 = clock_ms();
+	struct vm *vm = NULL;
+	int rc = vm_launch(spec, accel, false, &vm, err);
+	if (rc)
+		return rc;
+	int timeout =
+	    spec->ready_timeout_ms > 0 ? spec->ready_timeout_ms : DEFAULT_READY_TIMEOUT_MS;
+	/* A restored guest gets its network configured with its refresh (vm_refresh_guest). */
+	if (spec->incoming)
+		rc = template_start(vm, spec, timeout, err);
+	else if (!(rc = channel_handshake(vm, timeout, err)))
+		rc = net_configure_guest(vm, err);
+	if (rc) {
+		vm_launch_failed(vm, rc, err);
+		return rc;
+	}
+	vm->boot_ms = clock_ms() - t0;
+	log_info("VM %d ready in %lld ms (%s)", (int)vm->proc.pid, (long long)vm->boot_ms,
+		 vm->accel == VM_ACCEL_KVM ? "kvm" : "tcg");
+	*out = vm;
+	return 0;
 }
 
 void vm_stop(struct vm *vm, int timeout_ms)
@@ -224,6 +252,13 @@ const char *vm_instance_id(const struct vm *vm)
 enum vm_accel vm_accel_used(const struct vm *vm)
 {
 	return vm->accel;
+}
+
+void vm_detach(struct vm *vm)
+{
+	vm->detach_requested = 1;
+	ssize_t ignored = write(vm->cancel_pipe[1], "d", 1);
+	(void)ignored;
 }
 
 void vm_cancel(struct vm *vm)

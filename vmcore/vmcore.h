@@ -306,6 +306,30 @@ void vm_cancel(struct vm *vm);
  */
 void vm_resize(struct vm *vm, uint16_t rows, uint16_t cols);
 
+/* What vm_exec returns after vm_detach: its command runs on in the guest. */
+#define VM_EDETACHED EINPROGRESS
+
+/*
+ * Asks the running vm_exec to let go of its command: vm_exec returns
+ * -VM_EDETACHED while the command runs on in the guest, whose agent keeps
+ * its output until a host acknowledges it. The VM can then move
+ * (vm_migrate_to), and whoever owns it next takes the command over with
+ * vm_exec_resume (its stream is in vm_agent_state_get). Async-signal-safe
+ * and callable from any thread; a no-op when idle.
+ */
+void vm_detach(struct vm *vm);
+
+/*
+ * Takes over the command an earlier owner of this guest detached (stream:
+ * from vm_agent_state): delivers the output that owner had not processed,
+ * then the rest, and waits for the command to end, as vm_exec does. From
+ * opts: on_output and ctx, timeout_ms (what is left of the command's; 0:
+ * none) and argv[0] (for messages; may be NULL). Its stdin is not carried
+ * over (it reads EOF).
+ */
+int vm_exec_resume(struct vm *vm, uint32_t stream, const struct vm_exec_opts *opts,
+		   struct vm_exec_result *res, struct vmci_err *err);
+
 /* A shell-friendly "exited 3" / "killed by SIGKILL" / "timed out" for a result. */
 void vm_exec_result_describe(const struct vm_exec_result *res, char *out, size_t size);
 
@@ -414,5 +438,110 @@ int vm_snapshot_delete(struct vm *vm, const char *name, struct vmci_err *err);
  * disk has now (a copy-on-write clone of it, once this VM stopped).
  */
 int vm_state_save(struct vm *vm, const char *path, struct vmci_err *err);
+
+/* ---- live migration (vmcore/migrate.c) ------------------------------- */
+
+/*
+ * A running VM moves, disk and all, to a new QEMU process (on this
+ * machine; the transport is unix sockets) while its guest runs on:
+ *
+ *   destination: vm_migrate_listen   QEMU with -incoming defer, its disk a
+ *                                    fresh overlay exported over NBD
+ *   source:      vm_migrate_to       the disk by blockdev-mirror to that
+ *                                    export, then the RAM and devices by
+ *                                    migrate; the source ends paused
+ *   destination: vm_migrate_accept   the guest runs there: the agent is
+ *                                    reconnected, the clock and entropy
+ *                                    refreshed
+ *   source:      vm_stop             (or vm_migrate_abort when the
+ *                                    destination failed to accept)
+ *
+ * The two sides may live in two processes: what crosses between them is
+ * a struct vm_migrate_addr (destination to source) and a struct
+ * vm_agent_state (source to destination), both plain data.
+ */
+
+/* Longest socket path a migration address holds (sun_path's size). */
+#define VM_SOCKET_PATH_MAX 108
+
+struct vm_migrate_addr {
+	char nbd[VM_SOCKET_PATH_MAX];	 /* unix socket of the destination's NBD server */
+	char stream[VM_SOCKET_PATH_MAX]; /* unix socket the migration stream goes to */
+};
+
+/*
+ * Where the host end of the agent channel stood: what a new owner of the
+ * VM needs to resume the channel without losing or repeating a frame.
+ */
+struct vm_agent_state {
+	uint64_t guest_seq; /* the last guest frame the old owner processed */
+	uint32_t stream;    /* the command vm_detach let go of, or 0 (see vm_exec_resume) */
+};
+
+/* The agent channel's position now (vm between operations, or detached). */
+void vm_agent_state_get(const struct vm *vm, struct vm_agent_state *out);
+
+/*
+ * Starts the destination of a live migration: QEMU for spec, which must
+ * have the source's shape (arch, vCPUs, memory and its backend, kernel,
+ * initramfs, command line; accel: vm_accel_used of the source) and a disk
+ * that is a new overlay over the source disk's backing file (same virtual
+ * size); spec->incoming must be NULL. The disk is exported writable over
+ * NBD and QEMU waits for the migration stream, at the sockets in *addr
+ * (in spec->run_dir). The VM is not usable until vm_migrate_accept; to
+ * give up, vm_stop it. On failure nothing is left running.
+ */
+int vm_migrate_listen(const struct vm_spec *spec, struct vm **out, struct vm_migrate_addr *addr,
+		      struct vmci_err *err);
+
+struct vm_migrate_opts {
+	int downtime_limit_ms; /* the pause QEMU aims for at switchover; 0: 50 */
+	int64_t max_bandwidth; /* bytes per second for the RAM; 0: no limit (a local link) */
+	int timeout_ms;	       /* for the whole move; 0: 300000 */
+};
+
+/* What vm_migrate_to measured. */
+struct vm_migrate_stats {
+	int64_t mirror_ms;   /* from the start to the disk in sync */
+	int64_t total_ms;    /* from the start to the destination holding the state */
+	int64_t downtime_ms; /* QEMU's count of the guest's pause at switchover */
+	uint64_t ram_bytes;  /* RAM transferred */
+	uint64_t disk_bytes; /* disk bytes the mirror copied */
+};
+
+/*
+ * Moves src to the destination at *to: mirrors its disk (sync top, writes
+ * mirrored synchronously once in sync), migrates RAM and devices with
+ * opts (NULL: defaults), and completes the mirror while the guest is
+ * paused before the switchover, so the destination's disk is exact. Call
+ * it between operations (no vm_exec running). On success the guest's
+ * state is at the destination and src is paused: vm_stop it once the
+ * destination accepted, or vm_migrate_abort it when it did not. On
+ * failure (destination gone or refusing, mirror or migration error,
+ * timeout) src runs on as before, nothing of the attempt is left in its
+ * QEMU, and err says why; the destination is the caller's to stop.
+ * stats may be NULL.
+ */
+int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
+		  const struct vm_migrate_opts *opts, struct vm_migrate_stats *stats,
+		  struct vmci_err *err);
+
+/*
+ * Waits up to timeout_ms (0: 300000) for the migration into dst to
+ * complete and the guest to run, ends the NBD export, reconnects the
+ * agent where the source's owner left it (from), sets the guest clock to
+ * the host's and adds fresh entropy. On success dst is a VM like any
+ * other (it has no snapshots of its own: the source's stayed behind). On
+ * failure stop dst; the source can be resumed with vm_migrate_abort.
+ */
+int vm_migrate_accept(struct vm *dst, const struct vm_agent_state *from, int timeout_ms,
+		      struct vmci_err *err);
+
+/*
+ * After vm_migrate_to succeeded but the destination did not accept:
+ * resumes src where it paused (its disk is as the guest left it),
+ * reconnects its agent and refreshes the guest clock.
+ */
+int vm_migrate_abort(struct vm *src, struct vmci_err *err);
 
 #endif

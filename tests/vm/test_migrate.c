@@ -1,0 +1,282 @@
+/*
+ * Live migration between two VMs of this process (busybox-x86_64): a
+ * running guest moves with its memory, processes and disk; its clock and
+ * randomness are fresh after the move; a destination that dies mid-move
+ * leaves the source running and says why.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "vmtest.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IMAGE "busybox-x86_64"
+
+/*
+ * A guest loop: every 50 ms it writes its count to the disk (8 digits at
+ * byte 8 of /dev/vda, synced) and then appends it to /tmp/ticks.
+ */
+static const char ticker[] =
+    "setsid sh -c 'i=0; while :; do i=$((i+1));"
+    " printf %08d $i | dd of=/dev/vda bs=8 seek=1 conv=notrunc,fsync 2>/dev/null;"
+    " echo $i >> /tmp/ticks; sleep 0.05; done' </dev/null >/dev/null 2>&1 &\n"
+    "echo $! > /tmp/ticker.pid\n";
+
+static long long sh_number(struct vm *vm, const char *script)
+{
+	struct capture c = {0};
+	struct vm_exec_result r = vmtest_sh(vm, script, &c);
+	if (r.kind != VM_EXITED || r.code != 0)
+		fail_msg("'%s' failed: %s%s", script, buf_cstr(&c.out), buf_cstr(&c.err));
+	long long v = atoll(buf_cstr(&c.out));
+	capture_free(&c);
+	return v;
+}
+
+static long long ticks(struct vm *vm)
+{
+	return sh_number(vm, "cat /tmp/ticks 2>/dev/null | tail -n 1");
+}
+
+/* Waits until the guest's ticker passed n. */
+static void wait_ticks_past(struct vm *vm, long long n)
+{
+	for (int i = 0; i < 100 && ticks(vm) <= n; i++)
+		usleep(100 * 1000);
+	assert_true(ticks(vm) > n);
+}
+
+static struct runner_guest *listen_for(struct runner_guest *src, struct vm_migrate_addr *addr)
+{
+	struct runner_guest_opts opts = {.accel = vm_accel_used(src->vm)};
+	struct runner_guest *dst = NULL;
+	struct vmci_err err = {0};
+	if (runner_guest_listen(IMAGE, &opts, &dst, addr, &err))
+		fail_msg("%s", err.msg);
+	return dst;
+}
+
+/* Moves src into a new destination and returns it, src paused (not stopped). */
+static struct runner_guest *move(struct runner_guest *src, const struct vm_migrate_opts *opts)
+{
+	struct vm_migrate_addr addr;
+	struct runner_guest *dst = listen_for(src, &addr);
+	struct vmci_err err = {0};
+	struct vm_migrate_stats st;
+	if (vm_migrate_to(src->vm, &addr, opts, &st, &err))
+		fail_msg("%s", err.msg);
+	struct vm_agent_state as;
+	vm_agent_state_get(src->vm, &as);
+	if (vm_migrate_accept(dst->vm, &as, 0, &err))
+		fail_msg("%s", err.msg);
+	print_message("moved in %lld ms (disk in sync after %lld ms, downtime %lld ms, %llu RAM "
+		      "bytes)\n",
+		      (long long)st.total_ms, (long long)st.mirror_ms, (long long)st.downtime_ms,
+		      (unsigned long long)st.ram_bytes);
+	return dst;
+}
+
+static void test_a_running_guest_moves_with_its_files_processes_and_disk(void **state)
+{
+	struct runner_guest *src = vmtest_boot(IMAGE);
+	assert_int_equal(vmtest_sh(src->vm, "echo before-the-move > /root/note", NULL).code, 0);
+	assert_int_equal(vmtest_sh(src->vm, ticker, NULL).code, 0);
+	wait_ticks_past(src->vm, 5);
+	long long pid = sh_number(src->vm, "cat /tmp/ticker.pid");
+
+	struct runner_guest *dst = move(src, NULL);
+	pid_t src_pid = vm_pid(src->vm);
+	runner_guest_destroy(src, VMCI_STOP_TIMEOUT_MS);
+	assert_int_not_equal(kill(src_pid, 0), 0); /* the source's QEMU is gone */
+
+	struct capture c = {0};
+	vmtest_sh(dst->vm, "cat /root/note", &c);
+	assert_string_equal(buf_cstr(&c.out), "before-the-move\n");
+	capture_free(&c);
+	/* The same process goes on counting. */
+	char alive[64];
+	snprintf(alive, sizeof(alive), "kill -0 %lld && echo 1", pid);
+	assert_int_equal(sh_number(dst->vm, alive), 1);
+	long long n = ticks(dst->vm);
+	wait_ticks_past(dst->vm, n + 3);
+
+	/* Stopped between two ticks, the disk holds the last count, or the one after. */
+	assert_int_equal(vmtest_sh(dst->vm, "kill $(cat /tmp/ticker.pid); sleep 0.2", NULL).code,
+			 0);
+	long long last = ticks(dst->vm);
+	long long disk = sh_number(dst->vm, "dd if=/dev/vda bs=8 skip=1 count=1 2>/dev/null; echo");
+	assert_true(disk == last || disk == last + 1);
+	/* Every count is there once, in order: the guest never stepped back. */
+	assert_int_equal(sh_number(dst->vm, "awk 'NR != $1 { bad++ } END { print bad + 0 }' "
+					    "/tmp/ticks"),
+			 0);
+	runner_guest_destroy(dst, VMCI_STOP_TIMEOUT_MS);
+}
+
+static void test_a_moved_guest_has_the_hosts_clock_and_fresh_randomness(void **state)
+{
+	struct runner_guest *src = vmtest_boot(IMAGE);
+	/* A clock years off: the move must not carry it over. */
+	assert_int_equal(vmtest_sh(src->vm, "date -s '2001-01-01 00:00:00' >/dev/null", NULL).code,
+			 0);
+	struct runner_guest *dst = move(src, NULL);
+	/* Give the source back its guest too: two copies of one state now run. */
+	struct vmci_err err = {0};
+	if (vm_migrate_abort(src->vm, &err))
+		fail_msg("%s", err.msg);
+
+	long long guest_now = sh_number(dst->vm, "date +%s");
+	assert_true(llabs(guest_now - (long long)time(NULL)) <= 2);
+	const char *random = "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'";
+	struct capture a = {0}, b = {0};
+	vmtest_sh(dst->vm, random, &a);
+	vmtest_sh(src->vm, random, &b);
+	assert_int_equal(strlen(buf_cstr(&a.out)), 32);
+	assert_string_not_equal(buf_cstr(&a.out), buf_cstr(&b.out));
+	capture_free(&a);
+	capture_free(&b);
+	runner_guest_destroy(dst, VMCI_STOP_TIMEOUT_MS);
+	runner_guest_destroy(src, VMCI_STOP_TIMEOUT_MS);
+}
+
+struct killer {
+	pid_t pid;
+	int after_ms;
+};
+
+static void *kill_later(void *arg)
+{
+	struct killer *k = arg;
+	usleep((useconds_t)k->after_ms * 1000);
+	kill(k->pid, SIGKILL);
+	return NULL;
+}
+
+static void test_a_destination_killed_mid_move_leaves_the_source_running(void **state)
+{
+	struct runner_guest *src = vmtest_boot(IMAGE);
+	/* Memory worth moving (random: not sent as zero pages), at a pace slow enough to cut. */
+	assert_int_equal(vmtest_sh(src->vm,
+				   "dd if=/dev/urandom of=/dev/shm/fill bs=1M count=48 2>/dev/null",
+				   NULL)
+			     .code,
+			 0);
+	assert_int_equal(vmtest_sh(src->vm, ticker, NULL).code, 0);
+	wait_ticks_past(src->vm, 3);
+
+	struct vm_migrate_addr addr;
+	struct runner_guest *dst = listen_for(src, &addr);
+	struct killer k = {.pid = vm_pid(dst->vm), .after_ms = 1500};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, kill_later, &k), 0);
+	struct vm_migrate_opts slow = {.max_bandwidth = 16 << 20};
+	struct vmci_err err = {0};
+	int rc = vm_migrate_to(src->vm, &addr, &slow, NULL, &err);
+	pthread_join(t, NULL);
+	assert_true(rc < 0);
+	print_message("the move failed as it should: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, "cannot migrate"));
+	assert_non_null(strstr(err.msg, "runs on where it was"));
+	runner_guest_destroy(dst, VMCI_STOP_TIMEOUT_MS);
+
+	/* The guest runs on at the source: its loop counts, its disk takes writes. */
+	long long n = ticks(src->vm);
+	wait_ticks_past(src->vm, n + 3);
+	/* Nothing of the failed attempt is left in the source's QEMU: a second move works. */
+	struct runner_guest *again = move(src, NULL);
+	runner_guest_destroy(src, VMCI_STOP_TIMEOUT_MS);
+	n = ticks(again->vm);
+	wait_ticks_past(again->vm, n + 2);
+	runner_guest_destroy(again, VMCI_STOP_TIMEOUT_MS);
+}
+
+/* ---- a command that moves while it runs ------------------------------------ */
+
+struct streamer {
+	struct vm *vm;
+	struct capture out;
+	struct vm_exec_result res;
+	int rc;
+	struct vmci_err err;
+};
+
+/* 60 numbered lines, one every 100 ms. */
+static const char *const counter[] = {
+    "sh", "-c", "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo line $i; sleep 0.1; done", NULL};
+
+static void *stream_lines(void *arg)
+{
+	struct streamer *s = arg;
+	struct vm_exec_opts o = {
+	    .argv = counter, .stdin_fd = -1, .on_output = capture_output, .ctx = &s->out};
+	s->rc = vm_exec(s->vm, &o, &s->res, &s->err);
+	return NULL;
+}
+
+/* Whether text is "line 1\n" to "line n\n", each once, in order. */
+static bool lines_in_order(const char *text, int n)
+{
+	int want = 1;
+	for (const char *p = text; *p; want++) {
+		char line[32];
+		snprintf(line, sizeof(line), "line %d\n", want);
+		if (strncmp(p, line, strlen(line)))
+			return false;
+		p += strlen(line);
+	}
+	return want == n + 1;
+}
+
+static void test_a_command_moved_mid_run_loses_and_repeats_no_output(void **state)
+{
+	struct runner_guest *src = vmtest_boot(IMAGE);
+	struct streamer s = {.vm = src->vm};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, stream_lines, &s), 0);
+	usleep(2000 * 1000); /* a dozen lines or so */
+	vm_detach(src->vm);
+	pthread_join(t, NULL);
+	assert_int_equal(s.rc, -VM_EDETACHED);
+	size_t before = s.out.out.len;
+	assert_true(before > 0);
+
+	struct runner_guest *dst = move(src, NULL);
+	struct vm_agent_state as;
+	vm_agent_state_get(src->vm, &as);
+	assert_int_not_equal(as.stream, 0);
+	runner_guest_destroy(src, VMCI_STOP_TIMEOUT_MS);
+
+	struct vm_exec_opts o = {
+	    .argv = counter, .stdin_fd = -1, .on_output = capture_output, .ctx = &s.out};
+	struct vmci_err err = {0};
+	if (vm_exec_resume(dst->vm, as.stream, &o, &s.res, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(s.res.kind, VM_EXITED);
+	assert_int_equal(s.res.code, 0);
+	print_message("%zu bytes before the move, %zu after\n", before, s.out.out.len - before);
+	if (!lines_in_order(buf_cstr(&s.out.out), 60))
+		fail_msg("output lost or repeated across the move:\n%s", buf_cstr(&s.out.out));
+	capture_free(&s.out);
+	runner_guest_destroy(dst, VMCI_STOP_TIMEOUT_MS);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_a_running_guest_moves_with_its_files_processes_and_disk),
+	    cmocka_unit_test(test_a_moved_guest_has_the_hosts_clock_and_fresh_randomness),
+	    cmocka_unit_test(test_a_destination_killed_mid_move_leaves_the_source_running),
+	    cmocka_unit_test(test_a_command_moved_mid_run_loses_and_repeats_no_output),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

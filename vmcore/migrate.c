@@ -1,0 +1,574 @@
+/*
+ * Live migration: a running VM, disk and all, moves to a new QEMU.
+ *
+ * The disk is not shared: the destination has its own overlay over the
+ * same backing file, exported writable over NBD (nbd-server-start,
+ * block-export-add; exporting also activates the node of a QEMU that
+ * waits for an incoming migration). The source mirrors its overlay into
+ * it (blockdev-mirror, sync "top": what lies below the overlay is the
+ * same on both sides) with copy-mode "write-blocking", so that once the
+ * mirror is in sync every guest write reaches both disks before it
+ * completes. Then RAM and devices go by `migrate` with the capability
+ * pause-before-switchover: the source stops the guest, waits in
+ * "pre-switchover" while the mirror is completed (block-job-cancel of a
+ * job in sync is a clean completion, BLOCK_JOB_COMPLETED), and only then
+ * sends the device state (migrate-continue). The destination's disk is
+ * thus exact when its guest first runs. QEMU's own account is
+ * qapi/block-core.json, qapi/block-export.json and qapi/migration.json.
+ *
+ * Failure at any step before the switchover leaves the source as it
+ * was: the migration is cancelled (QEMU restarts a guest it paused), the
+ * mirror is cancelled and its NBD connection removed, the guest is
+ * resumed if it is still paused.
+ */
+#include "vmcore/channel.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define QMP_TIMEOUT_MS	     10000
+#define DEFAULT_TIMEOUT_MS   300000
+#define DEFAULT_DOWNTIME_MS  50
+#define UNLIMITED_BANDWIDTH  ((int64_t)1 << 40) /* bytes/s: QEMU's default is 32 MiB/s */
+#define CLEANUP_TIMEOUT_MS   10000
+#define RECONNECT_TIMEOUT_MS 10000
+#define POLL_MS		     10
+#define MIRROR_JOB	     "vmci-mirror"
+#define MIRROR_TARGET	     "vmci-mirror-target"
+#define EXPORT_ID	     "vmci-export"
+#define EXPORT_NAME	     "vmci-disk0"
+
+void vm_agent_state_get(const struct vm *vm, struct vm_agent_state *out)
+{
+	out->guest_seq = vm->guest_seq;
+	out->stream = vm->detached_stream;
+}
+
+/* Runs a QMP command whose failure is told as what failed. */
+static int command(struct vm *vm, const char *name, json_t *args, json_t **ret, const char *what,
+		   struct vmci_err *err)
+{
+	int rc = qmp_execute(vm->qmp, name, args, ret, QMP_TIMEOUT_MS, err);
+	if (rc == -EPIPE)
+		return channel_vm_died(vm, what, err);
+	if (rc)
+		vmci_err_wrap(err, "%s", what);
+	return rc;
+}
+
+/* query-status's "status": "running", "paused", "postmigrate"...; "" when QEMU did not say. */
+static void run_state(struct vm *vm, char *out, size_t size)
+{
+	json_t *st = NULL;
+	out[0] = 0;
+	if (qmp_execute(vm->qmp, "query-status", NULL, &st, QMP_TIMEOUT_MS, NULL) == 0) {
+		const char *s = json_string_value(json_object_get(st, "status"));
+		snprintf(out, size, "%s", s ? s : "");
+	}
+	json_decref(st);
+}
+
+/* query-migrate's "status" ("" when none) and "error-desc". */
+static int migration_status(struct vm *vm, char *status, size_t ssize, char *desc, size_t dsize,
+			    json_t **info_out, const char *what, struct vmci_err *err)
+{
+	json_t *info = NULL;
+	int rc = command(vm, "query-migrate", NULL, &info, what, err);
+	if (rc)
+		return rc;
+	const char *s = json_string_value(json_object_get(info, "status"));
+	const char *d = json_string_value(json_object_get(info, "error-desc"));
+	snprintf(status, ssize, "%s", s ? s : "");
+	if (desc)
+		snprintf(desc, dsize, "%s", d ? d : "QEMU gave no reason");
+	if (info_out)
+		*info_out = info;
+	else
+		json_decref(info);
+	return 0;
+}
+
+/* ---- the destination ------------------------------------------------------- */
+
+int vm_migrate_listen(const struct vm_spec *spec, struct vm **out, struct vm_migrate_addr *addr,
+		      struct vmci_err *err)
+{
+	*out = NULL;
+	memset(addr, 0, sizeof(*addr));
+	if (!spec->disk || !*spec->disk)
+		return vmci_err_set(err, EINVAL,
+				    "the destination of a migration needs a disk (a new overlay "
+				    "over the source disk's backing file)");
+	if (spec->incoming)
+		return vmci_err_set(
+		    err, EINVAL, "the destination of a migration cannot also load a saved state");
+	if (!spec->run_dir)
+		return vmci_err_set(err, EINVAL, "the VM spec has no run directory");
+	if (snprintf(addr->nbd, sizeof(addr->nbd), "%s/nbd.sock", spec->run_dir) >=
+		(int)sizeof(addr->nbd) ||
+	    snprintf(addr->stream, sizeof(addr->stream), "%s/migrate.sock", spec->run_dir) >=
+		(int)sizeof(addr->stream))
+		return vmci_err_set(err, ENAMETOOLONG,
+				    "run directory %s is too long for unix sockets; use a shorter "
+				    "one",
+				    spec->run_dir);
+	unlink(addr->nbd);
+	unlink(addr->stream);
+
+	/* The guest's state belongs to one accelerator: no falling back after the move. */
+	char why[512];
+	enum vm_accel accel =
+	    vm_accel_resolve(spec->accel, spec->arch, spec->kernel, spec->initrd, why, sizeof(why));
+	struct vm *vm = NULL;
+	int rc = vm_launch(spec, accel, true, &vm, err);
+	if (rc)
+		return rc;
+	const char *what = "preparing the destination of a migration";
+	json_t *nbd =
+	    json_pack("{s:{s:s, s:{s:s}}}", "addr", "type", "unix", "data", "path", addr->nbd);
+	json_t *export = json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", EXPORT_ID,
+				   "node-name", QEMU_DISK_NODE, "name", EXPORT_NAME, "writable", 1);
+	char uri[VM_SOCKET_PATH_MAX + 8];
+	snprintf(uri, sizeof(uri), "unix:%s", addr->stream);
+	json_t *incoming = json_pack("{s:s}", "uri", uri);
+	rc = command(vm, "nbd-server-start", nbd, NULL, what, err);
+	if (!rc)
+		rc = command(vm, "block-export-add", export, NULL, what, err);
+	else
+		json_decref(export);
+	/* MIGRATION events tell the moment the state is in. */
+	if (!rc)
+		rc = command(vm, "migrate-set-capabilities",
+			     json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "events",
+				       "state", 1),
+			     NULL, what, err);
+	if (!rc)
+		rc = command(vm, "migrate-incoming", incoming, NULL, what, err);
+	else
+		json_decref(incoming);
+	if (rc) {
+		vm_launch_failed(vm, rc, err);
+		unlink(addr->nbd);
+		unlink(addr->stream);
+		return rc;
+	}
+	vm->migrate_in = *addr;
+	log_debug("VM %d waits for a migration at %s (disk export %s)", (int)vm->proc.pid,
+		  addr->stream, addr->nbd);
+	*out = vm;
+	return 0;
+}
+
+/* Removes the NBD export and the sockets the destination listened on. */
+static void end_listening(struct vm *vm)
+{
+	qmp_execute(vm->qmp, "block-export-del",
+		    json_pack("{s:s, s:s}", "id", EXPORT_ID, "mode", "hard"), NULL, QMP_TIMEOUT_MS,
+		    NULL);
+	qmp_execute(vm->qmp, "nbd-server-stop", NULL, NULL, QMP_TIMEOUT_MS, NULL);
+	if (vm->migrate_in.nbd[0])
+		unlink(vm->migrate_in.nbd);
+	if (vm->migrate_in.stream[0])
+		unlink(vm->migrate_in.stream);
+	memset(&vm->migrate_in, 0, sizeof(vm->migrate_in));
+}
+
+int vm_migrate_accept(struct vm *dst, const struct vm_agent_state *from, int timeout_ms,
+		      struct vmci_err *err)
+{
+	if (!dst->migrate_in.stream[0])
+		return vmci_err_set(err, EINVAL, "%s: VM %d is not waiting for a migration",
+				    __func__, (int)dst->proc.pid);
+	const char *what = "receiving a migrated VM";
+	int timeout = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+	int64_t deadline = clock_ms() + timeout;
+	for (;;) {
+		int64_t left = deadline - clock_ms();
+		if (left <= 0)
+			return vmci_err_set(err, ETIMEDOUT,
+					    "no migration arrived in full within %d s",
+					    timeout / 1000);
+		struct qmp_msg ev;
+		int rc =
+		    qmp_next_event(dst->qmp, "MIGRATION", left > 1000 ? 1000 : (int)left, &ev, err);
+		if (rc == -EPIPE || (rc == 0 && qemu_exited(&dst->proc)))
+			return channel_vm_died(dst, what, err);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		const char *st = json_string_value(json_object_get(ev.value, "status"));
+		bool completed = st && !strcmp(st, "completed");
+		bool failed = st && (!strcmp(st, "failed") || !strcmp(st, "cancelled"));
+		qmp_msg_free(&ev);
+		if (completed)
+			break;
+		if (failed) {
+			char status[32], desc[512];
+			rc = migration_status(dst, status, sizeof(status), desc, sizeof(desc), NULL,
+					      what, err);
+			return rc ? rc
+				  : vmci_err_set(err, EIO, "the incoming migration failed: %s",
+						 desc);
+		}
+	}
+	/*
+	 * QEMU holds the guest paused (-S): the export goes first, then the
+	 * guest's disk is activated for it alone and the guest runs.
+	 */
+	end_listening(dst);
+	int rc = command(dst, "cont", NULL, NULL, "resuming the migrated guest", err);
+	/* The refresh must not swallow what a detached command sent meanwhile. */
+	dst->held_stream = from ? from->stream : 0;
+	if (!rc)
+		rc = channel_resume(dst, from ? from->guest_seq : 0, RECONNECT_TIMEOUT_MS, err);
+	if (!rc)
+		rc = vm_refresh_guest(dst, err);
+	if (rc) {
+		vmci_err_wrap(err, "after migrating the VM into QEMU %d", (int)dst->proc.pid);
+		return rc;
+	}
+	log_debug("VM %d: migrated guest runs", (int)dst->proc.pid);
+	return 0;
+}
+
+/* ---- the source ---------------------------------------------------------------- */
+
+/* What an attempt set up in the source's QEMU, so that a failure undoes exactly that. */
+struct attempt {
+	struct vm *vm;
+	int64_t deadline;
+	bool target_added, mirror_running, caps_set, migrating;
+	uint64_t disk_bytes;
+};
+
+/*
+ * The next QMP event, waiting at most a second at a time. Returns 1 with
+ * *ev, 0 when none came yet, negative when QEMU died or the deadline
+ * passed.
+ */
+static int next_event(struct attempt *a, struct qmp_msg *ev, const char *what, struct vmci_err *err)
+{
+	int64_t left = a->deadline - clock_ms();
+	if (left <= 0)
+		return vmci_err_set(err, ETIMEDOUT, "%s did not finish in time", what);
+	int rc = qmp_next_event(a->vm->qmp, NULL, left > 1000 ? 1000 : (int)left, ev, err);
+	if (rc == -EPIPE)
+		return channel_vm_died(a->vm, what, err);
+	return rc;
+}
+
+/* The mirror job's id in a BLOCK_JOB_* event, or NULL for another event. */
+static bool is_mirror_event(const struct qmp_msg *ev, const char *name)
+{
+	const char *dev = json_string_value(json_object_get(ev->value, "device"));
+	return !strcmp(ev->event, name) && dev && !strcmp(dev, MIRROR_JOB);
+}
+
+/*
+ * A mirror event that ends the job: 1 (with err) when the job failed or
+ * was cancelled, else 0. Completion without error sets *completed.
+ */
+static int mirror_ended(struct attempt *a, const struct qmp_msg *ev, bool *completed,
+			struct vmci_err *err)
+{
+	if (is_mirror_event(ev, "BLOCK_JOB_ERROR")) {
+		const char *op = json_string_value(json_object_get(ev->value, "operation"));
+		log_debug("disk mirror: %s error on the destination", op ? op : "an I/O");
+		return 0; /* BLOCK_JOB_COMPLETED follows with the message */
+	}
+	bool done = is_mirror_event(ev, "BLOCK_JOB_COMPLETED");
+	if (!done && !is_mirror_event(ev, "BLOCK_JOB_CANCELLED"))
+		return 0;
+	a->mirror_running = false;
+	a->disk_bytes = (uint64_t)json_integer_value(json_object_get(ev->value, "offset"));
+	const char *e = json_string_value(json_object_get(ev->value, "error"));
+	if (done && !e) {
+		if (completed)
+			*completed = true;
+		return 0;
+	}
+	vmci_err_set(err, EIO, "the disk mirror to the destination %s%s%s",
+		     done ? "failed" : "was cancelled", e ? ": " : "", e ? e : "");
+	return 1;
+}
+
+static int mirror_start(struct attempt *a, const struct vm_migrate_addr *to, struct vmci_err *err)
+{
+	struct vm *vm = a->vm;
+	json_t *target =
+	    json_pack("{s:s, s:s, s:{s:s, s:s}, s:s}", "driver", "nbd", "node-name", MIRROR_TARGET,
+		      "server", "type", "unix", "path", to->nbd, "export", EXPORT_NAME);
+	int rc = command(vm, "blockdev-add", target, NULL,
+			 "connecting to the destination's disk export", err);
+	if (rc)
+		return rc;
+	a->target_added = true;
+	json_t *mirror =
+	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "job-id", MIRROR_JOB, "device", QEMU_DISK_NODE,
+		      "target", MIRROR_TARGET, "sync", "top", "copy-mode", "write-blocking");
+	rc = command(vm, "blockdev-mirror", mirror, NULL, "starting the disk mirror", err);
+	if (rc)
+		return rc;
+	a->mirror_running = true;
+	const char *what = "mirroring the disk to the destination";
+	for (;;) {
+		struct qmp_msg ev;
+		rc = next_event(a, &ev, what, err);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		bool ready = is_mirror_event(&ev, "BLOCK_JOB_READY");
+		bool completed = false;
+		int failed = mirror_ended(a, &ev, &completed, err);
+		qmp_msg_free(&ev);
+		if (ready)
+			return 0;
+		if (failed || completed)
+			return failed ? -EIO
+				      : vmci_err_set(err, EIO,
+						     "the disk mirror ended before it was in sync");
+	}
+}
+
+/* Waits for the migration to reach status want, watching the mirror meanwhile. */
+static int migration_reach(struct attempt *a, const char *want, struct vmci_err *err)
+{
+	const char *what = "migrating the VM's memory and devices";
+	for (;;) {
+		struct qmp_msg ev;
+		int rc = next_event(a, &ev, what, err);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		char status[32] = "";
+		if (!strcmp(ev.event, "MIGRATION")) {
+			const char *s = json_string_value(json_object_get(ev.value, "status"));
+			snprintf(status, sizeof(status), "%s", s ? s : "");
+		}
+		bool completed = false;
+		int mirror_failed = mirror_ended(a, &ev, &completed, err);
+		qmp_msg_free(&ev);
+		if (mirror_failed)
+			return -EIO;
+		if (!strcmp(status, want))
+			return 0;
+		if (!strcmp(status, "failed") || !strcmp(status, "cancelled")) {
+			char desc[512];
+			a->migrating = false;
+			rc = migration_status(a->vm, status, sizeof(status), desc, sizeof(desc),
+					      NULL, what, err);
+			return rc ? rc
+				  : vmci_err_set(err, EIO,
+						 "the migration to the destination failed: %s",
+						 desc);
+		}
+	}
+}
+
+/* Completes the mirror while the guest is paused before the switchover. */
+static int mirror_complete(struct attempt *a, struct vmci_err *err)
+{
+	const char *what = "completing the disk mirror";
+	int rc = command(a->vm, "block-job-cancel", json_pack("{s:s}", "device", MIRROR_JOB), NULL,
+			 what, err);
+	if (rc)
+		return rc;
+	for (;;) {
+		struct qmp_msg ev;
+		rc = next_event(a, &ev, what, err);
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		bool completed = false;
+		int failed = mirror_ended(a, &ev, &completed, err);
+		qmp_msg_free(&ev);
+		if (failed)
+			return -EIO;
+		if (completed)
+			break;
+	}
+	rc = command(a->vm, "blockdev-del", json_pack("{s:s}", "node-name", MIRROR_TARGET), NULL,
+		     "disconnecting from the destination's disk export", err);
+	if (!rc)
+		a->target_added = false;
+	return rc;
+}
+
+/* Polls until no block job of the mirror remains, or gives up at until. */
+static void wait_mirror_gone(struct vm *vm, int64_t until)
+{
+	while (clock_ms() < until) {
+		json_t *jobs = NULL;
+		if (qmp_execute(vm->qmp, "query-block-jobs", NULL, &jobs, QMP_TIMEOUT_MS, NULL))
+			return;
+		bool found = false;
+		size_t i;
+		json_t *job;
+		json_array_foreach(jobs, i, job)
+		{
+			const char *dev = json_string_value(json_object_get(job, "device"));
+			found |= dev && !strcmp(dev, MIRROR_JOB);
+		}
+		json_decref(jobs);
+		if (!found)
+			return;
+		usleep(POLL_MS * 1000);
+	}
+}
+
+/* Undoes what the attempt set up, leaving the guest running on the source. */
+static void recover_source(struct attempt *a)
+{
+	struct vm *vm = a->vm;
+	if (qemu_exited(&vm->proc))
+		return;
+	int64_t until = clock_ms() + CLEANUP_TIMEOUT_MS;
+	if (a->migrating) {
+		qmp_execute(vm->qmp, "migrate_cancel", NULL, NULL, QMP_TIMEOUT_MS, NULL);
+		while (clock_ms() < until) {
+			char status[32];
+			if (migration_status(vm, status, sizeof(status), NULL, 0, NULL, "", NULL) ||
+			    !strcmp(status, "cancelled") || !strcmp(status, "failed") ||
+			    !strcmp(status, "completed") || !*status)
+				break;
+			usleep(POLL_MS * 1000);
+		}
+	}
+	if (a->mirror_running) {
+		qmp_execute(vm->qmp, "block-job-cancel",
+			    json_pack("{s:s, s:b}", "device", MIRROR_JOB, "force", 1), NULL,
+			    QMP_TIMEOUT_MS, NULL);
+		wait_mirror_gone(vm, until);
+	}
+	/* A job that concluded on its own may wait to be dismissed. */
+	qmp_execute(vm->qmp, "job-dismiss", json_pack("{s:s}", "id", MIRROR_JOB), NULL,
+		    QMP_TIMEOUT_MS, NULL);
+	if (a->target_added)
+		qmp_execute(vm->qmp, "blockdev-del", json_pack("{s:s}", "node-name", MIRROR_TARGET),
+			    NULL, QMP_TIMEOUT_MS, NULL);
+	if (a->caps_set)
+		qmp_execute(vm->qmp, "migrate-set-capabilities",
+			    json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
+				      "pause-before-switchover", "state", 0),
+			    NULL, QMP_TIMEOUT_MS, NULL);
+	char state[32];
+	run_state(vm, state, sizeof(state));
+	if (*state && strcmp(state, "running"))
+		qmp_execute(vm->qmp, "cont", NULL, NULL, QMP_TIMEOUT_MS, NULL);
+}
+
+static int migrate_ram(struct attempt *a, const struct vm_migrate_addr *to,
+		       const struct vm_migrate_opts *opts, struct vmci_err *err)
+{
+	struct vm *vm = a->vm;
+	const char *what = "setting up the migration";
+	json_t *caps =
+	    json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
+		      "pause-before-switchover", "state", 1, "capability", "events", "state", 1);
+	int rc = command(vm, "migrate-set-capabilities", caps, NULL, what, err);
+	if (rc)
+		return rc;
+	a->caps_set = true;
+	int downtime =
+	    opts && opts->downtime_limit_ms > 0 ? opts->downtime_limit_ms : DEFAULT_DOWNTIME_MS;
+	int64_t bandwidth =
+	    opts && opts->max_bandwidth > 0 ? opts->max_bandwidth : UNLIMITED_BANDWIDTH;
+	json_t *params = json_pack("{s:I, s:I}", "downtime-limit", (json_int_t)downtime,
+				   "max-bandwidth", (json_int_t)bandwidth);
+	rc = command(vm, "migrate-set-parameters", params, NULL, what, err);
+	if (rc)
+		return rc;
+	char uri[VM_SOCKET_PATH_MAX + 8];
+	snprintf(uri, sizeof(uri), "unix:%s", to->stream);
+	rc = command(vm, "migrate", json_pack("{s:s}", "uri", uri), NULL, "starting the migration",
+		     err);
+	if (rc)
+		return rc;
+	a->migrating = true;
+	rc = migration_reach(a, "pre-switchover", err);
+	if (!rc)
+		rc = mirror_complete(a, err);
+	if (!rc)
+		rc = command(vm, "migrate-continue", json_pack("{s:s}", "state", "pre-switchover"),
+			     NULL, "finishing the migration", err);
+	if (!rc)
+		rc = migration_reach(a, "completed", err);
+	if (!rc)
+		a->migrating = false;
+	return rc;
+}
+
+int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
+		  const struct vm_migrate_opts *opts, struct vm_migrate_stats *stats,
+		  struct vmci_err *err)
+{
+	struct vm_migrate_stats st = {0};
+	if (!src->has_disk)
+		return vmci_err_set(err, EINVAL,
+				    "VM %d has no disk: a migration moves the VM's own overlay",
+				    (int)src->proc.pid);
+	/* Its RAM block has another name than a plain destination's: QEMU would refuse it late. */
+	if (src->mem_file)
+		return vmci_err_set(
+		    err, EOPNOTSUPP,
+		    "VM %d keeps its memory in a file (it was started from a "
+		    "template): moving such a VM is not supported yet; boot it cold",
+		    (int)src->proc.pid);
+	/* Events of an earlier attempt (its cancelled mirror...) would be taken for this one's. */
+	struct qmp_msg stale;
+	qmp_poll(src->qmp, NULL);
+	while (qmp_next_event(src->qmp, NULL, 0, &stale, NULL) == 1)
+		qmp_msg_free(&stale);
+	int64_t t0 = clock_ms();
+	struct attempt a = {
+	    .vm = src,
+	    .deadline = t0 + (opts && opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS),
+	};
+	int rc = mirror_start(&a, to, err);
+	st.mirror_ms = clock_ms() - t0;
+	if (!rc)
+		rc = migrate_ram(&a, to, opts, err);
+	if (rc) {
+		recover_source(&a);
+		vmci_err_wrap(err, "cannot migrate VM %d (it runs on where it was)",
+			      (int)src->proc.pid);
+		return rc;
+	}
+	/* The mirror's last byte count came with its completion. */
+	st.disk_bytes = a.disk_bytes;
+	st.total_ms = clock_ms() - t0;
+	json_t *info = NULL;
+	char status[32];
+	if (migration_status(src, status, sizeof(status), NULL, 0, &info, "", NULL) == 0) {
+		st.downtime_ms = (int64_t)json_integer_value(json_object_get(info, "downtime"));
+		st.ram_bytes = (uint64_t)json_integer_value(
+		    json_object_get(json_object_get(info, "ram"), "transferred"));
+		json_decref(info);
+	}
+	log_debug("VM %d migrated in %lld ms (disk in sync after %lld ms, downtime %lld ms)",
+		  (int)src->proc.pid, (long long)st.total_ms, (long long)st.mirror_ms,
+		  (long long)st.downtime_ms);
+	if (stats)
+		*stats = st;
+	return 0;
+}
+
+int vm_migrate_abort(struct vm *src, struct vmci_err *err)
+{
+	const char *what = "resuming the VM where it was before the migration";
+	src->held_stream = src->detached_stream;
+	int rc = command(src, "cont", NULL, NULL, what, err);
+	if (!rc)
+		rc = channel_resume(src, src->guest_seq, RECONNECT_TIMEOUT_MS, err);
+	if (!rc)
+		rc = vm_refresh_guest(src, err);
+	if (rc)
+		vmci_err_wrap(err, "%s", what);
+	return rc;
+}
