@@ -199,9 +199,16 @@ static int step_exec(struct attempt *a, struct vm *vm, const struct vm_exec_opts
 			note(a, "moving its VM to %s", a->o->move_to);
 			/* Once the VM is gone, a cancel must not reach for it. */
 			runner_cancel_detach(a->cancel);
-			int moved = runner_remote_move(a->o->move_to, a->job->image,
-						       a->lease->guest, a->job->cpus,
-						       (int)a->job->memory_mb, &a->remote, &why);
+			/* The image the VM runs: the job's, or the one with its packages. */
+			char image[64];
+			runner_job_image(a->job, image, sizeof(image), NULL);
+			struct runner_guest_opts shape = {
+			    .cpus = a->job->cpus,
+			    .memory_mb = (int)a->job->memory_mb,
+			    .network = runner_job_network(a->job),
+			};
+			int moved = runner_remote_move(a->o->move_to, image, a->lease->guest,
+						       &shape, &a->remote, &why);
 			if (!moved) {
 				note(a, "moved to %s: the job goes on there", a->o->move_to);
 				return runner_remote_resume(a->remote, xo, res, err);

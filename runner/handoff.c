@@ -8,7 +8,7 @@
  *
  *   sender -> receiver                 receiver -> sender
  *   OFFER  {image, cpus, memory_mb,    ADDR  {nbd, stream}: a destination
- *          accel}                            waits (or ERROR text)
+ *          accel, network}                   waits (or ERROR text)
  *   (the VM moves: vm_migrate_to)
  *   MOVED  {guest_seq, stream}         ACCEPTED: the guest runs there (or
  *   or GIVEUP text                           ERROR text: resume at home)
@@ -226,17 +226,19 @@ static int take_offer(struct receiver *r, const struct msg *m, struct runner_gue
 	json_t *offer = msg_json(m);
 	const char *image = json_string_value(json_object_get(offer, "image"));
 	const char *accel = json_string_value(json_object_get(offer, "accel"));
+	const char *network = json_string_value(json_object_get(offer, "network"));
 	struct runner_guest_opts opts = {
 	    .cpus = (int)json_integer_value(json_object_get(offer, "cpus")),
 	    .memory_mb = (int)json_integer_value(json_object_get(offer, "memory_mb")),
 	};
 	int rc = 0;
-	if (m->type != MSG_OFFER || !image || vm_accel_parse(accel, &opts.accel))
+	if (m->type != MSG_OFFER || !image || vm_accel_parse(accel, &opts.accel) || !network ||
+	    vm_network_parse(network, &opts.network))
 		rc = vmci_err_set(err, EPROTO, "the sender did not offer a VM");
 	struct vm_migrate_addr addr;
 	if (!rc) {
-		say(r, "receiving a VM of image %s (%d vCPU, %d MiB)", image, opts.cpus,
-		    opts.memory_mb);
+		say(r, "receiving a VM of image %s (%d vCPU, %d MiB, network %s)", image, opts.cpus,
+		    opts.memory_mb, network);
 		rc = runner_guest_listen(image, &opts, out, &addr, err);
 	}
 	json_decref(offer);
@@ -397,8 +399,9 @@ static void remote_free(struct runner_remote *r)
 	free(r);
 }
 
-int runner_remote_move(const char *path, const char *image, struct runner_guest *g, int cpus,
-		       int memory_mb, struct runner_remote **out, struct vmci_err *err)
+int runner_remote_move(const char *path, const char *image, struct runner_guest *g,
+		       const struct runner_guest_opts *shape, struct runner_remote **out,
+		       struct vmci_err *err)
 {
 	*out = NULL;
 	struct runner_remote *r = calloc(1, sizeof(*r));
@@ -411,9 +414,10 @@ int runner_remote_move(const char *path, const char *image, struct runner_guest 
 	}
 	const char *accel = vm_accel_used(g->vm) == VM_ACCEL_KVM ? "kvm" : "tcg";
 	int rc = msg_send_json(r->fd, MSG_OFFER,
-			       json_pack("{s:s, s:i, s:i, s:s}", "image", image, "cpus",
-					 cpus > 0 ? cpus : 1, "memory_mb",
-					 memory_mb > 0 ? memory_mb : 256, "accel", accel));
+			       json_pack("{s:s, s:i, s:i, s:s, s:s}", "image", image, "cpus",
+					 shape->cpus > 0 ? shape->cpus : 1, "memory_mb",
+					 shape->memory_mb > 0 ? shape->memory_mb : 256, "accel",
+					 accel, "network", vm_network_name(shape->network)));
 	if (rc)
 		rc = vmci_err_errno(err, -rc, "cannot offer the VM to %s", path);
 	if (!rc)

@@ -35,13 +35,15 @@ struct runner_remote;
 
 /*
  * Moves g's VM, whose command was detached, to the receiver listening on
- * path. On success g->vm is stopped and NULL (its QEMU is gone), and *out
+ * path; the receiver starts its VM in the same shape (vCPUs, memory,
+ * network). On success g->vm is stopped and NULL (its QEMU is gone), and *out
  * runs the job on from there: first runner_remote_resume for the detached
  * command. On failure the VM runs on here as before (take the command
  * back with vm_exec_resume) and err says why the move failed.
  */
-int runner_remote_move(const char *path, const char *image, struct runner_guest *g, int cpus,
-		       int memory_mb, struct runner_remote **out, struct vmci_err *err);
+int runner_remote_move(const char *path, const char *image, struct runner_guest *g,
+		       const struct runner_guest_opts *shape, struct runner_remote **out,
+		       struct vmci_err *err);
 
 /* Waits for the command that moved to end, its output through opts->on_output. */
 int runner_remote_resume(struct runner_remote *r, const struct vm_exec_opts *opts,
