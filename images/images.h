@@ -137,6 +137,11 @@ struct img_info {
 	int clones;	       /* live clones of the image */
 	long long clones_size; /* what those clones' overlays take */
 	long long created;     /* unix seconds; 0 when unknown */
+	/* Read from the image at build time (its manifest); "" when it does not say. */
+	char os[96];	     /* /etc/os-release PRETTY_NAME: "Debian GNU/Linux 13 (trixie)" */
+	char os_id[32];	     /* ID: "debian" */
+	char os_version[32]; /* VERSION_ID: "13" */
+	char kernel[64];     /* the kernel's release (uname -r) */
 };
 
 /*
