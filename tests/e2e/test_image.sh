@@ -43,8 +43,14 @@ case " $names " in
 *) fail image_ls_json_lists_the_import "names: '$names' $(cat "$E2E_TMP/err")" ;;
 esac
 
+# The OS comes from the image's own /etc/os-release, the kernel from the image's kernel.
+os=$(python3 -c 'import json,sys
+r=[r for r in json.load(open(sys.argv[1])) if r.get("name")=="e2e-root"][0]
+print(r["os"]["pretty_name"], bool(r["kernel"]))' "$E2E_TMP/ls.json" 2>/dev/null)
+expect_eq image_ls_json_shows_the_os_release_and_kernel_read_from_the_image "e2e rootfs True" "$os"
+
 "$VMCI" image ls >"$E2E_TMP/ls.txt" 2>&1
-if grep -q '^NAME' "$E2E_TMP/ls.txt" && grep -q 'e2e-root' "$E2E_TMP/ls.txt"; then pass image_ls_prints_a_table
+if grep -q '^NAME *ARCH *OS *KERNEL' "$E2E_TMP/ls.txt" && grep -q 'e2e-root .*e2e rootfs' "$E2E_TMP/ls.txt"; then pass image_ls_prints_a_table
 else fail image_ls_prints_a_table "$(cat "$E2E_TMP/ls.txt")"; fi
 
 "$VMCI" image inspect e2e-root >"$E2E_TMP/inspect.json" 2>"$E2E_TMP/err"
