@@ -40,6 +40,16 @@ static void put(const char *rel, const char *text)
 	assert_int_equal(fs_write_atomic(path, text, strlen(text), 0644, NULL), 0);
 }
 
+/* etc/os-release as a link to target, as Debian has it. */
+static void link_os_release(const char *target)
+{
+	char link[PATH_MAX + 32];
+	snprintf(link, sizeof(link), "%s/etc", root);
+	assert_int_equal(fs_mkdir_p(link, 0755, NULL), 0);
+	snprintf(link, sizeof(link), "%s/etc/os-release", root);
+	assert_int_equal(symlink(target, link), 0);
+}
+
 static const char *os(json_t *m, const char *key)
 {
 	return json_string_value(json_object_get(json_object_get(m, "os"), key));
@@ -72,11 +82,7 @@ static void test_missing_keys_are_left_out(void **state)
 static void test_a_debian_tree_is_read_through_its_relative_link(void **state)
 {
 	put("usr/lib/os-release", "ID=debian\nVERSION_ID=\"12\"\n");
-	char link[PATH_MAX + 32];
-	snprintf(link, sizeof(link), "%s/etc", root);
-	assert_int_equal(fs_mkdir_p(link, 0755, NULL), 0);
-	snprintf(link, sizeof(link), "%s/etc/os-release", root);
-	assert_int_equal(symlink("../usr/lib/os-release", link), 0);
+	link_os_release("../usr/lib/os-release");
 	struct buf text = {0};
 	assert_int_equal(img_os_release_from_tree(root, &text), 0);
 	assert_string_equal(buf_cstr(&text), "ID=debian\nVERSION_ID=\"12\"\n");
@@ -85,11 +91,7 @@ static void test_a_debian_tree_is_read_through_its_relative_link(void **state)
 
 static void test_a_link_out_of_the_tree_is_not_followed(void **state)
 {
-	char link[PATH_MAX + 32];
-	snprintf(link, sizeof(link), "%s/etc", root);
-	assert_int_equal(fs_mkdir_p(link, 0755, NULL), 0);
-	snprintf(link, sizeof(link), "%s/etc/os-release", root);
-	assert_int_equal(symlink("/etc/os-release", link), 0);
+	link_os_release("/etc/os-release");
 	struct buf text = {0};
 	assert_int_equal(img_os_release_from_tree(root, &text), -ENOENT);
 	buf_free(&text);
