@@ -34,6 +34,7 @@
  */
 #include "images/internal.h"
 
+#include <sys/stat.h>
 #include <sys/utsname.h>
 
 #include <dirent.h>
@@ -322,6 +323,29 @@ static void tidy(const char *target)
 		closedir(d);
 }
 
+/*
+ * Where the agent mounts /proc, /sys and /dev after switching into the
+ * root: real directories. debootstrap run in a container (docker) leaves
+ * proc as a link to the host's /proc, which its second stage replaces, but
+ * a foreign system's second stage runs after the agent has switched in.
+ */
+static int mount_points(const char *target, struct vmci_err *err)
+{
+	static const char *const dirs[] = {"proc", "sys", "dev"};
+	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+		char path[PATH_MAX];
+		struct stat st;
+		if (fs_path(path, sizeof(path), "%s/%s", target, dirs[i]))
+			return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", target);
+		if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			continue;
+		unlink(path);
+		if (mkdir(path, 0755) != 0)
+			return vmci_err_errno(err, errno, "cannot create %s", path);
+	}
+	return 0;
+}
+
 /* debootstrap --unpack-tarball into target (only its first stage when foreign). */
 static int install(struct img_build *b, struct deb_inputs *in, const char *target,
 		   struct vmci_err *err)
@@ -353,7 +377,7 @@ static int install(struct img_build *b, struct deb_inputs *in, const char *targe
 			      s->suite, in->tarball);
 	else if (!in->foreign)
 		tidy(target);
-	return rc;
+	return rc ? rc : mount_points(target, err);
 }
 
 /* The second stage of a foreign system, in a VM of its architecture, on disk. */
