@@ -44,11 +44,6 @@ int img_deb_arch(const char *arch, const char **deb_arch, struct vmci_err *err)
 
 static int cache_dir(char *out, size_t size, const char *sub, struct vmci_err *err)
 {
-	if (sub && sub[0] == '/') {
-		if (fs_path(out, size, "%s", sub))
-			return vmci_err_set(err, ENAMETOOLONG, "path too long: %s", sub);
-		return fs_mkdir_p(out, 0755, err);
-	}
 	if (fs_path(out, size, "%s/cache/debs%s%s", vmci_home(), sub ? "/" : "", sub ? sub : ""))
 		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", vmci_home());
 	return fs_mkdir_p(out, 0755, err);
