@@ -9,6 +9,7 @@
  *
  * Builds go to a store of their own. Cold builds take many minutes
  * (debian-12-arm64 most, under TCG); VMCI_BENCH_COLD=0 leaves them out.
+ * VMCI_BENCH_IMAGES="a b" measures only those images.
  */
 #include "stats.h"
 #include "vmtest.h"
@@ -24,6 +25,20 @@
 #define REVERT_RUNS 3
 
 static char home[PATH_MAX];
+
+/* True when word is one of the space-separated words of list. */
+static bool word_in(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = list; *p;) {
+		p += strspn(p, " ");
+		size_t len = strcspn(p, " ");
+		if (len == n && !strncmp(p, word, n))
+			return true;
+		p += len;
+	}
+	return false;
+}
 
 /* Points $VMCI_HOME/cache at target (vmci_home() keeps its first answer: the link moves). */
 static int use_cache(const char *target)
@@ -135,9 +150,12 @@ int main(void)
 	printf("accelerator: %s\nstore: %s; warm cache: %s; cold builds: %s\n\n", why, home, warm,
 	       do_cold ? "yes" : "no (VMCI_BENCH_COLD=0)");
 	stats_print_header("guest catalog: build, size, boot, revert");
+	const char *only = getenv("VMCI_BENCH_IMAGES");
 	for (size_t i = 0; names[i]; i++) {
 		struct img_boot img;
 		double ms;
+		if (only && *only && !word_in(only, names[i]))
+			continue;
 		if (do_cold) {
 			char dir[PATH_MAX + 64];
 			snprintf(dir, sizeof(dir), "%s/%s", cold, names[i]);
