@@ -15,7 +15,7 @@
  *
  * and checks that no tick was lost (the loop counts as well as stamps).
  */
-#include "stats.h"
+#include "bench/results.h"
 #include "vmtest.h"
 
 #include <stdio.h>
@@ -144,18 +144,18 @@ static void bench(const char *image, int memory_mb)
 	}
 	char inputs[64];
 	snprintf(inputs, sizeof(inputs), "%s, %d MiB", image, memory_mb);
-	stats_print_row("moves that did not take", "guest not running at the destination", inputs,
-			RUNS, (struct stats){failed, failed, failed}, "moves");
+	bench_row("moves that did not take", "guest not running at the destination", inputs, RUNS,
+		  (struct stats){failed, failed, failed}, "moves");
 	if (!n)
 		return;
-	stats_print_row("total migration", "vm_migrate_to + vm_migrate_accept", inputs, n,
-			stats_of(total, n), "ms");
-	stats_print_row("downtime, in the guest", "largest gap between guest ticks", inputs, n,
-			stats_of(gap, n), "ms");
-	stats_print_row("downtime, QEMU's count", "query-migrate downtime", inputs, n,
-			stats_of(qemu, n), "ms");
-	stats_print_row("tick period", "mean gap between guest ticks", inputs, n, stats_of(tick, n),
-			"ms");
+	bench_row("total migration", "vm_migrate_to + vm_migrate_accept", inputs, n,
+		  stats_of(total, n), "ms");
+	bench_row("downtime, in the guest", "largest gap between guest ticks", inputs, n,
+		  stats_of(gap, n), "ms");
+	bench_row("downtime, QEMU's count", "query-migrate downtime", inputs, n, stats_of(qemu, n),
+		  "ms");
+	bench_row("tick period", "mean gap between guest ticks", inputs, n, stats_of(tick, n),
+		  "ms");
 }
 
 int main(void)
@@ -165,7 +165,7 @@ int main(void)
 	printf("accelerator: %s\n", why);
 	printf("guest: 1 vCPU, a loop stamping the wall clock every 10 ms; downtime limit 50 ms, "
 	       "bandwidth unlimited, unix sockets\n\n");
-	stats_print_header("live migration of a running guest");
+	bench_header("live migration of a running guest");
 	bench("busybox-x86_64", 256);
 	bench("busybox-x86_64", 1024);
 	struct img_boot img;

@@ -7,7 +7,7 @@
  * of it. The derived image of these five packages belongs to this
  * benchmark: it removes it first, so that the first start builds it.
  */
-#include "stats.h"
+#include "bench/results.h"
 
 #include "images/images.h"
 #include "runner/build.h"
@@ -74,7 +74,7 @@ int main(void)
 	char why[256];
 	vm_accel_choose(VM_ACCEL_AUTO, VM_ARCH_X86_64, why, sizeof(why));
 	printf("accelerator: %s\n\n", why);
-	stats_print_header("job start with packages: (" PACKAGES_TEXT ") on " BASE);
+	bench_header("job start with packages: (" PACKAGES_TEXT ") on " BASE);
 	double first = start_ms(true, NULL, 0);
 	double later[LATER], plain[LATER];
 	for (int i = 0; i < LATER; i++)
@@ -83,12 +83,12 @@ int main(void)
 		plain[i] = start_ms(false, NULL, 0);
 	struct stats sf = stats_of(&first, 1), sl = stats_of(later, LATER),
 		     sp = stats_of(plain, LATER);
-	stats_print_row("first start (builds the image)", "img_ensure_packages + boot",
-			"5 packages", 1, sf, "ms");
-	stats_print_row("later starts (image reused)", "img_ensure_packages + boot", "5 packages",
-			LATER, sl, "ms");
-	stats_print_row("start on the base image", "runner_image_ensure + boot", "no packages",
-			LATER, sp, "ms");
+	bench_row("first start (builds the image)", "img_ensure_packages + boot", "5 packages", 1,
+		  sf, "ms");
+	bench_row("later starts (image reused)", "img_ensure_packages + boot", "5 packages", LATER,
+		  sl, "ms");
+	bench_row("start on the base image", "runner_image_ensure + boot", "no packages", LATER, sp,
+		  "ms");
 	printf("\nfirst / later: %.1fx; later / base: %.2fx (medians)\n", sf.median / sl.median,
 	       sl.median / sp.median);
 	return 0;

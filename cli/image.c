@@ -131,13 +131,20 @@ static int image_build(int argc, char **argv)
 	return status;
 }
 
+static const char *or_null(const char *s)
+{
+	return s[0] ? s : NULL;
+}
+
 static json_t *info_json(const struct img_info *r)
 {
-	json_t *o = json_pack("{s:s?, s:s, s:s+, s:I, s:I, s:i, s:I, s:I}", "name",
-			      r->name[0] ? r->name : NULL, "arch", r->arch, "digest",
-			      "sha256:", r->digest, "size", (json_int_t)r->size, "shared",
-			      (json_int_t)r->shared, "clones", r->clones, "clones_size",
-			      (json_int_t)r->clones_size, "created", (json_int_t)r->created);
+	json_t *o =
+	    json_pack("{s:s?, s:s, s:{s:s?, s:s?, s:s?}, s:s?, s:s+, s:I, s:I, s:i, s:I, s:I}",
+		      "name", or_null(r->name), "arch", r->arch, "os", "pretty_name",
+		      or_null(r->os), "id", or_null(r->os_id), "version_id", or_null(r->os_version),
+		      "kernel", or_null(r->kernel), "digest", "sha256:", r->digest, "size",
+		      (json_int_t)r->size, "shared", (json_int_t)r->shared, "clones", r->clones,
+		      "clones_size", (json_int_t)r->clones_size, "created", (json_int_t)r->created);
 	if (o && r->parent[0])
 		json_object_set_new(o, "parent",
 				    json_pack("{s:s+, s:s}", "digest", "sha256:", r->parent, "name",
@@ -147,35 +154,38 @@ static json_t *info_json(const struct img_info *r)
 
 static void print_table(const struct img_info *rows, size_t n)
 {
-	enum { COLS = 8 };
-	static const char *const head[COLS] = {"NAME",	 "ARCH", "DIGEST", "SIZE",
-					       "SHARED", "AGE",	 "CLONES", "PARENT"};
-	char(*cells)[COLS][80] = calloc(n ? n : 1, sizeof(*cells));
+	enum { COLS = 10 };
+	static const char *const head[COLS] = {"NAME", "ARCH",	 "OS",	"KERNEL", "DIGEST",
+					       "SIZE", "SHARED", "AGE", "CLONES", "PARENT"};
+	char(*cells)[COLS][100] = calloc(n ? n : 1, sizeof(*cells));
 	if (!cells)
 		return;
 	int width[COLS];
 	for (int c = 0; c < COLS; c++)
 		width[c] = (int)strlen(head[c]);
 	for (size_t i = 0; i < n; i++) {
-		snprintf(cells[i][0], 80, "%s", rows[i].name[0] ? rows[i].name : "<none>");
-		snprintf(cells[i][1], 80, "%s", rows[i].arch[0] ? rows[i].arch : "-");
-		snprintf(cells[i][2], 80, "sha256:%.12s", rows[i].digest);
-		human_size(rows[i].size, cells[i][3], 80);
-		human_size(rows[i].shared, cells[i][4], 80);
-		human_age(rows[i].created, cells[i][5], 80);
-		snprintf(cells[i][6], 80, "%d", rows[i].clones);
+		snprintf(cells[i][0], 100, "%s", rows[i].name[0] ? rows[i].name : "<none>");
+		snprintf(cells[i][1], 100, "%s", rows[i].arch[0] ? rows[i].arch : "-");
+		snprintf(cells[i][2], 100, "%s", rows[i].os[0] ? rows[i].os : "-");
+		snprintf(cells[i][3], 100, "%s", rows[i].kernel[0] ? rows[i].kernel : "-");
+		snprintf(cells[i][4], 100, "sha256:%.12s", rows[i].digest);
+		human_size(rows[i].size, cells[i][5], 100);
+		human_size(rows[i].shared, cells[i][6], 100);
+		human_age(rows[i].created, cells[i][7], 100);
+		snprintf(cells[i][8], 100, "%d", rows[i].clones);
 		if (rows[i].parent[0])
-			snprintf(cells[i][7], 80, "%s@sha256:%.12s",
+			snprintf(cells[i][9], 100, "%s@sha256:%.12s",
 				 rows[i].parent_name[0] ? rows[i].parent_name : "", rows[i].parent);
 		else
-			snprintf(cells[i][7], 80, "-");
+			snprintf(cells[i][9], 100, "-");
 		for (int c = 0; c < COLS; c++)
 			if ((int)strlen(cells[i][c]) > width[c])
 				width[c] = (int)strlen(cells[i][c]);
 	}
 	bool color = vmci_use_color(STDOUT_FILENO);
 	/* Sizes and counts are right-aligned, so their digits line up. */
-	static const bool right[COLS] = {false, false, false, true, true, true, true, false};
+	static const bool right[COLS] = {false, false, false, false, false,
+					 true,	true,  true,  true,  false};
 	printf("%s", color ? "\033[1m" : "");
 	for (int c = 0; c < COLS; c++)
 		printf("%s%*s", c ? "  " : "",
@@ -206,7 +216,9 @@ static int image_ls(int argc, char **argv)
 	    {0, "json", OPT_FLAG, &as_json, NULL, "print a JSON array (sizes in bytes)"}, {0}};
 	int first = parse(argc, argv, opts,
 			  "Usage: vmci image ls [--json]\n\n"
-			  "Lists the images in the store. SIZE is what an image takes on disk;\n"
+			  "Lists the images in the store. OS is the PRETTY_NAME of the image's\n"
+			  "/etc/os-release and KERNEL the release of its kernel, both read from\n"
+			  "the image when it was built. SIZE is what an image takes on disk;\n"
 			  "SHARED, how much of it other names, images built on it, or running\n"
 			  "clones also use; CLONES, the clones (VM disks) using it now. <none>\n"
 			  "is an image no name points at: `vmci image gc` removes it once no\n"

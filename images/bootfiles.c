@@ -45,9 +45,9 @@ struct img_bootfiles {
 	char agent_sha[SHA256_HEX_LEN + 1];
 };
 
-int img_bootfiles_prepare(const struct img_spec *spec, struct img_build *b,
-			  struct sha256_ctx *digest, struct img_bootfiles **out,
-			  struct vmci_err *err)
+int img_bootfiles_prepare(const struct img_spec *spec, const struct img_apt_source *src,
+			  struct img_build *b, struct sha256_ctx *digest,
+			  struct img_bootfiles **out, struct vmci_err *err)
 {
 	struct img_bootfiles *bf = calloc(1, sizeof(*bf));
 	if (!bf)
@@ -76,7 +76,7 @@ int img_bootfiles_prepare(const struct img_spec *spec, struct img_build *b,
 				    "build/agent/vmci-agent-%s)",
 				    bf->agent, spec->arch, spec->arch);
 	if (spec->kernel_flavour[0]) {
-		rc = img_deb_fetch_kernel(spec->kernel_flavour, bf->deb_arch, &bf->kernel,
+		rc = img_deb_fetch_kernel(spec->kernel_flavour, bf->deb_arch, src, &bf->kernel,
 					  b->progress, b->ctx, err);
 		if (rc)
 			return rc;

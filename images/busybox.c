@@ -201,7 +201,7 @@ int img_busybox_prepare(struct img_build *b, struct vmci_err *err)
 	img_digest_line(digest, "builder", IMG_BUILDER_VERSION);
 	img_digest_line(digest, "recipe", spec->sha256);
 	struct img_bootfiles *bf = NULL;
-	int rc = img_bootfiles_prepare(spec, b, digest, &bf, err);
+	int rc = img_bootfiles_prepare(spec, NULL, b, digest, &bf, err);
 	b->state = bf;
 	sha256_finish(digest, b->digest);
 	return rc;
@@ -209,7 +209,15 @@ int img_busybox_prepare(struct img_build *b, struct vmci_err *err)
 
 int img_busybox_build(struct img_build *b, struct vmci_err *err)
 {
-	return img_bootfiles_write(b->state, b, err);
+	int rc = img_bootfiles_write(b->state, b, err);
+	/* What the initramfs's /etc/os-release says (bootfiles.c writes it). */
+	char pretty[64];
+	snprintf(pretty, sizeof(pretty), "vmci busybox (%s)", b->recipe->spec->arch);
+	if (!rc)
+		json_object_set_new(
+		    b->manifest, "os",
+		    json_pack("{s:s, s:s}", "id", "busybox", "pretty_name", pretty));
+	return rc;
 }
 
 void img_busybox_finish(struct img_build *b)

@@ -66,14 +66,123 @@ static const char *apt_fix(const char *deb_arch, char *out, size_t size)
 	return out;
 }
 
+/*
+ * An apt command line: the host's apt, or apt with a private state for one
+ * suite and architecture (img_apt_source), whose options come first.
+ */
+#define APT_MAX_ARGS 32
+struct apt_cmd {
+	char *argv[APT_MAX_ARGS];
+	size_t n;
+	char opts[9][PATH_MAX + 48];
+};
+
+static void apt_add(struct apt_cmd *c, const char *arg)
+{
+	if (c->n + 1 < APT_MAX_ARGS)
+		c->argv[c->n++] = (char *)arg;
+	c->argv[c->n] = NULL;
+}
+
+/* cache/apt/SUITE-ARCH: the private apt state of a suite (created when missing). */
+static int apt_root(const struct img_apt_source *src, const char *deb_arch, char *out, size_t size,
+		    struct vmci_err *err)
+{
+	if (fs_path(out, size, "%s/cache/apt/%s-%s", vmci_home(), src->suite, deb_arch))
+		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", vmci_home());
+	static const char *const subs[] = {"state/lists/partial", "cache/archives/partial",
+					   "sources.list.d"};
+	char dir[PATH_MAX], list[PATH_MAX + 16], status[PATH_MAX + 16];
+	int rc = 0;
+	for (size_t i = 0; !rc && i < ARRAY_LEN(subs); i++)
+		rc = fs_path(dir, sizeof(dir), "%s/%s", out, subs[i])
+			 ? vmci_err_set(err, ENAMETOOLONG, "path too long under %s", out)
+			 : fs_mkdir_p(dir, 0755, err);
+	if (rc)
+		return rc;
+	char line[512];
+	int n = snprintf(line, sizeof(line),
+			 "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s "
+			 "main\n",
+			 src->mirror, src->suite);
+	snprintf(list, sizeof(list), "%s/sources.list", out);
+	snprintf(status, sizeof(status), "%s/status", out);
+	struct buf old = {0};
+	bool same = fs_read_file(list, 4096, &old, NULL) == 0 && !strcmp(buf_cstr(&old), line);
+	buf_free(&old);
+	if (!same)
+		rc = fs_write_atomic(list, line, (size_t)n, 0644, err);
+	if (!rc && !fs_exists(status))
+		rc = fs_write_atomic(status, "", 0, 0644, err);
+	return rc;
+}
+
+/* tool: the command up to apt's options, NULL-terminated ({"apt-cache", NULL}). */
+static int apt_cmd_init(struct apt_cmd *c, const char *const *tool,
+			const struct img_apt_source *src, const char *deb_arch,
+			struct vmci_err *err)
+{
+	c->n = 0;
+	for (size_t i = 0; tool[i]; i++)
+		apt_add(c, tool[i]);
+	if (!src)
+		return 0;
+	char root[PATH_MAX];
+	int rc = apt_root(src, deb_arch, root, sizeof(root), err);
+	if (rc)
+		return rc;
+	snprintf(c->opts[0], sizeof(c->opts[0]), "Dir::Etc::SourceList=%s/sources.list", root);
+	snprintf(c->opts[1], sizeof(c->opts[1]), "Dir::Etc::SourceParts=%s/sources.list.d", root);
+	snprintf(c->opts[2], sizeof(c->opts[2]), "Dir::State=%s/state", root);
+	snprintf(c->opts[3], sizeof(c->opts[3]), "Dir::State::status=%s/status", root);
+	snprintf(c->opts[4], sizeof(c->opts[4]), "Dir::Cache=%s/cache", root);
+	snprintf(c->opts[5], sizeof(c->opts[5]), "APT::Architecture=%s", deb_arch);
+	snprintf(c->opts[6], sizeof(c->opts[6]), "APT::Architectures=%s", deb_arch);
+	snprintf(c->opts[7], sizeof(c->opts[7]), "Acquire::Languages=none");
+	snprintf(c->opts[8], sizeof(c->opts[8]), "Dir::Etc::Preferences=%s/preferences", root);
+	for (size_t i = 0; i < ARRAY_LEN(c->opts); i++) {
+		apt_add(c, "-o");
+		apt_add(c, c->opts[i]);
+	}
+	return 0;
+}
+
+/* Refreshes a private apt state's package lists from its mirror. */
+static int apt_update(const struct img_apt_source *src, const char *deb_arch, struct vmci_err *err)
+{
+	struct apt_cmd c;
+	static const char *const tool[] = {"apt-get", NULL};
+	int rc = apt_cmd_init(&c, tool, src, deb_arch, err);
+	if (rc)
+		return rc;
+	apt_add(&c, "-q");
+	apt_add(&c, "update");
+	rc = run_command(c.argv, NULL, err);
+	if (rc)
+		vmci_err_wrap(err, "cannot read the package lists of Debian %s (%s) from %s",
+			      src->suite, deb_arch, src->mirror);
+	return rc;
+}
+
 /* `apt-cache show --no-all-versions PKG:ARCH`: the candidate's record. */
-static int apt_show(const char *pkg, const char *deb_arch, struct buf *out, struct vmci_err *err)
+static int apt_show(const char *pkg, const char *deb_arch, const struct img_apt_source *src,
+		    struct buf *out, struct vmci_err *err)
 {
 	char spec[192];
 	snprintf(spec, sizeof(spec), "%s:%s", pkg, deb_arch);
-	char *argv[] = {"apt-cache", "show", "--no-all-versions", spec, NULL};
-	int rc = run_command(argv, out, err);
+	struct apt_cmd c;
+	static const char *const tool[] = {"apt-cache", NULL};
+	int rc = apt_cmd_init(&c, tool, src, deb_arch, err);
+	if (rc)
+		return rc;
+	apt_add(&c, "show");
+	apt_add(&c, "--no-all-versions");
+	apt_add(&c, spec);
+	rc = run_command(c.argv, out, err);
 	char fix[96];
+	if ((rc || out->len == 0) && src)
+		return vmci_err_set(err, ENOENT, "Debian %s (%s) at %s has no package %s",
+				    src->suite, deb_arch, src->mirror, pkg);
 	if (rc || out->len == 0)
 		return vmci_err_set(
 		    err, ENOENT,
@@ -137,18 +246,19 @@ static bool parse_kernel_depends(const char *depends, struct img_deb *out)
 	return false;
 }
 
-static int resolve_with_apt(const char *meta, struct img_deb *out, struct vmci_err *err)
+static int resolve_with_apt(const char *meta, const struct img_apt_source *src, struct img_deb *out,
+			    struct vmci_err *err)
 {
 	struct buf text = {0};
 	char depends[1024];
-	int rc = apt_show(meta, out->arch, &text, err);
+	int rc = apt_show(meta, out->arch, src, &text, err);
 	if (!rc && (!apt_field(buf_cstr(&text), "Depends", depends, sizeof(depends)) ||
 		    !parse_kernel_depends(depends, out)))
 		rc = vmci_err_set(err, EINVAL, "%s:%s does not depend on a linux-image package",
 				  meta, out->arch);
 	if (!rc && !out->version[0]) {
 		text.len = 0;
-		rc = apt_show(out->package, out->arch, &text, err);
+		rc = apt_show(out->package, out->arch, src, &text, err);
 		if (!rc &&
 		    !apt_field(buf_cstr(&text), "Version", out->version, sizeof(out->version)))
 			rc = vmci_err_set(err, EINVAL, "apt-cache shows no version of %s",
@@ -158,11 +268,23 @@ static int resolve_with_apt(const char *meta, struct img_deb *out, struct vmci_e
 	return rc;
 }
 
-/* cache/debs/PKG_VERSION_ARCH.deb, the name apt-get download gives it. */
-static int deb_path(struct img_deb *d, struct vmci_err *err)
+int img_deb_suite_cache(const struct img_apt_source *src, const char *deb_arch, char *out,
+			size_t size, struct vmci_err *err)
+{
+	char sub[64 + sizeof(src->suite)];
+	snprintf(sub, sizeof(sub), "%s-%s", src->suite, deb_arch);
+	return cache_dir(out, size, sub, err);
+}
+
+/*
+ * cache/debs/PKG_VERSION_ARCH.deb, the name apt-get download gives it; in
+ * cache/debs/SUITE-ARCH for a package of a suite's own archive.
+ */
+static int deb_path(struct img_deb *d, const struct img_apt_source *src, struct vmci_err *err)
 {
 	char dir[PATH_MAX], ver[3 * sizeof(d->version)];
-	int rc = cache_dir(dir, sizeof(dir), NULL, err);
+	int rc = src ? img_deb_suite_cache(src, d->arch, dir, sizeof(dir), err)
+		     : cache_dir(dir, sizeof(dir), NULL, err);
 	if (rc)
 		return rc;
 	size_t n = 0;
@@ -206,7 +328,7 @@ static bool disk_full(const char *dir, const struct vmci_err *why)
 }
 
 /* Downloads d into the cache: into a scratch directory first, then renamed in place. */
-static int download(struct img_deb *d, struct vmci_err *err)
+static int download(struct img_deb *d, const struct img_apt_source *src, struct vmci_err *err)
 {
 	char partial[PATH_MAX];
 	int rc = cache_dir(partial, sizeof(partial), "partial", err);
@@ -219,8 +341,15 @@ static int download(struct img_deb *d, struct vmci_err *err)
 		return rc;
 	char spec[256];
 	snprintf(spec, sizeof(spec), "%s:%s=%s", d->package, d->arch, d->version);
-	char *argv[] = {"env", "-C", s.path, "apt-get", "download", "-q", spec, NULL};
-	rc = run_command(argv, NULL, err);
+	struct apt_cmd c;
+	const char *const tool[] = {"env", "-C", s.path, "apt-get", NULL};
+	rc = apt_cmd_init(&c, tool, src, d->arch, err);
+	if (rc)
+		goto out;
+	apt_add(&c, "download");
+	apt_add(&c, "-q");
+	apt_add(&c, spec);
+	rc = run_command(c.argv, NULL, err);
 	char fix[96];
 	if (rc && disk_full(s.path, err)) {
 		rc = vmci_err_set(err, ENOSPC,
@@ -262,11 +391,12 @@ out:
 }
 
 /* The candidate version of a plain package (no metapackage to follow). */
-static int resolve_package(const char *pkg, struct img_deb *out, struct vmci_err *err)
+static int resolve_package(const char *pkg, const struct img_apt_source *src, struct img_deb *out,
+			   struct vmci_err *err)
 {
 	struct buf text = {0};
 	snprintf(out->package, sizeof(out->package), "%s", pkg);
-	int rc = apt_show(pkg, out->arch, &text, err);
+	int rc = apt_show(pkg, out->arch, src, &text, err);
 	if (!rc && !apt_field(buf_cstr(&text), "Version", out->version, sizeof(out->version)))
 		rc = vmci_err_set(err, EINVAL, "apt-cache shows no version of %s:%s", pkg,
 				  out->arch);
@@ -278,19 +408,28 @@ static int resolve_package(const char *pkg, struct img_deb *out, struct vmci_err
  * The package apt would install now, in the cache (downloading it if
  * missing); meta: name is a kernel metapackage to follow to its kernel.
  */
-static int fetch_current(const char *name, bool meta, struct img_deb *out, img_progress_fn progress,
-			 void *ctx, struct vmci_err *err)
+static int fetch_current(const char *name, bool meta, const struct img_apt_source *src,
+			 struct img_deb *out, img_progress_fn progress, void *ctx,
+			 struct vmci_err *err)
 {
-	int rc = meta ? resolve_with_apt(name, out, err) : resolve_package(name, out, err);
+	int rc = 0;
+	if (src) {
+		if (progress)
+			progress(ctx, "reading package lists", 0, 0);
+		rc = apt_update(src, out->arch, err);
+	}
 	if (!rc)
-		rc = deb_path(out, err);
+		rc = meta ? resolve_with_apt(name, src, out, err)
+			  : resolve_package(name, src, out, err);
+	if (!rc)
+		rc = deb_path(out, src, err);
 	if (rc || fs_exists(out->path))
 		return rc;
 	char step[160];
 	snprintf(step, sizeof(step), "downloading %s", out->package);
 	if (progress)
 		progress(ctx, step, 0, 0);
-	rc = download(out, err);
+	rc = download(out, src, err);
 	struct stat st;
 	if (!rc && progress && stat(out->path, &st) == 0)
 		progress(ctx, step, st.st_size, st.st_size);
@@ -302,13 +441,15 @@ static int fetch_current(const char *name, bool meta, struct img_deb *out, img_p
  * beside the packages). When apt or the download fails, the package used
  * last is used again, with a warning: a stale kernel is better than no VM.
  */
-static int fetch_cached(const char *meta, bool is_meta, const char *deb_arch, struct img_deb *out,
+static int fetch_cached(const char *meta, bool is_meta, const char *deb_arch,
+			const struct img_apt_source *src, struct img_deb *out,
 			img_progress_fn progress, void *ctx, struct vmci_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	snprintf(out->arch, sizeof(out->arch), "%s", deb_arch);
 	char dir[PATH_MAX], file[PATH_MAX];
-	int rc = cache_dir(dir, sizeof(dir), NULL, err);
+	int rc = src ? img_deb_suite_cache(src, deb_arch, dir, sizeof(dir), err)
+		     : cache_dir(dir, sizeof(dir), NULL, err);
 	if (rc)
 		return rc;
 	if (fs_path(file, sizeof(file), "%s/%s_%s.resolved", dir, meta, deb_arch))
@@ -316,13 +457,13 @@ static int fetch_cached(const char *meta, bool is_meta, const char *deb_arch, st
 
 	struct img_deb kept = *out;
 	bool fresh = false;
-	bool have = read_resolution(file, &kept, &fresh) && deb_path(&kept, NULL) == 0 &&
+	bool have = read_resolution(file, &kept, &fresh) && deb_path(&kept, src, NULL) == 0 &&
 		    fs_exists(kept.path);
 	if (have && fresh) {
 		*out = kept;
 	} else {
 		struct vmci_err why = {0};
-		rc = fetch_current(meta, is_meta, out, progress, ctx, &why);
+		rc = fetch_current(meta, is_meta, src, out, progress, ctx, &why);
 		if (rc && !have) {
 			if (err)
 				*err = why;
@@ -341,18 +482,19 @@ static int fetch_cached(const char *meta, bool is_meta, const char *deb_arch, st
 	return sha256_file(out->path, out->sha256, err);
 }
 
-int img_deb_fetch_kernel(const char *flavour, const char *deb_arch, struct img_deb *out,
+int img_deb_fetch_kernel(const char *flavour, const char *deb_arch,
+			 const struct img_apt_source *src, struct img_deb *out,
 			 img_progress_fn progress, void *ctx, struct vmci_err *err)
 {
 	char meta[96];
 	snprintf(meta, sizeof(meta), "linux-image-%s-%s", flavour, deb_arch);
-	return fetch_cached(meta, true, deb_arch, out, progress, ctx, err);
+	return fetch_cached(meta, true, deb_arch, src, out, progress, ctx, err);
 }
 
 int img_deb_fetch_package(const char *package, const char *deb_arch, struct img_deb *out,
 			  img_progress_fn progress, void *ctx, struct vmci_err *err)
 {
-	return fetch_cached(package, false, deb_arch, out, progress, ctx, err);
+	return fetch_cached(package, false, deb_arch, NULL, out, progress, ctx, err);
 }
 
 /* ---- reading a package ------------------------------------------------- */

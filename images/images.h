@@ -143,12 +143,17 @@ struct img_info {
 	char name[64];
 	char arch[16];
 	char digest[SHA256_HEX_LEN + 1];
-	long long size;			 /* the image's own files */
-	long long shared;		 /* of size, what other names, images backed by it, or live
-					    clones also use (a clone uses its backing disk) */
-	int clones;			 /* live clones of the image */
-	long long clones_size;		 /* what those clones' overlays take */
-	long long created;		 /* unix seconds; 0 when unknown */
+	long long size;	       /* the image's own files */
+	long long shared;      /* of size, what other names, images backed by it, or live
+				  clones also use (a clone uses its backing disk) */
+	int clones;	       /* live clones of the image */
+	long long clones_size; /* what those clones' overlays take */
+	long long created;     /* unix seconds; 0 when unknown */
+	/* Read from the image at build time (its manifest); "" when it does not say. */
+	char os[96];	     /* /etc/os-release PRETTY_NAME: "Debian GNU/Linux 13 (trixie)" */
+	char os_id[32];	     /* ID: "debian" */
+	char os_version[32]; /* VERSION_ID: "13" */
+	char kernel[64];     /* the kernel's release (uname -r) */
 	char parent[SHA256_HEX_LEN + 1]; /* the image it was derived from (packages), or "" */
 	char parent_name[64];		 /* that image's name when it was derived, or "" */
 };

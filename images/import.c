@@ -201,7 +201,7 @@ int img_import_prepare(struct img_build *b, struct vmci_err *err)
 	b->state = in;
 	img_digest_line(digest, "builder", IMG_BUILDER_VERSION);
 	img_digest_line(digest, "recipe", spec->sha256);
-	int rc = img_bootfiles_prepare(spec, b, digest, &in->boot, err);
+	int rc = img_bootfiles_prepare(spec, NULL, b, digest, &in->boot, err);
 	if (!rc)
 		rc = detect(spec->source, in, err);
 	if (!rc && spec->rootfs == IMG_ROOTFS_DISK && in->kind == SRC_ARCHIVE)
@@ -264,6 +264,10 @@ static int archive_to_disk(struct img_build *b, const char *qcow2, long long *si
 	/* The root directory is the system's: not whatever mode the scratch had. */
 	if (!rc && (chown(target, 0, 0) || chmod(target, 0755)))
 		rc = vmci_err_errno(err, errno, "cannot set the owner of %s", target);
+	struct buf os_release = {0};
+	if (!rc && img_os_release_from_tree(target, &os_release) == 0)
+		img_manifest_set_os(b->manifest, buf_cstr(&os_release));
+	buf_free(&os_release);
 	*size = spec->disk_size ? spec->disk_size : disk_size_for(bytes);
 	if (!rc) {
 		img_progress(b, "making ext4 root disk", 0, 0);

@@ -17,6 +17,9 @@
  *   gc.c         removing names, and everything nothing references
  *   pull.c       downloading an image by URL (libcurl)
  *   extract.c    a root filesystem archive extracted into a tree (import)
+ *   debian.c     the debootstrap builder, its tarball and root disk caches
+ *   mirror.c     the Debian mirror a build uses when its recipe names none
+ *   os_release.c what an image's /etc/os-release says, for its manifest
  */
 #ifndef VMCI_IMAGES_INTERNAL_H
 #define VMCI_IMAGES_INTERNAL_H
@@ -135,11 +138,29 @@ struct img_deb {
 int img_deb_arch(const char *arch, const char **deb_arch, struct vmci_err *err);
 
 /*
+ * A Debian suite's own archive, for packages the host's apt does not know
+ * (another release, another architecture): apt runs with a private state
+ * in $VMCI_HOME/cache/apt/SUITE-ARCH (sources, lists; the host's apt
+ * configuration is not touched), and packages are kept in
+ * $VMCI_HOME/cache/debs/SUITE-ARCH.
+ */
+struct img_apt_source {
+	char suite[32];	  /* bookworm */
+	char mirror[256]; /* http://deb.debian.org/debian */
+};
+
+/* cache/debs/SUITE-ARCH (created when missing): the packages of one suite and architecture. */
+int img_deb_suite_cache(const struct img_apt_source *src, const char *deb_arch, char *out,
+			size_t size, struct vmci_err *err);
+
+/*
  * The Debian kernel of a flavour ("cloud") for deb_arch: resolves the
  * metapackage linux-image-FLAVOUR-ARCH to its concrete package (apt's answer
  * is kept for a day), downloads it once into the cache, and hashes it.
+ * src NULL: the host's apt; else that suite's archive.
  */
-int img_deb_fetch_kernel(const char *flavour, const char *deb_arch, struct img_deb *out,
+int img_deb_fetch_kernel(const char *flavour, const char *deb_arch,
+			 const struct img_apt_source *src, struct img_deb *out,
 			 img_progress_fn progress, void *ctx, struct vmci_err *err);
 
 /*
@@ -502,10 +523,14 @@ int img_extract_rootfs(const char *source, const char *target, const struct img_
  */
 struct img_bootfiles;
 
-/* Resolves (fetching when missing) every input, and adds each to digest. */
-int img_bootfiles_prepare(const struct img_spec *spec, struct img_build *b,
-			  struct sha256_ctx *digest, struct img_bootfiles **out,
-			  struct vmci_err *err);
+/*
+ * Resolves (fetching when missing) every input, and adds each to digest.
+ * A Debian kernel comes from src, the suite of the image's own root
+ * filesystem, or from the host's apt when src is NULL.
+ */
+int img_bootfiles_prepare(const struct img_spec *spec, const struct img_apt_source *src,
+			  struct img_build *b, struct sha256_ctx *digest,
+			  struct img_bootfiles **out, struct vmci_err *err);
 /* Writes IMG_KERNEL_FILE and IMG_INITRD_FILE into b->dir; facts go into b->manifest. */
 int img_bootfiles_write(struct img_bootfiles *bf, struct img_build *b, struct vmci_err *err);
 void img_bootfiles_free(struct img_bootfiles *bf);
@@ -571,6 +596,37 @@ int img_rootdisk_to_qcow2(const char *in, const char *in_format, const char *out
  */
 int img_rootdisk_setup(struct img_build *b, const char *disk, const char *cmdline,
 		       struct vmci_err *err);
+
+/*
+ * Runs commands (sh -c, as root, in order) in a VM booted from the build's
+ * kernel and initramfs on disk, keeping their changes (through b->setup;
+ * without one, fails saying to build with `vmci image build`).
+ */
+int img_rootdisk_run(struct img_build *b, const char *disk, const char *cmdline,
+		     const char *const *commands, size_t n, struct vmci_err *err);
+
+/* ---- os_release.c ---------------------------------------------------------- */
+
+/*
+ * The os-release of the root file system tree at root (etc/os-release,
+ * else usr/lib/os-release; a link leading out of root is not followed)
+ * into out. Returns 0 or -ENOENT.
+ */
+int img_os_release_from_tree(const char *root, struct buf *out);
+
+/*
+ * Sets the manifest's "os" from an os-release text: id, version_id,
+ * codename, pretty_name (each when the text has it).
+ */
+void img_manifest_set_os(json_t *manifest, const char *text);
+
+/* ---- mirror.c ------------------------------------------------------------ */
+
+/*
+ * The mirror apt uses on this host for suite (sources.list, sources.list.d,
+ * both formats), else http://deb.debian.org/debian.
+ */
+void img_host_mirror(const char *suite, char *out, size_t size);
 
 /* The kernel arguments that make the agent switch into a root disk. */
 #define IMG_ROOT_CMDLINE "vmci.root=/dev/vda vmci.rootfstype=ext4"

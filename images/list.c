@@ -20,6 +20,7 @@ struct blob {
 	char arch[16];
 	char parent[SHA256_HEX_LEN + 1]; /* manifest "parent": the image it derives from */
 	char parent_name[64];
+	char os[96], os_id[32], os_version[32], kernel[64];
 	long long created;
 	long long size;	      /* all its files */
 	long long disk_bytes; /* its disk files */
@@ -50,6 +51,16 @@ static void read_blob(const char *dir, struct blob *b)
 	if (parent && !strncmp(parent, "sha256:", 7))
 		snprintf(b->parent, sizeof(b->parent), "%s", parent + 7);
 	snprintf(b->parent_name, sizeof(b->parent_name), "%s", parent_name ? parent_name : "");
+	json_t *os = json_object_get(m, "os");
+	const char *pretty = json_string_value(json_object_get(os, "pretty_name"));
+	const char *id = json_string_value(json_object_get(os, "id"));
+	const char *version = json_string_value(json_object_get(os, "version_id"));
+	const char *release =
+	    json_string_value(json_object_get(json_object_get(m, "kernel"), "release"));
+	snprintf(b->os, sizeof(b->os), "%s", pretty ? pretty : "");
+	snprintf(b->os_id, sizeof(b->os_id), "%s", id ? id : "");
+	snprintf(b->os_version, sizeof(b->os_version), "%s", version ? version : "");
+	snprintf(b->kernel, sizeof(b->kernel), "%s", release ? release : "");
 	b->created = parse_created(json_string_value(json_object_get(m, "created")));
 	json_decref(m);
 	struct stat st;
@@ -148,6 +159,10 @@ static void fill_info(struct img_info *info, const char *name, const struct blob
 	snprintf(info->digest, sizeof(info->digest), "%s", b->digest);
 	snprintf(info->parent, sizeof(info->parent), "%s", b->parent);
 	snprintf(info->parent_name, sizeof(info->parent_name), "%s", b->parent_name);
+	snprintf(info->os, sizeof(info->os), "%s", b->os);
+	snprintf(info->os_id, sizeof(info->os_id), "%s", b->os_id);
+	snprintf(info->os_version, sizeof(info->os_version), "%s", b->os_version);
+	snprintf(info->kernel, sizeof(info->kernel), "%s", b->kernel);
 	info->size = b->size;
 	info->shared = shared_bytes(b, name[0] != 0);
 	info->clones = b->clones;

@@ -296,17 +296,15 @@ int img_rootdisk_to_qcow2(const char *in, const char *in_format, const char *out
 	return sync_file(out, err);
 }
 
-int img_rootdisk_setup(struct img_build *b, const char *disk, const char *cmdline,
-		       struct vmci_err *err)
+int img_rootdisk_run(struct img_build *b, const char *disk, const char *cmdline,
+		     const char *const *commands, size_t n, struct vmci_err *err)
 {
 	const struct img_spec *spec = b->recipe->spec;
-	if (!spec || spec->setup.n == 0)
-		return 0;
 	if (!b->setup)
 		return vmci_err_set(err, ENOTSUP,
-				    "the recipe %s has setup commands, which run in a VM: build "
-				    "the image with `vmci image build %s`",
-				    spec->file, spec->name);
+				    "image %s is made with commands that run in a VM: build it "
+				    "with `vmci image build %s`",
+				    spec->name, spec->name);
 	char kernel[PATH_MAX], initrd[PATH_MAX];
 	if (fs_path(kernel, sizeof(kernel), "%s/%s", b->dir, IMG_KERNEL_FILE) ||
 	    fs_path(initrd, sizeof(initrd), "%s/%s", b->dir, IMG_INITRD_FILE))
@@ -318,14 +316,30 @@ int img_rootdisk_setup(struct img_build *b, const char *disk, const char *cmdlin
 	    .initrd = initrd,
 	    .cmdline = cmdline,
 	    .disk = disk,
-	    .commands = (const char *const *)spec->setup.v,
-	    .ncommands = spec->setup.n,
+	    .commands = commands,
+	    .ncommands = n,
 	    .progress = b->progress,
 	    .progress_ctx = b->ctx,
 	};
-	img_progress(b, "running setup commands", 0, (long long)spec->setup.n);
 	int rc = b->setup(b->setup_ctx, &vm, err);
+	return rc ? rc : sync_file(disk, err);
+}
+
+int img_rootdisk_setup(struct img_build *b, const char *disk, const char *cmdline,
+		       struct vmci_err *err)
+{
+	const struct img_spec *spec = b->recipe->spec;
+	if (!spec || spec->setup.n == 0)
+		return 0;
+	if (!b->setup)
+		return vmci_err_set(err, ENOTSUP,
+				    "the recipe %s has setup commands, which run in a VM: build "
+				    "the image with `vmci image build %s`",
+				    spec->file, spec->name);
+	img_progress(b, "running setup commands", 0, (long long)spec->setup.n);
+	int rc = img_rootdisk_run(b, disk, cmdline, (const char *const *)spec->setup.v,
+				  spec->setup.n, err);
 	if (rc)
 		vmci_err_wrap(err, "setup of image %s", spec->name);
-	return rc ? rc : sync_file(disk, err);
+	return rc;
 }

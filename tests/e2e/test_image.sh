@@ -43,8 +43,14 @@ case " $names " in
 *) fail image_ls_json_lists_the_import "names: '$names' $(cat "$E2E_TMP/err")" ;;
 esac
 
+# The OS comes from the image's own /etc/os-release, the kernel from the image's kernel.
+os=$(python3 -c 'import json,sys
+r=[r for r in json.load(open(sys.argv[1])) if r.get("name")=="e2e-root"][0]
+print(r["os"]["pretty_name"], bool(r["kernel"]))' "$E2E_TMP/ls.json" 2>/dev/null)
+expect_eq image_ls_json_shows_the_os_release_and_kernel_read_from_the_image "e2e rootfs True" "$os"
+
 "$VMCI" image ls >"$E2E_TMP/ls.txt" 2>&1
-if grep -q '^NAME' "$E2E_TMP/ls.txt" && grep -q 'e2e-root' "$E2E_TMP/ls.txt"; then pass image_ls_prints_a_table
+if grep -q '^NAME *ARCH *OS *KERNEL' "$E2E_TMP/ls.txt" && grep -q 'e2e-root .*e2e rootfs' "$E2E_TMP/ls.txt"; then pass image_ls_prints_a_table
 else fail image_ls_prints_a_table "$(cat "$E2E_TMP/ls.txt")"; fi
 
 "$VMCI" image inspect e2e-root >"$E2E_TMP/inspect.json" 2>"$E2E_TMP/err"
@@ -296,3 +302,19 @@ if [ "$rc" = 0 ] && [ ! -e "$stale_part" ] && [ -n "$killed" ] && [ ! -e "$kille
 then pass image_gc_removes_stale_leftovers_and_keeps_live_scratch
 else fail image_gc_removes_stale_leftovers_and_keeps_live_scratch "rc=$rc $(cat "$E2E_TMP/gc.txt")"; fi
 rm -f "$E2E_TMP/slow.tar.gz"
+
+# ---- a rebuild after an agent change takes the cached root disk ---------------------------
+# The agent changes often (and with it every image's digest): a Debian image is
+# then rebuilt from the finished root disk in the download cache, without
+# debootstrap (make test's VM tests have built debian-13 before this runs).
+agent_dir=$E2E_TMP/agent-changed
+mkdir -p "$agent_dir"
+cp "${VMCI_AGENT_DIR:-$(dirname "$VMCI")/agent}"/vmci-agent-* "$agent_dir"/
+printf 'changed' >>"$agent_dir/vmci-agent-x86_64"
+VMCI_AGENT_DIR=$agent_dir VMCI_LOG=info "$VMCI" image build debian-13 >"$E2E_TMP/out" 2>"$E2E_TMP/err"
+rc=$?
+if [ "$rc" = 0 ] && grep -q "using the cached root disk" "$E2E_TMP/err" && ! grep -q "debootstrap: " "$E2E_TMP/err"
+then pass image_rebuild_after_an_agent_change_takes_the_cached_root_disk
+else fail image_rebuild_after_an_agent_change_takes_the_cached_root_disk "rc=$rc $(tail -c 600 "$E2E_TMP/err")"; fi
+out=$(VMCI_AGENT_DIR=$agent_dir "$VMCI" vm run debian-13 -- sh -c '. /etc/os-release; echo $VERSION_ID' 2>"$E2E_TMP/err")
+expect_eq image_rebuilt_from_the_cached_root_disk_boots "13" "$out"

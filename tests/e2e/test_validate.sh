@@ -4,6 +4,7 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 fixtures=$(cd "$(dirname "$0")/../fixtures/pipelines" && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 
 cd "$E2E_TMP"
 "$VMCI" validate >/dev/null 2>"$E2E_TMP/err"
@@ -54,3 +55,17 @@ if [ "$rc" = 2 ] && grep -qF "long-script.yml:5:14: error: run of step 1 of job 
 	grep -qF "more than the 1024 KiB a step's script may have" "$E2E_TMP/err"
 then pass validate_refuses_a_script_past_the_limit_with_its_position
 else fail validate_refuses_a_script_past_the_limit_with_its_position "rc=$rc: $(head -c 600 "$E2E_TMP/err")"; fi
+
+# ---- examples/sweep: the nightly sweep over the catalog ------------------------------------
+sweep=$repo/examples/sweep
+recipes=$repo/images/recipes
+"$VMCI" validate "$sweep/.vmci.yml" >/dev/null 2>"$E2E_TMP/err"
+expect_eq sweep_example_is_valid 0 "$?"
+"$VMCI" plan --json "$sweep/.vmci.yml" >"$E2E_TMP/sweep.json" 2>"$E2E_TMP/err"
+# Every recipe with a root file system of its own (a full OS, with a compiler) is a row.
+want=$(grep -l '^  debootstrap:' "$recipes"/*.yml | xargs -n1 basename | sed 's/\.yml$//' | sort | tr '\n' ' ')
+got=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(" ".join(sorted(j["image"] for j in d["jobs"])) + " ")' "$E2E_TMP/sweep.json" 2>/dev/null)
+if [ -n "$got" ] && [ "$got" = "$want" ]; then pass sweep_example_has_a_row_for_every_os_of_the_catalog
+else fail sweep_example_has_a_row_for_every_os_of_the_catalog "want '$want', got '$got': $(cat "$E2E_TMP/err")"; fi
+sched=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["on"]["push"], d["on"]["schedules"])' "$E2E_TMP/sweep.json" 2>/dev/null)
+expect_eq sweep_example_runs_nightly_not_on_pushes "False ['0 3 * * *']" "$sched"

@@ -26,4 +26,16 @@ struct vm_exec_result vmtest_run(struct vm *vm, const char *const *argv, struct 
 /* Runs `sh -c script`; returns its result, capturing output (out may be NULL). */
 struct vm_exec_result vmtest_sh(struct vm *vm, const char *script, struct capture *out);
 
+/* The value of "key=value" on a line of c's stdout, or "" (a static buffer). */
+const char *vmtest_value(struct capture *c, const char *key);
+
+/*
+ * The isolation a revert gives, checked on a running guest: a snapshot is
+ * saved, job 1 leaves files in / and /tmp, a write to the disk (the
+ * DISK_WRITE=... shell command, read back by DISK_READ=...), a background
+ * process, a changed /etc/environment and 50 MB of memory in use; after
+ * the snapshot is loaded, job 2 sees none of it. Fails the test otherwise.
+ */
+void vmtest_check_isolation(struct vm *vm, const char *disk_write, const char *disk_read);
+
 #endif

@@ -236,7 +236,7 @@ static int without_apt(int (*fn)(struct img_deb *, struct vmci_err *), struct im
 
 static int fetch_cloud_amd64(struct img_deb *d, struct vmci_err *err)
 {
-	return img_deb_fetch_kernel("cloud", "amd64", d, NULL, NULL, err);
+	return img_deb_fetch_kernel("cloud", "amd64", NULL, d, NULL, NULL, err);
 }
 
 static void write_resolution(const char *line, bool stale)
