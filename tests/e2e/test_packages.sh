@@ -12,8 +12,8 @@
 #    image of a store of the test's own, so the derived image is always
 #    new; one small package (hello: nothing it depends on is missing from
 #    the base). The first run installs it into a derived image (shown by
-#    `vmci image ls` with its parent); the second installs nothing and
-#    starts from the same image.
+#    `vmci image ls` with its parent), leaving its manual pages out; the
+#    second installs nothing and starts from the same image.
 # 3. A package apt does not know fails the run with apt's own message,
 #    naming the job (in the test's store too).
 set -u
@@ -103,6 +103,10 @@ jobs:
     packages: [hello]
     steps:
       - run: hello
+      - run: |
+          test -f /usr/share/doc/hello/copyright &&
+          ! test -e /usr/share/man/man1/hello.1.gz &&
+          ! test -e /usr/share/info/hello.info.gz && echo "no manuals, copyright kept"
 YML
 commit_repo "$repo"
 cd "$repo" || exit 1
@@ -113,6 +117,8 @@ rc=$? first=$(( $(date +%s) - start ))
 expect_eq "the first run passes" 0 "$rc"
 if grep -q 'Hello, world!' "$out"; then pass "the job runs the installed package"
 else fail "the job runs the installed package" "$(tail -c 2000 "$out")"; fi
+if grep -q 'no manuals, copyright kept' "$out"; then pass "the package is installed without its manuals, with its copyright notice"
+else fail "the package is installed without its manuals, with its copyright notice" "$(tail -c 2000 "$out")"; fi
 if grep -q 'deb12\.pkgs-[0-9a-f]*: installing packages' "$out"; then pass "the first run installs the packages"
 else fail "the first run installs the packages" "$(head -c 2000 "$out")"; fi
 image=$(derived deb12)
