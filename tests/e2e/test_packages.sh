@@ -28,7 +28,10 @@ commit_repo() {
 		git config user.name test && git add -A && git commit -qm init)
 }
 # The derived images of base $1 in `vmci image ls`: name, digest, parent.
-derived() { "$VMCI" image ls 2>/dev/null | awk -v p="$1.pkgs-" 'index($1, p) == 1 {print $1, $3, $NF}'; }
+derived() {
+	"$VMCI" image ls --json 2>/dev/null | jq -r --arg p "$1.pkgs-" \
+		'.[] | select(.name // "" | startswith($p)) | "\(.name) \(.digest) \(.parent.name)@\(.parent.digest)"'
+}
 # The name a package list (one a line, sorted) gives its image on base $1.
 derived_name() { printf '%s.pkgs-%s' "$1" "$(sha256sum | cut -c1-12)"; }
 
