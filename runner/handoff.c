@@ -285,15 +285,25 @@ static int take_vm(struct receiver *r, struct runner_guest *g, struct vm_agent_s
 	return 0;
 }
 
-static int listen_on(const char *path, struct vmci_err *err)
+/* A stream socket and path's address in sa: the fd, or an error (a path too long for it). */
+static int unix_socket(const char *path, struct sockaddr_un *sa, struct vmci_err *err)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
+	*sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa->sun_path))
 		return vmci_err_set(err, ENAMETOOLONG, "socket path too long: %s", path);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
+	memcpy(sa->sun_path, path, strlen(path) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return vmci_err_errno(err, errno, "cannot make a socket");
+	return fd;
+}
+
+static int listen_on(const char *path, struct vmci_err *err)
+{
+	struct sockaddr_un sa;
+	int fd = unix_socket(path, &sa, err);
+	if (fd < 0)
+		return fd;
 	unlink(path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 1)) {
 		int rc = vmci_err_errno(err, errno, "cannot listen on %s", path);
@@ -360,13 +370,10 @@ struct runner_remote {
 
 static int connect_to(const char *path, struct vmci_err *err)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return vmci_err_set(err, ENAMETOOLONG, "socket path too long: %s", path);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa;
+	int fd = unix_socket(path, &sa, err);
 	if (fd < 0)
-		return vmci_err_errno(err, errno, "cannot make a socket");
+		return fd;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		int rc = vmci_err_errno(
 		    err, errno, "no receiver at %s (start one: vmci vm receive --listen %s)", path,
