@@ -483,8 +483,8 @@ void vm_agent_state_get(const struct vm *vm, struct vm_agent_state *out);
 
 /*
  * Starts the destination of a live migration: QEMU for spec, which must
- * have the source's shape (arch, vCPUs, memory and its backend, kernel,
- * initramfs, command line; accel: vm_accel_used of the source) and a disk
+ * have the source's shape (arch, vCPUs, memory and its backend, network,
+ * kernel, initramfs, command line; accel: vm_accel_used of the source) and a disk
  * that is a new overlay over the source disk's backing file (same virtual
  * size); spec->incoming must be NULL. The disk is exported writable over
  * NBD and QEMU waits for the migration stream, at the sockets in *addr
@@ -530,7 +530,8 @@ int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
  * Waits up to timeout_ms (0: 300000) for the migration into dst to
  * complete and the guest to run, ends the NBD export, reconnects the
  * agent where the source's owner left it (from), sets the guest clock to
- * the host's and adds fresh entropy. On success dst is a VM like any
+ * the host's, adds fresh entropy and configures a NAT guest's network
+ * afresh (its network helper is the destination's own). On success dst is a VM like any
  * other (it has no snapshots of its own: the source's stayed behind). On
  * failure stop dst; the source can be resumed with vm_migrate_abort.
  */
