@@ -170,60 +170,86 @@ int runner_warm_source_new_host(int per_image, enum vm_accel accel, struct runne
 	return 0;
 }
 
-/* A host's source: the pool entry of job's shape, added on its first use. */
-static struct warm_image *find_or_add(struct runner_warm_source *w, const struct pipe_job *job,
-				      struct vmci_err *err)
+/*
+ * A host's source: a copy of the pool entry of job's shape in *out, the
+ * entry added on its first use. A copy, since another thread may grow
+ * the array meanwhile. False (err) when the entry cannot be added.
+ */
+static bool find_or_add(struct runner_warm_source *w, const struct pipe_job *job,
+			struct warm_image *out, struct vmci_err *err)
 {
 	pthread_mutex_lock(&w->lock);
 	struct warm_image *im = find(w, job);
-	if (im || !w->lazy) {
-		pthread_mutex_unlock(&w->lock);
-		return im;
-	}
-	if (w->n_images == w->cap_images) {
+	if (im)
+		*out = *im;
+	pthread_mutex_unlock(&w->lock);
+	if (im)
+		return true;
+	/*
+	 * The image (for a job with packages, the one derived from its base)
+	 * is found or built outside the lock: a build takes minutes and must
+	 * not hold up the jobs of other shapes. The image store builds it once
+	 * for all the threads that ask.
+	 */
+	struct img_boot img;
+	if (runner_job_image_ensure(job, NULL, NULL, &img, err))
+		return false;
+	pthread_mutex_lock(&w->lock);
+	im = find(w, job); /* another thread may have added it meanwhile */
+	if (!im && w->n_images == w->cap_images) {
 		size_t cap = w->cap_images ? w->cap_images * 2 : 8;
 		struct warm_image *grown = realloc(w->images, cap * sizeof(*grown));
 		if (!grown) {
 			pthread_mutex_unlock(&w->lock);
-			return NULL;
+			vmci_err_set(err, ENOMEM, "out of memory");
+			return false;
 		}
 		w->images = grown;
 		w->cap_images = cap;
 	}
-	im = &w->images[w->n_images];
-	*im = (struct warm_image){
-	    .cpus = job->cpus, .memory_mb = job->memory_mb, .network = runner_job_network(job)};
-	/*
-	 * An image with the job's packages is built here, once, before its
-	 * pool entry. One VM at first; more only while the shape's jobs wait
-	 * for one (runner_pool_opts).
-	 */
-	struct img_boot img;
-	struct runner_pool_opts po = pool_opts(w, im, 1);
-	po.max_size = w->per_image;
-	if (runner_job_image(job, im->name, sizeof(im->name), err) == 0 &&
-	    runner_job_image_ensure(job, NULL, NULL, &img, err) == 0 &&
-	    runner_pool_add(w->pool, &po, err) == 0)
-		w->n_images++;
-	else
-		im = NULL;
+	if (!im) {
+		im = &w->images[w->n_images];
+		*im = (struct warm_image){.cpus = job->cpus,
+					  .memory_mb = job->memory_mb,
+					  .network = runner_job_network(job)};
+		/* One VM at first; more only while the shape's jobs wait for one
+		 * (runner_pool_opts). */
+		struct runner_pool_opts po = pool_opts(w, im, 1);
+		po.max_size = w->per_image;
+		if (runner_job_image(job, im->name, sizeof(im->name), err) == 0 &&
+		    runner_pool_add(w->pool, &po, err) == 0)
+			w->n_images++;
+		else
+			im = NULL;
+	}
+	if (im)
+		*out = *im;
 	pthread_mutex_unlock(&w->lock);
-	return im;
+	return im != NULL;
 }
 
 static int warm_acquire(void *ctx, const struct pipe_job *job, struct runner_lease *lease,
 			struct vmci_err *err)
 {
 	struct runner_warm_source *w = ctx;
-	struct warm_image *im = w->lazy ? find_or_add(w, job, err) : find(w, job);
-	if (!im) {
+	struct warm_image im;
+	bool have;
+	if (w->lazy) {
+		have = find_or_add(w, job, &im, err);
+	} else {
+		/* A run's source has every entry from the start: the array never moves. */
+		const struct warm_image *found = find(w, job);
+		if ((have = found != NULL))
+			im = *found;
+	}
+	if (!have) {
 		int rc = w->cold_src.acquire(w->cold_src.ctx, job, lease, err);
 		lease->priv = NULL;
 		return rc;
 	}
 	lease->priv = w;
-	struct runner_pool_opts po = pool_opts(w, im, 1);
-	return runner_pool_acquire(w->pool, im->name, &po.guest, -1, &lease->guest, err);
+	struct runner_pool_opts po = pool_opts(w, &im, 1);
+	return runner_pool_acquire(w->pool, im.name, &po.guest, -1, &lease->guest, err);
 }
 
 static void warm_release(void *ctx, struct runner_lease *lease, bool broken)

@@ -10,8 +10,7 @@ set -u
 
 export NO_COLOR=1
 repo=$E2E_TMP/repo
-mkdir -p "$repo" && cd "$repo" || exit 1
-git init -q . && git config user.email t@example.org && git config user.name test
+new_repo "$repo" || exit 1
 cat >.vmci.yml <<'EOF'
 jobs:
   count:
@@ -46,16 +45,23 @@ ticks_problem() {
 		END { print NR " ticks in all" }' | tr '\n' ' '
 }
 qemus_of() { pgrep -P "$1" qemu-system 2>/dev/null | wc -l; }
+# start_move SUFFIX: a receiver on $E2E_TMP/receiveSUFFIX.sock (pid rpid, output
+# recvSUFFIX.out) and the pipeline run with --move-to it (pid vpid, output
+# runSUFFIX.out); succeeds once the job has printed tick 30
+start_move() {
+	local sock=$E2E_TMP/receive$1.sock
+	"$VMCI" vm receive --listen "$sock" >"$E2E_TMP/recv$1.out" 2>&1 &
+	rpid=$!
+	wait_for "$E2E_TMP/recv$1.out" "waiting for a VM"
+	"$VMCI" run --cold --logs --move-to "$sock" >"$E2E_TMP/run$1.out" 2>&1 &
+	vpid=$!
+	wait_for "$E2E_TMP/run$1.out" "tick 30"
+}
 
 # ---- the move --------------------------------------------------------------------
 
 sock=$E2E_TMP/receive.sock
-"$VMCI" vm receive --listen "$sock" >"$E2E_TMP/recv.out" 2>&1 &
-rpid=$!
-wait_for "$E2E_TMP/recv.out" "waiting for a VM"
-"$VMCI" run --cold --logs --move-to "$sock" >"$E2E_TMP/run.out" 2>&1 &
-vpid=$!
-if wait_for "$E2E_TMP/run.out" "tick 30"; then
+if start_move ""; then
 	kill -USR1 "$vpid"
 	wait_for "$E2E_TMP/run.out" "the job goes on there"
 	sleep 0.5
@@ -81,13 +87,7 @@ else fail "vmci run says where the job went" "$(grep -i mov "$E2E_TMP/run.out" |
 
 # ---- the destination killed mid-move ----------------------------------------------
 
-sock2=$E2E_TMP/receive2.sock
-"$VMCI" vm receive --listen "$sock2" >"$E2E_TMP/recv2.out" 2>&1 &
-rpid=$!
-wait_for "$E2E_TMP/recv2.out" "waiting for a VM"
-"$VMCI" run --cold --logs --move-to "$sock2" >"$E2E_TMP/run2.out" 2>&1 &
-vpid=$!
-if wait_for "$E2E_TMP/run2.out" "tick 30"; then
+if start_move 2; then
 	kill -USR1 "$vpid"
 	# The destination's QEMU as soon as it waits for the migration (its run
 	# directory holds migrate.sock): the move is under way.

@@ -8,8 +8,7 @@ set -u
 
 export NO_COLOR=1
 repo=$E2E_TMP/repo out=$E2E_TMP/out
-mkdir -p "$repo" && cd "$repo" || exit 1
-git init -q . && git config user.email t@example.org && git config user.name test
+new_repo "$repo" || exit 1
 
 cat >.vmci.yml <<'YML'
 jobs:

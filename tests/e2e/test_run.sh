@@ -31,8 +31,7 @@ alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null
 # run_dir JSON_FILE: the run's own directory, from vmci run --json
 run_dir() { sed -n 's/^  "dir": "\(.*\)",\{0,1\}$/\1/p' "$1"; }
 
-mkdir -p "$repo" && cd "$repo" || exit 1
-git init -q . && git config user.email t@example.org && git config user.name test
+new_repo "$repo" || exit 1
 echo "committed content" >committed.txt
 echo "before" >modified.txt
 echo "gone" >deleted.txt

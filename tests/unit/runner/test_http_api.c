@@ -132,17 +132,23 @@ static void test_a_body_over_the_limit_is_413(void **state)
 	expect_error(c, 413, "POST", "/api/v1/runs", "", big);
 }
 
-static void test_log_reads_from_an_offset_and_the_stream_resumes(void **state)
+/* A run whose one job succeeded with log as its first attempt's log (store_job_free). */
+static struct store_job *finished_job_with_log(struct store *s, const char *log)
 {
-	struct ctx *c = *state;
-	struct store *s = c->f->s;
 	run_of(s, "a");
 	struct store_job *job = NULL;
 	struct vmci_err err = {0};
 	assert_int_equal(store_claim(s, "h", 60, &job, &err), 1);
-	const char *text = "line one\nline two\nthree";
-	assert_true(store_log_append(s, job->id, 1, text, strlen(text), &err) > 0);
+	assert_true(store_log_append(s, job->id, 1, log, strlen(log), &err) > 0);
 	assert_int_equal(store_job_finish(s, job->id, 1, STORE_SUCCESS, 0, NULL, &err), 0);
+	return job;
+}
+
+static void test_log_reads_from_an_offset_and_the_stream_resumes(void **state)
+{
+	struct ctx *c = *state;
+	const char *text = "line one\nline two\nthree";
+	struct store_job *job = finished_job_with_log(c->f->s, text);
 	char path[128];
 	struct buf out = {0};
 	snprintf(path, sizeof(path), "/api/v1/jobs/%lld/log?offset=5", (long long)job->id);
@@ -172,14 +178,8 @@ static int reassemble(void *ctx, const struct sse_event *ev)
 static void test_the_stream_gives_back_carriage_returns_exactly(void **state)
 {
 	struct ctx *c = *state;
-	struct store *s = c->f->s;
-	run_of(s, "a");
-	struct store_job *job = NULL;
-	struct vmci_err err = {0};
-	assert_int_equal(store_claim(s, "h", 60, &job, &err), 1);
 	const char *text = "10%\r50%\r100%\r\ndone\nCRLF line\r\n\r";
-	assert_true(store_log_append(s, job->id, 1, text, strlen(text), &err) > 0);
-	assert_int_equal(store_job_finish(s, job->id, 1, STORE_SUCCESS, 0, NULL, &err), 0);
+	struct store_job *job = finished_job_with_log(c->f->s, text);
 	char path[128];
 	snprintf(path, sizeof(path), "/api/v1/jobs/%lld/log/stream", (long long)job->id);
 	struct buf out = {0};
