@@ -283,11 +283,21 @@ static const char receive_usage[] =
     "hands over (vmci run --move-to SOCKET, then SIGUSR1 to it): prepares a VM of\n"
     "the same image and shape, takes the VM's memory, disk and running command live,\n"
     "and runs the job's commands for the sender until its job ends; then stops the\n"
-    "VM and exits 0. Exits 125 when no VM arrived whole (it runs on at the sender).";
+    "VM and exits 0. Exits 125 when no VM arrived whole (it runs on at the sender).\n"
+    "\n"
+    "Ctrl-C (or SIGTERM) cancels: before a VM arrived, the receiver gives up (a move\n"
+    "under way fails and the job goes on at the sender); once it runs a job, the\n"
+    "job's command is cancelled, the job ends cancelled at the sender, and the VM\n"
+    "stops. It exits 128 + the signal. A second signal ends it at once.";
 
 static void say_line(void *ctx, const char *line)
 {
 	fprintf(stderr, "vmci: %s\n", line);
+}
+
+static void cancel_receive(void *ctx, int signo)
+{
+	runner_cancel_request(ctx);
 }
 
 static int vm_receive(int argc, char **argv)
@@ -307,10 +317,22 @@ static int vm_receive(int argc, char **argv)
 		    "vm receive: give the socket to wait on: vmci vm receive --listen SOCKET");
 		return EXIT_USAGE;
 	}
-	/* A signal ends the receiver at once, and the VM with it (its QEMU dies with vmci). */
+	/* The first signal cancels (the job it took ends cancelled); a second ends vmci at once. */
 	runner_interrupt_start(NULL, 0);
+	struct runner_cancel *cancel = runner_cancel_new();
+	if (!cancel) {
+		cli_error("vm receive: out of memory");
+		return EXIT_VM_ERROR;
+	}
+	struct runner_interrupt on_signal = {.cancel = cancel_receive, .ctx = cancel};
+	runner_interrupt_set(&on_signal);
 	struct vmci_err err = {0};
-	if (runner_receive(listen, say_line, NULL, &err)) {
+	int rc = runner_receive(listen, say_line, NULL, cancel, &err);
+	runner_interrupt_set(NULL);
+	runner_cancel_free(cancel);
+	if (runner_interrupted())
+		return 128 + runner_interrupted();
+	if (rc) {
 		cli_error("vm receive: %s", err.msg);
 		return EXIT_VM_ERROR;
 	}

@@ -257,7 +257,7 @@ static size_t glob_prefix(const char *glob)
 }
 
 struct collect {
-	struct vm *vm;
+	const struct runner_job_vm *vm;
 	const char *host_dir;
 	struct artifact_copy c;
 	artifact_note_fn note;
@@ -338,7 +338,7 @@ static int collect_path(struct collect *k, const char *path, struct vmci_err *er
 		incomplete(k, "'%s': cannot start a thread to unpack it", path);
 		return 0;
 	}
-	int rc = vm_get_tar(k->vm, guest, sv[0], &e);
+	int rc = runner_job_vm_get_tar(k->vm, guest, sv[0], &e);
 	shutdown(sv[0], SHUT_WR); /* the end of the stream for the unpacker */
 	pthread_join(thread, NULL);
 	close(sv[0]);
@@ -347,7 +347,7 @@ static int collect_path(struct collect *k, const char *path, struct vmci_err *er
 
 	/* A guest that still answers only failed to archive (a permission, a race, a cancel). */
 	struct vmci_err ping = {0};
-	if (rc < 0 && vm_ping(k->vm, 5000, &ping)) {
+	if (rc < 0 && runner_job_vm_ping(k->vm, 5000, &ping)) {
 		*err = e;
 		return rc;
 	}
@@ -389,9 +389,10 @@ static const char *count(char *out, size_t size, long long n, const char *one, c
 	return out;
 }
 
-int artifact_collect(struct vm *vm, const struct pipe_job *job, const char *host_dir,
-		     artifact_note_fn note_fn, void *ctx, struct runner_artifact_stats *st,
-		     char *problem, size_t size, struct vmci_err *err)
+int artifact_collect(const struct runner_job_vm *vm, const struct pipe_job *job,
+		     const char *host_dir, artifact_note_fn note_fn, void *ctx,
+		     struct runner_artifact_stats *st, char *problem, size_t size,
+		     struct vmci_err *err)
 {
 	struct collect k = {
 	    .vm = vm,

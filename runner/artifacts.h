@@ -19,6 +19,7 @@
 #define VMCI_RUNNER_ARTIFACTS_H
 
 #include "pipelines/pipelines.h"
+#include "runner/handoff.h"
 #include "runner/runner.h"
 
 /* A job's artifacts being copied: its limits, what was copied so far. */
@@ -50,7 +51,8 @@ int artifact_unpack(int fd, const char *dir, struct artifact_copy *c, struct vmc
 typedef void (*artifact_note_fn)(void *ctx, const char *text);
 
 /*
- * Copies each of job's artifact paths out of vm: the matches of
+ * Copies each of job's artifact paths out of vm (here or moved): the
+ * matches of
  * "dist/ *.tar.gz" go to host_dir/dist/, "out/" to host_dir/out/, within
  * job->artifact_max_bytes and job->artifact_max_files for all paths
  * together. Fills *st; on st->incomplete, problem says what was not
@@ -58,8 +60,9 @@ typedef void (*artifact_note_fn)(void *ctx, const char *text);
  * Returns 0 however complete the copy was, or a negative code with err
  * when the VM failed meanwhile (an infrastructure error).
  */
-int artifact_collect(struct vm *vm, const struct pipe_job *job, const char *host_dir,
-		     artifact_note_fn note, void *ctx, struct runner_artifact_stats *st,
-		     char *problem, size_t size, struct vmci_err *err);
+int artifact_collect(const struct runner_job_vm *vm, const struct pipe_job *job,
+		     const char *host_dir, artifact_note_fn note, void *ctx,
+		     struct runner_artifact_stats *st, char *problem, size_t size,
+		     struct vmci_err *err);
 
 #endif

@@ -197,8 +197,6 @@ static int step_exec(struct attempt *a, struct vm *vm, const struct vm_exec_opts
 			vmci_err_set(&why, EINVAL, "no receiver was named (vmci run --move-to)");
 		} else {
 			note(a, "moving its VM to %s", a->o->move_to);
-			/* Once the VM is gone, a cancel must not reach for it. */
-			runner_cancel_detach(a->cancel);
 			/* The image the VM runs: the job's, or the one with its packages. */
 			char image[64];
 			runner_job_image(a->job, image, sizeof(image), NULL);
@@ -207,13 +205,18 @@ static int step_exec(struct attempt *a, struct vm *vm, const struct vm_exec_opts
 			    .memory_mb = (int)a->job->memory_mb,
 			    .network = runner_job_network(a->job),
 			};
+			/* A cancel meanwhile gives the move up; one too late ends the job there. */
 			int moved = runner_remote_move(a->o->move_to, image, a->lease->guest,
-						       &shape, &a->remote, &why);
+						       &shape, a->cancel, &a->remote, &why);
+			if (!moved && runner_cancel_requested(a->cancel)) {
+				note(a, "moved to %s, but the job was cancelled", a->o->move_to);
+				*res = (struct vm_exec_result){.kind = VM_CANCELLED};
+				return 0;
+			}
 			if (!moved) {
 				note(a, "moved to %s: the job goes on there", a->o->move_to);
 				return runner_remote_resume(a->remote, xo, res, err);
 			}
-			runner_cancel_attach(a->cancel, vm);
 		}
 		note(a, "the move failed, the job goes on here: %s", why.msg);
 		rc = vm_exec_resume(vm, st.stream, xo, res, err);
@@ -277,13 +280,10 @@ static int run_step(struct attempt *a, struct vm *vm, struct envv *env, int64_t 
 	struct runner_step_result sr = {.result = RUNNER_PASSED};
 	struct vmci_err err = {0}, ping = {0};
 	int64_t t0 = clock_ms();
-	int rc = a->remote && strlen(step->run) > SCRIPT_INLINE_MAX
-		     ? vmci_err_set(&err, EOPNOTSUPP,
-				    "a job whose VM moved cannot run a script over %d KiB yet",
-				    SCRIPT_INLINE_MAX >> 10)
-		     : step_command_prepare(vm, a->step + 1, step->run, &cmd, &err);
+	struct runner_job_vm jv = {.vm = vm, .remote = a->remote};
+	int rc = step_command_prepare(&jv, a->step + 1, step->run, &cmd, &err);
 	/* the guest's, not the VM's */
-	bool put_failed = rc < 0 && !a->remote && !vm_ping(vm, 5000, &ping);
+	bool put_failed = rc < 0 && !runner_job_vm_ping(&jv, 5000, &ping);
 	if (!rc)
 		rc = step_exec(a, vm, &xo, &sr.exit, &err);
 	sr.duration_ms = clock_ms() - t0;
@@ -367,7 +367,8 @@ static int get_artifacts(struct attempt *a, struct vm *vm, const char *host_dir)
 	struct runner_job_result *res = a->res;
 	char problem[512];
 	struct vmci_err err = {0};
-	if (artifact_collect(vm, a->job, host_dir, note_line, a, &res->artifacts, problem,
+	struct runner_job_vm jv = {.vm = vm, .remote = a->remote};
+	if (artifact_collect(&jv, a->job, host_dir, note_line, a, &res->artifacts, problem,
 			     sizeof(problem), &err)) {
 		infra_error(a, "copying the artifacts out", &err);
 		return -1;
@@ -475,17 +476,16 @@ static bool run_in_vm(struct attempt *a, struct runner_lease *lease)
 			break;
 	}
 	env_free(&env);
-	if (a->remote) {
-		if (o->artifacts_dir && a->job->n_artifacts)
-			note(a, "its artifacts stay in the VM that moved (not copied yet)");
-		runner_remote_close(a->remote);
-		a->remote = NULL;
-		return true; /* the VM here is gone */
-	}
+	/* A moved job's artifacts come from where its VM went, to where they always land. */
 	if (!broken && res->result != RUNNER_CANCELLED && o->artifacts_dir && a->job->n_artifacts) {
 		char dir[PATH_MAX];
 		if (prepare_artifacts(a, dir, sizeof(dir)) == 0 && get_artifacts(a, vm, dir) < 0)
 			broken = true;
+	}
+	if (a->remote) {
+		runner_remote_close(a->remote);
+		a->remote = NULL;
+		return true; /* the VM here is gone: its pool replaces it */
 	}
 	return broken;
 }

@@ -22,7 +22,7 @@ static void guest_discard(struct runner_guest *g)
  * directory and a clone of the image's disk in it, and the spec to start
  * the VM with (pointing into *g).
  */
-static int guest_prepare(const char *image, const struct runner_guest_opts *opts,
+static int guest_prepare(const char *image, const struct runner_guest_opts *opts, const char *base,
 			 struct runner_guest **out, struct vm_spec *spec, struct vmci_err *err)
 {
 	*out = NULL;
@@ -50,12 +50,14 @@ static int guest_prepare(const char *image, const struct runner_guest_opts *opts
 	/* The VM writes only to its own clone: the golden image stays untouched. */
 	char disk[PATH_MAX];
 	if (fs_path(disk, sizeof(disk), "%s/disk.qcow2", g->run_dir) ||
-	    (rc = img_clone(&g->image, disk, err)) != 0) {
+	    (rc = base ? img_clone_over(&g->image, base, disk, err)
+		       : img_clone(&g->image, disk, err)) != 0) {
 		rc = rc ? rc : vmci_err_set(err, ENAMETOOLONG, "run directory path too long");
 		guest_discard(g);
 		return rc;
 	}
 	snprintf(g->disk, sizeof(g->disk), "%s", disk);
+	snprintf(g->base, sizeof(g->base), "%s", base ? base : "");
 	*spec = (struct vm_spec){
 	    .arch = arch,
 	    .accel = opts ? opts->accel : VM_ACCEL_AUTO,
@@ -77,7 +79,7 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 {
 	struct runner_guest *g;
 	struct vm_spec spec;
-	int rc = guest_prepare(image, opts, &g, &spec, err);
+	int rc = guest_prepare(image, opts, NULL, &g, &spec, err);
 	if (rc)
 		return rc;
 	rc = vm_start(&spec, &g->vm, err);
@@ -94,11 +96,19 @@ int runner_guest_listen(const char *image, const struct runner_guest_opts *opts,
 			struct runner_guest **out, struct vm_migrate_addr *addr,
 			struct vmci_err *err)
 {
+	return runner_guest_listen_over(image, opts, NULL, false, out, addr, err);
+}
+
+int runner_guest_listen_over(const char *image, const struct runner_guest_opts *opts,
+			     const char *base, bool mem_backend, struct runner_guest **out,
+			     struct vm_migrate_addr *addr, struct vmci_err *err)
+{
 	struct runner_guest *g;
 	struct vm_spec spec;
-	int rc = guest_prepare(image, opts, &g, &spec, err);
+	int rc = guest_prepare(image, opts, base, &g, &spec, err);
 	if (rc)
 		return rc;
+	spec.mem_backend = mem_backend;
 	rc = vm_migrate_listen(&spec, &g->vm, addr, err);
 	if (rc) {
 		vmci_err_wrap(err, "cannot prepare to receive a VM of image '%s'", image);

@@ -27,6 +27,7 @@ struct runner_guest {
 	char run_dir[PATH_MAX]; /* private temporary directory, removed by destroy */
 	int run_dir_lock;	/* held while the VM lives (runner_make_run_dir) */
 	char disk[PATH_MAX];	/* the VM's copy-on-write clone of the image, in run_dir */
+	char base[PATH_MAX];	/* what disk is over when not the image's: a template's disk */
 };
 
 /*
@@ -50,6 +51,16 @@ int runner_guest_boot(const char *image, const struct runner_guest_opts *opts,
 int runner_guest_listen(const char *image, const struct runner_guest_opts *opts,
 			struct runner_guest **out, struct vm_migrate_addr *addr,
 			struct vmci_err *err);
+
+/*
+ * runner_guest_listen for a source that did not boot from the image: its
+ * disk is a clone of base (a template's disk, the source's g->base; NULL:
+ * the image's), and mem_backend says its RAM is a memory backend
+ * (vm_mem_backend).
+ */
+int runner_guest_listen_over(const char *image, const struct runner_guest_opts *opts,
+			     const char *base, bool mem_backend, struct runner_guest **out,
+			     struct vm_migrate_addr *addr, struct vmci_err *err);
 
 /* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
 void runner_guest_destroy(struct runner_guest *g, int timeout_ms);

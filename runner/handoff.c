@@ -8,23 +8,40 @@
  *
  *   sender -> receiver                 receiver -> sender
  *   OFFER  {image, cpus, memory_mb,    ADDR  {nbd, stream}: a destination
- *          accel, network}                   waits (or ERROR text)
+ *          accel, network,                   waits (or ERROR text)
+ *          memory_backend,
+ *          [template, template_sha256]}
  *   (the VM moves: vm_migrate_to)
  *   MOVED  {guest_seq, stream}         ACCEPTED: the guest runs there (or
  *   or GIVEUP text                           ERROR text: resume at home)
  *   RESUME {} / EXEC {argv, env, cwd,  OUT1 / OUT2 bytes..., then
  *          timeout_ms}                       EXIT {kind, code, duration_ms}
  *                                            or FAILED text (the VM failed)
+ *   PUT {dir}, DATA tar                DONE {code, msg}
+ *   GET {path}                         DATA bytes..., then DONE {code, msg}
+ *   PING {timeout_ms}                  DONE {code, msg}
  *   END                                (the receiver stops the VM)
+ *
+ * A template's disk is named by its place under the templates directory
+ * (TEMPLATES/<image digest>/<shape>) and its sha256: the receiver's copy
+ * must be the very same file, as the source's overlay holds only what the
+ * guest wrote over it. Files travel inside the messages (a tar up to
+ * MSG_MAX for a PUT; a GET's stream in DATA chunks), never through a path
+ * both sides would have to see.
  */
 #include "runner/handoff.h"
+#include "runner/sched.h"
+#include "runner/template.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -43,7 +60,14 @@ enum msg_type {
 	MSG_EXIT = 'Z',
 	MSG_FAILED = 'F',
 	MSG_END = 'Q',
+	MSG_PUT = 'P',
+	MSG_GET = 'T',
+	MSG_PING = 'I',
+	MSG_DATA = 'D',
+	MSG_DONE = 'N',
 };
+
+#define DATA_CHUNK (256u << 10) /* a GET's stream, per DATA message */
 
 #define MSG_MAX (1u << 20) /* an exec request is at most the agent's frame */
 
@@ -159,7 +183,13 @@ struct receiver {
 	int fd;
 	void (*say)(void *ctx, const char *line);
 	void *ctx;
+	struct runner_cancel *cancel; /* may be NULL */
 };
+
+static bool cancelled(const struct receiver *r)
+{
+	return r->cancel && runner_cancel_requested(r->cancel);
+}
 
 static void say(struct receiver *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -200,9 +230,11 @@ static int serve_command(struct receiver *r, struct vm *vm, uint32_t stream, con
 	};
 	struct vm_exec_result res = {0};
 	struct vmci_err err = {0};
-	int rc;
+	int rc = 0;
 	if (!req || !argv || !env)
 		rc = vmci_err_set(&err, EPROTO, "a malformed request from the sender");
+	else if (cancelled(r))
+		res.kind = VM_CANCELLED; /* the job ends here: no command runs any more */
 	else if (m->type == MSG_RESUME)
 		rc = vm_exec_resume(vm, stream, &o, &res, &err);
 	else if (!argv[0])
@@ -219,6 +251,124 @@ static int serve_command(struct receiver *r, struct vm *vm, uint32_t stream, con
 				       "duration_ms", (json_int_t)res.duration_ms));
 }
 
+/* Answers a PUT, GET or PING: rc 0, or a negative code with err. */
+static int send_done(struct receiver *r, int rc, const struct vmci_err *err)
+{
+	return msg_send_json(
+	    r->fd, MSG_DONE,
+	    json_pack("{s:i, s:s}", "code", rc < 0 ? rc : 0, "msg", rc < 0 ? err->msg : ""));
+}
+
+/* A PUT: its DATA (read into m) is the tar stream for vm_put_tar. */
+static int serve_put(struct receiver *r, struct vm *vm, struct msg *m)
+{
+	json_t *req = msg_json(m);
+	char dir[PATH_MAX];
+	const char *d = json_string_value(json_object_get(req, "dir"));
+	snprintf(dir, sizeof(dir), "%s", d ? d : "");
+	json_decref(req);
+	if (msg_recv(r->fd, m))
+		return -EPIPE;
+	struct vmci_err err = {0};
+	int rc = 0;
+	if (m->type != MSG_DATA || !dir[0])
+		rc = vmci_err_set(&err, EPROTO, "a malformed put from the sender");
+	int fd = rc ? -1 : memfd_create("vmci-put", MFD_CLOEXEC);
+	if (!rc && fd < 0)
+		rc = vmci_err_errno(&err, errno, "cannot make a memory file");
+	if (!rc && (io_write_all(fd, m->body.data, m->body.len) || lseek(fd, 0, SEEK_SET) < 0))
+		rc = vmci_err_errno(&err, errno, "cannot write a memory file");
+	if (!rc)
+		rc = vm_put_tar(vm, fd, dir, &err);
+	if (fd >= 0)
+		close(fd);
+	return send_done(r, rc, &err) ? -EPIPE : 0;
+}
+
+/*
+ * A GET: the guest's tar stream is spooled in an unnamed file of the
+ * guest's run directory, then sent in DATA chunks; what the guest sent
+ * before a failure goes too (the sender's unpacker judges it).
+ */
+static int serve_get(struct receiver *r, struct runner_guest *g, const struct msg *m)
+{
+	json_t *req = msg_json(m);
+	char path[PATH_MAX];
+	const char *p = json_string_value(json_object_get(req, "path"));
+	snprintf(path, sizeof(path), "%s", p ? p : "");
+	json_decref(req);
+	struct vmci_err err = {0};
+	int rc = path[0] ? 0 : vmci_err_set(&err, EPROTO, "a malformed get from the sender");
+	int fd = rc ? -1 : open(g->run_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (!rc && fd < 0)
+		rc = vmci_err_errno(&err, errno, "cannot make a file in %s", g->run_dir);
+	if (!rc)
+		rc = vm_get_tar(g->vm, path, fd, &err);
+	if (fd >= 0 && lseek(fd, 0, SEEK_SET) == 0) {
+		static char chunk[DATA_CHUNK];
+		ssize_t n;
+		while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+			if (msg_send(r->fd, MSG_DATA, chunk, (size_t)n)) {
+				close(fd);
+				return -EPIPE;
+			}
+	}
+	if (fd >= 0)
+		close(fd);
+	return send_done(r, rc, &err) ? -EPIPE : 0;
+}
+
+static int serve_ping(struct receiver *r, struct vm *vm, const struct msg *m)
+{
+	json_t *req = msg_json(m);
+	int timeout_ms = (int)json_integer_value(json_object_get(req, "timeout_ms"));
+	json_decref(req);
+	struct vmci_err err = {0};
+	int rc = vm_ping(vm, timeout_ms > 0 ? timeout_ms : 5000, &err);
+	return send_done(r, rc, &err) ? -EPIPE : 0;
+}
+
+/* A template's disk named in an OFFER, found here and checked to be the sender's very file. */
+static int find_template_disk(const char *key, const char *sha, char *out, size_t size,
+			      struct vmci_err *err)
+{
+	int slashes = 0;
+	bool ok = key[0] && key[0] != '.' && sha;
+	for (const char *p = key; ok && *p; p++) {
+		if (*p == '/') {
+			slashes++;
+			ok = p[1] && p[1] != '.';
+		} else {
+			ok =
+			    strchr(
+				"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-",
+				*p) != NULL;
+		}
+	}
+	if (!ok || slashes != 1)
+		return vmci_err_set(err, EPROTO, "the sender named a template oddly: '%s'", key);
+	char root[PATH_MAX], have[SHA256_HEX_LEN + 1];
+	int rc = runner_templates_default(root, sizeof(root));
+	if (!rc && fs_path(out, size, "%s/%s/disk.qcow2", root, key))
+		rc = -ENAMETOOLONG;
+	if (rc)
+		return vmci_err_set(err, ENAMETOOLONG, "template path too long under %s", root);
+	if (!fs_exists(out))
+		return vmci_err_set(err, ENOENT,
+				    "the VM was started from template %s, which is not in %s here "
+				    "(the receiver needs the sender's templates)",
+				    key, root);
+	rc = sha256_file(out, have, err);
+	if (rc)
+		return rc;
+	if (strcmp(have, sha))
+		return vmci_err_set(err, EINVAL,
+				    "template %s in %s is not the sender's (another boot made it): "
+				    "the VM cannot move here",
+				    key, root);
+	return 0;
+}
+
 /* Prepares a destination for an OFFER and tells the sender where it waits. */
 static int take_offer(struct receiver *r, const struct msg *m, struct runner_guest **out,
 		      struct vmci_err *err)
@@ -231,16 +381,27 @@ static int take_offer(struct receiver *r, const struct msg *m, struct runner_gue
 	    .cpus = (int)json_integer_value(json_object_get(offer, "cpus")),
 	    .memory_mb = (int)json_integer_value(json_object_get(offer, "memory_mb")),
 	};
+	bool mem_backend = json_is_true(json_object_get(offer, "memory_backend"));
+	const char *template = json_string_value(json_object_get(offer, "template"));
+	const char *sha = json_string_value(json_object_get(offer, "template_sha256"));
+	char base[PATH_MAX];
 	int rc = 0;
 	if (m->type != MSG_OFFER || !image || vm_accel_parse(accel, &opts.accel) || !network ||
 	    vm_network_parse(network, &opts.network))
 		rc = vmci_err_set(err, EPROTO, "the sender did not offer a VM");
+	if (!rc && template)
+		rc = find_template_disk(template, sha, base, sizeof(base), err);
 	struct vm_migrate_addr addr;
 	if (!rc) {
-		say(r, "receiving a VM of image %s (%d vCPU, %d MiB, network %s)", image, opts.cpus,
-		    opts.memory_mb, network);
-		rc = runner_guest_listen(image, &opts, out, &addr, err);
+		say(r, "receiving a VM of image %s (%d vCPU, %d MiB, network %s%s%s)", image,
+		    opts.cpus, opts.memory_mb, network, template ? ", from template " : "",
+		    template ? template : "");
+		rc = runner_guest_listen_over(image, &opts, template ? base : NULL, mem_backend,
+					      out, &addr, err);
 	}
+	/* From now on a cancel here stops the move (vm_migrate_accept) or the job's command. */
+	if (!rc && r->cancel)
+		runner_cancel_attach(r->cancel, (*out)->vm);
 	json_decref(offer);
 	if (rc) {
 		msg_send_text(r->fd, MSG_ERROR, err->msg);
@@ -275,7 +436,8 @@ static int take_vm(struct receiver *r, struct runner_guest *g, struct vm_agent_s
 	json_decref(moved);
 	if (!moved)
 		return vmci_err_set(err, EPROTO, "the sender sent no agent state");
-	rc = vm_migrate_accept(g->vm, state, 0, err);
+	rc = cancelled(r) ? vmci_err_set(err, ECANCELED, "the receiver was cancelled")
+			  : vm_migrate_accept(g->vm, state, 0, err);
 	if (rc) {
 		msg_send_text(r->fd, MSG_ERROR, err->msg);
 		return rc;
@@ -313,18 +475,32 @@ static int listen_on(const char *path, struct vmci_err *err)
 	return fd;
 }
 
+/* Accepts the sender, looking for a cancel a few times a second. */
+static int accept_sender(struct receiver *r, int lfd, const char *path, struct vmci_err *err)
+{
+	for (;;) {
+		if (cancelled(r))
+			return vmci_err_set(err, ECANCELED, "cancelled before a VM arrived");
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		r->fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (r->fd >= 0)
+			return 0;
+		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+			return vmci_err_errno(err, errno, "cannot accept on %s", path);
+	}
+}
+
 int runner_receive(const char *path, void (*say_fn)(void *ctx, const char *line), void *ctx,
-		   struct vmci_err *err)
+		   struct runner_cancel *cancel, struct vmci_err *err)
 {
 	int lfd = listen_on(path, err);
 	if (lfd < 0)
 		return lfd;
-	struct receiver r = {.say = say_fn, .ctx = ctx};
+	struct receiver r = {.fd = -1, .say = say_fn, .ctx = ctx, .cancel = cancel};
 	say(&r, "waiting for a VM on %s", path);
-	do
-		r.fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	while (r.fd < 0 && errno == EINTR);
-	int rc = r.fd < 0 ? vmci_err_errno(err, errno, "cannot accept on %s", path) : 0;
+	int rc = accept_sender(&r, lfd, path, err);
 	close(lfd);
 	unlink(path);
 	if (rc)
@@ -342,21 +518,37 @@ int runner_receive(const char *path, void (*say_fn)(void *ctx, const char *line)
 		rc = take_vm(&r, g, &state, err);
 	if (!rc)
 		say(&r, "the VM runs here now (QEMU %d)", (int)vm_pid(g->vm));
+	bool told = false;
 	while (!rc) {
 		if (msg_recv(r.fd, &m) || m.type == MSG_END)
 			break;
-		if (m.type != MSG_RESUME && m.type != MSG_EXEC) {
+		if (cancelled(&r) && !told) {
+			say(&r, "cancelled: the job's commands end here");
+			told = true;
+		}
+		int served;
+		if (m.type == MSG_RESUME || m.type == MSG_EXEC)
+			served = serve_command(&r, g->vm, state.stream, &m);
+		else if (m.type == MSG_PUT)
+			served = serve_put(&r, g->vm, &m);
+		else if (m.type == MSG_GET)
+			served = serve_get(&r, g, &m);
+		else if (m.type == MSG_PING)
+			served = serve_ping(&r, g->vm, &m);
+		else {
 			rc = vmci_err_set(err, EPROTO, "an unexpected message from the sender");
 			break;
 		}
-		int served = serve_command(&r, g->vm, state.stream, &m);
 		if (served == -EPIPE)
 			break; /* the sender is gone: nothing more to do for it */
 	}
 	buf_free(&m.body);
-	close(r.fd);
+	if (r.fd >= 0)
+		close(r.fd);
 	if (g)
 		say(&r, "stopping the VM");
+	if (cancel)
+		runner_cancel_detach(cancel);
 	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
 	return rc;
 }
@@ -406,9 +598,36 @@ static void remote_free(struct runner_remote *r)
 	free(r);
 }
 
+/* Names the template disk the VM's disk is over (see the top of this file) in offer. */
+static int offer_template(json_t *offer, const char *disk, struct vmci_err *err)
+{
+	char key[PATH_MAX], sha[SHA256_HEX_LEN + 1];
+	snprintf(key, sizeof(key), "%s", disk);
+	/* ".../<digest>/<shape>/disk.qcow2" -> "<digest>/<shape>" */
+	char *name = strrchr(key, '/'), *shape = NULL, *digest = NULL;
+	if (name) {
+		*name = 0;
+		shape = strrchr(key, '/');
+	}
+	if (shape) {
+		*shape = 0;
+		digest = strrchr(key, '/');
+	}
+	if (!digest)
+		return vmci_err_set(err, EINVAL, "%s is not a template's disk", disk);
+	int rc = sha256_file(disk, sha, err);
+	if (rc)
+		return rc;
+	char name_out[PATH_MAX];
+	snprintf(name_out, sizeof(name_out), "%s/%s", digest + 1, shape + 1);
+	json_object_set_new(offer, "template", json_string(name_out));
+	json_object_set_new(offer, "template_sha256", json_string(sha));
+	return 0;
+}
+
 int runner_remote_move(const char *path, const char *image, struct runner_guest *g,
-		       const struct runner_guest_opts *shape, struct runner_remote **out,
-		       struct vmci_err *err)
+		       const struct runner_guest_opts *shape, struct runner_cancel *cancel,
+		       struct runner_remote **out, struct vmci_err *err)
 {
 	*out = NULL;
 	struct runner_remote *r = calloc(1, sizeof(*r));
@@ -420,11 +639,18 @@ int runner_remote_move(const char *path, const char *image, struct runner_guest 
 		return -EHOSTUNREACH;
 	}
 	const char *accel = vm_accel_used(g->vm) == VM_ACCEL_KVM ? "kvm" : "tcg";
-	int rc = msg_send_json(r->fd, MSG_OFFER,
-			       json_pack("{s:s, s:i, s:i, s:s, s:s}", "image", image, "cpus",
-					 shape->cpus > 0 ? shape->cpus : 1, "memory_mb",
-					 shape->memory_mb > 0 ? shape->memory_mb : 256, "accel",
-					 accel, "network", vm_network_name(shape->network)));
+	json_t *offer =
+	    json_pack("{s:s, s:i, s:i, s:s, s:s, s:b}", "image", image, "cpus",
+		      shape->cpus > 0 ? shape->cpus : 1, "memory_mb",
+		      shape->memory_mb > 0 ? shape->memory_mb : 256, "accel", accel, "network",
+		      vm_network_name(shape->network), "memory_backend", vm_mem_backend(g->vm));
+	int rc = g->base[0] ? offer_template(offer, g->base, err) : 0;
+	if (rc) {
+		json_decref(offer);
+		remote_free(r);
+		return rc;
+	}
+	rc = msg_send_json(r->fd, MSG_OFFER, offer);
 	if (rc)
 		rc = vmci_err_errno(err, -rc, "cannot offer the VM to %s", path);
 	if (!rc)
@@ -472,6 +698,9 @@ int runner_remote_move(const char *path, const char *image, struct runner_guest 
 	}
 	log_info("VM moved to %s in %lld ms (downtime %lld ms)", path, (long long)st.total_ms,
 		 (long long)st.downtime_ms);
+	/* A cancel from now on is the job's at the receiver: it must not reach this QEMU. */
+	if (cancel)
+		runner_cancel_detach(cancel);
 	vm_stop(g->vm, VMCI_STOP_TIMEOUT_MS);
 	g->vm = NULL;
 	*out = r;
@@ -535,6 +764,98 @@ int runner_remote_exec(struct runner_remote *r, const struct vm_exec_opts *opts,
 	if (rc)
 		return vmci_err_errno(err, -rc, "the receiver of the VM went away");
 	return remote_wait(r, opts, res, err);
+}
+
+/* The DONE the receiver answered a PUT, GET or PING with (in r->m). */
+static int remote_done(struct runner_remote *r, struct vmci_err *err)
+{
+	json_t *d = msg_json(&r->m);
+	int code = (int)json_integer_value(json_object_get(d, "code"));
+	const char *msg = json_string_value(json_object_get(d, "msg"));
+	int rc = !d	    ? vmci_err_set(err, EPROTO, "a malformed answer from the receiver")
+		 : code < 0 ? vmci_err_set(err, -code, "%s", msg ? msg : "the receiver failed")
+			    : 0;
+	json_decref(d);
+	return rc;
+}
+
+int runner_remote_put_tar(struct runner_remote *r, int fd, const char *guest_dir,
+			  struct vmci_err *err)
+{
+	struct buf tar = {0};
+	char chunk[65536];
+	ssize_t n;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0 && tar.len + (size_t)n <= MSG_MAX)
+		if (buf_append(&tar, chunk, (size_t)n)) {
+			n = -1;
+			errno = ENOMEM;
+			break;
+		}
+	int rc = n < 0	 ? vmci_err_errno(err, errno, "cannot read the files for %s", guest_dir)
+		 : n > 0 ? vmci_err_set(err, EFBIG,
+					"over %u KiB for %s: too much to send to the "
+					"VM that moved",
+					MSG_MAX >> 10, guest_dir)
+			 : 0;
+	if (!rc && (msg_send_json(r->fd, MSG_PUT, json_pack("{s:s}", "dir", guest_dir)) ||
+		    msg_send(r->fd, MSG_DATA, tar.data, tar.len)))
+		rc = vmci_err_set(err, EPIPE, "the receiver of the VM went away");
+	buf_free(&tar);
+	if (!rc)
+		rc = expect(r, MSG_DONE, "putting files into the VM", err);
+	return rc ? rc : remote_done(r, err);
+}
+
+int runner_remote_get_tar(struct runner_remote *r, const char *guest_path, int fd,
+			  struct vmci_err *err)
+{
+	if (msg_send_json(r->fd, MSG_GET, json_pack("{s:s}", "path", guest_path)))
+		return vmci_err_set(err, EPIPE, "the receiver of the VM went away");
+	int write_rc = 0;
+	for (;;) {
+		int rc = msg_recv(r->fd, &r->m);
+		if (rc)
+			return vmci_err_errno(err, -rc, "the receiver of the VM went away");
+		if (r->m.type == MSG_DONE)
+			break;
+		if (r->m.type != MSG_DATA)
+			return vmci_err_set(err, EPROTO, "the receiver answered oddly");
+		/* A reader that stopped (a limit) fails the copy; the rest is read and dropped. */
+		if (!write_rc)
+			write_rc = io_write_all(fd, r->m.body.data, r->m.body.len);
+	}
+	int rc = remote_done(r, err);
+	if (!rc && write_rc)
+		rc = vmci_err_errno(err, -write_rc, "cannot pass on the files of %s", guest_path);
+	return rc;
+}
+
+int runner_remote_ping(struct runner_remote *r, int timeout_ms, struct vmci_err *err)
+{
+	if (msg_send_json(r->fd, MSG_PING, json_pack("{s:i}", "timeout_ms", timeout_ms)))
+		return vmci_err_set(err, EPIPE, "the receiver of the VM went away");
+	int rc = expect(r, MSG_DONE, "pinging the VM", err);
+	return rc ? rc : remote_done(r, err);
+}
+
+int runner_job_vm_put_tar(const struct runner_job_vm *t, int fd, const char *guest_dir,
+			  struct vmci_err *err)
+{
+	return t->remote ? runner_remote_put_tar(t->remote, fd, guest_dir, err)
+			 : vm_put_tar(t->vm, fd, guest_dir, err);
+}
+
+int runner_job_vm_get_tar(const struct runner_job_vm *t, const char *guest_path, int fd,
+			  struct vmci_err *err)
+{
+	return t->remote ? runner_remote_get_tar(t->remote, guest_path, fd, err)
+			 : vm_get_tar(t->vm, guest_path, fd, err);
+}
+
+int runner_job_vm_ping(const struct runner_job_vm *t, int timeout_ms, struct vmci_err *err)
+{
+	return t->remote ? runner_remote_ping(t->remote, timeout_ms, err)
+			 : vm_ping(t->vm, timeout_ms, err);
 }
 
 void runner_remote_close(struct runner_remote *r)

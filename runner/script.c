@@ -63,8 +63,8 @@ out:
 	return rc;
 }
 
-int step_command_prepare(struct vm *vm, size_t step, const char *script, struct step_command *cmd,
-			 struct vmci_err *err)
+int step_command_prepare(const struct runner_job_vm *vm, size_t step, const char *script,
+			 struct step_command *cmd, struct vmci_err *err)
 {
 	memset(cmd, 0, sizeof(*cmd));
 	if (strlen(script) <= SCRIPT_INLINE_MAX) {
@@ -78,7 +78,7 @@ int step_command_prepare(struct vm *vm, size_t step, const char *script, struct 
 	int fd = -1;
 	int rc = script_tar(name, script, &fd, err);
 	if (!rc) {
-		rc = vm_put_tar(vm, fd, SCRIPT_GUEST_DIR, err);
+		rc = runner_job_vm_put_tar(vm, fd, SCRIPT_GUEST_DIR, err);
 		close(fd);
 	}
 	if (rc)

@@ -11,6 +11,7 @@
 #ifndef VMCI_RUNNER_SCRIPT_H
 #define VMCI_RUNNER_SCRIPT_H
 
+#include "runner/handoff.h"
 #include "runner/runner.h"
 
 /* Scripts longer than this travel as a file. */
@@ -24,13 +25,14 @@ struct step_command {
 };
 
 /*
- * Fills cmd to run script, step number step (1-based), in vm, putting it
+ * Fills cmd to run script, step number step (1-based), in vm (here or
+ * moved), putting it
  * into the guest first when it is longer than SCRIPT_INLINE_MAX. cmd
  * points into script: keep it alive while cmd is used. Returns 0, or a
  * negative code with err when the put failed (the VM failed, or the guest
  * could not write the file: ask the VM to tell which).
  */
-int step_command_prepare(struct vm *vm, size_t step, const char *script, struct step_command *cmd,
-			 struct vmci_err *err);
+int step_command_prepare(const struct runner_job_vm *vm, size_t step, const char *script,
+			 struct step_command *cmd, struct vmci_err *err);
 
 #endif

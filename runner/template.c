@@ -197,6 +197,7 @@ static int restore_from(const char *dir, const struct shape *s, enum runner_temp
 	int rc = img_clone_over(&g->image, tdisk, g->disk, err);
 	if (rc)
 		return rc;
+	snprintf(g->base, sizeof(g->base), "%s", tdisk);
 	struct vm_spec spec = {
 	    .arch = s->arch,
 	    .accel = s->accel,

@@ -254,6 +254,8 @@ static int next_event(struct attempt *a, struct qmp_msg *ev, const char *what, s
 	int64_t left = a->deadline - clock_ms();
 	if (left <= 0)
 		return vmci_err_set(err, ETIMEDOUT, "%s did not finish in time", what);
+	if (a->vm->cancel_requested)
+		return vmci_err_set(err, ECANCELED, "the move was cancelled");
 	int rc = qmp_next_event(a->vm->qmp, NULL, left > 1000 ? 1000 : (int)left, ev, err);
 	if (rc == -EPIPE)
 		return channel_vm_died(a->vm, what, err);
@@ -513,13 +515,6 @@ int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
 		return vmci_err_set(err, EINVAL,
 				    "VM %d has no disk: a migration moves the VM's own overlay",
 				    (int)src->proc.pid);
-	/* Its RAM block has another name than a plain destination's: QEMU would refuse it late. */
-	if (src->mem_file)
-		return vmci_err_set(
-		    err, EOPNOTSUPP,
-		    "VM %d keeps its memory in a file (it was started from a "
-		    "template): moving such a VM is not supported yet; boot it cold",
-		    (int)src->proc.pid);
 	/* Events of an earlier attempt (its cancelled mirror...) would be taken for this one's. */
 	struct qmp_msg stale;
 	qmp_poll(src->qmp, NULL);

@@ -128,7 +128,7 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	argv_add(a, "-machine");
 	/* gic-version=max: GICv2 would cap an arm64 guest at 8 vCPUs. */
 	buf_appendf(&b, "%s", x86 ? "q35" : "virt,gic-version=max");
-	if (spec->mem_path)
+	if (spec->mem_path || spec->mem_backend)
 		buf_appendf(&b, ",memory-backend=" QEMU_RAM_ID);
 	argv_add_buf(a, &b);
 	argv_add(a, "-accel");
@@ -156,6 +156,10 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 			    "memory-backend-file,id=" QEMU_RAM_ID ",size=%dM,share=%s,mem-path=",
 			    memory_mb, spec->mem_shared ? "on" : "off");
 		opt_value(&b, spec->mem_path);
+		argv_add(a, "-object");
+		argv_add_buf(a, &b);
+	} else if (spec->mem_backend) {
+		buf_appendf(&b, "memory-backend-ram,id=" QEMU_RAM_ID ",size=%dM", memory_mb);
 		argv_add(a, "-object");
 		argv_add_buf(a, &b);
 	}

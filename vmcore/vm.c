@@ -124,7 +124,7 @@ int vm_launch(const struct vm_spec *spec, enum vm_accel accel, bool incoming, st
 	snprintf(vm->run_dir, sizeof(vm->run_dir), "%s", spec->run_dir);
 	vm->has_disk = spec->disk && *spec->disk;
 	vm->ram_in_file = spec->mem_path && spec->mem_shared;
-	vm->mem_file = spec->mem_path != NULL;
+	vm->mem_file = spec->mem_path || spec->mem_backend;
 	qemu_paths_init(&vm->paths, spec->run_dir);
 	unlink(vm->paths.qmp);
 	unlink(vm->paths.agent);
@@ -252,6 +252,11 @@ const char *vm_instance_id(const struct vm *vm)
 enum vm_accel vm_accel_used(const struct vm *vm)
 {
 	return vm->accel;
+}
+
+bool vm_mem_backend(const struct vm *vm)
+{
+	return vm->mem_file;
 }
 
 void vm_detach(struct vm *vm)

@@ -198,6 +198,13 @@ struct vm_spec {
 	const char *mem_path;
 	bool mem_shared;
 	/*
+	 * Guest RAM in the same named memory backend as with mem_path, but
+	 * anonymous: the destination of a migration from a VM with mem_path
+	 * (QEMU moves RAM by its backend's name and size; the pages travel in
+	 * the stream, the file stays behind). Ignored with mem_path.
+	 */
+	bool mem_backend;
+	/*
 	 * Start from this state file (vm_state_save) instead of booting. The
 	 * disk (with the contents it had when the state was saved, e.g. a clone
 	 * of that disk), memory size, vCPUs, accelerator and memory file must
@@ -248,6 +255,12 @@ const char *vm_instance_id(const struct vm *vm);
 
 /* The accelerator QEMU runs with. */
 enum vm_accel vm_accel_used(const struct vm *vm);
+
+/*
+ * Whether the guest RAM is a named memory backend (spec mem_path or
+ * mem_backend): a migration's destination must then have one too.
+ */
+bool vm_mem_backend(const struct vm *vm);
 
 /* ---- commands in the guest ------------------------------------------ */
 
@@ -518,8 +531,10 @@ struct vm_migrate_stats {
  * state is at the destination and src is paused: vm_stop it once the
  * destination accepted, or vm_migrate_abort it when it did not. On
  * failure (destination gone or refusing, mirror or migration error,
- * timeout) src runs on as before, nothing of the attempt is left in its
- * QEMU, and err says why; the destination is the caller's to stop.
+ * timeout, or vm_cancel from another thread: ECANCELED) src runs on as
+ * before, nothing of the attempt is left in its QEMU, and err says why;
+ * the destination is the caller's to stop. A source whose RAM is a
+ * memory backend (vm_mem_backend) needs a destination with one too.
  * stats may be NULL.
  */
 int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
