@@ -69,7 +69,8 @@ enum msg_type {
 
 #define DATA_CHUNK (256u << 10) /* a GET's stream, per DATA message */
 
-#define MSG_MAX (1u << 20) /* an exec request is at most the agent's frame */
+/* An exec request is at most the agent's frame; a put, a script of the largest size as a tar. */
+#define MSG_MAX (2u << 20)
 
 struct msg {
 	int type;

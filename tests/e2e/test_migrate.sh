@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # A running job moves live from one vmci process to another on this
 # machine (vmci run --move-to SOCKET, SIGUSR1; vmci vm receive --listen
-# SOCKET): it ends in success with every line of its output once and in
-# order, a file written before the move is there after, and the source
-# keeps no QEMU. With the destination's QEMU killed mid-move, the job goes
-# on at the source, succeeds, and says the move failed.
+# SOCKET): from a warm-pool VM (restored from a template), it ends in
+# success with every line of its output once and in order, a file written
+# before the move is there after, a 40 KiB step runs where the VM went,
+# its artifacts land where a job's always do, the source keeps no QEMU and
+# its pool replaces the VM for the next job. With the destination's QEMU
+# killed mid-move (a cold VM), the job goes on at the source, succeeds,
+# and says the move failed. Ctrl-C on the source during a move leaves no
+# QEMU and no half-moved job; Ctrl-C on the receiver that took a job ends
+# the job cancelled, with no QEMU and no run directory left.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -19,11 +24,30 @@ jobs:
       - name: count
         run: |
           echo written-early > /root/early
+          mkdir -p out && echo "written before the move" > out/early.txt
           i=0
           while [ $i -lt 200 ]; do i=$((i+1)); echo "tick $i"; sleep 0.1; done
           echo "early file: $(cat /root/early)"
       - name: after
-        run: echo "second step ran"
+        run: |
+          echo "second step ran"
+          mkdir -p out && echo "written after the move" > out/late.txt
+      - name: long
+        run: |
+EOF
+# A step of about 40 KiB: over what one exec request carries, so it travels as a file.
+for i in $(seq 560); do
+	echo "          : padding line $i of a long step script, to make it about forty KiB"
+done >>.vmci.yml
+cat >>.vmci.yml <<'EOF'
+          echo "the long step ran"
+    artifacts:
+      - out/
+  later:
+    image: busybox-x86_64
+    needs: [count]
+    steps:
+      - run: echo "the next job got a VM"
 EOF
 git add -A && git commit -qm init
 
@@ -45,18 +69,24 @@ ticks_problem() {
 		END { print NR " ticks in all" }' | tr '\n' ' '
 }
 qemus_of() { pgrep -P "$1" qemu-system 2>/dev/null | wc -l; }
-# start_move SUFFIX: a receiver on $E2E_TMP/receiveSUFFIX.sock (pid rpid, output
-# recvSUFFIX.out) and the pipeline run with --move-to it (pid vpid, output
-# runSUFFIX.out); succeeds once the job has printed tick 30
+# start_move SUFFIX [RUN OPTION...]: a receiver on $E2E_TMP/receiveSUFFIX.sock
+# (pid rpid, output recvSUFFIX.out) and the pipeline run with --move-to it, one
+# VM at a time (pid vpid, output runSUFFIX.out); succeeds once the job has
+# printed tick 30
 start_move() {
-	local sock=$E2E_TMP/receive$1.sock
-	"$VMCI" vm receive --listen "$sock" >"$E2E_TMP/recv$1.out" 2>&1 &
+	local sock=$E2E_TMP/receive$1.sock suffix=$1
+	shift
+	"$VMCI" vm receive --listen "$sock" >"$E2E_TMP/recv$suffix.out" 2>&1 &
 	rpid=$!
-	wait_for "$E2E_TMP/recv$1.out" "waiting for a VM"
-	"$VMCI" run --cold --logs --move-to "$sock" >"$E2E_TMP/run$1.out" 2>&1 &
+	wait_for "$E2E_TMP/recv$suffix.out" "waiting for a VM"
+	"$VMCI" run -j 1 --logs --move-to "$sock" "$@" >"$E2E_TMP/run$suffix.out" 2>&1 &
 	vpid=$!
-	wait_for "$E2E_TMP/run$1.out" "tick 30"
+	wait_for "$E2E_TMP/run$suffix.out" "tick 30"
 }
+# run_dirs: the VMs' run directories left in TMPDIR
+run_dirs() { ls -d "${TMPDIR:-/tmp}"/vmci-vm-* 2>/dev/null | wc -l; }
+# qemus_under_tmp: QEMUs running from a run directory in TMPDIR
+qemus_under_tmp() { pgrep -f "qemu-system.*${TMPDIR:-/tmp}/vmci-vm-" 2>/dev/null | wc -l; }
 
 # ---- the move --------------------------------------------------------------------
 
@@ -81,13 +111,22 @@ if grep -q "early file: written-early" "$log"; then pass "a file written before 
 else fail "a file written before the move is there after" "$(tail -3 "$log")"; fi
 if grep -q "second step ran" "$log"; then pass "the steps after the move run where the VM went"
 else fail "the steps after the move run where the VM went" "$(tail -3 "$log")"; fi
+if grep -q "the long step ran" "$log"; then pass "a 40 KiB step runs in the VM that moved"
+else fail "a 40 KiB step runs in the VM that moved" "$(grep -i long "$log" | tail -3)"; fi
+art=.vmci/runs/latest/artifacts/count/out
+if [ "$(cat "$art/early.txt" "$art/late.txt" 2>/dev/null)" = "$(printf 'written before the move\nwritten after the move')" ]
+then pass "a moved job's artifacts land where a job's artifacts do"
+else fail "a moved job's artifacts land where a job's artifacts do" "$(ls -R .vmci/runs/latest/artifacts 2>&1 | tr '\n' ' ')"; fi
+if grep -q "the next job got a VM" .vmci/runs/latest/logs/later.log 2>/dev/null
+then pass "the source's pool replaces the VM that moved away"
+else fail "the source's pool replaces the VM that moved away" "$(tail -3 "$E2E_TMP/run.out")"; fi
 grep -iE "mov|receiv" "$E2E_TMP/run.out" "$E2E_TMP/recv.out" | sed 's/^/# /'
 if grep -q "moved to $sock" "$E2E_TMP/run.out"; then pass "vmci run says where the job went"
 else fail "vmci run says where the job went" "$(grep -i mov "$E2E_TMP/run.out" | head -3)"; fi
 
 # ---- the destination killed mid-move ----------------------------------------------
 
-if start_move 2; then
+if start_move 2 --cold; then
 	kill -USR1 "$vpid"
 	# The destination's QEMU as soon as it waits for the migration (its run
 	# directory holds migrate.sock): the move is under way.
@@ -110,3 +149,35 @@ else fail "the job that stayed lost and repeated no line" "$(ticks_problem "$log
 grep -iE "mov|receiv" "$E2E_TMP/run2.out" "$E2E_TMP/recv2.out" | sed 's/^/# /'
 if grep -q "the move failed, the job goes on here" "$E2E_TMP/run2.out"; then pass "vmci run says the move failed and why"
 else fail "vmci run says the move failed and why" "$(grep -i mov "$E2E_TMP/run2.out" | head -3)"; fi
+
+# ---- Ctrl-C on the source during a move ----------------------------------------------
+
+if start_move 3; then
+	kill -USR1 "$vpid"
+	# The receiver took the offer and prepares its destination: the move is under way.
+	wait_for "$E2E_TMP/recv3.out" "receiving a VM"
+	kill -INT "$vpid"
+fi
+wait "$vpid"
+expect_eq "Ctrl-C on the source during a move ends vmci run as cancelled" 130 $?
+wait "$rpid"
+expect_eq "the receiver sees the move given up" 125 $?
+grep -iE "mov|receiv|cancel" "$E2E_TMP/run3.out" "$E2E_TMP/recv3.out" | sed 's/^/# /'
+expect_eq "no QEMU and no run directory are left after a move cancelled at the source" "0 0" \
+	"$(qemus_under_tmp) $(run_dirs)"
+
+# ---- Ctrl-C on the receiver that took a job ------------------------------------------
+
+if start_move 4; then
+	kill -USR1 "$vpid"
+	wait_for "$E2E_TMP/run4.out" "the job goes on there"
+	kill -INT "$rpid"
+fi
+wait "$rpid"
+expect_eq "Ctrl-C on the receiver ends it as interrupted" 130 $?
+wait "$vpid"
+grep -iE "mov|receiv|cancel" "$E2E_TMP/run4.out" "$E2E_TMP/recv4.out" | sed 's/^/# /'
+if grep -qE "count.*cancelled" "$E2E_TMP/run4.out"; then pass "the job the receiver took ends cancelled"
+else fail "the job the receiver took ends cancelled" "$(tail -5 "$E2E_TMP/run4.out")"; fi
+expect_eq "no QEMU and no run directory are left after the receiver was cancelled" "0 0" \
+	"$(qemus_under_tmp) $(run_dirs)"
