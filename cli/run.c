@@ -38,8 +38,8 @@ static const char usage[] =
     "With --move-to SOCKET, SIGUSR1 moves each running job's VM live (memory, disk\n"
     "and the command it runs) to `vmci vm receive --listen SOCKET` in another\n"
     "process, and the job runs on there with its output still shown here; a move\n"
-    "that fails says why and the job goes on here. VMs from the warm pool keep\n"
-    "their memory in a file and do not move yet: use --cold.\n"
+    "that fails says why and the job goes on here. Ctrl-C during a move gives the\n"
+    "move up. A VM that moved never returns to the warm pool, which starts another.\n"
     "Exit status: 0 all passed, 1 a job failed, 2 usage or pipeline error,\n"
     "3 infrastructure error (a VM failed), 130 cancelled.";
 
