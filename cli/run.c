@@ -39,7 +39,8 @@ static const char usage[] =
     "and the command it runs) to `vmci vm receive --listen SOCKET` in another\n"
     "process, and the job runs on there with its output still shown here; a move\n"
     "that fails says why and the job goes on here. Ctrl-C during a move gives the\n"
-    "move up. A VM that moved never returns to the warm pool, which starts another.\n"
+    "move up, after it cancels the job there. A VM that moved never returns to the\n"
+    "warm pool, which starts another.\n"
     "Exit status: 0 all passed, 1 a job failed, 2 usage or pipeline error,\n"
     "3 infrastructure error (a VM failed), 130 cancelled.";
 

@@ -205,10 +205,11 @@ static int step_exec(struct attempt *a, struct vm *vm, const struct vm_exec_opts
 			    .memory_mb = (int)a->job->memory_mb,
 			    .network = runner_job_network(a->job),
 			};
-			/* A cancel meanwhile gives the move up; one too late ends the job there. */
+			/* A cancel meanwhile gives the move up; from then on it reaches the
+			 * receiver. */
 			int moved = runner_remote_move(a->o->move_to, image, a->lease->guest,
 						       &shape, a->cancel, &a->remote, &why);
-			if (!moved && runner_cancel_requested(a->cancel)) {
+			if (!moved && !runner_cancel_attach_remote(a->cancel, a->remote)) {
 				note(a, "moved to %s, but the job was cancelled", a->o->move_to);
 				*res = (struct vm_exec_result){.kind = VM_CANCELLED};
 				return 0;
@@ -483,6 +484,7 @@ static bool run_in_vm(struct attempt *a, struct runner_lease *lease)
 			broken = true;
 	}
 	if (a->remote) {
+		runner_cancel_detach(a->cancel);
 		runner_remote_close(a->remote);
 		a->remote = NULL;
 		return true; /* the VM here is gone: its pool replaces it */

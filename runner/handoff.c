@@ -8,6 +8,7 @@
 #include "runner/sched.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,22 @@
 struct runner_remote {
 	int fd;
 	struct msg m;
+	/* Held by every send: a cancel comes from another thread, between two messages. */
+	pthread_mutex_t send_lock;
+	bool cancel_sent;
 };
+
+/* Sends one message to the receiver, or two (b: NULL for one) that must stay together. */
+static int remote_send(struct runner_remote *r, int type, json_t *json, int type_b, const void *b,
+		       size_t b_len)
+{
+	pthread_mutex_lock(&r->send_lock);
+	int rc = msg_send_json(r->fd, type, json);
+	if (!rc && b)
+		rc = msg_send(r->fd, type_b, b, b_len);
+	pthread_mutex_unlock(&r->send_lock);
+	return rc;
+}
 
 static int connect_to(const char *path, struct vmci_err *err)
 {
@@ -54,6 +70,7 @@ static void remote_free(struct runner_remote *r)
 	if (r->fd >= 0)
 		close(r->fd);
 	buf_free(&r->m.body);
+	pthread_mutex_destroy(&r->send_lock);
 	free(r);
 }
 
@@ -92,8 +109,10 @@ int runner_remote_move(const char *path, const char *image, struct runner_guest 
 	struct runner_remote *r = calloc(1, sizeof(*r));
 	if (!r)
 		return vmci_err_set(err, ENOMEM, "out of memory");
+	pthread_mutex_init(&r->send_lock, NULL);
 	r->fd = connect_to(path, err);
 	if (r->fd < 0) {
+		pthread_mutex_destroy(&r->send_lock);
 		free(r);
 		return -EHOSTUNREACH;
 	}
@@ -205,9 +224,10 @@ static int remote_wait(struct runner_remote *r, const struct vm_exec_opts *opts,
 int runner_remote_resume(struct runner_remote *r, const struct vm_exec_opts *opts,
 			 struct vm_exec_result *res, struct vmci_err *err)
 {
-	int rc = msg_send_json(r->fd, MSG_RESUME,
-			       json_pack("{s:[], s:[], s:I}", "argv", "env", "timeout_ms",
-					 (json_int_t)opts->timeout_ms));
+	int rc = remote_send(r, MSG_RESUME,
+			     json_pack("{s:[], s:[], s:I}", "argv", "env", "timeout_ms",
+				       (json_int_t)opts->timeout_ms),
+			     0, NULL, 0);
 	if (rc)
 		return vmci_err_errno(err, -rc, "the receiver of the VM went away");
 	return remote_wait(r, opts, res, err);
@@ -219,7 +239,7 @@ int runner_remote_exec(struct runner_remote *r, const struct vm_exec_opts *opts,
 	json_t *req = json_pack("{s:o, s:o, s:s, s:I}", "argv", json_strv(opts->argv), "env",
 				json_strv(opts->env), "cwd", opts->cwd ? opts->cwd : "",
 				"timeout_ms", (json_int_t)opts->timeout_ms);
-	int rc = msg_send_json(r->fd, MSG_EXEC, req);
+	int rc = remote_send(r, MSG_EXEC, req, 0, NULL, 0);
 	if (rc)
 		return vmci_err_errno(err, -rc, "the receiver of the VM went away");
 	return remote_wait(r, opts, res, err);
@@ -256,8 +276,8 @@ int runner_remote_put_tar(struct runner_remote *r, int fd, const char *guest_dir
 					"VM that moved",
 					MSG_MAX >> 10, guest_dir)
 			 : 0;
-	if (!rc && (msg_send_json(r->fd, MSG_PUT, json_pack("{s:s}", "dir", guest_dir)) ||
-		    msg_send(r->fd, MSG_DATA, tar.data, tar.len)))
+	if (!rc && remote_send(r, MSG_PUT, json_pack("{s:s}", "dir", guest_dir), MSG_DATA,
+			       tar.data ? (const void *)tar.data : "", tar.len))
 		rc = vmci_err_set(err, EPIPE, "the receiver of the VM went away");
 	buf_free(&tar);
 	if (!rc)
@@ -268,7 +288,7 @@ int runner_remote_put_tar(struct runner_remote *r, int fd, const char *guest_dir
 int runner_remote_get_tar(struct runner_remote *r, const char *guest_path, int fd,
 			  struct vmci_err *err)
 {
-	if (msg_send_json(r->fd, MSG_GET, json_pack("{s:s}", "path", guest_path)))
+	if (remote_send(r, MSG_GET, json_pack("{s:s}", "path", guest_path), 0, NULL, 0))
 		return vmci_err_set(err, EPIPE, "the receiver of the VM went away");
 	int write_rc = 0;
 	for (;;) {
@@ -291,7 +311,7 @@ int runner_remote_get_tar(struct runner_remote *r, const char *guest_path, int f
 
 int runner_remote_ping(struct runner_remote *r, int timeout_ms, struct vmci_err *err)
 {
-	if (msg_send_json(r->fd, MSG_PING, json_pack("{s:i}", "timeout_ms", timeout_ms)))
+	if (remote_send(r, MSG_PING, json_pack("{s:i}", "timeout_ms", timeout_ms), 0, NULL, 0))
 		return vmci_err_set(err, EPIPE, "the receiver of the VM went away");
 	int rc = expect(r, MSG_DONE, "pinging the VM", err);
 	return rc ? rc : remote_done(r, err);
@@ -315,6 +335,14 @@ int runner_job_vm_ping(const struct runner_job_vm *t, int timeout_ms, struct vmc
 {
 	return t->remote ? runner_remote_ping(t->remote, timeout_ms, err)
 			 : vm_ping(t->vm, timeout_ms, err);
+}
+
+void runner_remote_cancel(struct runner_remote *r)
+{
+	pthread_mutex_lock(&r->send_lock);
+	if (!r->cancel_sent)
+		r->cancel_sent = msg_send(r->fd, MSG_CANCEL, NULL, 0) == 0;
+	pthread_mutex_unlock(&r->send_lock);
 }
 
 void runner_remote_close(struct runner_remote *r)

@@ -82,6 +82,12 @@ int runner_remote_get_tar(struct runner_remote *r, const char *guest_path, int f
 /* vm_ping on the moved VM. */
 int runner_remote_ping(struct runner_remote *r, int timeout_ms, struct vmci_err *err);
 
+/*
+ * Cancels the command running on the moved VM and any asked for after
+ * (they end VM_CANCELLED). Thread-safe; for runner_cancel_request.
+ */
+void runner_remote_cancel(struct runner_remote *r);
+
 /* Tells the receiver the job is over (it stops the VM) and frees r. Safe on NULL. */
 void runner_remote_close(struct runner_remote *r);
 

@@ -21,6 +21,8 @@
  *   PUT {dir}, DATA tar                DONE {code, msg}
  *   GET {path}                         DATA bytes..., then DONE {code, msg}
  *   PING {timeout_ms}                  DONE {code, msg}
+ *   CANCEL (at any time after MOVED)   the command running and any asked
+ *                                            for after end as cancelled
  *   END                                (the receiver stops the VM)
  *
  * A template's disk is named by its place under the templates directory
@@ -57,6 +59,7 @@ enum msg_type {
 	MSG_PING = 'I',
 	MSG_DATA = 'D',
 	MSG_DONE = 'N',
+	MSG_CANCEL = 'C',
 };
 
 #define DATA_CHUNK (256u << 10) /* a GET's stream, per DATA message */

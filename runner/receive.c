@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +25,12 @@ struct receiver {
 	void (*say)(void *ctx, const char *line);
 	void *ctx;
 	struct runner_cancel *cancel; /* may be NULL */
+	bool sender_cancelled;	      /* the sender sent CANCEL */
 };
 
 static bool cancelled(const struct receiver *r)
 {
-	return r->cancel && runner_cancel_requested(r->cancel);
+	return r->sender_cancelled || (r->cancel && runner_cancel_requested(r->cancel));
 }
 
 static void say(struct receiver *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -50,6 +52,43 @@ static void forward_output(void *ctx, int fd, const void *data, size_t len)
 	struct receiver *r = ctx;
 	/* A sender gone is seen at the next read; the command ends on its own. */
 	msg_send(r->fd, fd == 2 ? MSG_OUT2 : MSG_OUT1, data, len);
+}
+
+/*
+ * While a command runs, the sender sends nothing but a CANCEL; a thread
+ * watches the socket for it (or for the sender going away, which ends
+ * the command too) and cancels the command, again every 200 ms until it
+ * ended (a cancel that lands as vm_exec starts is not lost).
+ */
+struct watch {
+	struct receiver *r;
+	struct vm *vm;
+	int stop[2];
+	bool cancel;
+};
+
+static void *watch_thread(void *arg)
+{
+	struct watch *w = arg;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = w->stop[0], .events = POLLIN},
+				      {.fd = w->r->fd, .events = POLLIN}};
+		int n = poll(p, w->cancel ? 1 : 2, w->cancel ? 200 : -1);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0 && p[0].revents)
+			break;
+		if (!w->cancel && n > 0 && p[1].revents) {
+			struct msg m = {0};
+			int rc = msg_recv(w->r->fd, &m);
+			buf_free(&m.body);
+			w->cancel = true;
+			w->r->sender_cancelled |= rc == 0 && m.type == MSG_CANCEL;
+		}
+		if (w->cancel)
+			vm_cancel(w->vm);
+	}
+	return NULL;
 }
 
 /* Runs a RESUME or EXEC request on vm and answers with EXIT or FAILED. */
@@ -75,12 +114,27 @@ static int serve_command(struct receiver *r, struct vm *vm, uint32_t stream, con
 		rc = vmci_err_set(&err, EPROTO, "a malformed request from the sender");
 	else if (cancelled(r))
 		res.kind = VM_CANCELLED; /* the job ends here: no command runs any more */
-	else if (m->type == MSG_RESUME)
-		rc = vm_exec_resume(vm, stream, &o, &res, &err);
-	else if (!argv[0])
+	else if (m->type == MSG_EXEC && !argv[0])
 		rc = vmci_err_set(&err, EPROTO, "an exec request without a command");
-	else
-		rc = vm_exec(vm, &o, &res, &err);
+	else {
+		struct watch w = {.r = r, .vm = vm, .stop = {-1, -1}};
+		pthread_t t;
+		bool watching = pipe2(w.stop, O_CLOEXEC) == 0 &&
+				pthread_create(&t, NULL, watch_thread, &w) == 0;
+		if (m->type == MSG_RESUME)
+			rc = vm_exec_resume(vm, stream, &o, &res, &err);
+		else
+			rc = vm_exec(vm, &o, &res, &err);
+		if (watching) {
+			ssize_t ignored = write(w.stop[1], "s", 1);
+			(void)ignored;
+			pthread_join(t, NULL);
+		}
+		if (w.stop[0] >= 0) {
+			close(w.stop[0]);
+			close(w.stop[1]);
+		}
+	}
 	json_decref(req);
 	strv_free(argv);
 	strv_free(env);
@@ -354,6 +408,11 @@ int runner_receive(const char *path, void (*say_fn)(void *ctx, const char *line)
 			told = true;
 		}
 		int served;
+		if (m.type == MSG_CANCEL) {
+			r.sender_cancelled =
+			    true; /* the commands asked for from now on end at once */
+			continue;
+		}
 		if (m.type == MSG_RESUME || m.type == MSG_EXEC)
 			served = serve_command(&r, g->vm, state.stream, &m);
 		else if (m.type == MSG_PUT)

@@ -14,6 +14,7 @@
  * with fake jobs (tests/unit/runner).
  */
 #include "runner/sched.h"
+#include "runner/handoff.h"
 #include "pipelines/pipelines.h"
 
 #include <errno.h>
@@ -34,6 +35,7 @@ struct runner_cancel {
 	pthread_mutex_t lock;
 	bool requested;
 	struct vm *vm;
+	struct runner_remote *remote; /* the job's VM moved there */
 };
 
 struct runner_cancel *runner_cancel_new(void)
@@ -64,6 +66,8 @@ void runner_cancel_request(struct runner_cancel *c)
 	 */
 	if (c->vm)
 		vm_cancel(c->vm);
+	if (c->remote)
+		runner_remote_cancel(c->remote);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -85,10 +89,21 @@ bool runner_cancel_attach(struct runner_cancel *c, struct vm *vm)
 	return ok;
 }
 
+bool runner_cancel_attach_remote(struct runner_cancel *c, struct runner_remote *r)
+{
+	pthread_mutex_lock(&c->lock);
+	bool ok = !c->requested;
+	if (ok)
+		c->remote = r;
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
 void runner_cancel_detach(struct runner_cancel *c)
 {
 	pthread_mutex_lock(&c->lock);
 	c->vm = NULL;
+	c->remote = NULL;
 	pthread_mutex_unlock(&c->lock);
 }
 

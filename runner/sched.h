@@ -26,6 +26,13 @@ void runner_cancel_request(struct runner_cancel *c);
 bool runner_cancel_requested(struct runner_cancel *c);
 /* Attaches the job's VM; false (nothing attached) when a cancel was already requested. */
 bool runner_cancel_attach(struct runner_cancel *c, struct vm *vm);
+struct runner_remote;
+/*
+ * Attaches the job's VM that moved (runner_remote_cancel reaches its
+ * command); false (nothing attached) when a cancel was already requested.
+ */
+bool runner_cancel_attach_remote(struct runner_cancel *c, struct runner_remote *r);
+/* Detaches the VM, here or moved: no request reaches it from then on. */
 void runner_cancel_detach(struct runner_cancel *c);
 /*
  * Asks the command running in the attached VM to be let go of for a move

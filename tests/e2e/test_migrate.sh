@@ -8,8 +8,9 @@
 # its pool replaces the VM for the next job. With the destination's QEMU
 # killed mid-move (a cold VM), the job goes on at the source, succeeds,
 # and says the move failed. Ctrl-C on the source during a move leaves no
-# QEMU and no half-moved job; Ctrl-C on the receiver that took a job ends
-# the job cancelled, with no QEMU and no run directory left.
+# QEMU and no half-moved job; Ctrl-C on the receiver that took a job, or
+# on the source once the job moved, ends the job cancelled, with no QEMU
+# and no run directory left.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -180,4 +181,21 @@ grep -iE "mov|receiv|cancel" "$E2E_TMP/run4.out" "$E2E_TMP/recv4.out" | sed 's/^
 if grep -qE "count.*cancelled" "$E2E_TMP/run4.out"; then pass "the job the receiver took ends cancelled"
 else fail "the job the receiver took ends cancelled" "$(tail -5 "$E2E_TMP/run4.out")"; fi
 expect_eq "no QEMU and no run directory are left after the receiver was cancelled" "0 0" \
+	"$(qemus_under_tmp) $(run_dirs)"
+
+# ---- Ctrl-C on the source once its job moved ------------------------------------------
+
+if start_move 5; then
+	kill -USR1 "$vpid"
+	wait_for "$E2E_TMP/run5.out" "the job goes on there"
+	kill -INT "$vpid"
+fi
+wait "$vpid"
+expect_eq "Ctrl-C on the source of a moved job ends vmci run as cancelled" 130 $?
+wait "$rpid"
+expect_eq "the receiver ends cleanly with the cancelled job" 0 $?
+grep -iE "mov|receiv|cancel" "$E2E_TMP/run5.out" "$E2E_TMP/recv5.out" | sed 's/^/# /'
+if grep -qE "step 'count' cancelled" "$E2E_TMP/run5.out"; then pass "Ctrl-C on the source reaches the command of the moved job"
+else fail "Ctrl-C on the source reaches the command of the moved job" "$(tail -5 "$E2E_TMP/run5.out")"; fi
+expect_eq "no QEMU and no run directory are left after a moved job was cancelled" "0 0" \
 	"$(qemus_under_tmp) $(run_dirs)"
