@@ -205,8 +205,7 @@ static int step_exec(struct attempt *a, struct vm *vm, const struct vm_exec_opts
 			    .memory_mb = (int)a->job->memory_mb,
 			    .network = runner_job_network(a->job),
 			};
-			/* A cancel meanwhile gives the move up; from then on it reaches the
-			 * receiver. */
+			/* A cancel gives the move up; once moved, it goes to the receiver. */
 			int moved = runner_remote_move(a->o->move_to, image, a->lease->guest,
 						       &shape, a->cancel, &a->remote, &why);
 			if (!moved && !runner_cancel_attach_remote(a->cancel, a->remote)) {

@@ -50,7 +50,7 @@ static void say(struct receiver *r, const char *fmt, ...)
 static void forward_output(void *ctx, int fd, const void *data, size_t len)
 {
 	struct receiver *r = ctx;
-	/* A sender gone is seen at the next read; the command ends on its own. */
+	/* A sender gone is seen by the watcher (below), which cancels the command. */
 	msg_send(r->fd, fd == 2 ? MSG_OUT2 : MSG_OUT1, data, len);
 }
 
