@@ -33,10 +33,10 @@ struct vm {
 	struct qemu_proc proc;
 	struct qmp *qmp;
 	int64_t boot_ms;
-	char **info;	  /* "key=value" from the agent's hello */
-	bool ram_in_file; /* guest RAM is a shared file (spec mem_path + mem_shared) */
-	bool has_disk;	  /* spec->disk was given: QEMU_DISK_NODE exists */
-	bool mem_file;	  /* guest RAM is a named memory backend (spec mem_path or mem_backend) */
+	char **info;	      /* "key=value" from the agent's hello */
+	bool ram_in_file;     /* guest RAM is a shared file (spec mem_path + mem_shared) */
+	bool has_disk;	      /* spec->disk was given: QEMU_DISK_NODE exists */
+	bool mem_file;	      /* guest RAM is a memory backend: spec mem_path or mem_backend */
 	char instance_id[33]; /* per-clone id of a VM restored from saved state, or "" */
 	uint32_t qmp_jobs;    /* QMP jobs started, for unique job ids */
 	struct vm_migrate_addr migrate_in; /* where a migration destination listens, or "" */
