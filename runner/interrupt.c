@@ -6,10 +6,12 @@
  * code. The first signal calls what the front end registered as its
  * cancellation (cancel the jobs, stop their VMs in order); with nothing
  * registered, or on a second signal, the process ends at once, after the
- * registered cleanup (the terminal's state): its QEMUs die with it
- * (PR_SET_PDEATHSIG), and children it spawns get a clean signal mask.
+ * registered cleanup (the terminal's state) and the removal of the run
+ * directories it holds: its QEMUs die with it (PR_SET_PDEATHSIG), and
+ * children it spawns get a clean signal mask.
  */
 #include "runner/interrupt.h"
+#include "runner/run_dir.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -53,6 +55,8 @@ static void *signal_thread(void *arg)
 		}
 		if (state.cleanup)
 			state.cleanup();
+		/* Its VMs die with the process: their directories (and workspace disks) go now. */
+		runner_remove_own_run_dirs();
 		fprintf(stderr, "\nvmci: killed\n");
 		_exit(state.exit_code ? state.exit_code : 128 + signo);
 	}

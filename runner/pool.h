@@ -14,9 +14,12 @@
  * Warm VMs per shape: image, vCPUs and memory. Each VM takes an internal snapshot "clean" as soon
  * as its agent is first ready; a job gets a VM in that state, and when
  * the job gives it back the VM is reverted to "clean" (vm_snapshot_load:
- * memory, disk, processes, clock and entropy) and pinged before another
- * job may have it. A job only gets a VM of the shape it asks for. A VM whose revert or ping fails,
- * or that a job reports broken, is destroyed, and a new one is started in its place.
+ * memory, disk, processes, clock and entropy; its last step is a round
+ * trip through the agent) and, under an emulator, warmed up with one
+ * shell command (a snapshot load drops the emulator's translated code)
+ * before another job may have it. A job only gets a VM of the shape it
+ * asks for. A VM whose revert or warm-up fails, or that a job reports
+ * broken, is destroyed, and a new one is started in its place.
  *
  * VMs are started and reverted by pool threads, as many as the host can
  * start VMs at once (runner_default_max_vms for the largest shape), so the
@@ -47,7 +50,7 @@ struct runner_pool_stats {
 	long long started, start_failures;  /* VMs started since runner_pool_add */
 	long long reverts, revert_failures; /* releases that reverted, and that failed */
 	long long destroyed;		    /* VMs taken out after a failure */
-	int64_t last_revert_ms;		    /* revert + ping of the latest release */
+	int64_t last_revert_ms; /* revert (snapshot load + reconnect) of the latest release */
 };
 
 /*

@@ -13,11 +13,59 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/*
+ * The run directories this process holds, for runner_remove_own_run_dirs:
+ * a process that ends without its teardown (a second Ctrl-C) removes them
+ * on its way out instead of leaving them to the next sweep.
+ */
+struct held_dir {
+	struct held_dir *next;
+	char path[];
+};
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct held_dir *held;
+
+static void hold(const char *dir)
+{
+	size_t n = strlen(dir) + 1;
+	struct held_dir *h = malloc(sizeof(*h) + n);
+	if (!h)
+		return; /* the sweep still finds it once the process is gone */
+	memcpy(h->path, dir, n);
+	pthread_mutex_lock(&held_lock);
+	h->next = held;
+	held = h;
+	pthread_mutex_unlock(&held_lock);
+}
+
+static void unhold(const char *dir)
+{
+	pthread_mutex_lock(&held_lock);
+	for (struct held_dir **p = &held; *p; p = &(*p)->next) {
+		if (!strcmp((*p)->path, dir)) {
+			struct held_dir *h = *p;
+			*p = h->next;
+			free(h);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&held_lock);
+}
+
+void runner_remove_own_run_dirs(void)
+{
+	pthread_mutex_lock(&held_lock);
+	for (struct held_dir *h = held; h; h = h->next)
+		fs_rm_rf(h->path, NULL);
+	pthread_mutex_unlock(&held_lock);
+}
 
 static const char *tmp_dir(void)
 {
@@ -63,12 +111,14 @@ int runner_make_run_dir(const char *prefix, char *out, size_t size, int *lock, s
 			close(fd);
 		return rc;
 	}
+	hold(out);
 	*lock = fd;
 	return 0;
 }
 
 void runner_remove_run_dir(const char *dir, int lock)
 {
+	unhold(dir);
 	/* Removed before the lock goes: no sweeper races us for it. */
 	if (lock < 0 || dir_lock_same(lock, dir))
 		fs_rm_rf(dir, NULL);

@@ -35,6 +35,13 @@ int runner_make_run_dir(const char *prefix, char *out, size_t size, int *lock,
 void runner_remove_run_dir(const char *dir, int lock);
 
 /*
+ * Removes every run directory this process still holds, keeping their
+ * locks: for a process about to end without its teardown (a second
+ * Ctrl-C, runner/interrupt.c), whose VMs die with it.
+ */
+void runner_remove_own_run_dirs(void);
+
+/*
  * Removes the marked run directories right under tmp whose lock nobody
  * holds (their maker died), owned by this user. Returns how many.
  */

@@ -11,12 +11,16 @@
  * (root's) are the tar path's; the only addition of ext4, lost+found, is
  * removed by the guest after mounting.
  *
- * The image lives in a private directory under $TMPDIR until the
- * workspace is freed. The overlays live in each VM's run directory.
+ * The image lives in a run directory of its own under $TMPDIR
+ * (runner/run_dir.h) until the workspace is freed: a vmci that ends
+ * without its teardown removes it on its way out, and one that dies
+ * leaves it to the next one's sweep. The overlays live in each VM's run
+ * directory.
  */
 #include "runner/workspace.h"
 
 #include "images/images.h"
+#include "runner/run_dir.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -45,15 +49,18 @@ struct runner_ws_disk {
 	long long bytes; /* the tree's file bytes; -1 when unknown */
 	int rc;		 /* of the image, once made */
 	struct vmci_err err;
-	char dir[PATH_MAX];   /* private directory, "" until made */
+	char dir[PATH_MAX];   /* run directory, "" until made */
+	int dir_lock;	      /* its lock, -1 until made */
 	char image[PATH_MAX]; /* dir/workspace.ext4 */
 };
 
 struct runner_ws_disk *runner_ws_disk_new(void)
 {
 	struct runner_ws_disk *d = calloc(1, sizeof(*d));
-	if (d)
+	if (d) {
 		pthread_mutex_init(&d->lock, NULL);
+		d->dir_lock = -1;
+	}
 	return d;
 }
 
@@ -62,7 +69,7 @@ void runner_ws_disk_free(struct runner_ws_disk *d)
 	if (!d)
 		return;
 	if (d->dir[0])
-		fs_rm_rf(d->dir, NULL);
+		runner_remove_run_dir(d->dir, d->dir_lock);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
@@ -227,13 +234,11 @@ static int unpack(int fd, void *ctx, struct vmci_err *err)
 static int make_image(const struct runner_workspace *ws, struct runner_ws_disk *d,
 		      struct vmci_err *err)
 {
-	const char *tmp = getenv("TMPDIR");
-	if (fs_path(d->dir, sizeof(d->dir), "%s/vmci-ws-XXXXXX", tmp && *tmp ? tmp : "/tmp"))
-		return vmci_err_set(err, ENAMETOOLONG, "$TMPDIR is too long");
-	if (!mkdtemp(d->dir)) {
-		int e = errno;
+	int rc = runner_make_run_dir("vmci-ws", d->dir, sizeof(d->dir), &d->dir_lock, err);
+	if (rc) {
 		d->dir[0] = 0;
-		return vmci_err_errno(err, e, "cannot create a directory for the workspace disk");
+		vmci_err_wrap(err, "for the workspace disk");
+		return rc;
 	}
 	char tree[PATH_MAX];
 	if (fs_path(tree, sizeof(tree), "%s/tree", d->dir) ||
@@ -242,7 +247,7 @@ static int make_image(const struct runner_workspace *ws, struct runner_ws_disk *
 	if (mkdir(tree, 0755) || chmod(tree, 0755))
 		return vmci_err_errno(err, errno, "cannot create %s", tree);
 	bool host_side;
-	int rc = runner_workspace_stream(ws, unpack, tree, &host_side, err);
+	rc = runner_workspace_stream(ws, unpack, tree, &host_side, err);
 	if (!d->sized) {
 		d->bytes = tree_bytes(ws);
 		d->sized = true;

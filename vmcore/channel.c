@@ -401,16 +401,27 @@ int channel_run(struct vm *vm, struct channel_op *op, struct vmci_err *err)
 	}
 }
 
+int channel_send(struct vm *vm, const char *what, struct vmci_err *err)
+{
+	return flush_some(vm, what, err);
+}
+
+/* Queues a HELLO asking for what follows vm->guest_seq. */
+static int queue_hello(struct vm *vm, struct vmci_err *err)
+{
+	channel_begin(vm);
+	agent_put_u32(&vm->w, AGENT_PROTOCOL_VERSION);
+	agent_put_u64(&vm->w, vm->guest_seq);
+	return channel_queue(vm, AGENT_HELLO, 0, err);
+}
+
 int channel_handshake(struct vm *vm, int timeout_ms, struct vmci_err *err)
 {
 	int64_t deadline = clock_ms() + timeout_ms;
 	vm->connected = false;
 	vm->resyncing = true;
 	while (!vm->connected) {
-		channel_begin(vm);
-		agent_put_u32(&vm->w, AGENT_PROTOCOL_VERSION);
-		agent_put_u64(&vm->w, vm->guest_seq);
-		int rc = channel_queue(vm, AGENT_HELLO, 0, err);
+		int rc = queue_hello(vm, err);
 		if (rc < 0)
 			return rc;
 		/*
@@ -444,7 +455,8 @@ int channel_handshake(struct vm *vm, int timeout_ms, struct vmci_err *err)
 	return 0;
 }
 
-int channel_restart(struct vm *vm, int timeout_ms, struct vmci_err *err)
+/* Forgets the connection to an agent whose state was replaced under it. */
+static void forget_connection(struct vm *vm)
 {
 	/* What was queued for, or sent by, the agent's earlier life means nothing now. */
 	vm->outq.len = 0;
@@ -459,7 +471,21 @@ int channel_restart(struct vm *vm, int timeout_ms, struct vmci_err *err)
 	 * another host, and their stream ids could collide with ours.
 	 */
 	vm->guest_seq = vm->guest_seq_acked = UINT64_MAX;
+	vm->connected = false;
+	vm->resyncing = true;
+}
+
+int channel_restart(struct vm *vm, int timeout_ms, struct vmci_err *err)
+{
+	forget_connection(vm);
 	return channel_handshake(vm, timeout_ms, err);
+}
+
+int channel_restart_send(struct vm *vm, struct vmci_err *err)
+{
+	forget_connection(vm);
+	int rc = queue_hello(vm, err);
+	return rc ? rc : channel_send(vm, "reconnecting to the agent", err);
 }
 
 int channel_resume(struct vm *vm, uint64_t resume_after, int timeout_ms, struct vmci_err *err)

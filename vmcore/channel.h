@@ -115,6 +115,42 @@ int channel_run(struct vm *vm, struct channel_op *op, struct vmci_err *err);
 int channel_restart(struct vm *vm, int timeout_ms, struct vmci_err *err);
 
 /*
+ * The first half of channel_restart: drops what is in flight both ways
+ * and sends a HELLO, without waiting for its reply. Requests queued
+ * behind it reach the agent in the same write: the operation that waits
+ * for their answers takes the HELLO_REPLY on its way (vm->connected).
+ */
+int channel_restart_send(struct vm *vm, struct vmci_err *err);
+
+/* Writes what is queued as far as the socket takes it now, without waiting. */
+int channel_send(struct vm *vm, const char *what, struct vmci_err *err);
+
+/* vmcore/vm.c: vm_refresh_guest in two halves, so that other work fits between. */
+struct guest_refresh {
+	struct channel_op op;
+	int replies;
+	struct agent_result result[2]; /* clock, then entropy */
+};
+/* Sends the clock and entropy requests (on one stream) without waiting for their answers. */
+int guest_refresh_send(struct vm *vm, struct guest_refresh *r, struct vmci_err *err);
+/* Waits for both answers until deadline_ms, then configures the network of a NAT VM. */
+int guest_refresh_wait(struct vm *vm, struct guest_refresh *r, int64_t deadline_ms,
+		       struct vmci_err *err);
+
+/*
+ * vmcore/vm.c: after the guest's state was replaced (snapshot-load, a
+ * restore from saved state): channel_restart and vm_refresh_guest in one
+ * round trip, within timeout_ms.
+ */
+int vm_restart_refreshed(struct vm *vm, int timeout_ms, struct vmci_err *err);
+/*
+ * Its second half, for a caller that sent channel_restart_send and
+ * guest_refresh_send itself and did other work while the guest answers.
+ */
+int vm_restart_refreshed_wait(struct vm *vm, struct guest_refresh *r, int timeout_ms,
+			      struct vmci_err *err);
+
+/*
  * vmcore/template.c, for vm_start with spec->incoming once QMP and the
  * agent socket are connected: loads the saved state, resumes the guest,
  * reconnects the agent within timeout_ms, sets its clock, adds entropy

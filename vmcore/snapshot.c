@@ -45,9 +45,14 @@ static int job_error(struct vm *vm, const char *id, char *msg, size_t size, stru
 	return 0;
 }
 
-/* Waits for job id to conclude. */
-static int job_wait(struct vm *vm, const char *id, const char *what, struct vmci_err *err)
+/*
+ * Waits for job id to conclude; *failed tells whether it went through
+ * "aborting" on its way, which only a failed job does (qapi/job.json).
+ */
+static int job_wait(struct vm *vm, const char *id, const char *what, bool *failed,
+		    struct vmci_err *err)
 {
+	*failed = false;
 	int64_t deadline = clock_ms() + JOB_TIMEOUT_MS;
 	for (;;) {
 		int64_t left = deadline - clock_ms();
@@ -64,21 +69,23 @@ static int job_wait(struct vm *vm, const char *id, const char *what, struct vmci
 			continue;
 		const char *jid = json_string_value(json_object_get(ev.value, "id"));
 		const char *status = json_string_value(json_object_get(ev.value, "status"));
-		bool done = jid && status && !strcmp(jid, id) && !strcmp(status, "concluded");
+		bool ours = jid && status && !strcmp(jid, id);
+		if (ours && !strcmp(status, "aborting"))
+			*failed = true;
+		bool done = ours && !strcmp(status, "concluded");
 		qmp_msg_free(&ev);
 		if (done)
 			return 0;
 	}
 }
 
-/* Runs one snapshot job on the VM's disk and reports its error. */
-static int snapshot_job(struct vm *vm, const char *command, const char *name, const char *what,
-			struct vmci_err *err)
+/* Starts one snapshot job on the VM's disk and waits for it to conclude. */
+static int job_run(struct vm *vm, const char *command, const char *name, const char *what, char *id,
+		   size_t id_size, bool *failed, struct vmci_err *err)
 {
 	if (!name || !*name)
 		return vmci_err_set(err, EINVAL, "%s: a snapshot needs a name", __func__);
-	char id[64];
-	snprintf(id, sizeof(id), "vmci-%s-%u", command, ++vm->qmp_jobs);
+	snprintf(id, id_size, "vmci-%s-%u", command, ++vm->qmp_jobs);
 	json_t *args =
 	    json_pack("{s:s, s:s, s:[s]}", "job-id", id, "tag", name, "devices", QEMU_DISK_NODE);
 	/* The memory goes into the same disk as the snapshot. */
@@ -93,16 +100,32 @@ static int snapshot_job(struct vm *vm, const char *command, const char *name, co
 		vmci_err_wrap(err, "%s", what);
 		return rc;
 	}
-	rc = job_wait(vm, id, what, err);
+	return job_wait(vm, id, what, failed, err);
+}
+
+/* Reports a concluded job's error (asked only of a failed one) and dismisses it. */
+static int job_finish(struct vm *vm, const char *id, bool failed, const char *what,
+		      struct vmci_err *err)
+{
 	char failure[512] = "";
-	if (!rc)
-		rc = job_error(vm, id, failure, sizeof(failure), err);
+	int rc = failed ? job_error(vm, id, failure, sizeof(failure), err) : 0;
 	if (!rc)
 		qmp_execute(vm->qmp, "job-dismiss", json_pack("{s:s}", "id", id), NULL,
 			    QMP_TIMEOUT_MS, NULL);
-	if (!rc && *failure)
-		rc = vmci_err_set(err, EIO, "%s failed: %s", what, failure);
+	if (!rc && failed)
+		rc = vmci_err_set(err, EIO, "%s failed: %s", what,
+				  *failure ? failure : "no reason given");
 	return rc;
+}
+
+/* Runs one snapshot job on the VM's disk and reports its error. */
+static int snapshot_job(struct vm *vm, const char *command, const char *name, const char *what,
+			struct vmci_err *err)
+{
+	char id[64];
+	bool failed;
+	int rc = job_run(vm, command, name, what, id, sizeof(id), &failed, err);
+	return rc ? rc : job_finish(vm, id, failed, what, err);
 }
 
 int vm_snapshot_save(struct vm *vm, const char *name, struct vmci_err *err)
@@ -124,14 +147,28 @@ int vm_snapshot_load(struct vm *vm, const char *name, struct vmci_err *err)
 	snprintf(what, sizeof(what), "reverting VM %d to snapshot '%s'", (int)vm->proc.pid,
 		 name ? name : "");
 	int64_t t0 = clock_ms();
-	int rc = snapshot_job(vm, "snapshot-load", name, what, err);
+	char id[64];
+	bool failed;
+	int rc = job_run(vm, "snapshot-load", name, what, id, sizeof(id), &failed, err);
 	if (rc)
 		return rc;
 	int64_t t1 = clock_ms();
-	/* The agent is back where the snapshot left it, mid-connection with an old host. */
-	rc = channel_restart(vm, RECONNECT_TIMEOUT_MS, err);
-	if (!rc)
-		rc = vm_refresh_guest(vm, err);
+	/*
+	 * The agent is back where the snapshot left it, mid-connection with an
+	 * old host: reconnect and refresh it in one round trip, and dismiss the
+	 * job while the guest works on the answer.
+	 */
+	struct guest_refresh r;
+	if (!failed) {
+		rc = channel_restart_send(vm, err);
+		if (!rc)
+			rc = guest_refresh_send(vm, &r, err);
+	}
+	int done = job_finish(vm, id, failed, what, rc ? NULL : err);
+	rc = rc ? rc : done;
+	if (rc)
+		return rc;
+	rc = vm_restart_refreshed_wait(vm, &r, RECONNECT_TIMEOUT_MS, err);
 	if (rc) {
 		vmci_err_wrap(err, "after reverting VM %d to snapshot '%s'", (int)vm->proc.pid,
 			      name);

@@ -197,10 +197,8 @@ int template_start(struct vm *vm, const struct vm_spec *spec, int timeout_ms, st
 		return rc;
 	}
 	/* The agent runs already: no boot to wait for, so a short deadline. */
-	rc = channel_restart(
+	rc = vm_restart_refreshed(
 	    vm, timeout_ms < RECONNECT_TIMEOUT_MS ? timeout_ms : RECONNECT_TIMEOUT_MS, err);
-	if (!rc)
-		rc = vm_refresh_guest(vm, err);
 	if (!rc)
 		rc = new_identity(vm, err);
 	if (rc)

@@ -12,6 +12,9 @@
 
 #define DEFAULT_READY_TIMEOUT_MS 120000
 #define QMP_TIMEOUT_MS		 10000
+#define REFRESH_TIMEOUT_MS	 10000
+/* A reconnect's single round trip, before the step-by-step path takes over. */
+#define RESTART_FIRST_TRY_MS 5000
 
 static struct vm *vm_alloc(void)
 {
@@ -299,63 +302,99 @@ int vm_ping(struct vm *vm, int timeout_ms, struct vmci_err *err)
 	return rc ? rc : channel_run(vm, &op, err);
 }
 
-/* The two results of vm_refresh_guest, which share a stream: clock, then entropy. */
-struct refresh_ctx {
-	int replies;
-	struct agent_result result[2];
-};
-
 static int on_refresh_reply(struct vm *vm, struct channel_op *op, const struct agent_frame *f,
 			    struct vmci_err *err)
 {
-	struct refresh_ctx *ctx = op->ctx;
+	struct guest_refresh *r = op->ctx;
 	char why[128];
-	if (f->h.type != AGENT_RESULT || ctx->replies >= 2)
+	if (f->h.type != AGENT_RESULT || r->replies >= 2)
 		return vmci_err_set(err, EPROTO, "the agent answered %s with a %s frame", op->what,
 				    agent_type_name(f->h.type));
-	if (agent_result_decode(f, &ctx->result[ctx->replies], why, sizeof(why)))
+	if (agent_result_decode(f, &r->result[r->replies], why, sizeof(why)))
 		return vmci_err_set(err, EPROTO, "the agent sent %s while %s", why, op->what);
-	return ++ctx->replies == 2;
+	return ++r->replies == 2;
 }
 
-int vm_refresh_guest(struct vm *vm, struct vmci_err *err)
+int guest_refresh_send(struct vm *vm, struct guest_refresh *r, struct vmci_err *err)
 {
+	memset(r, 0, sizeof(*r));
 	uint8_t seed[64];
 	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
 		return vmci_err_errno(err, errno, "cannot read host entropy");
 	/* Both requests go at once, on one stream: a revert waits for one round trip, not two. */
-	struct refresh_ctx ctx = {0};
-	struct channel_op op = {
+	r->op = (struct channel_op){
 	    .what = "setting the guest clock and adding entropy",
 	    .stream = channel_new_stream(vm),
 	    .on_frame = on_refresh_reply,
-	    .ctx = &ctx,
+	    .ctx = r,
 	    .input_fd = -1,
-	    .deadline_ms = clock_ms() + 10000,
 	};
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	channel_begin(vm);
 	agent_put_i64(&vm->w, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
-	int rc = channel_queue(vm, AGENT_SET_TIME, op.stream, err);
+	int rc = channel_queue(vm, AGENT_SET_TIME, r->op.stream, err);
 	if (!rc) {
 		channel_begin(vm);
 		agent_put_bytes(&vm->w, seed, sizeof(seed));
-		rc = channel_queue(vm, AGENT_ADD_ENTROPY, op.stream, err);
+		rc = channel_queue(vm, AGENT_ADD_ENTROPY, r->op.stream, err);
 	}
-	if (!rc)
-		rc = channel_run(vm, &op, err);
+	return rc ? rc : channel_send(vm, r->op.what, err);
+}
+
+int guest_refresh_wait(struct vm *vm, struct guest_refresh *r, int64_t deadline_ms,
+		       struct vmci_err *err)
+{
+	r->op.deadline_ms = deadline_ms;
+	r->op.ctx = r;
+	int rc = channel_run(vm, &r->op, err);
 	static const char *const what[] = {"setting the guest clock", "adding guest entropy"};
 	for (int i = 0; !rc && i < 2; i++)
-		if (ctx.result[i].status)
-			rc = vmci_err_set(err, ctx.result[i].status, "%s failed in the guest: %s",
+		if (r->result[i].status)
+			rc = vmci_err_set(err, r->result[i].status, "%s failed in the guest: %s",
 					  what[i],
-					  *ctx.result[i].message ? ctx.result[i].message
-								 : strerror(ctx.result[i].status));
-	agent_result_free(&ctx.result[0]);
-	agent_result_free(&ctx.result[1]);
+					  *r->result[i].message ? r->result[i].message
+								: strerror(r->result[i].status));
+	agent_result_free(&r->result[0]);
+	agent_result_free(&r->result[1]);
 	/* Whatever the guest knew of its network before the restore is stale now. */
 	if (!rc)
 		rc = net_configure_guest(vm, err);
 	return rc;
+}
+
+int vm_refresh_guest(struct vm *vm, struct vmci_err *err)
+{
+	struct guest_refresh r;
+	int rc = guest_refresh_send(vm, &r, err);
+	return rc ? rc : guest_refresh_wait(vm, &r, clock_ms() + REFRESH_TIMEOUT_MS, err);
+}
+
+int vm_restart_refreshed(struct vm *vm, int timeout_ms, struct vmci_err *err)
+{
+	struct guest_refresh r;
+	int rc = channel_restart_send(vm, err);
+	if (!rc)
+		rc = guest_refresh_send(vm, &r, err);
+	return rc ? rc : vm_restart_refreshed_wait(vm, &r, timeout_ms, err);
+}
+
+int vm_restart_refreshed_wait(struct vm *vm, struct guest_refresh *r, int timeout_ms,
+			      struct vmci_err *err)
+{
+	/*
+	 * The agent answers the hello and then the refresh, read in one go: one
+	 * round trip. A hello that got no answer (which the agent, running
+	 * already, always gives) is repeated by the slow path, one step at a time.
+	 */
+	int64_t t0 = clock_ms();
+	int first = timeout_ms < RESTART_FIRST_TRY_MS ? timeout_ms : RESTART_FIRST_TRY_MS;
+	int rc = guest_refresh_wait(vm, r, t0 + first, err);
+	if (rc != -ETIMEDOUT || vm->connected || first >= timeout_ms)
+		return rc;
+	log_debug("VM %d: no answer to the reconnect within %d ms, trying again", (int)vm->proc.pid,
+		  first);
+	int left = (int)(timeout_ms - (clock_ms() - t0));
+	rc = channel_restart(vm, left > 1000 ? left : 1000, err);
+	return rc ? rc : vm_refresh_guest(vm, err);
 }

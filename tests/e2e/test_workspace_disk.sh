@@ -118,3 +118,46 @@ if ls -d "$TMPDIR"/vmci-ws-* >/dev/null 2>&1; then
 else
 	pass workspace_disk_image_removed_after_the_run
 fi
+
+# ---- a second Ctrl-C: the process ends at once, and takes its directories along ----
+# The first Ctrl-C starts the teardown (cancel the job, stop its VM, free the
+# workspace); a second one ends vmci in the middle of it. Neither the
+# workspace disk's directory nor the VM's may stay behind.
+export TMPDIR=$E2E_TMP/tmp-ctrl-c
+mkdir -p "$TMPDIR"
+new_repo "$E2E_TMP/ctrl-c-repo"
+cd "$E2E_TMP/ctrl-c-repo" || exit 1
+cat >.vmci.yml <<'YAML'
+jobs:
+  sleeper:
+    image: busybox-x86_64
+    steps:
+      - run: echo started; sleep 300
+YAML
+git add .vmci.yml && git commit -qm sleeper
+out=$E2E_TMP/ctrl-c.out
+"$VMCI" run --workspace disk --logs >"$out" 2>&1 &
+vmci_pid=$!
+for _ in $(seq 1 1200); do
+	grep -q '] started' "$out" && break
+	kill -0 "$vmci_pid" 2>/dev/null || break
+	sleep 0.1
+done
+seen_ws=$(ls -d "$TMPDIR"/vmci-ws-* 2>/dev/null | wc -l)
+kill -INT "$vmci_pid"
+sleep 0.05
+kill -INT "$vmci_pid"
+wait "$vmci_pid"
+rc=$?
+expect_eq second_ctrl_c_ran_on_a_disk_workspace 1 "$seen_ws"
+expect_eq second_ctrl_c_exits_130 130 "$rc"
+if ls -d "$TMPDIR"/vmci-ws-* >/dev/null 2>&1; then
+	fail second_ctrl_c_leaves_no_workspace_disk_behind "$(ls -d "$TMPDIR"/vmci-ws-*)"
+else
+	pass second_ctrl_c_leaves_no_workspace_disk_behind
+fi
+if ls -d "$TMPDIR"/vmci-vm-* >/dev/null 2>&1; then
+	fail second_ctrl_c_leaves_no_vm_directory_behind "$(ls -d "$TMPDIR"/vmci-vm-*)"
+else
+	pass second_ctrl_c_leaves_no_vm_directory_behind
+fi
