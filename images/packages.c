@@ -243,3 +243,51 @@ int img_ensure_packages(const char *base, const char *const *packages, size_t n,
 	free(d.packages);
 	return rc;
 }
+
+/* The most recipes with a base one image may stand on. */
+#define BASE_DEPTH_MAX 8
+
+/* Fails when following spec's bases leads back to an image already on the way. */
+static int check_bases(const struct img_spec *spec, struct vmci_err *err)
+{
+	char chain[BASE_DEPTH_MAX + 1][64];
+	size_t n = 0;
+	snprintf(chain[n++], sizeof(chain[0]), "%s", spec->name);
+	char next[64];
+	snprintf(next, sizeof(next), "%s", spec->base);
+	while (next[0]) {
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(chain[i], next))
+				return vmci_err_set(err, ELOOP,
+						    "the recipe %s: its chain of bases comes back "
+						    "to %s",
+						    spec->file, next);
+		if (n == ARRAY_LEN(chain))
+			return vmci_err_set(err, ELOOP,
+					    "the recipe %s stands on more than %d images with a "
+					    "base",
+					    spec->file, BASE_DEPTH_MAX);
+		snprintf(chain[n++], sizeof(chain[0]), "%s", next);
+		struct img_spec *up = NULL;
+		if (img_spec_find(next, &up, NULL))
+			break; /* no recipe (or a broken one, reported when it is built) */
+		snprintf(next, sizeof(next), "%s", up->base);
+		img_spec_free(up);
+	}
+	return 0;
+}
+
+int img_ensure_on_base(const struct img_spec *spec, const struct img_ensure_opts *opts,
+		       struct img_boot *out, struct vmci_err *err)
+{
+	struct img_boot derived;
+	int rc = check_bases(spec, err);
+	if (!rc)
+		rc = img_ensure_packages(spec->base, (const char *const *)spec->packages.v,
+					 spec->packages.n, opts, &derived, err);
+	if (rc) {
+		vmci_err_wrap(err, "image %s", spec->name);
+		return rc;
+	}
+	return img_name_point(spec->name, derived.digest, out, err);
+}

@@ -297,7 +297,7 @@ int img_rootdisk_to_qcow2(const char *in, const char *in_format, const char *out
 }
 
 int img_rootdisk_run(struct img_build *b, const char *disk, const char *cmdline,
-		     const char *const *commands, size_t n, struct vmci_err *err)
+		     const char *const *commands, size_t n, bool network, struct vmci_err *err)
 {
 	const struct img_spec *spec = b->recipe->spec;
 	if (!b->setup)
@@ -318,6 +318,7 @@ int img_rootdisk_run(struct img_build *b, const char *disk, const char *cmdline,
 	    .disk = disk,
 	    .commands = commands,
 	    .ncommands = n,
+	    .network = network,
 	    .progress = b->progress,
 	    .progress_ctx = b->ctx,
 	};
@@ -338,7 +339,7 @@ int img_rootdisk_setup(struct img_build *b, const char *disk, const char *cmdlin
 				    spec->file, spec->name);
 	img_progress(b, "running setup commands", 0, (long long)spec->setup.n);
 	int rc = img_rootdisk_run(b, disk, cmdline, (const char *const *)spec->setup.v,
-				  spec->setup.n, err);
+				  spec->setup.n, spec->setup_network, err);
 	if (rc)
 		vmci_err_wrap(err, "setup of image %s", spec->name);
 	return rc;
