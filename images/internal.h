@@ -20,6 +20,8 @@
  *   debian.c     the debootstrap builder, its tarball and root disk caches
  *   mirror.c     the Debian mirror a build uses when its recipe names none
  *   os_release.c what an image's /etc/os-release says, for its manifest
+ *   packages.c   images with packages installed, and recipes with a base
+ *   pkgindex.c   whether packages exist, from the package lists kept locally
  */
 #ifndef VMCI_IMAGES_INTERNAL_H
 #define VMCI_IMAGES_INTERNAL_H

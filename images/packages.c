@@ -277,11 +277,30 @@ static int check_bases(const struct img_spec *spec, struct vmci_err *err)
 	return 0;
 }
 
+/* Fails naming the first package the base's package lists do not have, when they are kept. */
+static int check_known(const struct img_spec *spec, struct vmci_err *err)
+{
+	bool known[IMG_PACKAGES_MAX];
+	char index[PATH_MAX + 128];
+	const char *const *v = (const char *const *)spec->packages.v;
+	int rc =
+	    img_packages_known(spec->base, v, spec->packages.n, known, index, sizeof(index), err);
+	for (size_t i = 0; rc == 1 && i < spec->packages.n; i++)
+		if (!known[i])
+			return vmci_err_set(err, ENOENT,
+					    "the recipe %s: package '%s' is not in %s, which image "
+					    "'%s' is installed from: check its name",
+					    spec->file, v[i], index, spec->base);
+	return rc < 0 ? rc : 0;
+}
+
 int img_ensure_on_base(const struct img_spec *spec, const struct img_ensure_opts *opts,
 		       struct img_boot *out, struct vmci_err *err)
 {
 	struct img_boot derived;
 	int rc = check_bases(spec, err);
+	if (!rc)
+		rc = check_known(spec, err);
 	if (!rc)
 		rc = img_ensure_packages(spec->base, (const char *const *)spec->packages.v,
 					 spec->packages.n, opts, &derived, err);
