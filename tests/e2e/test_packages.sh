@@ -140,6 +140,57 @@ else fail "the second run installs nothing" "$(grep 'installing packages\|runnin
 expect_eq "the second run starts from the same derived image" "$image" "$(derived deb12)"
 echo "# first run ${first}s (derived image built), second run ${second}s (reused)"
 
+# ---- 2b. a recipe with a base: the image the job's packages made ---------------
+# A recipe naming deb12 and [hello] is the image the runs above derived (one
+# content address), so building it installs nothing: it is a second name.
+recipes=$E2E_TMP/recipes
+mkdir -p "$recipes"
+printf 'name: deb12-hello\nbase: deb12\npackages: [hello]\n' >"$recipes/deb12-hello.yml"
+start=$(date +%s)
+VMCI_RECIPES_DIR=$recipes "$VMCI" image build deb12-hello >"$out" 2>&1
+rc=$? took=$(( $(date +%s) - start ))
+expect_eq "a recipe with a base and packages builds" 0 "$rc"
+if ! grep -q 'installing packages' "$out"; then pass "the recipe's image is the job's derived image: nothing is installed again"
+else fail "the recipe's image is the job's derived image: nothing is installed again" "$(tail -c 1500 "$out")"; fi
+row=$("$VMCI" image ls --json 2>/dev/null | jq -r '.[] | select(.name == "deb12-hello") | "\(.digest) \(.parent.name)@\(.parent.digest)"')
+expect_eq "vmci image ls shows the recipe's image with the derived image's digest and parent" \
+	"$(echo "$image" | cut -d' ' -f2-)" "$row"
+VMCI_RECIPES_DIR=$recipes "$VMCI" vm run deb12-hello -- hello >"$out" 2>&1
+if grep -q 'Hello, world!' "$out"; then pass "a VM of the recipe's image has the package"
+else fail "a VM of the recipe's image has the package" "$(tail -c 1500 "$out")"; fi
+echo "# recipe with a base: image build ${took}s, with a VM $(( $(date +%s) - start ))s"
+
+# ---- 2c. setup commands have network only when the recipe asks ----------------
+# A recipe on debian-12's disk whose setup resolves a name: with network: nat
+# it builds, without (the default: hermetic) the command fails and says so.
+recipe_on_disk() { # NAME NETWORK-LINE
+	cat >"$recipes/$1.yml" <<YML
+name: $1
+arch: x86_64
+kernel:
+  debian: cloud
+  modules: [virtio_pci, virtio_console, virtio_blk, virtio_scsi, sd_mod, virtio_rng, virtio_net, ext4]
+busybox: /bin/busybox
+rootfs: {disk: $base_disk}
+setup:
+  - getent hosts deb.debian.org
+$2
+YML
+}
+recipe_on_disk deb12-online 'network: nat'
+recipe_on_disk deb12-offline ''
+start=$(date +%s)
+VMCI_RECIPES_DIR=$recipes "$VMCI" image build deb12-online >"$out" 2>&1
+expect_eq "setup commands of a recipe with network: nat reach the network" 0 "$?"
+VMCI_RECIPES_DIR=$recipes "$VMCI" image build deb12-offline >"$out" 2>&1
+rc=$?
+if [ "$rc" -ne 0 ] && grep -q 'setup of image deb12-offline' "$out" && grep -qF 'getent hosts deb.debian.org' "$out"; then
+	pass "setup commands of a recipe without network have none"
+else
+	fail "setup commands of a recipe without network have none" "rc=$rc: $(tail -c 1500 "$out")"
+fi
+echo "# setup with and without network: $(( $(date +%s) - start ))s"
+
 # ---- 3. a package apt does not know -------------------------------------------
 cat >.vmci.yml <<'YML'
 jobs:

@@ -111,8 +111,8 @@ static void test_images_of_unknown_origin_or_without_lists_are_not_judged(void *
 	char index[64];
 	struct vmci_err err = {0};
 	/* No recipe: an imported image. */
-	assert_int_equal(
-	    img_packages_known("imported", want, 1, known, index, sizeof(index), &err), 0);
+	assert_int_equal(img_packages_known("imported", want, 1, known, index, sizeof(index), &err),
+			 0);
 	/* A recipe whose suite's lists vmci does not keep. */
 	assert_int_equal(img_packages_known("deb-y", want, 1, known, index, sizeof(index), &err),
 			 0);
