@@ -20,7 +20,8 @@
  *   debian.c     the debootstrap builder, its tarball and root disk caches
  *   mirror.c     the Debian mirror a build uses when its recipe names none
  *   os_release.c what an image's /etc/os-release says, for its manifest
- *   packages.c   images with packages installed, and recipes with a base
+ *   packages.c   images with packages installed
+ *   based.c      recipes with a base: packages and setup commands on another image
  *   pkgindex.c   whether packages exist, from the package lists kept locally
  */
 #ifndef VMCI_IMAGES_INTERNAL_H
@@ -425,13 +426,24 @@ int img_pull_with(const char *url, const char *sha256_hex, const char *name, lon
 		  img_publish_fn publish, void *publish_ctx, img_progress_fn progress, void *ctx,
 		  struct vmci_err *err);
 
-/* ---- packages.c -------------------------------------------------------- */
+/* ---- packages.c, based.c --------------------------------------------- */
 
 /*
- * The image of a recipe with a base (spec->base): img_ensure_packages of
- * its base and packages, named spec->name as well, so the recipe and a
- * job asking for the same packages on the same base share one image. A
- * chain of bases that comes back to spec is an error, not a deadlock.
+ * Builds an image over base in b->dir: base's kernel and initramfs
+ * (hard links), a root disk that is a qcow2 overlay of base's, and the
+ * commands run on it in a VM (b->setup; network: with outbound access).
+ * Sets the manifest's disk_file, cmdline, parent and parent_name.
+ */
+int img_build_over(struct img_build *b, const struct img_boot *base, const char *const *commands,
+		   size_t n, bool network, struct vmci_err *err);
+
+/*
+ * The image of a recipe with a base (spec->base): its packages installed
+ * by img_ensure_packages (the recipe and a job asking for the same
+ * packages on the same base share that image, which the recipe's name
+ * then points at), and its setup commands, if any, run on top in an
+ * image of its own (img_build_over). A chain of bases that comes back to
+ * spec is an error, not a deadlock.
  */
 int img_ensure_on_base(const struct img_spec *spec, const struct img_ensure_opts *opts,
 		       struct img_boot *out, struct vmci_err *err);
@@ -472,9 +484,9 @@ struct img_spec {
 	bool setup_network;	  /* `network: nat`: the setup commands' VM has outbound access */
 	/*
 	 * `base:`: the image this one is made from ("" for every other kind).
-	 * Such a recipe has only name, base and packages: it names the image
-	 * img_ensure_packages makes of base with those packages (kernel,
-	 * arch and root disk come from base; rootfs is unset).
+	 * Such a recipe has name, base, and packages or setup commands (with
+	 * their network): kernel, arch and root disk come from base, and
+	 * rootfs is unset (img_ensure_on_base).
 	 */
 	char base[64];
 };

@@ -24,11 +24,12 @@
  *   setup: [cmd, ...]                run in the built image, in a VM, as root
  *   network: none                    the setup commands' VM: none (default) or nat
  *
- * Or an image made of another with packages added (images/packages.c):
+ * Or an image made of another (images/based.c):
  *
  *   name: debian-12-autotools
  *   base: debian-12                  any image name: a recipe's, an import
  *   packages: [autoconf, libtool]    installed by apt-get, as a job's packages:
+ *   setup: [cmd, ...]                then run on it, as above (with network:)
  *
  * Relative paths are taken from the recipe file's directory. The whole
  * file's bytes are hashed (spec->sha256) into the image digest.
@@ -211,16 +212,16 @@ static const char *const root_keys[NKEYS] = {"name",   "arch",	    "kernel", "bu
 					     "rootfs", "disk_size", "setup",  "network",
 					     "base",   "packages"};
 
-/* A recipe with `base:`: name, base and packages; the rest comes from the base image. */
+/* A recipe with `base:`: name, base, packages and setup; the rest comes from the base image. */
 static int parse_on_base(struct parse *p, const struct ydoc_node *root,
 			 const struct ydoc_node *const *v)
 {
 	struct img_spec *s = p->spec;
-	for (int k = ARCH; k < NKEYS; k++)
-		if (v[k] && k != BASE && k != PACKAGES)
+	for (int k = ARCH; k <= DISK_SIZE; k++)
+		if (v[k])
 			return ydoc_error(p->doc, v[k], EINVAL,
 					  "a recipe with a base takes '%s' from its base image: it "
-					  "has only name, base and packages",
+					  "has name, base, packages and setup (and its network)",
 					  root_keys[k]);
 	int rc = ydoc_string(p->doc, v[BASE], "base", s->base, sizeof(s->base));
 	if (!rc && !vmci_name_ok(s->base))
@@ -229,17 +230,21 @@ static int parse_on_base(struct parse *p, const struct ydoc_node *root,
 	if (!rc && !strcmp(s->base, s->name))
 		return ydoc_error(p->doc, v[BASE], EINVAL, "image '%s' cannot be its own base",
 				  s->name);
-	if (!rc && !v[PACKAGES])
+	if (!rc && !v[PACKAGES] && !v[SETUP])
 		return ydoc_error(p->doc, root, EINVAL,
-				  "a recipe with a base needs 'packages': the Debian packages to "
-				  "install on %s",
+				  "a recipe with a base needs 'packages' (Debian packages to "
+				  "install on %s), 'setup' (commands to run on it) or both",
 				  s->base);
-	if (!rc)
+	if (!rc && v[PACKAGES])
 		rc = parse_packages(p, v[PACKAGES], "packages");
-	if (!rc && s->packages.n == 0)
+	if (!rc && v[PACKAGES] && s->packages.n == 0)
 		return ydoc_error(p->doc, v[PACKAGES], EINVAL,
 				  "packages is empty: name the Debian packages to install on %s",
 				  s->base);
+	if (!rc && v[SETUP])
+		rc = ydoc_strings(p->doc, v[SETUP], "setup", 4096, &s->setup.v, &s->setup.n);
+	if (!rc && v[NETWORK])
+		rc = parse_network(p, v[NETWORK], s->setup.n > 0);
 	return rc;
 }
 

@@ -187,17 +187,32 @@ static void test_a_recipe_with_a_base_names_it_and_its_packages(void **state)
 	img_spec_free(s);
 }
 
+static void test_a_recipe_with_a_base_may_run_setup_commands_with_network(void **state)
+{
+	struct img_spec *s = parse_ok("name: mini\nbase: debian-12\nsetup: [echo hi > /etc/hi]\n"
+				      "network: nat\n");
+	assert_string_equal(s->base, "debian-12");
+	assert_int_equal(s->packages.n, 0);
+	assert_int_equal(s->setup.n, 1);
+	assert_true(s->setup_network);
+	img_spec_free(s);
+}
+
 static void test_a_recipe_with_a_base_takes_nothing_else(void **state)
 {
 	expect_error("name: a\nbase: debian-12\npackages: [hello]\nkernel: {debian: cloud}\n",
 		     "t.yml:4:9: error: a recipe with a base takes 'kernel' from its base image");
-	expect_error("name: a\nbase: debian-12\npackages: [hello]\nsetup: [true]\n",
-		     "t.yml:4:8: error: a recipe with a base takes 'setup' from its base image");
+	expect_error("name: a\nbase: debian-12\npackages: [hello]\ndisk_size: 4G\n",
+		     "t.yml:4:12: error: a recipe with a base takes 'disk_size' from its base "
+		     "image");
 	expect_error("name: a\nbase: debian-12\n",
-		     "t.yml:1:1: error: a recipe with a base needs 'packages': the Debian "
-		     "packages to install on debian-12");
+		     "t.yml:1:1: error: a recipe with a base needs 'packages' (Debian packages "
+		     "to install on debian-12), 'setup' (commands to run on it) or both");
 	expect_error("name: a\nbase: debian-12\npackages: []\n",
 		     "t.yml:3:11: error: packages is empty");
+	expect_error("name: a\nbase: debian-12\npackages: [hello]\nnetwork: nat\n",
+		     "t.yml:4:10: error: network applies to the setup commands, and this recipe "
+		     "has none");
 	expect_error("name: a\nbase: a\npackages: [hello]\n",
 		     "t.yml:2:7: error: image 'a' cannot be its own base");
 	expect_error("name: a\nbase: Debian 12\npackages: [hello]\n",
@@ -251,6 +266,7 @@ int main(void)
 	    cmocka_unit_test(test_missing_and_repeated_keys),
 	    cmocka_unit_test(test_name_must_match_the_file),
 	    cmocka_unit_test(test_a_recipe_with_a_base_names_it_and_its_packages),
+	    cmocka_unit_test(test_a_recipe_with_a_base_may_run_setup_commands_with_network),
 	    cmocka_unit_test(test_a_recipe_with_a_base_takes_nothing_else),
 	    cmocka_unit_test(test_package_names_are_checked_where_they_are),
 	    cmocka_unit_test(test_setup_network_is_none_unless_nat_is_asked),
