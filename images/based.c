@@ -56,8 +56,8 @@ static int check_known(const struct img_spec *spec, struct vmci_err *err)
 	bool known[IMG_PACKAGES_MAX];
 	char index[PATH_MAX + 128];
 	const char *const *v = (const char *const *)spec->packages.v;
-	int rc = img_packages_known(spec->base, v, spec->packages.n, known, index, sizeof(index),
-				    err);
+	int rc =
+	    img_packages_known(spec->base, v, spec->packages.n, known, index, sizeof(index), err);
 	for (size_t i = 0; rc == 1 && i < spec->packages.n; i++)
 		if (!known[i])
 			return vmci_err_set(err, ENOENT,

@@ -431,7 +431,8 @@ int img_pull_with(const char *url, const char *sha256_hex, const char *name, lon
 /*
  * Builds an image over base in b->dir: base's kernel and initramfs
  * (hard links), a root disk that is a qcow2 overlay of base's, and the
- * commands run on it in a VM (b->setup; network: with outbound access).
+ * commands run on it in a VM (img_rootdisk_run; network: with outbound
+ * access).
  * Sets the manifest's disk_file, cmdline, parent and parent_name.
  */
 int img_build_over(struct img_build *b, const struct img_boot *base, const char *const *commands,

@@ -134,37 +134,16 @@ static int take_file(const struct img_boot *base, struct img_build *b, const cha
 int img_build_over(struct img_build *b, const struct img_boot *base, const char *const *commands,
 		   size_t n, bool network, struct vmci_err *err)
 {
-	if (!b->setup)
-		return vmci_err_set(err, ENOTSUP,
-				    "image %s is made by commands in a VM, and this caller cannot "
-				    "start one (build it with `vmci image build %s`)",
-				    b->recipe->name, b->recipe->name);
-	char disk[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX];
+	char disk[PATH_MAX];
 	int rc = 0;
-	if (fs_path(disk, sizeof(disk), "%s/%s", b->dir, IMG_DISK_FILE) ||
-	    fs_path(kernel, sizeof(kernel), "%s/%s", b->dir, IMG_KERNEL_FILE) ||
-	    fs_path(initrd, sizeof(initrd), "%s/%s", b->dir, IMG_INITRD_FILE))
+	if (fs_path(disk, sizeof(disk), "%s/%s", b->dir, IMG_DISK_FILE))
 		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", b->dir);
 	if ((rc = take_file(base, b, IMG_KERNEL_FILE, err)) ||
 	    (rc = take_file(base, b, IMG_INITRD_FILE, err)))
 		return rc;
 	/* An overlay of the base's disk: what the commands write is all this image holds. */
-	if ((rc = img_clone_file(base->disk, disk, 0, err)))
-		return rc;
-	struct img_setup_vm req = {
-	    .image = b->recipe->name,
-	    .arch = base->arch,
-	    .kernel = kernel,
-	    .initrd = initrd,
-	    .cmdline = base->cmdline,
-	    .disk = disk,
-	    .commands = commands,
-	    .ncommands = n,
-	    .network = network,
-	    .progress = b->progress,
-	    .progress_ctx = b->ctx,
-	};
-	if ((rc = b->setup(b->setup_ctx, &req, err)))
+	if ((rc = img_clone_file(base->disk, disk, 0, err)) ||
+	    (rc = img_rootdisk_run(b, disk, base->cmdline, commands, n, network, err)))
 		return rc;
 	char parent[SHA256_HEX_LEN + 8];
 	snprintf(parent, sizeof(parent), "sha256:%s", base->digest);

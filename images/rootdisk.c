@@ -299,19 +299,19 @@ int img_rootdisk_to_qcow2(const char *in, const char *in_format, const char *out
 int img_rootdisk_run(struct img_build *b, const char *disk, const char *cmdline,
 		     const char *const *commands, size_t n, bool network, struct vmci_err *err)
 {
-	const struct img_spec *spec = b->recipe->spec;
+	const char *name = b->recipe->name;
 	if (!b->setup)
 		return vmci_err_set(err, ENOTSUP,
 				    "image %s is made with commands that run in a VM: build it "
 				    "with `vmci image build %s`",
-				    spec->name, spec->name);
+				    name, name);
 	char kernel[PATH_MAX], initrd[PATH_MAX];
 	if (fs_path(kernel, sizeof(kernel), "%s/%s", b->dir, IMG_KERNEL_FILE) ||
 	    fs_path(initrd, sizeof(initrd), "%s/%s", b->dir, IMG_INITRD_FILE))
 		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", b->dir);
 	struct img_setup_vm vm = {
-	    .image = spec->name,
-	    .arch = spec->arch,
+	    .image = name,
+	    .arch = b->recipe->arch,
 	    .kernel = kernel,
 	    .initrd = initrd,
 	    .cmdline = cmdline,
