@@ -41,8 +41,9 @@ int runner_job_image_ensure(const struct pipe_job *job, img_progress_fn progress
  * job) against the package lists of their images where vmci keeps them
  * (img_packages_known), before any VM boots: each package no list has
  * adds an error at its place in the file to errors, naming the package,
- * the job, the image and the lists. Returns 0, -EINVAL when it added
- * errors, or another negative code with err (a list that cannot be read).
+ * the job, the image and the lists. A list that cannot be read is a
+ * warning (the build tells then). Returns 0, -EINVAL when it added
+ * errors, or -ENOMEM with err.
  */
 int runner_check_packages(const struct pipe_run *run, const bool *selected,
 			  struct pipe_errors *errors, struct vmci_err *err);

@@ -72,8 +72,12 @@ int runner_check_packages(const struct pipe_run *run, const bool *selected,
 			continue;
 		int r = img_packages_known(j->image, j->packages, j->n_packages, known, index,
 					   sizeof(index), err);
-		if (r < 0)
-			return r;
+		if (r < 0) {
+			/* The check is an early answer, not the only one: the build still tells. */
+			log_warn("packages of job '%s' not checked: %s", j->id,
+				 err ? err->msg : "");
+			continue;
+		}
 		for (size_t p = 0; r == 1 && p < j->n_packages; p++) {
 			if (known[p])
 				continue;
