@@ -103,6 +103,14 @@ void cli_print_pipeline_errors(const struct pipe_errors *errors);
 int cli_pipeline_file_load(const char *cmd, int argc, char **argv, int first, int max_jobs,
 			   const char **path, struct pipe_run **run);
 
+/*
+ * Checks the packages of run's selected jobs (selected NULL: all) against
+ * their images' package lists (runner_check_packages), printing each
+ * unknown package as FILE:LINE:COL like the pipeline's own errors.
+ * Returns EXIT_OK, or EXIT_USAGE after printing.
+ */
+int cli_pipeline_check_packages(const char *file, const struct pipe_run *run, const bool *selected);
+
 /* ---- subcommands -------------------------------------------------- */
 
 int cmd_vm(int argc, char **argv);

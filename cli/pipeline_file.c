@@ -7,6 +7,7 @@
 
 #include "common/common.h"
 #include "pipelines/pipelines.h"
+#include "runner/build.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -82,4 +83,18 @@ int cli_pipeline_file_load(const char *cmd, int argc, char **argv, int first, in
 		*run = NULL;
 	}
 	return status;
+}
+
+int cli_pipeline_check_packages(const char *file, const struct pipe_run *run, const bool *selected)
+{
+	struct pipe_errors errors = {.file = strdup(file)};
+	struct vmci_err err = {0};
+	int rc = errors.file ? runner_check_packages(run, selected, &errors, &err)
+			     : vmci_err_set(&err, ENOMEM, "out of memory");
+	if (rc == -EINVAL)
+		cli_print_pipeline_errors(&errors);
+	else if (rc)
+		cli_error("%s", err.msg);
+	pipe_errors_free(&errors);
+	return rc ? EXIT_USAGE : EXIT_OK;
 }

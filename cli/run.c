@@ -303,6 +303,8 @@ static int prepare(struct run_state *st, char **names, int n_names)
 		cli_error("run: %s", err.msg);
 		return EXIT_USAGE;
 	}
+	if (cli_pipeline_check_packages(lo.file, st->run, st->selected) != EXIT_OK)
+		return EXIT_USAGE;
 	return ensure_images(st->run, st->selected);
 }
 

@@ -24,7 +24,9 @@ static const char shell_usage[] =
     "\n"
     "Boots a fresh VM from IMAGE and opens a shell in it (bash when the image has it),\n"
     "or runs COMMAND, on a terminal: job control, line editing and window resizes work.\n"
-    "The VM is stopped when the shell exits; vmci exits with the shell's status.";
+    "The VM is stopped when the shell exits; vmci exits with the shell's status.\n"
+    "It has no network device unless --network nat gives it outbound access through\n"
+    "the host (to apt-get install something, say), as pipeline jobs have by default.";
 
 /* The terminal state to restore, and the VM a SIGWINCH resizes: process-wide, as signals are. */
 static struct termios saved_tio;
@@ -121,12 +123,14 @@ int cmd_shell(int argc, char **argv)
 {
 	runner_interrupt_start(cli_shell_restore_terminal, 0);
 	int memory_mb = 0, cpus = 0;
-	const char *accel = NULL, *workdir = NULL;
+	const char *accel = NULL, *workdir = NULL, *network = NULL;
 	const struct cli_option opts[] = {
 	    {'m', "memory", OPT_INT, &memory_mb, "MB", "guest memory (default 256)"},
 	    {'c', "cpus", OPT_INT, &cpus, "N", "guest vCPUs (default 1)"},
 	    {'w', "workdir", OPT_STRING, &workdir, "DIR", "start in DIR in the guest (default /)"},
 	    {0, "accel", OPT_STRING, &accel, "kvm|tcg", "the accelerator (default: kvm if usable)"},
+	    {0, "network", OPT_STRING, &network, "nat|none",
+	     "nat: outbound access through the host; none: no network device (default)"},
 	    {0},
 	};
 	int first = cli_parse(argc, argv, opts, shell_usage, true);
@@ -146,6 +150,11 @@ int cmd_shell(int argc, char **argv)
 		cli_error("shell: --accel takes kvm, tcg or auto, not '%s'", accel);
 		return EXIT_USAGE;
 	}
+	enum vm_network net = VM_NET_NONE;
+	if (network && vm_network_parse(network, &net)) {
+		cli_error("shell: --network takes nat or none, not '%s'", network);
+		return EXIT_USAGE;
+	}
 	char label[128];
 	snprintf(label, sizeof(label), "building %s", image);
 	struct cli_progress progress = {.label = label};
@@ -153,6 +162,7 @@ int cmd_shell(int argc, char **argv)
 	    .cpus = cpus,
 	    .memory_mb = memory_mb,
 	    .accel = want,
+	    .network = net,
 	    .progress = cli_progress,
 	    .progress_ctx = &progress,
 	};

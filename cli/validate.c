@@ -11,7 +11,9 @@ static const char usage[] =
     "Usage: vmci validate [OPTIONS] [FILE]\n"
     "\n"
     "Checks a pipeline file (default: ./.vmci.yml) against the format: keys, types,\n"
-    "durations, expressions, matrices, needs. Prints every error as FILE:LINE:COL.";
+    "durations, expressions, matrices, needs; and that the packages of jobs on a\n"
+    "Debian image are in its distribution, when vmci keeps its package lists.\n"
+    "Prints every error as FILE:LINE:COL.";
 
 int cmd_validate(int argc, char **argv)
 {
@@ -31,6 +33,8 @@ int cmd_validate(int argc, char **argv)
 	const char *path;
 	struct pipe_run *run;
 	int status = cli_pipeline_file_load("validate", argc, argv, first, max_jobs, &path, &run);
+	if (status == EXIT_OK)
+		status = cli_pipeline_check_packages(path, run, NULL);
 	if (status == EXIT_OK && !quiet)
 		printf("%s: valid: %zu job%s from %zu definition%s\n", path, run->n_jobs,
 		       run->n_jobs == 1 ? "" : "s", run->n_groups, run->n_groups == 1 ? "" : "s");

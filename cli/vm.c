@@ -25,6 +25,10 @@ static const char vm_usage[] =
     "\n"
     "  vmci vm run --pool --repeat 5 busybox-x86_64 -- uname -a\n"
     "\n"
+    "The VM has no network device unless --network nat gives it outbound access\n"
+    "through the host (DNS, HTTP, HTTPS; not the host's own loopback services), as\n"
+    "pipeline jobs have by default.\n"
+    "\n"
     "Images: any imported or pulled image (see: vmci image ls), or one with a\n"
     "recipe, built on first use:";
 
@@ -145,7 +149,7 @@ static int parse_start(const char *start, struct run_config *c)
 static int vm_run(int argc, char **argv)
 {
 	int timeout_ms = 0, memory_mb = 0, cpus = 0, repeat = 0, pool_size = 1;
-	const char *workdir = NULL, *accel = NULL, *start = NULL;
+	const char *workdir = NULL, *accel = NULL, *start = NULL, *network = NULL;
 	bool interactive = false, use_pool = false;
 	const struct cli_option opts[] = {
 	    {'t', "timeout", OPT_DURATION, &timeout_ms, "DURATION",
@@ -156,6 +160,8 @@ static int vm_run(int argc, char **argv)
 	    {'i', "interactive", OPT_FLAG, &interactive, NULL, "send stdin to the command"},
 	    {0, "accel", OPT_STRING, &accel, "kvm|tcg",
 	     "choose the accelerator (default: kvm if usable)"},
+	    {0, "network", OPT_STRING, &network, "nat|none",
+	     "nat: outbound access through the host; none: no network device (default)"},
 	    {'r', "repeat", OPT_INT, &repeat, "N",
 	     "run N times, each in a clean VM, timing each run"},
 	    {0, "pool", OPT_FLAG, &use_pool, NULL,
@@ -188,6 +194,11 @@ static int vm_run(int argc, char **argv)
 		cli_error("vm run: --accel takes kvm, tcg or auto, not '%s'", accel);
 		return EXIT_USAGE;
 	}
+	enum vm_network net = VM_NET_NONE;
+	if (network && vm_network_parse(network, &net)) {
+		cli_error("vm run: --network takes nat or none, not '%s'", network);
+		return EXIT_USAGE;
+	}
 	if (repeat < 0 || pool_size < 1) {
 		cli_error("vm run: --repeat and --pool-size want a positive number");
 		return EXIT_USAGE;
@@ -216,6 +227,7 @@ static int vm_run(int argc, char **argv)
 		    .cpus = cpus,
 		    .memory_mb = memory_mb,
 		    .accel = want,
+		    .network = net,
 		    .progress = cli_progress,
 		    .progress_ctx = &progress,
 		},

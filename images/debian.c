@@ -388,7 +388,8 @@ static int second_stage(struct img_build *b, const char *disk, struct vmci_err *
 	img_progress(b, "debootstrap: second stage in a VM", 0, 0);
 	log_info("image %s: finishing the root filesystem in a %s VM (debootstrap --second-stage)",
 		 b->recipe->spec->name, b->recipe->spec->arch);
-	int rc = img_rootdisk_run(b, disk, IMG_ROOT_CMDLINE, commands, ARRAY_LEN(commands), err);
+	int rc =
+	    img_rootdisk_run(b, disk, IMG_ROOT_CMDLINE, commands, ARRAY_LEN(commands), false, err);
 	if (rc)
 		vmci_err_wrap(err, "cannot finish Debian %s for %s", b->recipe->spec->suite,
 			      b->recipe->spec->arch);

@@ -384,6 +384,23 @@ int img_ensure_packages(const char *base, const char *const *packages, size_t n,
 			const struct img_ensure_opts *opts, struct img_boot *out,
 			struct vmci_err *err);
 
+/* ---- whether packages exist (images/pkgindex.c) ------------------------ */
+
+/*
+ * Checks packages against the package lists of the Debian suite and
+ * architecture image is installed from (its recipe's debootstrap suite,
+ * through the bases of recipes with one), when vmci keeps them locally
+ * ($VMCI_HOME/cache/apt/SUITE-ARCH; only read, never fetched: this is for
+ * validation, before any VM boots). known[i] says whether packages[i] is
+ * a package or something a package provides. Returns 1 when checked, with
+ * index describing the lists ("Debian bookworm amd64 (package lists of
+ * 2026-11-30 in ...)"); 0 when nothing can be said (no recipe names a
+ * suite, or no lists are kept): the build will tell; or a negative code
+ * with err when a list cannot be read.
+ */
+int img_packages_known(const char *image, const char *const *packages, size_t n, bool *known,
+		       char *index, size_t index_size, struct vmci_err *err);
+
 /* ---- import (images/import.c) ---------------------------------------- */
 
 /*

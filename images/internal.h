@@ -20,6 +20,9 @@
  *   debian.c     the debootstrap builder, its tarball and root disk caches
  *   mirror.c     the Debian mirror a build uses when its recipe names none
  *   os_release.c what an image's /etc/os-release says, for its manifest
+ *   packages.c   images with packages installed
+ *   based.c      recipes with a base: packages and setup commands on another image
+ *   pkgindex.c   whether packages exist, from the package lists kept locally
  */
 #ifndef VMCI_IMAGES_INTERNAL_H
 #define VMCI_IMAGES_INTERNAL_H
@@ -323,6 +326,14 @@ int img_lock(const char *name, int op, int *fd, struct vmci_err *err);
  */
 int img_name_lock(const char *name, bool wait, int *fd, struct vmci_err *err);
 
+/*
+ * Points the name at the published image digest (under the name's lock and
+ * the store lock, as a publish does) and fills out. For a recipe whose
+ * image is one made under another name (a recipe with a base).
+ */
+int img_name_point(const char *name, const char *digest, struct img_boot *out,
+		   struct vmci_err *err);
+
 /* ---- the store lock (gc.c) -------------------------------------------- */
 
 /*
@@ -415,6 +426,29 @@ int img_pull_with(const char *url, const char *sha256_hex, const char *name, lon
 		  img_publish_fn publish, void *publish_ctx, img_progress_fn progress, void *ctx,
 		  struct vmci_err *err);
 
+/* ---- packages.c, based.c --------------------------------------------- */
+
+/*
+ * Builds an image over base in b->dir: base's kernel and initramfs
+ * (hard links), a root disk that is a qcow2 overlay of base's, and the
+ * commands run on it in a VM (img_rootdisk_run; network: with outbound
+ * access).
+ * Sets the manifest's disk_file, cmdline, parent and parent_name.
+ */
+int img_build_over(struct img_build *b, const struct img_boot *base, const char *const *commands,
+		   size_t n, bool network, struct vmci_err *err);
+
+/*
+ * The image of a recipe with a base (spec->base): its packages installed
+ * by img_ensure_packages (the recipe and a job asking for the same
+ * packages on the same base share that image, which the recipe's name
+ * then points at), and its setup commands, if any, run on top in an
+ * image of its own (img_build_over). A chain of bases that comes back to
+ * spec is an error, not a deadlock.
+ */
+int img_ensure_on_base(const struct img_spec *spec, const struct img_ensure_opts *opts,
+		       struct img_boot *out, struct vmci_err *err);
+
 /* ---- recipe.c ---------------------------------------------------------- */
 
 enum img_rootfs_kind {
@@ -443,10 +477,19 @@ struct img_spec {
 	char suite[32]; /* debootstrap */
 	char variant[32];
 	char mirror[256]; /* "": the mirror apt uses on this host */
+	/* rootfs.debootstrap.packages, or what a recipe with a base installs on it */
 	struct img_strings packages;
 	char source[PATH_MAX];	  /* tarball or disk (absolute) */
 	long long disk_size;	  /* bytes; 0 unless the build makes a root disk */
 	struct img_strings setup; /* shell commands, run in order */
+	bool setup_network;	  /* `network: nat`: the setup commands' VM has outbound access */
+	/*
+	 * `base:`: the image this one is made from ("" for every other kind).
+	 * Such a recipe has name, base, and packages or setup commands (with
+	 * their network): kernel, arch and root disk come from base, and
+	 * rootfs is unset (img_ensure_on_base).
+	 */
+	char base[64];
 };
 
 /*
@@ -600,10 +643,11 @@ int img_rootdisk_setup(struct img_build *b, const char *disk, const char *cmdlin
 /*
  * Runs commands (sh -c, as root, in order) in a VM booted from the build's
  * kernel and initramfs on disk, keeping their changes (through b->setup;
- * without one, fails saying to build with `vmci image build`).
+ * without one, fails saying to build with `vmci image build`); network: the
+ * VM has outbound access (img_setup_vm.network).
  */
 int img_rootdisk_run(struct img_build *b, const char *disk, const char *cmdline,
-		     const char *const *commands, size_t n, struct vmci_err *err);
+		     const char *const *commands, size_t n, bool network, struct vmci_err *err);
 
 /* ---- os_release.c ---------------------------------------------------------- */
 

@@ -119,16 +119,39 @@ static int derived_prepare(struct img_build *b, struct vmci_err *err)
 }
 
 /* A file of the base image in the build: a hard link (same store), else a copy. */
-static int take_file(const struct derived *d, struct img_build *b, const char *file,
+static int take_file(const struct img_boot *base, struct img_build *b, const char *file,
 		     struct vmci_err *err)
 {
 	char from[PATH_MAX], to[PATH_MAX];
-	if (fs_path(from, sizeof(from), "%s/%s", d->base.dir, file) ||
+	if (fs_path(from, sizeof(from), "%s/%s", base->dir, file) ||
 	    fs_path(to, sizeof(to), "%s/%s", b->dir, file))
 		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", b->dir);
 	if (link(from, to) == 0)
 		return 0;
 	return fs_copy_file(from, to, 0444, err);
+}
+
+int img_build_over(struct img_build *b, const struct img_boot *base, const char *const *commands,
+		   size_t n, bool network, struct vmci_err *err)
+{
+	char disk[PATH_MAX];
+	int rc = 0;
+	if (fs_path(disk, sizeof(disk), "%s/%s", b->dir, IMG_DISK_FILE))
+		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", b->dir);
+	if ((rc = take_file(base, b, IMG_KERNEL_FILE, err)) ||
+	    (rc = take_file(base, b, IMG_INITRD_FILE, err)))
+		return rc;
+	/* An overlay of the base's disk: what the commands write is all this image holds. */
+	if ((rc = img_clone_file(base->disk, disk, 0, err)) ||
+	    (rc = img_rootdisk_run(b, disk, base->cmdline, commands, n, network, err)))
+		return rc;
+	char parent[SHA256_HEX_LEN + 8];
+	snprintf(parent, sizeof(parent), "sha256:%s", base->digest);
+	json_object_set_new(b->manifest, "disk_file", json_string(IMG_DISK_FILE));
+	json_object_set_new(b->manifest, "cmdline", json_string(base->cmdline));
+	json_object_set_new(b->manifest, "parent", json_string(parent));
+	json_object_set_new(b->manifest, "parent_name", json_string(base->name));
+	return 0;
 }
 
 /* dpkg's filters: what the packages' manuals and documentation would add. */
@@ -142,23 +165,6 @@ static const char *const no_docs[] = {
 static int derived_build(struct img_build *b, struct vmci_err *err)
 {
 	const struct derived *d = (const struct derived *)b->recipe;
-	if (!b->setup)
-		return vmci_err_set(err, ENOTSUP,
-				    "installing packages needs a VM, and this caller cannot start "
-				    "one");
-	char disk[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX];
-	int rc = 0;
-	if (fs_path(disk, sizeof(disk), "%s/%s", b->dir, IMG_DISK_FILE) ||
-	    fs_path(kernel, sizeof(kernel), "%s/%s", b->dir, IMG_KERNEL_FILE) ||
-	    fs_path(initrd, sizeof(initrd), "%s/%s", b->dir, IMG_INITRD_FILE))
-		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", b->dir);
-	if ((rc = take_file(d, b, IMG_KERNEL_FILE, err)) ||
-	    (rc = take_file(d, b, IMG_INITRD_FILE, err)))
-		return rc;
-	/* An overlay of the base's disk: what apt writes is all this image holds. */
-	if ((rc = img_clone_file(d->base.disk, disk, 0, err)))
-		return rc;
-
 	/*
 	 * Only what installing needs, as fast as TCG allows: the package
 	 * indexes without their translations; no recommends; dpkg without
@@ -178,34 +184,14 @@ static int derived_build(struct img_build *b, struct vmci_err *err)
 	    buf_cstr(&install),
 	    "apt-get clean && rm -rf /var/lib/apt/lists/*",
 	};
-	struct img_setup_vm req = {
-	    .image = d->name,
-	    .arch = d->base.arch,
-	    .kernel = kernel,
-	    .initrd = initrd,
-	    .cmdline = d->base.cmdline,
-	    .disk = disk,
-	    .commands = commands,
-	    .ncommands = ARRAY_LEN(commands),
-	    .network = true,
-	    .progress = b->progress,
-	    .progress_ctx = b->ctx,
-	};
 	img_progress(b, "installing packages", 0, 0);
-	rc = b->setup(b->setup_ctx, &req, err);
+	int rc = img_build_over(b, &d->base, commands, ARRAY_LEN(commands), true, err);
 	buf_free(&install);
 	if (rc)
 		return rc;
-
 	json_t *list = json_array();
 	for (size_t i = 0; i < d->n; i++)
 		json_array_append_new(list, json_string(d->packages[i]));
-	char parent[SHA256_HEX_LEN + 8];
-	snprintf(parent, sizeof(parent), "sha256:%s", d->base.digest);
-	json_object_set_new(b->manifest, "disk_file", json_string(IMG_DISK_FILE));
-	json_object_set_new(b->manifest, "cmdline", json_string(d->base.cmdline));
-	json_object_set_new(b->manifest, "parent", json_string(parent));
-	json_object_set_new(b->manifest, "parent_name", json_string(d->base.name));
 	json_object_set_new(b->manifest, "packages", list);
 	return 0;
 }

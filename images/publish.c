@@ -233,6 +233,11 @@ int img_ensure_with(const char *name, const struct img_ensure_opts *opts, struct
 	struct img_spec *spec = NULL;
 	struct vmci_err spec_err = {0};
 	rc = img_spec_find(name, &spec, &spec_err);
+	if (rc == 0 && spec->base[0]) {
+		rc = img_ensure_on_base(spec, opts, out, err);
+		img_spec_free(spec);
+		return rc;
+	}
 	if (rc != -ENOENT) {
 		struct img_recipe *r = rc ? NULL : img_recipe_new(spec, &spec_err);
 		if (!r) {
@@ -259,6 +264,38 @@ int img_ensure_with(const char *name, const struct img_ensure_opts *opts, struct
 		    "unknown image '%s': no recipe builds it and %s does not hold it (known: %s)",
 		    name, img_store_root(), known);
 	}
+	return rc;
+}
+
+int img_name_point(const char *name, const char *digest, struct img_boot *out, struct vmci_err *err)
+{
+	char blob[PATH_MAX], indexed[SHA256_HEX_LEN + 1] = "";
+	int lock = -1, store_lock = -1;
+	struct img_build quiet = {0};
+	int rc = img_name_check(name, err);
+	if (!rc && img_blob_path(digest, blob, sizeof(blob)))
+		rc = vmci_err_set(err, ENAMETOOLONG, "path too long under %s", img_store_root());
+	if (!rc)
+		rc = lock_name(name, &lock, &quiet, err);
+	if (!rc && (img_name_read(name, indexed, NULL) != 0 || strcmp(indexed, digest))) {
+		/* As a publish does: the store lock keeps gc off the blob until it is named. */
+		rc = img_store_lock(false, &store_lock, err);
+		if (!rc && !img_blob_complete(blob))
+			rc = vmci_err_set(err, EAGAIN,
+					  "sha256:%.12s was removed by `vmci image gc` meanwhile "
+					  "(try again)",
+					  digest);
+		if (!rc)
+			rc = img_name_write(name, digest, err);
+		if (store_lock >= 0)
+			close(store_lock);
+	}
+	if (!rc)
+		rc = img_fill_boot(name, digest, out, err);
+	if (lock >= 0)
+		close(lock);
+	if (rc)
+		vmci_err_wrap(err, "image %s", name);
 	return rc;
 }
 

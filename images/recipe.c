@@ -22,6 +22,14 @@
  *   rootfs: {disk: PATH}             a qcow2 or raw disk, used as is
  *   disk_size: 4G                    the ext4 root disk (debootstrap, tarball)
  *   setup: [cmd, ...]                run in the built image, in a VM, as root
+ *   network: none                    the setup commands' VM: none (default) or nat
+ *
+ * Or an image made of another (images/based.c):
+ *
+ *   name: debian-12-autotools
+ *   base: debian-12                  any image name: a recipe's, an import
+ *   packages: [autoconf, libtool]    installed by apt-get, as a job's packages:
+ *   setup: [cmd, ...]                then run on it, as above (with network:)
  *
  * Relative paths are taken from the recipe file's directory. The whole
  * file's bytes are hashed (spec->sha256) into the image digest.
@@ -98,6 +106,23 @@ static int parse_kernel(struct parse *p, const struct ydoc_node *n)
 	return rc;
 }
 
+/* A list of Debian package names, into s->packages. */
+static int parse_packages(struct parse *p, const struct ydoc_node *n, const char *what)
+{
+	struct img_spec *s = p->spec;
+	int rc = ydoc_strings(p->doc, n, what, 127, &s->packages.v, &s->packages.n);
+	for (size_t i = 0; !rc && i < s->packages.n; i++)
+		if (!deb_package_name_ok(s->packages.v[i]))
+			return ydoc_error(p->doc, ydoc_item(p->doc, n, i), EINVAL,
+					  "'%s' is not a Debian package name (lower case letters, "
+					  "digits, '+', '-' and '.')",
+					  s->packages.v[i]);
+	if (!rc && s->packages.n > IMG_PACKAGES_MAX)
+		return ydoc_error(p->doc, n, E2BIG, "%s lists %zu packages, more than %d", what,
+				  s->packages.n, IMG_PACKAGES_MAX);
+	return rc;
+}
+
 static int parse_debootstrap(struct parse *p, const struct ydoc_node *n)
 {
 	static const char *const keys[] = {"suite", "variant", "packages", "mirror"};
@@ -121,13 +146,7 @@ static int parse_debootstrap(struct parse *p, const struct ydoc_node *n)
 		    "rootfs.debootstrap.variant must be minbase, buildd or default, not '%s'",
 		    s->variant);
 	if (!rc && v[2])
-		rc = ydoc_strings(p->doc, v[2], "rootfs.debootstrap.packages", 127, &s->packages.v,
-				  &s->packages.n);
-	for (size_t i = 0; !rc && i < s->packages.n; i++)
-		if (strspn(s->packages.v[i], "abcdefghijklmnopqrstuvwxyz0123456789+-.") !=
-		    strlen(s->packages.v[i]))
-			return ydoc_error(p->doc, ydoc_item(p->doc, v[2], i), EINVAL,
-					  "'%s' is not a Debian package name", s->packages.v[i]);
+		rc = parse_packages(p, v[2], "rootfs.debootstrap.packages");
 	if (!rc && v[3]) {
 		rc = ydoc_string(p->doc, v[3], "rootfs.debootstrap.mirror", s->mirror,
 				 sizeof(s->mirror));
@@ -170,22 +189,76 @@ static int parse_rootfs(struct parse *p, const struct ydoc_node *n)
 			       s->source, sizeof(s->source));
 }
 
+/* `network:` of the setup commands: none (the default: a hermetic build) or nat. */
+static int parse_network(struct parse *p, const struct ydoc_node *n, bool has_setup)
+{
+	char mode[16];
+	int rc = ydoc_string(p->doc, n, "network", mode, sizeof(mode));
+	if (!rc && strcmp(mode, "nat") && strcmp(mode, "none"))
+		return ydoc_error(p->doc, n, EINVAL,
+				  "network must be 'nat' (the setup commands reach the network "
+				  "through the host) or 'none' (the default), not '%s'",
+				  mode);
+	if (!rc && !has_setup)
+		return ydoc_error(p->doc, n, EINVAL,
+				  "network applies to the setup commands, and this recipe has "
+				  "none");
+	p->spec->setup_network = !rc && !strcmp(mode, "nat");
+	return rc;
+}
+
+enum { NAME, ARCH, KERNEL, BUSYBOX, ROOTFS, DISK_SIZE, SETUP, NETWORK, BASE, PACKAGES, NKEYS };
+static const char *const root_keys[NKEYS] = {"name",   "arch",	    "kernel", "busybox",
+					     "rootfs", "disk_size", "setup",  "network",
+					     "base",   "packages"};
+
+/* A recipe with `base:`: name, base, packages and setup; the rest comes from the base image. */
+static int parse_on_base(struct parse *p, const struct ydoc_node *root,
+			 const struct ydoc_node *const *v)
+{
+	struct img_spec *s = p->spec;
+	for (int k = ARCH; k <= DISK_SIZE; k++)
+		if (v[k])
+			return ydoc_error(p->doc, v[k], EINVAL,
+					  "a recipe with a base takes '%s' from its base image: it "
+					  "has name, base, packages and setup (and its network)",
+					  root_keys[k]);
+	int rc = ydoc_string(p->doc, v[BASE], "base", s->base, sizeof(s->base));
+	if (!rc && !vmci_name_ok(s->base))
+		return ydoc_error(p->doc, v[BASE], EINVAL,
+				  "bad image name '%s' (use " VMCI_NAME_RULE ")", s->base);
+	if (!rc && !strcmp(s->base, s->name))
+		return ydoc_error(p->doc, v[BASE], EINVAL, "image '%s' cannot be its own base",
+				  s->name);
+	if (!rc && !v[PACKAGES] && !v[SETUP])
+		return ydoc_error(p->doc, root, EINVAL,
+				  "a recipe with a base needs 'packages' (Debian packages to "
+				  "install on %s), 'setup' (commands to run on it) or both",
+				  s->base);
+	if (!rc && v[PACKAGES])
+		rc = parse_packages(p, v[PACKAGES], "packages");
+	if (!rc && v[PACKAGES] && s->packages.n == 0)
+		return ydoc_error(p->doc, v[PACKAGES], EINVAL,
+				  "packages is empty: name the Debian packages to install on %s",
+				  s->base);
+	if (!rc && v[SETUP])
+		rc = ydoc_strings(p->doc, v[SETUP], "setup", 4096, &s->setup.v, &s->setup.n);
+	if (!rc && v[NETWORK])
+		rc = parse_network(p, v[NETWORK], s->setup.n > 0);
+	return rc;
+}
+
 static int parse_root(struct parse *p, const struct ydoc_node *root, const char *expected_name)
 {
-	enum { NAME, ARCH, KERNEL, BUSYBOX, ROOTFS, DISK_SIZE, SETUP, NKEYS };
-	static const char *const keys[NKEYS] = {"name",	  "arch",      "kernel", "busybox",
-						"rootfs", "disk_size", "setup"};
 	const struct ydoc_node *v[NKEYS];
 	struct img_spec *s = p->spec;
 	if (!root)
 		return ydoc_error(p->doc, NULL, EINVAL, "the recipe is empty");
-	int rc = ydoc_map(p->doc, root, "a recipe", keys, NKEYS, v);
-	for (int k = 0; !rc && k < NKEYS; k++) {
-		if (!v[k] && (k == NAME || k == ARCH || k == KERNEL || k == ROOTFS))
-			return ydoc_error(p->doc, root, EINVAL, "the recipe has no '%s'", keys[k]);
-	}
+	int rc = ydoc_map(p->doc, root, "a recipe", root_keys, NKEYS, v);
 	if (rc)
 		return rc;
+	if (!v[NAME])
+		return ydoc_error(p->doc, root, EINVAL, "the recipe has no 'name'");
 	rc = ydoc_string(p->doc, v[NAME], "name", s->name, sizeof(s->name));
 	if (!rc && !vmci_name_ok(s->name))
 		return ydoc_error(p->doc, v[NAME], EINVAL,
@@ -194,6 +267,18 @@ static int parse_root(struct parse *p, const struct ydoc_node *root, const char 
 		return ydoc_error(p->doc, v[NAME], EINVAL,
 				  "name '%s' does not match the file name %s.yml", s->name,
 				  expected_name);
+	if (!rc && v[BASE])
+		return parse_on_base(p, root, v);
+	for (int k = ARCH; !rc && k <= ROOTFS; k++) {
+		if (!v[k] && k != BUSYBOX)
+			return ydoc_error(p->doc, root, EINVAL, "the recipe has no '%s'",
+					  root_keys[k]);
+	}
+	if (!rc && v[PACKAGES])
+		return ydoc_error(p->doc, v[PACKAGES], EINVAL,
+				  "packages at the top of a recipe go with a base image (base: "
+				  "debian-12); a debootstrap recipe lists its own under "
+				  "rootfs.debootstrap.packages");
 	if (!rc)
 		rc = ydoc_string(p->doc, v[ARCH], "arch", s->arch, sizeof(s->arch));
 	if (!rc && strcmp(s->arch, "x86_64") && strcmp(s->arch, "aarch64"))
@@ -235,6 +320,8 @@ static int parse_root(struct parse *p, const struct ydoc_node *root, const char 
 					  "setup commands need a root disk to keep their changes; "
 					  "rootfs busybox has none");
 	}
+	if (!rc && v[NETWORK])
+		rc = parse_network(p, v[NETWORK], s->setup.n > 0);
 	return rc;
 }
 

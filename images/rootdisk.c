@@ -297,27 +297,28 @@ int img_rootdisk_to_qcow2(const char *in, const char *in_format, const char *out
 }
 
 int img_rootdisk_run(struct img_build *b, const char *disk, const char *cmdline,
-		     const char *const *commands, size_t n, struct vmci_err *err)
+		     const char *const *commands, size_t n, bool network, struct vmci_err *err)
 {
-	const struct img_spec *spec = b->recipe->spec;
+	const char *name = b->recipe->name;
 	if (!b->setup)
 		return vmci_err_set(err, ENOTSUP,
 				    "image %s is made with commands that run in a VM: build it "
 				    "with `vmci image build %s`",
-				    spec->name, spec->name);
+				    name, name);
 	char kernel[PATH_MAX], initrd[PATH_MAX];
 	if (fs_path(kernel, sizeof(kernel), "%s/%s", b->dir, IMG_KERNEL_FILE) ||
 	    fs_path(initrd, sizeof(initrd), "%s/%s", b->dir, IMG_INITRD_FILE))
 		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", b->dir);
 	struct img_setup_vm vm = {
-	    .image = spec->name,
-	    .arch = spec->arch,
+	    .image = name,
+	    .arch = b->recipe->arch,
 	    .kernel = kernel,
 	    .initrd = initrd,
 	    .cmdline = cmdline,
 	    .disk = disk,
 	    .commands = commands,
 	    .ncommands = n,
+	    .network = network,
 	    .progress = b->progress,
 	    .progress_ctx = b->ctx,
 	};
@@ -338,7 +339,7 @@ int img_rootdisk_setup(struct img_build *b, const char *disk, const char *cmdlin
 				    spec->file, spec->name);
 	img_progress(b, "running setup commands", 0, (long long)spec->setup.n);
 	int rc = img_rootdisk_run(b, disk, cmdline, (const char *const *)spec->setup.v,
-				  spec->setup.n, err);
+				  spec->setup.n, spec->setup_network, err);
 	if (rc)
 		vmci_err_wrap(err, "setup of image %s", spec->name);
 	return rc;

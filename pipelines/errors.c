@@ -46,6 +46,22 @@ int pipe_error_at(struct pipe_ctx *ctx, struct ypos pos, const char *fmt, ...)
 	return -EINVAL;
 }
 
+int pipe_errors_add(struct pipe_errors *errors, int line, int col, const char *fmt, ...)
+{
+	char *msg = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -ENOMEM;
+	if (push(errors, line, col, msg)) {
+		free(msg);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 const char *pipe_fmt(struct pipe_ctx *ctx, const char *fmt, ...)
 {
 	va_list ap;

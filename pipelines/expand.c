@@ -283,6 +283,7 @@ static int expand_job(struct expander *x, const struct pipe_spec *spec, size_t b
 		    .network = b->network,
 		    .packages = b->packages,
 		    .n_packages = b->n_packages,
+		    .package_places = b->package_places,
 		    .log_limit = b->log_limit,
 		    .artifacts = b->artifacts,
 		    .n_artifacts = b->n_artifacts,

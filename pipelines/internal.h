@@ -361,6 +361,7 @@ struct job_spec {
 	enum pipe_network network;
 	const char **packages;
 	size_t n_packages;
+	struct pipe_place *package_places;
 	int64_t log_limit; /* bytes */
 	const char **artifacts;
 	size_t n_artifacts;

@@ -362,7 +362,8 @@ static int parse_packages(struct pipe_ctx *ctx, const struct ynode *n, struct jo
 		return pipe_error_at(ctx, n->pos, "packages of %s lists %zu packages, more than %d",
 				     where, n->n, PIPE_MAX_PACKAGES);
 	job->packages = pipe_arena_array(ctx->keep, n->n, sizeof(char *));
-	if (!job->packages)
+	job->package_places = pipe_arena_array(ctx->keep, n->n, sizeof(struct pipe_place));
+	if (!job->packages || !job->package_places)
 		return -ENOMEM;
 	const char *what = pipe_fmt(ctx, "a package of %s", where);
 	int rc = 0;
@@ -374,8 +375,11 @@ static int parse_packages(struct pipe_ctx *ctx, const struct ynode *n, struct jo
 					  "package '%s' of %s is not a Debian package name (lower "
 					  "case letters, digits, '+', '-' and '.')",
 					  s, where);
-		if (r == 0)
+		if (r == 0) {
+			job->package_places[job->n_packages] =
+			    (struct pipe_place){n->items[i]->pos.line, n->items[i]->pos.col};
 			job->packages[job->n_packages++] = s;
+		}
 		rc = fold(rc, r);
 	}
 	return rc;

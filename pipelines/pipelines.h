@@ -108,6 +108,11 @@ enum pipe_network {
 	PIPE_NETWORK_NONE /* no network device: a hermetic job */
 };
 
+/* A place in the pipeline file, 1-based. */
+struct pipe_place {
+	int line, col;
+};
+
 struct pipe_job {
 	const char *name;  /* "build (busybox-x86_64, gcc)"; the id when there is no matrix */
 	const char *id;	   /* the key under `jobs:` ("build") */
@@ -128,6 +133,7 @@ struct pipe_job {
 	   once into a derived image the job runs in */
 	const char *const *packages;
 	size_t n_packages;
+	const struct pipe_place *package_places; /* where each of packages is written */
 	int64_t log_limit; /* bytes of log the job keeps (head and tail); PIPE_DEFAULT_LOG_LIMIT */
 	const char *const *artifacts; /* globs relative to the workspace */
 	size_t n_artifacts;
@@ -185,6 +191,14 @@ struct pipe_errors {
 
 /* Frees the list's contents and leaves it empty; safe on a zeroed list. */
 void pipe_errors_free(struct pipe_errors *errors);
+
+/*
+ * Adds an error at line:col (0: about the whole file) for a check made
+ * after loading (a job's packages against an image's package index), so it
+ * is printed like the load's own. Returns 0 or -ENOMEM.
+ */
+int pipe_errors_add(struct pipe_errors *errors, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /*
  * Appends "FILE:LINE:COL: error: MESSAGE\n" for errors->items[i] to out

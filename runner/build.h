@@ -10,6 +10,7 @@
 
 struct pipe_run;
 struct pipe_job;
+struct pipe_errors;
 
 /* ---- the images work needs (runner/run_images.c) --------------------- */
 
@@ -34,6 +35,18 @@ int runner_job_image(const struct pipe_job *job, char *out, size_t size, struct 
  */
 int runner_job_image_ensure(const struct pipe_job *job, img_progress_fn progress,
 			    void *progress_ctx, struct img_boot *out, struct vmci_err *err);
+
+/*
+ * Checks the packages of the selected jobs of run (selected NULL: every
+ * job) against the package lists of their images where vmci keeps them
+ * (img_packages_known), before any VM boots: each package no list has
+ * adds an error at its place in the file to errors, naming the package,
+ * the job, the image and the lists. A list that cannot be read is a
+ * warning (the build tells then). Returns 0, -EINVAL when it added
+ * errors, or -ENOMEM with err.
+ */
+int runner_check_packages(const struct pipe_run *run, const bool *selected,
+			  struct pipe_errors *errors, struct vmci_err *err);
 
 /* What runner_ensure_images reports while it works; every member may be NULL. */
 struct runner_image_progress {
@@ -66,6 +79,7 @@ int runner_image_setup(void *ctx, const struct img_setup_vm *req, struct vmci_er
 
 struct pipe_run;
 struct pipe_job;
+struct pipe_errors;
 
 /* Where a job's workspace is in the guest; steps run there. */
 #define RUNNER_GUEST_WORKSPACE "/work/src"

@@ -59,3 +59,33 @@ if grep -qF ".vmci.yml:4:14: error: network of job 'a' is 'host'; it must be 'na
 else
 	fail "the error names the file, line, job and the modes there are" "$(cat "$out")"
 fi
+
+# ---- vmci vm run and vmci shell: no network unless --network nat ------------------------
+probe='echo "interfaces: $(ls /sys/class/net | tr "\n" " ")"; nslookup deb.debian.org >/dev/null 2>&1 && echo resolved || echo "cannot resolve"'
+start=$(date +%s)
+"$VMCI" vm run busybox-x86_64 -- sh -c "$probe" >"$out" 2>&1
+if grep -q 'interfaces: lo $' "$out" && grep -q 'cannot resolve' "$out"; then
+	pass "vm run gives the VM no network by default"
+else
+	fail "vm run gives the VM no network by default" "$(tail -c 1500 "$out")"
+fi
+"$VMCI" vm run --network nat busybox-x86_64 -- sh -c "$probe" >"$out" 2>&1
+if grep -q 'interfaces: eth0 lo $' "$out" && grep -qx 'resolved' "$out"; then
+	pass "vm run --network nat gives the VM an interface that resolves names"
+else
+	fail "vm run --network nat gives the VM an interface that resolves names" "$(tail -c 1500 "$out")"
+fi
+"$VMCI" shell --network nat busybox-x86_64 -- sh -c "$probe" </dev/null >"$out" 2>&1
+if grep -q 'interfaces: eth0 lo' "$out" && grep -q 'resolved' "$out"; then
+	pass "shell --network nat gives the VM an interface that resolves names"
+else
+	fail "shell --network nat gives the VM an interface that resolves names" "$(tail -c 1500 "$out")"
+fi
+echo "# vm run and shell with and without --network: $(( $(date +%s) - start ))s"
+"$VMCI" vm run --network bridge busybox-x86_64 -- true >"$out" 2>&1
+rc=$?
+if [ "$rc" = 2 ] && grep -qF -- "--network takes nat or none, not 'bridge'" "$out"; then
+	pass "vm run refuses a network mode that does not exist"
+else
+	fail "vm run refuses a network mode that does not exist" "rc=$rc: $(cat "$out")"
+fi

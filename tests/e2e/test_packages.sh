@@ -140,6 +140,68 @@ else fail "the second run installs nothing" "$(grep 'installing packages\|runnin
 expect_eq "the second run starts from the same derived image" "$image" "$(derived deb12)"
 echo "# first run ${first}s (derived image built), second run ${second}s (reused)"
 
+# ---- 2b. recipes with a base: the image the job's packages made ----------------
+# A recipe naming deb12 and [hello] is the image the runs above derived (one
+# content address), so building it installs nothing: it is a second name.
+# One that also has setup commands runs them on that image, in its own.
+recipes=$E2E_TMP/recipes
+mkdir -p "$recipes"
+printf 'name: deb12-hello\nbase: deb12\npackages: [hello]\n' >"$recipes/deb12-hello.yml"
+printf 'name: deb12-greeting\nbase: deb12\npackages: [hello]\nsetup: [hello >/etc/greeting]\n' \
+	>"$recipes/deb12-greeting.yml"
+start=$(date +%s)
+VMCI_RECIPES_DIR=$recipes "$VMCI" image build deb12-hello >"$out" 2>&1
+rc=$? took=$(( $(date +%s) - start ))
+expect_eq "a recipe with a base and packages builds" 0 "$rc"
+if ! grep -q 'installing packages' "$out"; then pass "the recipe's image is the job's derived image: nothing is installed again"
+else fail "the recipe's image is the job's derived image: nothing is installed again" "$(tail -c 1500 "$out")"; fi
+ls_row() { "$VMCI" image ls --json 2>/dev/null | jq -r --arg n "$1" '.[] | select(.name == $n) | "\(.digest) \(.parent.name)@\(.parent.digest)"'; }
+expect_eq "vmci image ls shows the recipe's image with the derived image's digest and parent" \
+	"$(echo "$image" | cut -d' ' -f2-)" "$(ls_row deb12-hello)"
+VMCI_RECIPES_DIR=$recipes "$VMCI" image build deb12-greeting >"$out" 2>&1
+expect_eq "a recipe with a base, packages and setup commands builds" 0 "$?"
+if ! grep -q 'installing packages' "$out"; then pass "its packages come from the shared derived image"
+else fail "its packages come from the shared derived image" "$(tail -c 1500 "$out")"; fi
+case $(ls_row deb12-greeting) in
+"sha256:"*" $name@$(echo "$image" | cut -d' ' -f2)") pass "vmci image ls shows the derived image as its parent" ;;
+*) fail "vmci image ls shows the derived image as its parent" "$(ls_row deb12-greeting), want parent $name" ;;
+esac
+VMCI_RECIPES_DIR=$recipes "$VMCI" vm run deb12-greeting -- cat /etc/greeting >"$out" 2>&1
+if grep -q 'Hello, world!' "$out"; then pass "a VM of it has what the setup commands made with the package"
+else fail "a VM of it has what the setup commands made with the package" "$(tail -c 1500 "$out")"; fi
+echo "# recipes with a base: packages only ${took}s, with setup commands and a VM $(( $(date +%s) - start - took ))s"
+
+# ---- 2c. setup commands have network only when the recipe asks ----------------
+# A recipe on debian-12's disk whose setup resolves a name with network: nat
+# builds; the same command on deb12 without (the default: hermetic) fails
+# and says which command.
+cat >"$recipes/deb12-online.yml" <<YML
+name: deb12-online
+arch: x86_64
+kernel:
+  debian: cloud
+  modules: [virtio_pci, virtio_console, virtio_blk, virtio_scsi, sd_mod, virtio_rng, virtio_net, ext4]
+busybox: /bin/busybox
+rootfs: {disk: $base_disk}
+setup:
+  - getent hosts deb.debian.org
+network: nat
+YML
+printf 'name: deb12-offline\nbase: deb12\nsetup: [getent hosts deb.debian.org]\n' >"$recipes/deb12-offline.yml"
+start=$(date +%s)
+VMCI_RECIPES_DIR=$recipes "$VMCI" image build deb12-online >"$out" 2>&1
+rc=$?
+if [ "$rc" = 0 ]; then pass "setup commands of a recipe with network: nat reach the network"
+else fail "setup commands of a recipe with network: nat reach the network" "rc=$rc: $(tail -c 1500 "$out")"; fi
+VMCI_RECIPES_DIR=$recipes "$VMCI" image build deb12-offline >"$out" 2>&1
+rc=$?
+if [ "$rc" -ne 0 ] && grep -q 'setup of image deb12-offline' "$out" && grep -qF 'getent hosts deb.debian.org' "$out"; then
+	pass "setup commands of a recipe without network have none"
+else
+	fail "setup commands of a recipe without network have none" "rc=$rc: $(tail -c 1500 "$out")"
+fi
+echo "# setup with and without network: $(( $(date +%s) - start ))s"
+
 # ---- 3. a package apt does not know -------------------------------------------
 cat >.vmci.yml <<'YML'
 jobs:

@@ -56,6 +56,44 @@ if [ "$rc" = 2 ] && grep -qF "long-script.yml:5:14: error: run of step 1 of job 
 then pass validate_refuses_a_script_past_the_limit_with_its_position
 else fail validate_refuses_a_script_past_the_limit_with_its_position "rc=$rc: $(head -c 600 "$E2E_TMP/err")"; fi
 
+# ---- packages a Debian image's suite does not have, before any VM --------------------------
+# A home of the test's own holds bookworm's package lists as vmci keeps them (apt's
+# Packages format, in cache/apt/bookworm-amd64), so the check does not depend on what
+# the user's cache holds; debian-12's recipe says it is installed from bookworm.
+pkg_home=$E2E_TMP/pkg-home
+lists=$pkg_home/cache/apt/bookworm-amd64/state/lists
+mkdir -p "$lists"
+printf 'Package: hello\nVersion: 2.10-3\n\nPackage: mawk\nProvides: awk\n\n' \
+	>"$lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages"
+printf 'jobs:\n  a:\n    image: debian-12\n    packages:\n      - hello\n      - awk\n      - helo\n    steps: [{run: hello}]\n' >pkgs.yml
+start=$(date +%s%N)
+VMCI_HOME=$pkg_home "$VMCI" validate pkgs.yml >/dev/null 2>"$E2E_TMP/err"
+rc=$? took=$(( ($(date +%s%N) - start) / 1000000 ))
+if [ "$rc" = 2 ] && grep -qF "pkgs.yml:7:9: error: package 'helo' of job 'a' is not in Debian bookworm amd64 (package lists of " "$E2E_TMP/err" &&
+	grep -qF "which image 'debian-12' is installed from: check its name" "$E2E_TMP/err" &&
+	[ "$(grep -c ': error: ' "$E2E_TMP/err")" = 1 ]
+then pass validate_refuses_a_package_the_images_suite_does_not_have
+else fail validate_refuses_a_package_the_images_suite_does_not_have "rc=$rc: $(cat "$E2E_TMP/err")"; fi
+echo "# validate with a package list check: ${took} ms"
+sed -i 's/      - helo/      - mawk/' pkgs.yml
+VMCI_HOME=$pkg_home "$VMCI" validate pkgs.yml >/dev/null 2>"$E2E_TMP/err"
+expect_eq validate_accepts_packages_and_what_they_provide 0 "$?"
+sed -i 's/      - mawk/      - helo/' pkgs.yml
+# An image whose suite vmci has no lists of is not judged: the build will tell.
+sed 's/debian-12/deb12-imported/' pkgs.yml >pkgs-imported.yml
+VMCI_HOME=$pkg_home "$VMCI" validate pkgs-imported.yml >/dev/null 2>"$E2E_TMP/err"
+expect_eq validate_leaves_packages_of_an_image_without_lists_to_the_build 0 "$?"
+# vmci run stops at the same error, before building or booting anything.
+(
+	new_repo "$E2E_TMP/pkg-repo" && cp "$E2E_TMP/pkgs.yml" .vmci.yml && git add -A && git commit -qm init &&
+		VMCI_HOME=$pkg_home "$VMCI" run >"$E2E_TMP/out" 2>&1
+	echo "rc=$?" >>"$E2E_TMP/out"
+)
+if grep -q '^rc=2$' "$E2E_TMP/out" && grep -qF ".vmci.yml:7:9: error: package 'helo' of job 'a'" "$E2E_TMP/out" &&
+	! grep -q 'building\|debootstrap' "$E2E_TMP/out" && [ ! -d "$pkg_home/images" ]
+then pass run_refuses_an_unknown_package_before_any_image_or_vm
+else fail run_refuses_an_unknown_package_before_any_image_or_vm "$(cat "$E2E_TMP/out")"; fi
+
 # ---- examples/sweep: the nightly sweep over the catalog ------------------------------------
 sweep=$repo/examples/sweep
 recipes=$repo/images/recipes

@@ -175,6 +175,84 @@ static void test_name_must_match_the_file(void **state)
 	    err.msg, "mine.yml:1:7: error: name 'other' does not match the file name mine.yml");
 }
 
+static void test_a_recipe_with_a_base_names_it_and_its_packages(void **state)
+{
+	struct img_spec *s = parse_ok("name: mini\nbase: debian-12\npackages: [hello, libtool]\n");
+	assert_string_equal(s->name, "mini");
+	assert_string_equal(s->base, "debian-12");
+	assert_int_equal(s->packages.n, 2);
+	assert_string_equal(s->packages.v[0], "hello");
+	assert_string_equal(s->packages.v[1], "libtool");
+	assert_int_equal(s->setup.n, 0);
+	img_spec_free(s);
+}
+
+static void test_a_recipe_with_a_base_may_run_setup_commands_with_network(void **state)
+{
+	struct img_spec *s = parse_ok("name: mini\nbase: debian-12\nsetup: [echo hi > /etc/hi]\n"
+				      "network: nat\n");
+	assert_string_equal(s->base, "debian-12");
+	assert_int_equal(s->packages.n, 0);
+	assert_int_equal(s->setup.n, 1);
+	assert_true(s->setup_network);
+	img_spec_free(s);
+}
+
+static void test_a_recipe_with_a_base_takes_nothing_else(void **state)
+{
+	expect_error("name: a\nbase: debian-12\npackages: [hello]\nkernel: {debian: cloud}\n",
+		     "t.yml:4:9: error: a recipe with a base takes 'kernel' from its base image");
+	expect_error("name: a\nbase: debian-12\npackages: [hello]\ndisk_size: 4G\n",
+		     "t.yml:4:12: error: a recipe with a base takes 'disk_size' from its base "
+		     "image");
+	expect_error("name: a\nbase: debian-12\n",
+		     "t.yml:1:1: error: a recipe with a base needs 'packages' (Debian packages "
+		     "to install on debian-12), 'setup' (commands to run on it) or both");
+	expect_error("name: a\nbase: debian-12\npackages: []\n",
+		     "t.yml:3:11: error: packages is empty");
+	expect_error("name: a\nbase: debian-12\npackages: [hello]\nnetwork: nat\n",
+		     "t.yml:4:10: error: network applies to the setup commands, and this recipe "
+		     "has none");
+	expect_error("name: a\nbase: a\npackages: [hello]\n",
+		     "t.yml:2:7: error: image 'a' cannot be its own base");
+	expect_error("name: a\nbase: Debian 12\npackages: [hello]\n",
+		     "t.yml:2:7: error: bad image name 'Debian 12'");
+}
+
+static void test_package_names_are_checked_where_they_are(void **state)
+{
+	expect_error("name: a\nbase: debian-12\npackages:\n  - hello\n  - Hello_World\n",
+		     "t.yml:5:5: error: 'Hello_World' is not a Debian package name");
+	expect_error("name: a\narch: x86_64\nkernel: {debian: cloud}\nrootfs:\n  debootstrap:\n"
+		     "    suite: bookworm\n    packages: [git, -x]\ndisk_size: 1G\n",
+		     "t.yml:7:21: error: '-x' is not a Debian package name");
+	expect_error("name: a\narch: x86_64\nkernel: {debian: cloud}\nrootfs: busybox\n"
+		     "packages: [hello]\n",
+		     "t.yml:5:11: error: packages at the top of a recipe go with a base image");
+}
+
+static void test_setup_network_is_none_unless_nat_is_asked(void **state)
+{
+	struct img_spec *s = parse_ok(good);
+	assert_false(s->setup_network);
+	img_spec_free(s);
+	char text[sizeof(good) + 32];
+	snprintf(text, sizeof(text), "%snetwork: nat\n", good);
+	s = parse_ok(text);
+	assert_true(s->setup_network);
+	img_spec_free(s);
+	snprintf(text, sizeof(text), "%snetwork: none\n", good);
+	s = parse_ok(text);
+	assert_false(s->setup_network);
+	img_spec_free(s);
+	snprintf(text, sizeof(text), "%snetwork: bridge\n", good);
+	expect_error(text, "t.yml:12:10: error: network must be 'nat'");
+	expect_error("name: a\narch: x86_64\nkernel: {debian: cloud}\nrootfs: {disk: d.qcow2}\n"
+		     "network: nat\n",
+		     "t.yml:5:10: error: network applies to the setup commands, and this recipe "
+		     "has none");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -187,6 +265,11 @@ int main(void)
 	    cmocka_unit_test(test_wrong_types_and_values_are_placed),
 	    cmocka_unit_test(test_missing_and_repeated_keys),
 	    cmocka_unit_test(test_name_must_match_the_file),
+	    cmocka_unit_test(test_a_recipe_with_a_base_names_it_and_its_packages),
+	    cmocka_unit_test(test_a_recipe_with_a_base_may_run_setup_commands_with_network),
+	    cmocka_unit_test(test_a_recipe_with_a_base_takes_nothing_else),
+	    cmocka_unit_test(test_package_names_are_checked_where_they_are),
+	    cmocka_unit_test(test_setup_network_is_none_unless_nat_is_asked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

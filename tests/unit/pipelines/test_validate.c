@@ -267,6 +267,14 @@ static void test_packages_are_a_list_of_debian_package_names(void **state)
 	assert_int_equal(run->jobs[0].n_packages, 3);
 	assert_string_equal(run->jobs[0].packages[1], "g++");
 	pipe_run_free(run);
+	/* Each keeps its place, for checks made after loading (the image's package lists). */
+	run = load_ok("jobs:\n"
+		      "  a:\n" JOB_BODY "    packages:\n      - autoconf\n      - g++\n");
+	assert_int_equal(run->jobs[0].package_places[0].line, 7);
+	assert_int_equal(run->jobs[0].package_places[0].col, 9);
+	assert_int_equal(run->jobs[0].package_places[1].line, 8);
+	assert_int_equal(run->jobs[0].package_places[1].col, 9);
+	pipe_run_free(run);
 	assert_errors("jobs:\n"
 		      "  a:\n" JOB_BODY "    packages: [autoconf, 'rm -rf']\n",
 		      "t.yml:6:26: error: package 'rm -rf' of job 'a' is not a Debian package name "
@@ -275,6 +283,20 @@ static void test_packages_are_a_list_of_debian_package_names(void **state)
 		      "  a:\n" JOB_BODY "    packages: autoconf\n",
 		      "t.yml:6:15: error: packages of job 'a' must be a list of package names such "
 		      "as [autoconf, libtool], not a string\n");
+}
+
+static void test_errors_added_after_loading_print_like_the_loads(void **state)
+{
+	struct pipe_errors errors = {.file = strdup("t.yml")};
+	assert_int_equal(pipe_errors_add(&errors, 7, 9, "package '%s' is unknown", "helo"), 0);
+	assert_int_equal(pipe_errors_add(&errors, 0, 0, "about the file"), 0);
+	struct buf out = {0};
+	assert_int_equal(pipe_error_format(&errors, 0, &out), 0);
+	assert_int_equal(pipe_error_format(&errors, 1, &out), 0);
+	assert_string_equal(buf_cstr(&out), "t.yml:7:9: error: package 'helo' is unknown\n"
+					    "t.yml: error: about the file\n");
+	buf_free(&out);
+	pipe_errors_free(&errors);
 }
 
 static void test_sizes_refused(void **state)
@@ -557,6 +579,7 @@ int main(void)
 	    cmocka_unit_test(test_network_is_nat_by_default_or_none),
 	    cmocka_unit_test(test_network_refuses_other_modes),
 	    cmocka_unit_test(test_packages_are_a_list_of_debian_package_names),
+	    cmocka_unit_test(test_errors_added_after_loading_print_like_the_loads),
 	    cmocka_unit_test(test_all_errors_in_file_order),
 	    cmocka_unit_test(test_many_errors_end_with_a_count),
 	};
