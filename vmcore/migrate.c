@@ -169,12 +169,17 @@ int vm_migrate_listen(const struct vm_spec *spec, struct vm **out, struct vm_mig
 	return 0;
 }
 
-/* Removes the NBD export and the sockets the destination listened on. */
-static void end_listening(struct vm *vm)
+/* Removes the NBD export: the guest may run once it is gone (it wants its disk unshared). */
+static void end_export(struct vm *vm)
 {
 	qmp_execute(vm->qmp, "block-export-del",
 		    json_pack("{s:s, s:s}", "id", EXPORT_ID, "mode", "hard"), NULL, QMP_TIMEOUT_MS,
 		    NULL);
+}
+
+/* Stops the NBD server, which has no export left, and removes the sockets listened on. */
+static void end_listening(struct vm *vm)
+{
 	qmp_execute(vm->qmp, "nbd-server-stop", NULL, NULL, QMP_TIMEOUT_MS, NULL);
 	if (vm->migrate_in.nbd[0])
 		unlink(vm->migrate_in.nbd);
@@ -224,14 +229,16 @@ int vm_migrate_accept(struct vm *dst, const struct vm_agent_state *from, int tim
 	}
 	/*
 	 * QEMU holds the guest paused (-S): the export goes first, then the
-	 * guest's disk is activated for it alone and the guest runs.
+	 * guest's disk is activated for it alone and the guest runs. The
+	 * rest of the clean-up waits: the guest is paused until cont.
 	 */
 	int64_t t0 = clock_ms();
-	end_listening(dst);
+	end_export(dst);
 	int64_t t1 = clock_ms();
 	int rc = command(dst, "cont", NULL, NULL, "resuming the migrated guest", err);
 	log_debug("VM %d: export removed in %lld ms, guest resumed in %lld ms", (int)dst->proc.pid,
 		  (long long)(t1 - t0), (long long)(clock_ms() - t1));
+	end_listening(dst);
 	/* QEMU sends the event before its answer to cont: it is queued by now. */
 	struct qmp_msg resumed;
 	if (!rc && qmp_next_event(dst->qmp, "RESUME", 0, &resumed, NULL) == 1) {
