@@ -40,6 +40,7 @@ struct vm {
 	char instance_id[33]; /* per-clone id of a VM restored from saved state, or "" */
 	uint32_t qmp_jobs;    /* QMP jobs started, for unique job ids */
 	struct vm_migrate_addr migrate_in; /* where a migration destination listens, or "" */
+	int64_t resumed_at_ms;		   /* wall clock of a migrated guest's resume, or 0 */
 
 	/* the agent channel */
 	int agent_fd;

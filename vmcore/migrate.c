@@ -90,6 +90,14 @@ static int migration_status(struct vm *vm, char *status, size_t ssize, char *des
 	return 0;
 }
 
+/* The wall clock (ms) in an event's "timestamp", or 0. */
+static int64_t event_time_ms(const struct qmp_msg *ev)
+{
+	json_t *ts = json_object_get(ev->root, "timestamp");
+	return json_integer_value(json_object_get(ts, "seconds")) * 1000 +
+	       json_integer_value(json_object_get(ts, "microseconds")) / 1000;
+}
+
 /* ---- the destination ------------------------------------------------------- */
 
 int vm_migrate_listen(const struct vm_spec *spec, struct vm **out, struct vm_migrate_addr *addr,
@@ -161,12 +169,17 @@ int vm_migrate_listen(const struct vm_spec *spec, struct vm **out, struct vm_mig
 	return 0;
 }
 
-/* Removes the NBD export and the sockets the destination listened on. */
-static void end_listening(struct vm *vm)
+/* Removes the NBD export: the guest may run once it is gone (it wants its disk unshared). */
+static void end_export(struct vm *vm)
 {
 	qmp_execute(vm->qmp, "block-export-del",
 		    json_pack("{s:s, s:s}", "id", EXPORT_ID, "mode", "hard"), NULL, QMP_TIMEOUT_MS,
 		    NULL);
+}
+
+/* Stops the NBD server, which has no export left, and removes the sockets listened on. */
+static void end_listening(struct vm *vm)
+{
 	qmp_execute(vm->qmp, "nbd-server-stop", NULL, NULL, QMP_TIMEOUT_MS, NULL);
 	if (vm->migrate_in.nbd[0])
 		unlink(vm->migrate_in.nbd);
@@ -216,10 +229,22 @@ int vm_migrate_accept(struct vm *dst, const struct vm_agent_state *from, int tim
 	}
 	/*
 	 * QEMU holds the guest paused (-S): the export goes first, then the
-	 * guest's disk is activated for it alone and the guest runs.
+	 * guest's disk is activated for it alone and the guest runs. The
+	 * rest of the clean-up waits: the guest is paused until cont.
 	 */
-	end_listening(dst);
+	int64_t t0 = clock_ms();
+	end_export(dst);
+	int64_t t1 = clock_ms();
 	int rc = command(dst, "cont", NULL, NULL, "resuming the migrated guest", err);
+	log_debug("VM %d: export removed in %lld ms, guest resumed in %lld ms", (int)dst->proc.pid,
+		  (long long)(t1 - t0), (long long)(clock_ms() - t1));
+	end_listening(dst);
+	/* QEMU sends the event before its answer to cont: it is queued by now. */
+	struct qmp_msg resumed;
+	if (!rc && qmp_next_event(dst->qmp, "RESUME", 0, &resumed, NULL) == 1) {
+		dst->resumed_at_ms = event_time_ms(&resumed);
+		qmp_msg_free(&resumed);
+	}
 	/* The refresh must not swallow what a detached command sent meanwhile. */
 	dst->held_stream = from ? from->stream : 0;
 	if (!rc)
@@ -242,6 +267,8 @@ struct attempt {
 	int64_t deadline;
 	bool target_added, mirror_running, caps_set, migrating;
 	uint64_t disk_bytes;
+	int64_t paused_at, continued_at; /* clock_ms of the guest's stop, of migrate-continue */
+	int64_t stopped_at_ms;		 /* the wall clock in QEMU's STOP event */
 };
 
 /*
@@ -348,6 +375,8 @@ static int migration_reach(struct attempt *a, const char *want, struct vmci_err 
 		if (rc == 0)
 			continue;
 		char status[32] = "";
+		if (!strcmp(ev.event, "STOP"))
+			a->stopped_at_ms = event_time_ms(&ev);
 		if (!strcmp(ev.event, "MIGRATION")) {
 			const char *s = json_string_value(json_object_get(ev.value, "status"));
 			snprintf(status, sizeof(status), "%s", s ? s : "");
@@ -494,8 +523,10 @@ static int migrate_ram(struct attempt *a, const struct vm_migrate_addr *to,
 		return rc;
 	a->migrating = true;
 	rc = migration_reach(a, "pre-switchover", err);
+	a->paused_at = clock_ms();
 	if (!rc)
 		rc = mirror_complete(a, err);
+	a->continued_at = clock_ms();
 	if (!rc)
 		rc = command(vm, "migrate-continue", json_pack("{s:s}", "state", "pre-switchover"),
 			     NULL, "finishing the migration", err);
@@ -537,6 +568,7 @@ int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
 	}
 	/* The mirror's last byte count came with its completion. */
 	st.disk_bytes = a.disk_bytes;
+	st.stopped_at_ms = a.stopped_at_ms;
 	st.total_ms = clock_ms() - t0;
 	json_t *info = NULL;
 	char status[32];
@@ -546,12 +578,19 @@ int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
 		    json_object_get(json_object_get(info, "ram"), "transferred"));
 		json_decref(info);
 	}
-	log_debug("VM %d migrated in %lld ms (disk in sync after %lld ms, downtime %lld ms)",
+	log_debug("VM %d migrated in %lld ms (disk in sync after %lld ms, downtime %lld ms: "
+		  "%lld ms to complete the mirror, %lld ms to send the rest)",
 		  (int)src->proc.pid, (long long)st.total_ms, (long long)st.mirror_ms,
-		  (long long)st.downtime_ms);
+		  (long long)st.downtime_ms, (long long)(a.continued_at - a.paused_at),
+		  (long long)(clock_ms() - a.continued_at));
 	if (stats)
 		*stats = st;
 	return 0;
+}
+
+int64_t vm_migrate_resumed_at_ms(const struct vm *dst)
+{
+	return dst->resumed_at_ms;
 }
 
 int vm_migrate_abort(struct vm *src, struct vmci_err *err)

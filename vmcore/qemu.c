@@ -32,6 +32,8 @@
 #define QEMU_DEFAULT_MEMORY_MB 256
 #define QEMU_CONNECT_RETRY_MS  10
 #define QEMU_ERR_TAIL	       640 /* console bytes quoted in an error (err.msg is 1 KiB) */
+/* Guest memory a TCG guest has beyond its whole MiBs: see argv_build. */
+#define QEMU_TCG_RAM_PAD_KB 8
 
 /* vmci's own kernel arguments; spec->cmdline is appended. */
 /*
@@ -146,7 +148,23 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	argv_add(a, "-no-reboot");
 
 	int memory_mb = spec->memory_mb > 0 ? spec->memory_mb : QEMU_DEFAULT_MEMORY_MB;
-	buf_appendf(&b, "%d", memory_mb);
+	/*
+	 * A TCG guest whose memory can move (not file-backed: see
+	 * vm_migrate_to) gets 8 KiB more than its MiBs. QEMU 7.2 loses guest
+	 * writes in a live migration under TCG: when the RAM block's length is
+	 * a multiple of 256 KiB, its dirty-bitmap sync clears the bits
+	 * without making the vCPUs' TLB entries track writes again, so a page
+	 * written through a stale entry after it was sent is never sent again
+	 * and the destination runs on old memory (kernel oopses, hangs).
+	 * QEMU 9.0 fixed it ("physmem: Fix migration dirty bitmap coherency
+	 * with TCG memory access"). With any other length QEMU takes the sync
+	 * that resets the TLB entries. Both ends of a move start with the same
+	 * command line, so they agree on the size.
+	 */
+	if (!kvm && !spec->mem_path)
+		buf_appendf(&b, "%dk", memory_mb * 1024 + QEMU_TCG_RAM_PAD_KB);
+	else
+		buf_appendf(&b, "%d", memory_mb);
 	argv_add(a, "-m");
 	argv_add_buf(a, &b);
 	if (spec->mem_path) {

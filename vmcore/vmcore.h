@@ -515,11 +515,12 @@ struct vm_migrate_opts {
 
 /* What vm_migrate_to measured. */
 struct vm_migrate_stats {
-	int64_t mirror_ms;   /* from the start to the disk in sync */
-	int64_t total_ms;    /* from the start to the destination holding the state */
-	int64_t downtime_ms; /* QEMU's count of the guest's pause at switchover */
-	uint64_t ram_bytes;  /* RAM transferred */
-	uint64_t disk_bytes; /* disk bytes the mirror copied */
+	int64_t mirror_ms;     /* from the start to the disk in sync */
+	int64_t total_ms;      /* from the start to the destination holding the state */
+	int64_t downtime_ms;   /* QEMU's count of the guest's pause at switchover */
+	uint64_t ram_bytes;    /* RAM transferred */
+	uint64_t disk_bytes;   /* disk bytes the mirror copied */
+	int64_t stopped_at_ms; /* wall clock (ms) of the guest's stop for the switchover, or 0 */
 };
 
 /*
@@ -552,6 +553,14 @@ int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
  */
 int vm_migrate_accept(struct vm *dst, const struct vm_agent_state *from, int timeout_ms,
 		      struct vmci_err *err);
+
+/*
+ * Wall clock (ms, as QEMU stamped its resume event) at which the guest
+ * migrated into dst ran again, or 0 before vm_migrate_accept succeeded.
+ * Less the source's vm_migrate_stats.stopped_at_ms, it is the pause the
+ * guest lived through.
+ */
+int64_t vm_migrate_resumed_at_ms(const struct vm *dst);
 
 /*
  * After vm_migrate_to succeeded but the destination did not accept:

@@ -283,6 +283,27 @@ static void test_x86_64_guest_boots_under_tcg(void **state)
 	qmp_close(q);
 }
 
+/*
+ * QEMU 7.2 under TCG loses guest writes in a live migration of a RAM
+ * block whose length is a multiple of 256 KiB (see argv_build): a TCG
+ * guest's memory is 8 KiB over its MiBs.
+ */
+static void test_a_tcg_guest_has_8_kib_over_its_mibs_so_a_move_keeps_every_write(void **state)
+{
+	struct fixture *f = *state;
+	if (!have_binary("qemu-system-x86_64"))
+		skip();
+	f->spec.memory_mb = 128;
+	launch(f, VM_ACCEL_TCG);
+	struct qmp *q = open_qmp(f);
+	json_t *ret = NULL;
+	assert_int_equal(qmp_execute(q, "query-memory-size-summary", NULL, &ret, 5000, NULL), 0);
+	assert_int_equal(json_integer_value(json_object_get(ret, "base-memory")),
+			 (128 << 20) + (8 << 10));
+	json_decref(ret);
+	qmp_close(q);
+}
+
 static void test_aarch64_guest_boots_under_tcg(void **state)
 {
 	struct fixture *f = *state;
@@ -396,6 +417,7 @@ int main(void)
 	    T(test_long_run_dir_is_refused),
 	    T(test_missing_binary_names_the_package),
 	    T(test_x86_64_guest_boots_under_tcg),
+	    T(test_a_tcg_guest_has_8_kib_over_its_mibs_so_a_move_keeps_every_write),
 	    T(test_aarch64_guest_boots_under_tcg),
 	    T(test_qemu_failing_at_start_is_explained),
 	    T(test_reap_is_idempotent),
