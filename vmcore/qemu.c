@@ -32,7 +32,7 @@
 #define QEMU_DEFAULT_MEMORY_MB 256
 #define QEMU_CONNECT_RETRY_MS  10
 #define QEMU_ERR_TAIL	       640 /* console bytes quoted in an error (err.msg is 1 KiB) */
-/* Guest memory a TCG guest has beyond its whole MiBs: see argv_build. */
+/* Guest memory a TCG guest has beyond its whole MiBs: see vm_memory_kb. */
 #define QEMU_TCG_RAM_PAD_KB 8
 
 /* vmci's own kernel arguments; spec->cmdline is appended. */
@@ -118,6 +118,12 @@ static void opt_value(struct buf *b, const char *value)
 /* Fixed, so that a saved state and every clone of it agree; each VM has its own network. */
 #define QEMU_NET_MAC "52:54:00:12:34:56"
 
+long vm_memory_kb(enum vm_accel accel, int memory_mb)
+{
+	long kb = (long)(memory_mb > 0 ? memory_mb : QEMU_DEFAULT_MEMORY_MB) * 1024;
+	return accel == VM_ACCEL_KVM ? kb : kb + QEMU_TCG_RAM_PAD_KB;
+}
+
 static void argv_build(struct argv *a, const char *binary, const struct vm_spec *spec,
 		       enum vm_accel accel, bool live_incoming, const struct qemu_paths *paths,
 		       bool net)
@@ -147,37 +153,22 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	/* A guest reboot or panic (panic=-1) ends QEMU instead of looping. */
 	argv_add(a, "-no-reboot");
 
-	int memory_mb = spec->memory_mb > 0 ? spec->memory_mb : QEMU_DEFAULT_MEMORY_MB;
-	/*
-	 * A TCG guest whose memory can move (not file-backed: see
-	 * vm_migrate_to) gets 8 KiB more than its MiBs. QEMU 7.2 loses guest
-	 * writes in a live migration under TCG: when the RAM block's length is
-	 * a multiple of 256 KiB, its dirty-bitmap sync clears the bits
-	 * without making the vCPUs' TLB entries track writes again, so a page
-	 * written through a stale entry after it was sent is never sent again
-	 * and the destination runs on old memory (kernel oopses, hangs).
-	 * QEMU 9.0 fixed it ("physmem: Fix migration dirty bitmap coherency
-	 * with TCG memory access"). With any other length QEMU takes the sync
-	 * that resets the TLB entries. Both ends of a move start with the same
-	 * command line, so they agree on the size.
-	 */
-	if (!kvm && !spec->mem_path)
-		buf_appendf(&b, "%dk", memory_mb * 1024 + QEMU_TCG_RAM_PAD_KB);
-	else
-		buf_appendf(&b, "%d", memory_mb);
+	/* Every size in KiB: see vm_memory_kb for the TCG padding. */
+	long memory_kb = vm_memory_kb(accel, spec->memory_mb);
+	buf_appendf(&b, "%ldk", memory_kb);
 	argv_add(a, "-m");
 	argv_add_buf(a, &b);
 	if (spec->mem_path) {
 		/* share=off maps the file privately: a restore reads only the pages the guest
 		 * touches. */
 		buf_appendf(&b,
-			    "memory-backend-file,id=" QEMU_RAM_ID ",size=%dM,share=%s,mem-path=",
-			    memory_mb, spec->mem_shared ? "on" : "off");
+			    "memory-backend-file,id=" QEMU_RAM_ID ",size=%ldk,share=%s,mem-path=",
+			    memory_kb, spec->mem_shared ? "on" : "off");
 		opt_value(&b, spec->mem_path);
 		argv_add(a, "-object");
 		argv_add_buf(a, &b);
 	} else if (spec->mem_backend) {
-		buf_appendf(&b, "memory-backend-ram,id=" QEMU_RAM_ID ",size=%dM", memory_mb);
+		buf_appendf(&b, "memory-backend-ram,id=" QEMU_RAM_ID ",size=%ldk", memory_kb);
 		argv_add(a, "-object");
 		argv_add_buf(a, &b);
 	}

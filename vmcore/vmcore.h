@@ -170,6 +170,20 @@ int vm_network_parse(const char *name, enum vm_network *out);
 
 /* ---- one VM (vmcore/vm.c) ------------------------------------------ */
 
+/*
+ * The guest RAM QEMU is given for memory_mb under accel, in KiB. A TCG
+ * guest gets 8 KiB more than its MiBs: QEMU 7.2 loses guest writes in a
+ * live migration under TCG when a RAM block's length is a multiple of
+ * 256 KiB (its dirty-bitmap sync then clears the bits without making the
+ * vCPUs track writes again, so the destination runs on stale memory;
+ * fixed in QEMU 9.0). Any other length takes the sync that does. Every
+ * TCG VM gets the padding, file-backed or not, so a template, a VM
+ * restored from it and a migration's destination all agree on the size;
+ * a saved state or template is tied to it (runner templates name it).
+ */
+long vm_memory_kb(enum vm_accel accel, int memory_mb);
+
+
 struct vm_spec {
 	enum vm_arch arch;
 	enum vm_accel accel;  /* AUTO: vm_accel_resolve(), and a KVM that fails is retried

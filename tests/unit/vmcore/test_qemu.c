@@ -285,23 +285,44 @@ static void test_x86_64_guest_boots_under_tcg(void **state)
 
 /*
  * QEMU 7.2 under TCG loses guest writes in a live migration of a RAM
- * block whose length is a multiple of 256 KiB (see argv_build): a TCG
- * guest's memory is 8 KiB over its MiBs.
+ * block whose length is a multiple of 256 KiB (see vm_memory_kb): a TCG
+ * guest's memory is 8 KiB over its MiBs, in anonymous memory and in a
+ * file (a warm-pool VM's memory is its template's file, and it moves too).
  */
+static void assert_base_memory(struct fixture *f, long long bytes)
+{
+	launch(f, VM_ACCEL_TCG);
+	struct qmp *q = open_qmp(f);
+	json_t *ret = NULL;
+	assert_int_equal(qmp_execute(q, "query-memory-size-summary", NULL, &ret, 5000, NULL), 0);
+	assert_int_equal(json_integer_value(json_object_get(ret, "base-memory")), bytes);
+	json_decref(ret);
+	qmp_close(q);
+}
+
 static void test_a_tcg_guest_has_8_kib_over_its_mibs_so_a_move_keeps_every_write(void **state)
 {
 	struct fixture *f = *state;
 	if (!have_binary("qemu-system-x86_64"))
 		skip();
 	f->spec.memory_mb = 128;
-	launch(f, VM_ACCEL_TCG);
-	struct qmp *q = open_qmp(f);
-	json_t *ret = NULL;
-	assert_int_equal(qmp_execute(q, "query-memory-size-summary", NULL, &ret, 5000, NULL), 0);
-	assert_int_equal(json_integer_value(json_object_get(ret, "base-memory")),
-			 (128 << 20) + (8 << 10));
-	json_decref(ret);
-	qmp_close(q);
+	assert_base_memory(f, (128LL << 20) + (8 << 10));
+}
+
+static void test_a_tcg_guest_with_its_memory_in_a_file_has_the_same_8_kib(void **state)
+{
+	struct fixture *f = *state;
+	if (!have_binary("qemu-system-x86_64"))
+		skip();
+	char ram[PATH_MAX + 16];
+	snprintf(ram, sizeof(ram), "%s/ram", f->dir);
+	f->spec.memory_mb = 128;
+	f->spec.mem_path = ram;
+	f->spec.mem_shared = true;
+	assert_base_memory(f, (128LL << 20) + (8 << 10));
+	struct stat st;
+	assert_int_equal(stat(ram, &st), 0);
+	assert_int_equal(st.st_size, (128LL << 20) + (8 << 10));
 }
 
 static void test_aarch64_guest_boots_under_tcg(void **state)
@@ -418,6 +439,7 @@ int main(void)
 	    T(test_missing_binary_names_the_package),
 	    T(test_x86_64_guest_boots_under_tcg),
 	    T(test_a_tcg_guest_has_8_kib_over_its_mibs_so_a_move_keeps_every_write),
+	    T(test_a_tcg_guest_with_its_memory_in_a_file_has_the_same_8_kib),
 	    T(test_aarch64_guest_boots_under_tcg),
 	    T(test_qemu_failing_at_start_is_explained),
 	    T(test_reap_is_idempotent),
