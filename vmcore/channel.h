@@ -36,6 +36,7 @@ struct vm {
 	char **info;	      /* "key=value" from the agent's hello */
 	bool ram_in_file;     /* guest RAM is a shared file (spec mem_path + mem_shared) */
 	bool has_disk;	      /* spec->disk was given: QEMU_DISK_NODE exists */
+	unsigned hot_disks;   /* bit t: a disk at SCSI target t (vm_disk_attach) */
 	bool mem_file;	      /* guest RAM is a memory backend: spec mem_path or mem_backend */
 	char instance_id[33]; /* per-clone id of a VM restored from saved state, or "" */
 	uint32_t qmp_jobs;    /* QMP jobs started, for unique job ids */
@@ -70,6 +71,9 @@ struct vm {
 	uint32_t held_stream;
 	struct buf held;
 };
+
+/* The node and device names of the disk at SCSI target t (vmcore/disk.c). */
+void disk_names(unsigned target, char *node, char *dev, size_t size);
 
 struct channel_op;
 

@@ -20,7 +20,7 @@
 #define QMP_TIMEOUT_MS	  10000
 #define UNPLUG_TIMEOUT_MS 10000
 
-static void disk_names(unsigned target, char *node, char *dev, size_t size)
+void disk_names(unsigned target, char *node, char *dev, size_t size)
 {
 	snprintf(node, size, "vmci-hot%u", target);
 	snprintf(dev, size, "vmci-hotdisk%u", target);
@@ -60,6 +60,8 @@ int vm_disk_attach(struct vm *vm, unsigned target, const char *path, const char 
 		vmci_err_wrap(err, "cannot add the disk %s to VM %d", path, (int)vm->proc.pid);
 		qmp_execute(vm->qmp, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL,
 			    QMP_TIMEOUT_MS, NULL);
+	} else {
+		vm->hot_disks |= 1u << target;
 	}
 	return rc;
 }
@@ -118,5 +120,6 @@ int vm_disk_detach(struct vm *vm, unsigned target, struct vmci_err *err)
 		vmci_err_wrap(err, "cannot close the disk %s of VM %d", node, (int)vm->proc.pid);
 		return rc;
 	}
+	vm->hot_disks &= ~(1u << target);
 	return 0;
 }

@@ -1,24 +1,28 @@
 /*
  * Live migration: a running VM, disk and all, moves to a new QEMU.
  *
- * The disk is not shared: the destination has its own overlay over the
- * same backing file, exported writable over NBD (nbd-server-start,
- * block-export-add; exporting also activates the node of a QEMU that
- * waits for an incoming migration). The source mirrors its overlay into
- * it (blockdev-mirror, sync "top": what lies below the overlay is the
- * same on both sides) with copy-mode "write-blocking", so that once the
- * mirror is in sync every guest write reaches both disks before it
- * completes. Then RAM and devices go by `migrate` with the capability
- * pause-before-switchover: the source stops the guest, waits in
- * "pre-switchover" while the mirror is completed (block-job-cancel of a
- * job in sync is a clean completion, BLOCK_JOB_COMPLETED), and only then
- * sends the device state (migrate-continue). The destination's disk is
- * thus exact when its guest first runs. QEMU's own account is
- * qapi/block-core.json, qapi/block-export.json and qapi/migration.json.
+ * The disks are not shared: the destination has its own overlay over
+ * the same backing file for each, exported writable over NBD
+ * (nbd-server-start, block-export-add; exporting also activates the node
+ * of a QEMU that waits for an incoming migration). That is the root disk
+ * and every disk added at run time (vm_disk_attach), which the
+ * destination gets before the migration at the same SCSI target, with
+ * the same node and device names, so that the device state matches. The
+ * source mirrors each overlay into its export (blockdev-mirror, sync
+ * "top": what lies below the overlay is the same on both sides) with
+ * copy-mode "write-blocking", so that once a mirror is in sync every
+ * guest write reaches both disks before it completes. Then RAM and
+ * devices go by `migrate` with the capability pause-before-switchover:
+ * the source stops the guest, waits in "pre-switchover" while the
+ * mirrors are completed (block-job-cancel of a job in sync is a clean
+ * completion, BLOCK_JOB_COMPLETED), and only then sends the device state
+ * (migrate-continue). The destination's disks are thus exact when its
+ * guest first runs. QEMU's own account is qapi/block-core.json,
+ * qapi/block-export.json and qapi/migration.json.
  *
  * Failure at any step before the switchover leaves the source as it
  * was: the migration is cancelled (QEMU restarts a guest it paused), the
- * mirror is cancelled and its NBD connection removed, the guest is
+ * mirrors are cancelled and their NBD connections removed, the guest is
  * resumed if it is still paused.
  */
 #include "vmcore/channel.h"
@@ -38,7 +42,7 @@
 #define MIRROR_JOB	     "vmci-mirror"
 #define MIRROR_TARGET	     "vmci-mirror-target"
 #define EXPORT_ID	     "vmci-export"
-#define EXPORT_NAME	     "vmci-disk0"
+#define NAME_MAX_LEN	     48
 
 void vm_agent_state_get(const struct vm *vm, struct vm_agent_state *out)
 {
@@ -98,6 +102,23 @@ static int64_t event_time_ms(const struct qmp_msg *ev)
 	       json_integer_value(json_object_get(ts, "microseconds")) / 1000;
 }
 
+/*
+ * The names of a disk's export: its id, and its name, which is the node
+ * it exports (the disk at SCSI target t, or the root disk for t ==
+ * VM_DISK_TARGETS).
+ */
+static void export_names(unsigned t, char *id, char *node)
+{
+	if (t == VM_DISK_TARGETS) {
+		snprintf(id, NAME_MAX_LEN, "%s", EXPORT_ID);
+		snprintf(node, NAME_MAX_LEN, "%s", QEMU_DISK_NODE);
+		return;
+	}
+	char dev[NAME_MAX_LEN];
+	disk_names(t, node, dev, NAME_MAX_LEN);
+	snprintf(id, NAME_MAX_LEN, "%s-%s", EXPORT_ID, node);
+}
+
 /* ---- the destination ------------------------------------------------------- */
 
 int vm_migrate_listen(const struct vm_spec *spec, struct vm **out, struct vm_migrate_addr *addr,
@@ -134,18 +155,30 @@ int vm_migrate_listen(const struct vm_spec *spec, struct vm **out, struct vm_mig
 	if (rc)
 		return rc;
 	const char *what = "preparing the destination of a migration";
+	/* The source's disks added at run time, before the device state arrives. */
+	for (unsigned t = 0; t < VM_DISK_TARGETS && !rc; t++)
+		if (spec->migrate_disks[t])
+			rc = vm_disk_attach(vm, t, spec->migrate_disks[t], "qcow2", false, err);
 	json_t *nbd =
 	    json_pack("{s:{s:s, s:{s:s}}}", "addr", "type", "unix", "data", "path", addr->nbd);
-	json_t *export = json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", EXPORT_ID,
-				   "node-name", QEMU_DISK_NODE, "name", EXPORT_NAME, "writable", 1);
 	char uri[VM_SOCKET_PATH_MAX + 8];
 	snprintf(uri, sizeof(uri), "unix:%s", addr->stream);
 	json_t *incoming = json_pack("{s:s}", "uri", uri);
-	rc = command(vm, "nbd-server-start", nbd, NULL, what, err);
 	if (!rc)
-		rc = command(vm, "block-export-add", export, NULL, what, err);
+		rc = command(vm, "nbd-server-start", nbd, NULL, what, err);
 	else
-		json_decref(export);
+		json_decref(nbd);
+	for (unsigned t = 0; t <= VM_DISK_TARGETS && !rc; t++) {
+		bool root = t == VM_DISK_TARGETS;
+		if (!root && !(vm->hot_disks & (1u << t)))
+			continue;
+		char id[NAME_MAX_LEN], node[NAME_MAX_LEN];
+		export_names(t, id, node);
+		rc = command(vm, "block-export-add",
+			     json_pack("{s:s, s:s, s:s, s:s, s:b}", "type", "nbd", "id", id,
+				       "node-name", node, "name", node, "writable", 1),
+			     NULL, what, err);
+	}
 	/* MIGRATION events tell the moment the state is in. */
 	if (!rc)
 		rc = command(vm, "migrate-set-capabilities",
@@ -169,12 +202,22 @@ int vm_migrate_listen(const struct vm_spec *spec, struct vm **out, struct vm_mig
 	return 0;
 }
 
-/* Removes the NBD export: the guest may run once it is gone (it wants its disk unshared). */
+/*
+ * Removes the NBD exports (of the root disk and of each disk added at run
+ * time): the guest may run once they are gone (it wants its disks
+ * unshared).
+ */
 static void end_export(struct vm *vm)
 {
-	qmp_execute(vm->qmp, "block-export-del",
-		    json_pack("{s:s, s:s}", "id", EXPORT_ID, "mode", "hard"), NULL, QMP_TIMEOUT_MS,
-		    NULL);
+	for (unsigned t = 0; t <= VM_DISK_TARGETS; t++) {
+		if (t < VM_DISK_TARGETS && !(vm->hot_disks & (1u << t)))
+			continue;
+		char id[NAME_MAX_LEN], node[NAME_MAX_LEN];
+		export_names(t, id, node);
+		qmp_execute(vm->qmp, "block-export-del",
+			    json_pack("{s:s, s:s}", "id", id, "mode", "hard"), NULL, QMP_TIMEOUT_MS,
+			    NULL);
+	}
 }
 
 /* Stops the NBD server, which has no export left, and removes the sockets listened on. */
@@ -261,15 +304,48 @@ int vm_migrate_accept(struct vm *dst, const struct vm_agent_state *from, int tim
 
 /* ---- the source ---------------------------------------------------------------- */
 
+/* One disk an attempt mirrors: the root disk, or one added at run time. */
+struct mirror {
+	char node[NAME_MAX_LEN];   /* the source's node, also the export's name */
+	char job[NAME_MAX_LEN];	   /* the block job's id */
+	char target[NAME_MAX_LEN]; /* the node connected to the destination's export */
+	char what[NAME_MAX_LEN];   /* for messages: "the disk", "the disk at SCSI target 0" */
+	bool target_added, running, ready, completed;
+	uint64_t bytes;
+};
+
 /* What an attempt set up in the source's QEMU, so that a failure undoes exactly that. */
 struct attempt {
 	struct vm *vm;
 	int64_t deadline;
-	bool target_added, mirror_running, caps_set, migrating;
-	uint64_t disk_bytes;
+	bool caps_set, migrating;
+	struct mirror disks[VM_DISK_TARGETS + 1];
+	size_t n_disks;
 	int64_t paused_at, continued_at; /* clock_ms of the guest's stop, of migrate-continue */
 	int64_t stopped_at_ms;		 /* the wall clock in QEMU's STOP event */
 };
+
+/* The disks of a's VM: the root disk, then each disk added at run time. */
+static void list_disks(struct attempt *a)
+{
+	for (unsigned i = 0; i <= VM_DISK_TARGETS; i++) {
+		unsigned target = i == 0 ? VM_DISK_TARGETS : i - 1;
+		if (target < VM_DISK_TARGETS && !(a->vm->hot_disks & (1u << target)))
+			continue;
+		struct mirror *m = &a->disks[a->n_disks++];
+		char id[NAME_MAX_LEN];
+		export_names(target, id, m->node);
+		if (target == VM_DISK_TARGETS) {
+			snprintf(m->job, sizeof(m->job), "%s", MIRROR_JOB);
+			snprintf(m->target, sizeof(m->target), "%s", MIRROR_TARGET);
+			snprintf(m->what, sizeof(m->what), "the disk");
+		} else {
+			snprintf(m->job, sizeof(m->job), "%s-%u", MIRROR_JOB, target);
+			snprintf(m->target, sizeof(m->target), "%s-%u", MIRROR_TARGET, target);
+			snprintf(m->what, sizeof(m->what), "the disk at SCSI target %u", target);
+		}
+	}
+}
 
 /*
  * The next QMP event, waiting at most a second at a time. Returns 1 with
@@ -289,37 +365,46 @@ static int next_event(struct attempt *a, struct qmp_msg *ev, const char *what, s
 	return rc;
 }
 
-/* The mirror job's id in a BLOCK_JOB_* event, or NULL for another event. */
-static bool is_mirror_event(const struct qmp_msg *ev, const char *name)
+/* The mirror a BLOCK_JOB_* event of the given name is about, or NULL. */
+static struct mirror *mirror_of(struct attempt *a, const struct qmp_msg *ev, const char *name)
 {
 	const char *dev = json_string_value(json_object_get(ev->value, "device"));
-	return !strcmp(ev->event, name) && dev && !strcmp(dev, MIRROR_JOB);
+	if (strcmp(ev->event, name) || !dev)
+		return NULL;
+	for (size_t i = 0; i < a->n_disks; i++)
+		if (!strcmp(dev, a->disks[i].job))
+			return &a->disks[i];
+	return NULL;
 }
 
 /*
- * A mirror event that ends the job: 1 (with err) when the job failed or
- * was cancelled, else 0. Completion without error sets *completed.
+ * Follows the mirrors in an event: READY marks one in sync, an ending
+ * one is no longer running. Returns 1 (with err) when a mirror failed or
+ * was cancelled, else 0; a clean completion marks the mirror completed.
  */
-static int mirror_ended(struct attempt *a, const struct qmp_msg *ev, bool *completed,
-			struct vmci_err *err)
+static int mirror_event(struct attempt *a, const struct qmp_msg *ev, struct vmci_err *err)
 {
-	if (is_mirror_event(ev, "BLOCK_JOB_ERROR")) {
+	struct mirror *m = mirror_of(a, ev, "BLOCK_JOB_READY");
+	if (m) {
+		m->ready = true;
+		return 0;
+	}
+	if ((m = mirror_of(a, ev, "BLOCK_JOB_ERROR"))) {
 		const char *op = json_string_value(json_object_get(ev->value, "operation"));
-		log_debug("disk mirror: %s error on the destination", op ? op : "an I/O");
+		log_debug("mirror of %s: %s error on the destination", m->what, op ? op : "an I/O");
 		return 0; /* BLOCK_JOB_COMPLETED follows with the message */
 	}
-	bool done = is_mirror_event(ev, "BLOCK_JOB_COMPLETED");
-	if (!done && !is_mirror_event(ev, "BLOCK_JOB_CANCELLED"))
+	bool done = (m = mirror_of(a, ev, "BLOCK_JOB_COMPLETED")) != NULL;
+	if (!done && !(m = mirror_of(a, ev, "BLOCK_JOB_CANCELLED")))
 		return 0;
-	a->mirror_running = false;
-	a->disk_bytes = (uint64_t)json_integer_value(json_object_get(ev->value, "offset"));
+	m->running = false;
+	m->bytes = (uint64_t)json_integer_value(json_object_get(ev->value, "offset"));
 	const char *e = json_string_value(json_object_get(ev->value, "error"));
 	if (done && !e) {
-		if (completed)
-			*completed = true;
+		m->completed = true;
 		return 0;
 	}
-	vmci_err_set(err, EIO, "the disk mirror to the destination %s%s%s",
+	vmci_err_set(err, EIO, "the mirror of %s to the destination %s%s%s", m->what,
 		     done ? "failed" : "was cancelled", e ? ": " : "", e ? e : "");
 	return 1;
 }
@@ -327,43 +412,55 @@ static int mirror_ended(struct attempt *a, const struct qmp_msg *ev, bool *compl
 static int mirror_start(struct attempt *a, const struct vm_migrate_addr *to, struct vmci_err *err)
 {
 	struct vm *vm = a->vm;
-	json_t *target =
-	    json_pack("{s:s, s:s, s:{s:s, s:s}, s:s}", "driver", "nbd", "node-name", MIRROR_TARGET,
-		      "server", "type", "unix", "path", to->nbd, "export", EXPORT_NAME);
-	int rc = command(vm, "blockdev-add", target, NULL,
-			 "connecting to the destination's disk export", err);
+	char what[128];
+	int rc = 0;
+	for (size_t i = 0; i < a->n_disks && !rc; i++) {
+		struct mirror *m = &a->disks[i];
+		json_t *target = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s}", "driver", "nbd",
+					   "node-name", m->target, "server", "type", "unix", "path",
+					   to->nbd, "export", m->node);
+		snprintf(what, sizeof(what), "connecting to the destination's export of %s",
+			 m->what);
+		rc = command(vm, "blockdev-add", target, NULL, what, err);
+		if (rc)
+			break;
+		m->target_added = true;
+		json_t *mirror =
+		    json_pack("{s:s, s:s, s:s, s:s, s:s}", "job-id", m->job, "device", m->node,
+			      "target", m->target, "sync", "top", "copy-mode", "write-blocking");
+		snprintf(what, sizeof(what), "starting the mirror of %s", m->what);
+		rc = command(vm, "blockdev-mirror", mirror, NULL, what, err);
+		if (!rc)
+			m->running = true;
+	}
 	if (rc)
 		return rc;
-	a->target_added = true;
-	json_t *mirror =
-	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "job-id", MIRROR_JOB, "device", QEMU_DISK_NODE,
-		      "target", MIRROR_TARGET, "sync", "top", "copy-mode", "write-blocking");
-	rc = command(vm, "blockdev-mirror", mirror, NULL, "starting the disk mirror", err);
-	if (rc)
-		return rc;
-	a->mirror_running = true;
-	const char *what = "mirroring the disk to the destination";
+	const char *waiting = "mirroring the disks to the destination";
 	for (;;) {
+		size_t ready = 0;
+		for (size_t i = 0; i < a->n_disks; i++) {
+			if (a->disks[i].completed)
+				return vmci_err_set(err, EIO,
+						    "the mirror of %s ended before it was in sync",
+						    a->disks[i].what);
+			ready += a->disks[i].ready;
+		}
+		if (ready == a->n_disks)
+			return 0;
 		struct qmp_msg ev;
-		rc = next_event(a, &ev, what, err);
+		rc = next_event(a, &ev, waiting, err);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
 			continue;
-		bool ready = is_mirror_event(&ev, "BLOCK_JOB_READY");
-		bool completed = false;
-		int failed = mirror_ended(a, &ev, &completed, err);
+		int failed = mirror_event(a, &ev, err);
 		qmp_msg_free(&ev);
-		if (ready)
-			return 0;
-		if (failed || completed)
-			return failed ? -EIO
-				      : vmci_err_set(err, EIO,
-						     "the disk mirror ended before it was in sync");
+		if (failed)
+			return -EIO;
 	}
 }
 
-/* Waits for the migration to reach status want, watching the mirror meanwhile. */
+/* Waits for the migration to reach status want, watching the mirrors meanwhile. */
 static int migration_reach(struct attempt *a, const char *want, struct vmci_err *err)
 {
 	const char *what = "migrating the VM's memory and devices";
@@ -381,8 +478,7 @@ static int migration_reach(struct attempt *a, const char *want, struct vmci_err 
 			const char *s = json_string_value(json_object_get(ev.value, "status"));
 			snprintf(status, sizeof(status), "%s", s ? s : "");
 		}
-		bool completed = false;
-		int mirror_failed = mirror_ended(a, &ev, &completed, err);
+		int mirror_failed = mirror_event(a, &ev, err);
 		qmp_msg_free(&ev);
 		if (mirror_failed)
 			return -EIO;
@@ -401,42 +497,50 @@ static int migration_reach(struct attempt *a, const char *want, struct vmci_err 
 	}
 }
 
-/* Completes the mirror while the guest is paused before the switchover. */
+/* Completes the mirrors while the guest is paused before the switchover. */
 static int mirror_complete(struct attempt *a, struct vmci_err *err)
 {
-	const char *what = "completing the disk mirror";
-	int rc = command(a->vm, "block-job-cancel", json_pack("{s:s}", "device", MIRROR_JOB), NULL,
-			 what, err);
+	const char *what = "completing the disk mirrors";
+	int rc = 0;
+	for (size_t i = 0; i < a->n_disks && !rc; i++)
+		rc = command(a->vm, "block-job-cancel",
+			     json_pack("{s:s}", "device", a->disks[i].job), NULL, what, err);
 	if (rc)
 		return rc;
 	for (;;) {
+		size_t completed = 0;
+		for (size_t i = 0; i < a->n_disks; i++)
+			completed += a->disks[i].completed;
+		if (completed == a->n_disks)
+			break;
 		struct qmp_msg ev;
 		rc = next_event(a, &ev, what, err);
 		if (rc < 0)
 			return rc;
 		if (rc == 0)
 			continue;
-		bool completed = false;
-		int failed = mirror_ended(a, &ev, &completed, err);
+		int failed = mirror_event(a, &ev, err);
 		qmp_msg_free(&ev);
 		if (failed)
 			return -EIO;
-		if (completed)
-			break;
 	}
-	rc = command(a->vm, "blockdev-del", json_pack("{s:s}", "node-name", MIRROR_TARGET), NULL,
-		     "disconnecting from the destination's disk export", err);
-	if (!rc)
-		a->target_added = false;
+	rc = 0;
+	for (size_t i = 0; i < a->n_disks && !rc; i++) {
+		rc = command(a->vm, "blockdev-del",
+			     json_pack("{s:s}", "node-name", a->disks[i].target), NULL,
+			     "disconnecting from the destination's disk exports", err);
+		if (!rc)
+			a->disks[i].target_added = false;
+	}
 	return rc;
 }
 
-/* Polls until no block job of the mirror remains, or gives up at until. */
-static void wait_mirror_gone(struct vm *vm, int64_t until)
+/* Polls until no block job of the mirrors remains, or gives up at until. */
+static void wait_mirrors_gone(struct attempt *a, int64_t until)
 {
 	while (clock_ms() < until) {
 		json_t *jobs = NULL;
-		if (qmp_execute(vm->qmp, "query-block-jobs", NULL, &jobs, QMP_TIMEOUT_MS, NULL))
+		if (qmp_execute(a->vm->qmp, "query-block-jobs", NULL, &jobs, QMP_TIMEOUT_MS, NULL))
 			return;
 		bool found = false;
 		size_t i;
@@ -444,7 +548,8 @@ static void wait_mirror_gone(struct vm *vm, int64_t until)
 		json_array_foreach(jobs, i, job)
 		{
 			const char *dev = json_string_value(json_object_get(job, "device"));
-			found |= dev && !strcmp(dev, MIRROR_JOB);
+			for (size_t d = 0; d < a->n_disks && dev; d++)
+				found |= !strcmp(dev, a->disks[d].job);
 		}
 		json_decref(jobs);
 		if (!found)
@@ -471,18 +576,25 @@ static void recover_source(struct attempt *a)
 			usleep(POLL_MS * 1000);
 		}
 	}
-	if (a->mirror_running) {
-		qmp_execute(vm->qmp, "block-job-cancel",
-			    json_pack("{s:s, s:b}", "device", MIRROR_JOB, "force", 1), NULL,
+	bool running = false;
+	for (size_t i = 0; i < a->n_disks; i++)
+		if (a->disks[i].running) {
+			running = true;
+			qmp_execute(vm->qmp, "block-job-cancel",
+				    json_pack("{s:s, s:b}", "device", a->disks[i].job, "force", 1),
+				    NULL, QMP_TIMEOUT_MS, NULL);
+		}
+	if (running)
+		wait_mirrors_gone(a, until);
+	for (size_t i = 0; i < a->n_disks; i++) {
+		/* A job that concluded on its own may wait to be dismissed. */
+		qmp_execute(vm->qmp, "job-dismiss", json_pack("{s:s}", "id", a->disks[i].job), NULL,
 			    QMP_TIMEOUT_MS, NULL);
-		wait_mirror_gone(vm, until);
+		if (a->disks[i].target_added)
+			qmp_execute(vm->qmp, "blockdev-del",
+				    json_pack("{s:s}", "node-name", a->disks[i].target), NULL,
+				    QMP_TIMEOUT_MS, NULL);
 	}
-	/* A job that concluded on its own may wait to be dismissed. */
-	qmp_execute(vm->qmp, "job-dismiss", json_pack("{s:s}", "id", MIRROR_JOB), NULL,
-		    QMP_TIMEOUT_MS, NULL);
-	if (a->target_added)
-		qmp_execute(vm->qmp, "blockdev-del", json_pack("{s:s}", "node-name", MIRROR_TARGET),
-			    NULL, QMP_TIMEOUT_MS, NULL);
 	if (a->caps_set)
 		qmp_execute(vm->qmp, "migrate-set-capabilities",
 			    json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability",
@@ -556,6 +668,7 @@ int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
 	    .vm = src,
 	    .deadline = t0 + (opts && opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS),
 	};
+	list_disks(&a);
 	int rc = mirror_start(&a, to, err);
 	st.mirror_ms = clock_ms() - t0;
 	if (!rc)
@@ -566,8 +679,9 @@ int vm_migrate_to(struct vm *src, const struct vm_migrate_addr *to,
 			      (int)src->proc.pid);
 		return rc;
 	}
-	/* The mirror's last byte count came with its completion. */
-	st.disk_bytes = a.disk_bytes;
+	/* The mirrors' last byte counts came with their completion. */
+	for (size_t i = 0; i < a.n_disks; i++)
+		st.disk_bytes += a.disks[i].bytes;
 	st.stopped_at_ms = a.stopped_at_ms;
 	st.total_ms = clock_ms() - t0;
 	json_t *info = NULL;

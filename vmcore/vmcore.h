@@ -183,6 +183,8 @@ int vm_network_parse(const char *name, enum vm_network *out);
  */
 long vm_memory_kb(enum vm_accel accel, int memory_mb);
 
+/* SCSI targets for disks added at run time (see vm_disk_attach). */
+#define VM_DISK_TARGETS 8
 
 struct vm_spec {
 	enum vm_arch arch;
@@ -225,6 +227,13 @@ struct vm_spec {
 	 * be those of the saved VM. See vm_start.
 	 */
 	const char *incoming;
+	/*
+	 * For the destination of a migration only (vm_migrate_listen; vm_start
+	 * ignores it): by SCSI target, a new qcow2 overlay for each disk the
+	 * source added at run time (vm_disk_attach), over the same backing
+	 * file; NULL where the source has none.
+	 */
+	const char *migrate_disks[VM_DISK_TARGETS];
 };
 
 struct vm;
@@ -393,8 +402,8 @@ int vm_get_tar(struct vm *vm, const char *guest_path, int fd, struct vmci_err *e
  * guest sees a disk at SCSI target `target`, LUN 0 (in Linux,
  * /sys/bus/scsi/devices/H:0:TARGET:0/block/NAME) once its kernel has
  * scanned the hot-plug event; its kernel needs virtio_scsi and sd_mod.
+ * VM_DISK_TARGETS (targets 0 to 7) is defined with struct vm_spec.
  */
-#define VM_DISK_TARGETS 8
 
 /*
  * Adds the file path, of format "qcow2" or "raw" (never probed: a raw
@@ -513,8 +522,11 @@ void vm_agent_state_get(const struct vm *vm, struct vm_agent_state *out);
  * have the source's shape (arch, vCPUs, memory and its backend, network,
  * kernel, initramfs, command line; accel: vm_accel_used of the source) and a disk
  * that is a new overlay over the source disk's backing file (same virtual
- * size); spec->incoming must be NULL. The disk is exported writable over
- * NBD and QEMU waits for the migration stream, at the sockets in *addr
+ * size); spec->incoming must be NULL. For each disk the source added at
+ * run time, spec->migrate_disks names a new overlay over its backing
+ * file, which the destination gets at the same SCSI target before the
+ * device state arrives. The disks are exported writable over NBD and
+ * QEMU waits for the migration stream, at the sockets in *addr
  * (in spec->run_dir). The VM is not usable until vm_migrate_accept; to
  * give up, vm_stop it. On failure nothing is left running.
  */
@@ -533,15 +545,17 @@ struct vm_migrate_stats {
 	int64_t total_ms;      /* from the start to the destination holding the state */
 	int64_t downtime_ms;   /* QEMU's count of the guest's pause at switchover */
 	uint64_t ram_bytes;    /* RAM transferred */
-	uint64_t disk_bytes;   /* disk bytes the mirror copied */
+	uint64_t disk_bytes;   /* disk bytes the mirrors copied */
 	int64_t stopped_at_ms; /* wall clock (ms) of the guest's stop for the switchover, or 0 */
 };
 
 /*
- * Moves src to the destination at *to: mirrors its disk (sync top, writes
- * mirrored synchronously once in sync), migrates RAM and devices with
- * opts (NULL: defaults), and completes the mirror while the guest is
- * paused before the switchover, so the destination's disk is exact. Call
+ * Moves src to the destination at *to: mirrors its disk and every disk
+ * added at run time (vm_disk_attach; the destination must have them, see
+ * vm_migrate_listen) (sync top, writes mirrored synchronously once in
+ * sync), migrates RAM and devices with opts (NULL: defaults), and
+ * completes the mirrors while the guest is paused before the switchover,
+ * so the destination's disks are exact. Call
  * it between operations (no vm_exec running). On success the guest's
  * state is at the destination and src is paused: vm_stop it once the
  * destination accepted, or vm_migrate_abort it when it did not. On
