@@ -206,8 +206,9 @@ static int step_exec(struct attempt *a, struct vm *vm, const struct vm_exec_opts
 			    .network = runner_job_network(a->job),
 			};
 			/* A cancel gives the move up; once moved, it goes to the receiver. */
-			int moved = runner_remote_move(a->o->move_to, image, a->lease->guest,
-						       &shape, a->cancel, &a->remote, &why);
+			int moved =
+			    runner_remote_move(a->o->move_to, image, a->lease->guest, &shape,
+					       &a->lease->ws, a->cancel, &a->remote, &why);
 			if (!moved && !runner_cancel_attach_remote(a->cancel, a->remote)) {
 				note(a, "moved to %s, but the job was cancelled", a->o->move_to);
 				*res = (struct vm_exec_result){.kind = VM_CANCELLED};

@@ -96,11 +96,17 @@ int runner_guest_listen(const char *image, const struct runner_guest_opts *opts,
 			struct runner_guest **out, struct vm_migrate_addr *addr,
 			struct vmci_err *err)
 {
-	return runner_guest_listen_over(image, opts, NULL, false, out, addr, err);
+	return runner_guest_listen_over(image, opts, NULL, false, NULL, out, addr, err);
+}
+
+int runner_guest_disk_path(const struct runner_guest *g, unsigned target, char *out, size_t size)
+{
+	return fs_path(out, size, "%s/disk-%u.qcow2", g->run_dir, target);
 }
 
 int runner_guest_listen_over(const char *image, const struct runner_guest_opts *opts,
-			     const char *base, bool mem_backend, struct runner_guest **out,
+			     const char *base, bool mem_backend,
+			     const char *const disks[VM_DISK_TARGETS], struct runner_guest **out,
 			     struct vm_migrate_addr *addr, struct vmci_err *err)
 {
 	struct runner_guest *g;
@@ -109,7 +115,18 @@ int runner_guest_listen_over(const char *image, const struct runner_guest_opts *
 	if (rc)
 		return rc;
 	spec.mem_backend = mem_backend;
-	rc = vm_migrate_listen(&spec, &g->vm, addr, err);
+	char overlays[VM_DISK_TARGETS][PATH_MAX];
+	for (unsigned t = 0; t < VM_DISK_TARGETS && disks && !rc; t++) {
+		if (!disks[t])
+			continue;
+		if (runner_guest_disk_path(g, t, overlays[t], sizeof(overlays[t])))
+			rc = vmci_err_set(err, ENAMETOOLONG, "run directory path too long");
+		else
+			rc = img_clone_file(disks[t], overlays[t], 0, err);
+		spec.migrate_disks[t] = overlays[t];
+	}
+	if (!rc)
+		rc = vm_migrate_listen(&spec, &g->vm, addr, err);
 	if (rc) {
 		vmci_err_wrap(err, "cannot prepare to receive a VM of image '%s'", image);
 		guest_discard(g);

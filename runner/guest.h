@@ -56,11 +56,18 @@ int runner_guest_listen(const char *image, const struct runner_guest_opts *opts,
  * runner_guest_listen for a source that did not boot from the image: its
  * disk is a clone of base (a template's disk, the source's g->base; NULL:
  * the image's), and mem_backend says its RAM is a memory backend
- * (vm_mem_backend).
+ * (vm_mem_backend). disks (NULL: none) names, by SCSI target, the file
+ * under each disk the source added at run time (vm_disk_attach; NULL
+ * where it has none): the destination gets a new overlay over each, at
+ * runner_guest_disk_path, in the same place on its SCSI bus.
  */
 int runner_guest_listen_over(const char *image, const struct runner_guest_opts *opts,
-			     const char *base, bool mem_backend, struct runner_guest **out,
+			     const char *base, bool mem_backend,
+			     const char *const disks[VM_DISK_TARGETS], struct runner_guest **out,
 			     struct vm_migrate_addr *addr, struct vmci_err *err);
+
+/* The overlay of the disk at SCSI target t that runner_guest_listen_over made, in g's run dir. */
+int runner_guest_disk_path(const struct runner_guest *g, unsigned target, char *out, size_t size);
 
 /* Stops the VM (QMP quit, then kill after timeout_ms), removes its run directory, frees g. */
 void runner_guest_destroy(struct runner_guest *g, int timeout_ms);

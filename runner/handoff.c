@@ -6,6 +6,7 @@
 #include "runner/handoff.h"
 #include "runner/handoff_wire.h"
 #include "runner/sched.h"
+#include "runner/workspace.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct runner_remote {
@@ -101,9 +103,29 @@ static int offer_template(json_t *offer, const char *disk, struct vmci_err *err)
 	return 0;
 }
 
+/*
+ * Names the workspace disk in offer: the image its overlay is over, which
+ * the receiver must see as the very same file (it stays on this host),
+ * where it sits on the SCSI bus, and where the guest mounted it.
+ */
+static int offer_workspace(json_t *offer, const struct runner_ws_mount *ws, struct vmci_err *err)
+{
+	struct stat st;
+	if (stat(ws->image, &st))
+		return vmci_err_errno(err, errno, "cannot find the workspace disk's image %s",
+				      ws->image);
+	json_object_set_new(offer, "workspace_disk",
+			    json_pack("{s:s, s:i, s:s, s:b, s:I, s:I, s:I}", "image", ws->image,
+				      "target", RUNNER_WS_DISK_TARGET, "dir", ws->guest_dir,
+				      "mounted", ws->mounted, "dev", (json_int_t)st.st_dev, "ino",
+				      (json_int_t)st.st_ino, "size", (json_int_t)st.st_size));
+	return 0;
+}
+
 int runner_remote_move(const char *path, const char *image, struct runner_guest *g,
-		       const struct runner_guest_opts *shape, struct runner_cancel *cancel,
-		       struct runner_remote **out, struct vmci_err *err)
+		       const struct runner_guest_opts *shape, struct runner_ws_mount *ws,
+		       struct runner_cancel *cancel, struct runner_remote **out,
+		       struct vmci_err *err)
 {
 	*out = NULL;
 	struct runner_remote *r = calloc(1, sizeof(*r));
@@ -123,6 +145,8 @@ int runner_remote_move(const char *path, const char *image, struct runner_guest 
 		      shape->memory_mb > 0 ? shape->memory_mb : 256, "accel", accel, "network",
 		      vm_network_name(shape->network), "memory_backend", vm_mem_backend(g->vm));
 	int rc = g->base[0] ? offer_template(offer, g->base, err) : 0;
+	if (!rc && ws && ws->attached)
+		rc = offer_workspace(offer, ws, err);
 	if (rc) {
 		json_decref(offer);
 		remote_free(r);
@@ -181,6 +205,8 @@ int runner_remote_move(const char *path, const char *image, struct runner_guest 
 		runner_cancel_detach(cancel);
 	vm_stop(g->vm, VMCI_STOP_TIMEOUT_MS);
 	g->vm = NULL;
+	if (ws && ws->attached)
+		runner_workspace_moved(ws);
 	*out = r;
 	return 0;
 }

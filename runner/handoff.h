@@ -15,6 +15,7 @@
 #define VMCI_RUNNER_HANDOFF_H
 
 #include "runner/guest.h"
+#include "runner/workspace.h"
 
 /* ---- the receiver (runner/handoff.c) ---------------------------------- */
 
@@ -45,16 +46,22 @@ struct runner_remote;
  * Moves g's VM, whose command was detached, to the receiver listening on
  * path; the receiver starts its VM in the same shape (vCPUs, memory and
  * its backend, network) over the same disk (the image's, or the
- * template's g->base). cancel (may be NULL) has g's VM attached: a
- * cancel meanwhile gives the move up (ECANCELED); on success it is
- * detached before the VM here stops. On success g->vm is stopped and NULL (its QEMU is gone), and
- * *out runs the job on from there: first runner_remote_resume for the detached command. On failure
- * the VM runs on here as before (take the command back with vm_exec_resume) and err says why the
- * move failed.
+ * template's g->base). ws (may be NULL) is the workspace disk g's VM
+ * has: it moves too, its overlay into one the receiver makes over the
+ * same image, which the receiver must see (it refuses the move on
+ * another host); on success it is forgotten here (runner_workspace_moved)
+ * and the receiver removes it at the job's end. cancel (may be NULL) has
+ * g's VM attached: a cancel meanwhile gives the move up (ECANCELED); on
+ * success it is detached before the VM here stops. On success g->vm is
+ * stopped and NULL (its QEMU is gone), and *out runs the job on from
+ * there: first runner_remote_resume for the detached command. On failure
+ * the VM runs on here as before (take the command back with
+ * vm_exec_resume) and err says why the move failed.
  */
 int runner_remote_move(const char *path, const char *image, struct runner_guest *g,
-		       const struct runner_guest_opts *shape, struct runner_cancel *cancel,
-		       struct runner_remote **out, struct vmci_err *err);
+		       const struct runner_guest_opts *shape, struct runner_ws_mount *ws,
+		       struct runner_cancel *cancel, struct runner_remote **out,
+		       struct vmci_err *err);
 
 /* Waits for the command that moved to end, its output through opts->on_output. */
 int runner_remote_resume(struct runner_remote *r, const struct vm_exec_opts *opts,

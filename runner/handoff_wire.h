@@ -11,7 +11,9 @@
  *   OFFER  {image, cpus, memory_mb,    ADDR  {nbd, stream}: a destination
  *          accel, network,                   waits (or ERROR text)
  *          memory_backend,
- *          [template, template_sha256]}
+ *          [template, template_sha256],
+ *          [workspace_disk {image, target,
+ *           dir, mounted, dev, ino, size}]}
  *   (the VM moves: vm_migrate_to)
  *   MOVED  {guest_seq, stream}         ACCEPTED: the guest runs there (or
  *   or GIVEUP text                           ERROR text: resume at home)
@@ -28,7 +30,10 @@
  * A template's disk is named by its place under the templates directory
  * (TEMPLATES/<image digest>/<shape>) and its sha256: the receiver's copy
  * must be the very same file, as the source's overlay holds only what the
- * guest wrote over it. Files travel inside the messages (a tar up to
+ * guest wrote over it. A workspace disk (runner/workspace.h) is named
+ * by its image's path and identity (device, inode, size): the receiver
+ * makes its own overlay over that very file, so only a receiver on the
+ * sender's host can take such a VM. Files travel inside the messages (a tar up to
  * MSG_MAX for a PUT; a GET's stream in DATA chunks), never through a path
  * both sides would have to see.
  */

@@ -7,6 +7,7 @@
 #include "runner/handoff_wire.h"
 #include "runner/sched.h"
 #include "runner/template.h"
+#include "runner/workspace.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct receiver {
@@ -26,6 +28,7 @@ struct receiver {
 	void *ctx;
 	struct runner_cancel *cancel; /* may be NULL */
 	bool sender_cancelled;	      /* the sender sent CANCEL */
+	struct runner_ws_mount ws;    /* the job's workspace disk, when it came with the VM */
 };
 
 static bool cancelled(const struct receiver *r)
@@ -263,6 +266,36 @@ static int find_template_disk(const char *key, const char *sha, char *out, size_
 	return 0;
 }
 
+/*
+ * The workspace disk named in an OFFER: its image must be the sender's
+ * very file (the same device, inode and size), which only a receiver on
+ * the sender's host sees; the destination gets an overlay over it.
+ */
+static int take_workspace(struct receiver *r, json_t *wd, const char *disks[VM_DISK_TARGETS],
+			  struct vmci_err *err)
+{
+	const char *image = json_string_value(json_object_get(wd, "image"));
+	const char *dir = json_string_value(json_object_get(wd, "dir"));
+	json_int_t target = json_integer_value(json_object_get(wd, "target"));
+	if (!image || !dir || target != RUNNER_WS_DISK_TARGET)
+		return vmci_err_set(err, EPROTO, "the sender named a workspace disk oddly");
+	struct stat st;
+	if (stat(image, &st) ||
+	    (json_int_t)st.st_dev != json_integer_value(json_object_get(wd, "dev")) ||
+	    (json_int_t)st.st_ino != json_integer_value(json_object_get(wd, "ino")) ||
+	    (json_int_t)st.st_size != json_integer_value(json_object_get(wd, "size")))
+		return vmci_err_set(err, ENOENT,
+				    "the job's workspace is a disk over %s, which is not here "
+				    "(a job with a workspace disk moves only to a receiver on "
+				    "its own host; run it with --workspace tar to move it further)",
+				    image);
+	snprintf(r->ws.image, sizeof(r->ws.image), "%s", image);
+	snprintf(r->ws.guest_dir, sizeof(r->ws.guest_dir), "%s", dir);
+	r->ws.mounted = json_is_true(json_object_get(wd, "mounted"));
+	disks[RUNNER_WS_DISK_TARGET] = r->ws.image;
+	return 0;
+}
+
 /* Prepares a destination for an OFFER and tells the sender where it waits. */
 static int take_offer(struct receiver *r, const struct msg *m, struct runner_guest **out,
 		      struct vmci_err *err)
@@ -285,13 +318,17 @@ static int take_offer(struct receiver *r, const struct msg *m, struct runner_gue
 		rc = vmci_err_set(err, EPROTO, "the sender did not offer a VM");
 	if (!rc && template)
 		rc = find_template_disk(template, sha, base, sizeof(base), err);
+	const char *disks[VM_DISK_TARGETS] = {0};
+	json_t *wd = json_object_get(offer, "workspace_disk");
+	if (!rc && wd)
+		rc = take_workspace(r, wd, disks, err);
 	struct vm_migrate_addr addr;
 	if (!rc) {
-		say(r, "receiving a VM of image %s (%d vCPU, %d MiB, network %s%s%s)", image,
+		say(r, "receiving a VM of image %s (%d vCPU, %d MiB, network %s%s%s%s)", image,
 		    opts.cpus, opts.memory_mb, network, template ? ", from template " : "",
-		    template ? template : "");
+		    template ? template : "", wd ? ", with its workspace disk" : "");
 		rc = runner_guest_listen_over(image, &opts, template ? base : NULL, mem_backend,
-					      out, &addr, err);
+					      disks, out, &addr, err);
 	}
 	/* From now on a cancel here stops the move (vm_migrate_accept) or the job's command. */
 	if (!rc && r->cancel)
@@ -399,9 +436,17 @@ int runner_receive(const char *path, void (*say_fn)(void *ctx, const char *line)
 		rc = take_vm(&r, g, &state, err);
 	if (!rc)
 		say(&r, "the VM runs here now (QEMU %d)", (int)vm_pid(g->vm));
-	bool told = false;
+	/* The workspace disk came with the VM: its overlay is this side's now. */
+	if (!rc && r.ws.image[0]) {
+		r.ws.attached = true;
+		runner_guest_disk_path(g, RUNNER_WS_DISK_TARGET, r.ws.overlay,
+				       sizeof(r.ws.overlay));
+	}
+	bool told = false, ended = false;
 	while (!rc) {
-		if (msg_recv(r.fd, &m) || m.type == MSG_END)
+		if (msg_recv(r.fd, &m))
+			break;
+		if ((ended = m.type == MSG_END))
 			break;
 		if (cancelled(&r) && !told) {
 			say(&r, "cancelled: the job's commands end here");
@@ -431,6 +476,13 @@ int runner_receive(const char *path, void (*say_fn)(void *ctx, const char *line)
 	buf_free(&m.body);
 	if (r.fd >= 0)
 		close(r.fd);
+	/* At the job's end, as the executor does it: unmounted, removed, deleted. */
+	if (ended && r.ws.attached) {
+		struct vmci_err why = {0};
+		say(&r, "removing the workspace disk");
+		if (runner_workspace_unmount(g->vm, &r.ws, &why))
+			say(&r, "cannot remove the workspace disk: %s", why.msg);
+	}
 	if (g)
 		say(&r, "stopping the VM");
 	if (cancel)

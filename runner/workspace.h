@@ -125,10 +125,14 @@ bool runner_workspace_wants_disk(const struct runner_workspace *ws, enum runner_
 int runner_workspace_disk_image(const struct runner_workspace *ws, char *out, size_t size,
 				struct vmci_err *err);
 
+/* The SCSI target the workspace disk takes in every VM (vm_disk_attach). */
+#define RUNNER_WS_DISK_TARGET 0
+
 /* The workspace disk of one VM: what runner_workspace_unmount undoes. */
 struct runner_ws_mount {
 	bool attached;		/* the disk is on the VM's SCSI bus */
 	bool mounted;		/* and mounted in the guest */
+	char image[PATH_MAX];	/* the workspace's image the overlay is over */
 	char overlay[PATH_MAX]; /* the VM's copy-on-write overlay of the image; "" when none */
 	char guest_dir[256];
 };
@@ -155,5 +159,12 @@ int runner_workspace_mount(const struct runner_workspace *ws, struct vm *vm, con
  * the VM failed: do not revert it then, destroy it.
  */
 int runner_workspace_unmount(struct vm *vm, struct runner_ws_mount *m, struct vmci_err *err);
+
+/*
+ * The VM moved away with its workspace disk (vm_migrate_to copied the
+ * overlay into the destination's own): deletes the overlay here and
+ * forgets the disk, which the VM's new owner unmounts at the job's end.
+ */
+void runner_workspace_moved(struct runner_ws_mount *m);
 
 #endif

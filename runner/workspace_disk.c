@@ -33,8 +33,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The SCSI target the workspace disk takes in every VM. */
-#define WS_DISK_TARGET 0
 /* How long the guest may take to see the hot-added disk. */
 #define WS_DISK_SCAN_MS 10000
 /* The guest's answer when its kernel has no SCSI disk driver. */
@@ -357,11 +355,12 @@ int runner_workspace_mount(const struct runner_workspace *ws, struct vm *vm, con
 		vmci_err_set(err, ENAMETOOLONG, "path too long under %s", scratch);
 		return RUNNER_WS_NOT_MOUNTED;
 	}
+	snprintf(m->image, sizeof(m->image), "%s", image);
 	if (img_clone_file(image, m->overlay, 0, err)) {
 		m->overlay[0] = 0;
 		return RUNNER_WS_NOT_MOUNTED;
 	}
-	rc = vm_disk_attach(vm, WS_DISK_TARGET, m->overlay, "qcow2", false, err);
+	rc = vm_disk_attach(vm, RUNNER_WS_DISK_TARGET, m->overlay, "qcow2", false, err);
 	if (rc == -EPIPE)
 		return rc;
 	if (rc) {
@@ -371,7 +370,7 @@ int runner_workspace_mount(const struct runner_workspace *ws, struct vm *vm, con
 	}
 	m->attached = true;
 	char script[sizeof(mount_script) + 32];
-	snprintf(script, sizeof(script), mount_script, WS_DISK_TARGET, WS_DISK_SCAN_MS / 10);
+	snprintf(script, sizeof(script), mount_script, RUNNER_WS_DISK_TARGET, WS_DISK_SCAN_MS / 10);
 	const char *argv[] = {"sh", "-c",      script,
 			      "sh", guest_dir, has_top_level(ws, "lost+found") ? "keep" : "-",
 			      NULL};
@@ -412,7 +411,7 @@ int runner_workspace_unmount(struct vm *vm, struct runner_ws_mount *m, struct vm
 		m->mounted = false;
 	}
 	if (!rc && m->attached) {
-		rc = vm_disk_detach(vm, WS_DISK_TARGET, err);
+		rc = vm_disk_detach(vm, RUNNER_WS_DISK_TARGET, err);
 		if (!rc)
 			m->attached = false;
 	}
@@ -421,4 +420,11 @@ int runner_workspace_unmount(struct vm *vm, struct runner_ws_mount *m, struct vm
 		m->overlay[0] = 0;
 	}
 	return rc;
+}
+
+void runner_workspace_moved(struct runner_ws_mount *m)
+{
+	if (m->overlay[0])
+		unlink(m->overlay);
+	memset(m, 0, sizeof(*m));
 }
