@@ -3,7 +3,8 @@
  * running guest moves with its memory, processes and disk; its clock and
  * randomness are fresh after the move; a destination that dies mid-move
  * leaves the source running and says why; a guest busy writing memory
- * survives moves in a row with nothing it wrote lost.
+ * survives moves in a row with nothing it wrote lost; a disk added at
+ * run time moves with what the guest wrote to it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -353,6 +354,60 @@ static void test_a_command_moved_mid_run_loses_and_repeats_no_output(void **stat
 	runner_guest_destroy(dst, VMCI_STOP_TIMEOUT_MS);
 }
 
+/* Prints the first 16 bytes of the disk at SCSI target 1 (vm_disk_attach) once the guest sees it.
+ */
+static const char read_target1[] =
+    "for n in $(seq 500); do for p in /sys/bus/scsi/devices/*:0:1:0/block/*; do\n"
+    "  [ -e \"$p\" ] && [ -b /dev/${p##*/} ] && { head -c 16 /dev/${p##*/}; exit; }\n"
+    "done; sleep 0.01; done; exit 1\n";
+
+static void test_a_disk_added_at_run_time_moves_with_what_the_guest_wrote(void **state)
+{
+	struct runner_guest *src = vmtest_boot(IMAGE);
+	char base[PATH_MAX], overlay[PATH_MAX], dst_overlay[PATH_MAX];
+	snprintf(base, sizeof(base), "%s/base.qcow2", src->run_dir);
+	snprintf(overlay, sizeof(overlay), "%s/hot.qcow2", src->run_dir);
+	struct vmci_err err = {0};
+	if (img_clone_file(NULL, base, 16, &err) || img_clone_file(base, overlay, 0, &err) ||
+	    vm_disk_attach(src->vm, 1, overlay, "qcow2", false, &err))
+		fail_msg("%s", err.msg);
+	const char write[] =
+	    "for n in $(seq 500); do for p in /sys/bus/scsi/devices/*:0:1:0/block/*; do\n"
+	    "  [ -e \"$p\" ] && [ -b /dev/${p##*/} ] && {\n"
+	    "    printf written-before > /dev/${p##*/} && sync; exit; }\n"
+	    "done; sleep 0.01; done; exit 1\n";
+	assert_int_equal(vmtest_sh(src->vm, write, NULL).code, 0);
+
+	/* The destination: its own overlay over the same base, at the same target. */
+	struct runner_guest_opts opts = {.accel = vm_accel_used(src->vm)};
+	const char *disks[VM_DISK_TARGETS] = {[1] = base};
+	struct vm_migrate_addr addr;
+	struct runner_guest *dst = NULL;
+	if (runner_guest_listen_over(IMAGE, &opts, NULL, false, disks, &dst, &addr, &err))
+		fail_msg("%s", err.msg);
+	struct vm_migrate_stats st;
+	if (vm_migrate_to(src->vm, &addr, NULL, &st, &err))
+		fail_msg("%s", err.msg);
+	struct vm_agent_state as;
+	vm_agent_state_get(src->vm, &as);
+	if (vm_migrate_accept(dst->vm, &as, 0, &err))
+		fail_msg("%s", err.msg);
+	print_message("moved with a second disk in %lld ms (%llu disk bytes)\n",
+		      (long long)st.total_ms, (unsigned long long)st.disk_bytes);
+
+	struct capture c = {0};
+	assert_int_equal(vmtest_sh(dst->vm, read_target1, &c).code, 0);
+	assert_memory_equal(c.out.data, "written-before", 14);
+	capture_free(&c);
+	/* The destination's own overlay holds it, and the disk goes away as any added one. */
+	assert_int_equal(runner_guest_disk_path(dst, 1, dst_overlay, sizeof(dst_overlay)), 0);
+	assert_true(fs_exists(dst_overlay));
+	if (vm_disk_detach(dst->vm, 1, &err))
+		fail_msg("%s", err.msg);
+	runner_guest_destroy(dst, VMCI_STOP_TIMEOUT_MS);
+	runner_guest_destroy(src, VMCI_STOP_TIMEOUT_MS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -361,6 +416,7 @@ int main(void)
 	    cmocka_unit_test(test_a_destination_killed_mid_move_leaves_the_source_running),
 	    cmocka_unit_test(test_a_command_moved_mid_run_loses_and_repeats_no_output),
 	    cmocka_unit_test(test_a_busy_guest_moved_five_times_in_a_row_runs_on_intact),
+	    cmocka_unit_test(test_a_disk_added_at_run_time_moves_with_what_the_guest_wrote),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
