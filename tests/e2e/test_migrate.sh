@@ -10,7 +10,10 @@
 # and says the move failed. Ctrl-C on the source during a move leaves no
 # QEMU and no half-moved job; Ctrl-C on the receiver that took a job, or
 # on the source once the job moved, ends the job cancelled, with no QEMU
-# and no run directory left.
+# and no run directory left. A job whose workspace is a disk moves with
+# it, its writes and files intact; to a receiver that cannot see the
+# workspace's image (another host), the move is refused and the job goes
+# on at the source.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -199,3 +202,81 @@ if grep -qE "step 'count' cancelled" "$E2E_TMP/run5.out"; then pass "Ctrl-C on t
 else fail "Ctrl-C on the source reaches the command of the moved job" "$(tail -5 "$E2E_TMP/run5.out")"; fi
 expect_eq "no QEMU and no run directory are left after a moved job was cancelled" "0 0" \
 	"$(qemus_under_tmp) $(run_dirs)"
+
+# ---- a job whose workspace is a disk ----------------------------------------------
+
+# The workspace disk moves with the VM (its overlay, into the receiver's
+# own over the same image): what the job wrote into its workspace before
+# the move is there after, and the workspace's own files are intact.
+wsrepo=$E2E_TMP/wsrepo
+new_repo "$wsrepo" || exit 1
+head -c 300000 /dev/urandom >data.bin
+data_sum=$(sha256sum data.bin | cut -d' ' -f1)
+cat >.vmci.yml <<'EOF'
+jobs:
+  ws:
+    image: busybox-x86_64
+    steps:
+      - name: before
+        run: |
+          grep -q " $PWD " /proc/mounts && echo "workspace on a disk at $PWD"
+          head -c 1000000 /dev/urandom >written.bin && sync
+          sha256sum written.bin | cut -d' ' -f1 >written.sum
+          i=0
+          while [ $i -lt 60 ]; do i=$((i+1)); echo "tick $i"; sleep 0.1; done
+      - name: after
+        run: |
+          [ "$(sha256sum written.bin | cut -d' ' -f1)" = "$(cat written.sum)" ] &&
+            echo "written before the move: intact"
+          echo "workspace file: $(sha256sum data.bin | cut -d' ' -f1)"
+EOF
+git add -A && git commit -qm ws
+if start_move 6 --workspace disk; then
+	kill -USR1 "$vpid"
+	wait_for "$E2E_TMP/run6.out" "the job goes on"
+fi
+wait "$vpid"
+ws_rc=$?
+wait "$rpid"
+expect_eq "the receiver of a job with a disk workspace ends cleanly" 0 $?
+grep -iE "mov|receiv|workspace" "$E2E_TMP/run6.out" "$E2E_TMP/recv6.out" | sed 's/^/# /'
+log=.vmci/runs/latest/logs/ws.log
+if grep -q "workspace on a disk" "$log" && grep -q "moved to .*the job goes on there" "$E2E_TMP/run6.out"
+then pass "a job whose workspace is a disk moves"
+else fail "a job whose workspace is a disk moves" "$(grep -iE "mov|disk" "$E2E_TMP/run6.out" | head -3)"; fi
+expect_eq "the moved job with a disk workspace ends in success" 0 "$ws_rc"
+if grep -q "written before the move: intact" "$log"
+then pass "what the job wrote into its workspace before the move is there after"
+else fail "what the job wrote into its workspace before the move is there after" "$(tail -3 "$log")"; fi
+if grep -q "workspace file: $data_sum" "$log"
+then pass "a file of the workspace is intact after the move"
+else fail "a file of the workspace is intact after the move" "$(grep "workspace file" "$log")"; fi
+expect_eq "no QEMU, no run directory and no overlay are left after the move" "0 0 0" \
+	"$(qemus_under_tmp) $(run_dirs) $(find "${TMPDIR:-/tmp}" -name '*.qcow2' 2>/dev/null | wc -l)"
+
+# ---- a workspace disk the receiver cannot see ---------------------------------------
+
+# A receiver on another host cannot see the run's image of the workspace:
+# here, one whose view of the source's TMPDIR is an empty file system.
+src_tmp=$E2E_TMP/srctmp
+mkdir -p "$src_tmp"
+ns=(unshare -m)
+[ "$(id -u)" = 0 ] || ns=(unshare -rm)
+sock=$E2E_TMP/receive7.sock
+"${ns[@]}" sh -c 'mount -t tmpfs none "$1" && shift && exec "$@"' sh "$src_tmp" \
+	"$VMCI" vm receive --listen "$sock" >"$E2E_TMP/recv7.out" 2>&1 &
+rpid=$!
+wait_for "$E2E_TMP/recv7.out" "waiting for a VM"
+TMPDIR=$src_tmp "$VMCI" run -j 1 --logs --move-to "$sock" --workspace disk >"$E2E_TMP/run7.out" 2>&1 &
+vpid=$!
+wait_for "$E2E_TMP/run7.out" "tick 30" && kill -USR1 "$vpid"
+wait "$vpid"
+expect_eq "a job whose workspace disk the receiver cannot see goes on here and succeeds" 0 $?
+wait "$rpid"
+expect_eq "the receiver refuses a VM whose workspace disk it cannot see" 125 $?
+grep -iE "mov|receiv" "$E2E_TMP/run7.out" "$E2E_TMP/recv7.out" | sed 's/^/# /'
+if grep -q "the move failed, the job goes on here: .*workspace is a disk over .*not here" "$E2E_TMP/run7.out"
+then pass "vmci run says the receiver cannot see the workspace disk"
+else fail "vmci run says the receiver cannot see the workspace disk" "$(grep -i mov "$E2E_TMP/run7.out" | head -3)"; fi
+expect_eq "no QEMU, no run directory and no overlay are left after the refused move" "0 0 0" \
+	"$(pgrep -f "qemu-system.*$src_tmp/vmci-vm-" | wc -l) $(ls -d "$src_tmp"/vmci-vm-* 2>/dev/null | wc -l) $(find "${TMPDIR:-/tmp}" -name '*.qcow2' 2>/dev/null | wc -l)"
