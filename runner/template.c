@@ -62,7 +62,8 @@ static int template_dir(const struct img_boot *img, const struct shape *s,
 	/* The RAM as QEMU gets it (vm_memory_kb): a state is tied to that size. */
 	if (fs_path(out, size, "%s/%s/%s-%s-%ldk-%dc-net-%s-%s", templates, img->digest,
 		    vm_arch_name(s->arch), s->accel == VM_ACCEL_KVM ? "kvm" : "tcg",
-		    vm_memory_kb(s->accel, s->memory_mb), s->cpus, vm_network_name(s->network), runner_template_kind_name(kind)))
+		    vm_memory_kb(s->accel, s->memory_mb), s->cpus, vm_network_name(s->network),
+		    runner_template_kind_name(kind)))
 		return vmci_err_set(err, ENAMETOOLONG, "template path too long under %s",
 				    templates);
 	return 0;
