@@ -74,7 +74,8 @@ int runner_remote_resume(struct runner_remote *r, const struct vm_exec_opts *opt
 int runner_remote_exec(struct runner_remote *r, const struct vm_exec_opts *opts,
 		       struct vm_exec_result *res, struct vmci_err *err);
 
-/* vm_put_tar on the moved VM: the tar stream read from fd (at most 1 MiB) into guest_dir. */
+/* vm_put_tar on the moved VM: the tar stream read from fd (at most MSG_MAX, 2 MiB) into guest_dir.
+ */
 int runner_remote_put_tar(struct runner_remote *r, int fd, const char *guest_dir,
 			  struct vmci_err *err);
 
