@@ -297,8 +297,8 @@ static const char receive_usage[] =
     "and runs the job's commands for the sender until its job ends; then stops the\n"
     "VM and exits 0. Exits 125 when no VM arrived whole (it runs on at the sender).\n"
     "\n"
-    "Ctrl-C (or SIGTERM) cancels: before a VM arrived, the receiver gives up (a move\n"
-    "under way fails and the job goes on at the sender); once it runs a job, the\n"
+    "Ctrl-C (or SIGTERM) cancels: before a VM arrived, the receiver gives up at once\n"
+    "(a move under way fails and the job goes on at the sender); once it runs a job, the\n"
     "job's command is cancelled, the job ends cancelled at the sender, and the VM\n"
     "stops. It exits 128 + the signal. A second signal ends it at once.";
 

@@ -219,7 +219,13 @@ static int step_exec(struct attempt *a, struct vm *vm, const struct vm_exec_opts
 				return runner_remote_resume(a->remote, xo, res, err);
 			}
 		}
-		note(a, "the move failed, the job goes on here: %s", why.msg);
+		if (runner_cancel_requested(a->cancel)) {
+			/* The cancel that gave the move up ends the step here, at once. */
+			note(a, "the move was given up: the job was cancelled");
+			vm_cancel(vm);
+		} else {
+			note(a, "the move failed, the job goes on here: %s", why.msg);
+		}
 		rc = vm_exec_resume(vm, st.stream, xo, res, err);
 	}
 	return rc;

@@ -20,13 +20,25 @@
 
 static struct {
 	pthread_mutex_t lock;
+	pthread_cond_t idle; /* signalled when a call of the handler returns */
 	struct runner_interrupt handler;
+	int calling; /* calls of a copy of handler under way (0 or 1) */
+	pthread_t thread;
 	void (*cleanup)(void);
 	int exit_code;
 	int count;
 	int first_signal;
 	bool started;
-} state = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} state = {.lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER};
+
+/* Marks the end of a call of the handler copied under the lock (see runner_interrupt_set). */
+static void call_done(void)
+{
+	pthread_mutex_lock(&state.lock);
+	state.calling--;
+	pthread_cond_broadcast(&state.idle);
+	pthread_mutex_unlock(&state.lock);
+}
 
 static void *signal_thread(void *arg)
 {
@@ -38,9 +50,13 @@ static void *signal_thread(void *arg)
 		if (signo == SIGUSR1) {
 			pthread_mutex_lock(&state.lock);
 			struct runner_interrupt h = state.handler;
-			pthread_mutex_unlock(&state.lock);
 			if (h.move)
+				state.calling++;
+			pthread_mutex_unlock(&state.lock);
+			if (h.move) {
 				h.move(h.ctx);
+				call_done();
+			}
 			continue;
 		}
 		pthread_mutex_lock(&state.lock);
@@ -48,9 +64,12 @@ static void *signal_thread(void *arg)
 			state.first_signal = signo;
 		struct runner_interrupt h = state.handler;
 		bool cancel = state.count == 1 && h.cancel;
+		if (cancel)
+			state.calling++;
 		pthread_mutex_unlock(&state.lock);
 		if (cancel) {
 			h.cancel(h.ctx, signo);
+			call_done();
 			continue;
 		}
 		if (state.cleanup)
@@ -95,8 +114,12 @@ void runner_interrupt_start(void (*cleanup)(void), int exit_code)
 	sigaction(SIGUSR1, &sa, NULL);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	pthread_t t;
-	if (pthread_create(&t, NULL, signal_thread, &set) == 0)
+	pthread_mutex_lock(&state.lock);
+	if (pthread_create(&t, NULL, signal_thread, &set) == 0) {
+		state.thread = t;
 		pthread_detach(t);
+	}
+	pthread_mutex_unlock(&state.lock);
 }
 
 struct runner_interrupt runner_interrupt_set(const struct runner_interrupt *handler)
@@ -104,6 +127,12 @@ struct runner_interrupt runner_interrupt_set(const struct runner_interrupt *hand
 	pthread_mutex_lock(&state.lock);
 	struct runner_interrupt old = state.handler;
 	state.handler = handler ? *handler : (struct runner_interrupt){0};
+	/*
+	 * A call of the old handler under way ends first, so that its context
+	 * can be freed on return (unless the handler itself is the caller).
+	 */
+	while (state.calling && !pthread_equal(pthread_self(), state.thread))
+		pthread_cond_wait(&state.idle, &state.lock);
 	pthread_mutex_unlock(&state.lock);
 	return old;
 }

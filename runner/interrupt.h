@@ -31,7 +31,11 @@ struct runner_interrupt {
  */
 void runner_interrupt_start(void (*cleanup)(void), int exit_code);
 
-/* Registers what the first signal cancels (NULL: nothing); returns the one it replaces. */
+/*
+ * Registers what the first signal cancels (NULL: nothing); returns the one
+ * it replaces. A call of the replaced handler under way (on the signal
+ * thread) has returned when this returns, so its context may be freed.
+ */
 struct runner_interrupt runner_interrupt_set(const struct runner_interrupt *handler);
 
 /* The first signal received, or 0. */

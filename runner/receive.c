@@ -60,8 +60,9 @@ static void forward_output(void *ctx, int fd, const void *data, size_t len)
 /*
  * While a command runs, the sender sends nothing but a CANCEL; a thread
  * watches the socket for it (or for the sender going away, which ends
- * the command too) and cancels the command, again every 200 ms until it
- * ended (a cancel that lands as vm_exec starts is not lost).
+ * the command too), and every 200 ms for a cancel here (Ctrl-C), and
+ * cancels the command, again every 200 ms until it ended (a cancel that
+ * lands as vm_exec starts is not lost).
  */
 struct watch {
 	struct receiver *r;
@@ -76,7 +77,8 @@ static void *watch_thread(void *arg)
 	for (;;) {
 		struct pollfd p[2] = {{.fd = w->stop[0], .events = POLLIN},
 				      {.fd = w->r->fd, .events = POLLIN}};
-		int n = poll(p, w->cancel ? 1 : 2, w->cancel ? 200 : -1);
+		bool timed = w->cancel || w->r->cancel;
+		int n = poll(p, w->cancel ? 1 : 2, timed ? 200 : -1);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (n > 0 && p[0].revents)
@@ -88,6 +90,8 @@ static void *watch_thread(void *arg)
 			w->cancel = true;
 			w->r->sender_cancelled |= rc == 0 && m.type == MSG_CANCEL;
 		}
+		if (w->r->cancel && runner_cancel_requested(w->r->cancel))
+			w->cancel = true;
 		if (w->cancel)
 			vm_cancel(w->vm);
 	}
@@ -345,10 +349,24 @@ static int take_offer(struct receiver *r, const struct msg *m, struct runner_gue
 	return 0;
 }
 
-/* Waits for MOVED and accepts the VM; fills *state. */
+/*
+ * Waits for MOVED and accepts the VM; fills *state. A cancel meanwhile
+ * gives the move up at once (the sender's migration fails when this
+ * side's QEMU stops, and the job goes on there).
+ */
 static int take_vm(struct receiver *r, struct runner_guest *g, struct vm_agent_state *state,
 		   struct vmci_err *err)
 {
+	for (;;) {
+		if (cancelled(r)) {
+			int rc = vmci_err_set(err, ECANCELED, "the receiver was cancelled");
+			msg_send_text(r->fd, MSG_ERROR, err->msg);
+			return rc;
+		}
+		struct pollfd p = {.fd = r->fd, .events = POLLIN};
+		if (poll(&p, 1, 200) > 0)
+			break;
+	}
 	struct msg m = {0};
 	int rc = msg_recv(r->fd, &m);
 	if (rc) {

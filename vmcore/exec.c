@@ -151,7 +151,10 @@ int vm_exec_resume(struct vm *vm, uint32_t stream, const struct vm_exec_opts *op
 	    .deadline_ms = opts->timeout_ms ? clock_ms() + opts->timeout_ms + TIMEOUT_GRACE_MS : 0,
 	    .cancellable = true,
 	};
-	vm->cancel_requested = 0;
+	/*
+	 * Unlike vm_exec, a cancel that came while the command was let go of
+	 * (during a move given up) is kept: it is for this command.
+	 */
 	vm->detached_stream = 0;
 	int rc = replay_held(vm, &op, err);
 	if (rc == 0)

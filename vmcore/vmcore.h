@@ -361,7 +361,8 @@ void vm_detach(struct vm *vm);
  * then the rest, and waits for the command to end, as vm_exec does. From
  * opts: on_output and ctx, timeout_ms (what is left of the command's; 0:
  * none) and argv[0] (for messages; may be NULL). Its stdin is not carried
- * over (it reads EOF).
+ * over (it reads EOF). A vm_cancel made since the command was let go of
+ * (one that gave a move up) is kept: the command is killed.
  */
 int vm_exec_resume(struct vm *vm, uint32_t stream, const struct vm_exec_opts *opts,
 		   struct vm_exec_result *res, struct vmci_err *err);

@@ -145,6 +145,41 @@ static void test_set_returns_the_handler_it_replaces(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A cancel callback still running when its handler is replaced: the replacement waits for it. */
+struct slow_ctx {
+	volatile int started, done;
+};
+
+static void slow_cancel(void *ctx, int signo)
+{
+	struct slow_ctx *c = ctx;
+	c->started = 1;
+	usleep(300000);
+	c->done = 1;
+}
+
+static void set_waits_for_a_callback(void)
+{
+	struct slow_ctx c = {0};
+	struct runner_interrupt h = {.cancel = slow_cancel, .ctx = &c};
+	runner_interrupt_set(&h);
+	kill(getpid(), SIGINT);
+	for (int i = 0; i < 500 && !c.started; i++)
+		usleep(10000);
+	runner_interrupt_set(NULL);
+	/* What the callback used may be freed now: it has returned. */
+	report(c.started && c.done ? 'W' : 'w');
+}
+
+static void test_set_waits_for_a_callback_under_way(void **state)
+{
+	char got[16];
+	int status;
+	in_child(set_waits_for_a_callback, got, sizeof(got), &status);
+	assert_string_equal(got, "W");
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -152,6 +187,7 @@ int main(void)
 	    cmocka_unit_test(test_second_signal_runs_cleanup_and_exits_with_the_code),
 	    cmocka_unit_test(test_signal_with_nothing_registered_ends_the_process),
 	    cmocka_unit_test(test_set_returns_the_handler_it_replaces),
+	    cmocka_unit_test(test_set_waits_for_a_callback_under_way),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
