@@ -354,11 +354,15 @@ static void test_a_command_moved_mid_run_loses_and_repeats_no_output(void **stat
 	runner_guest_destroy(dst, VMCI_STOP_TIMEOUT_MS);
 }
 
-/* Prints the first 16 bytes of the disk at SCSI target 1 (vm_disk_attach) once the guest sees it.
+/*
+ * Prints the first 16 bytes of the disk at SCSI target 1 (vm_disk_attach) once the guest sees it,
+ * read from the disk: the page cache, which moves with the guest's memory, is dropped first.
  */
 static const char read_target1[] =
     "for n in $(seq 500); do for p in /sys/bus/scsi/devices/*:0:1:0/block/*; do\n"
-    "  [ -e \"$p\" ] && [ -b /dev/${p##*/} ] && { head -c 16 /dev/${p##*/}; exit; }\n"
+    "  [ -e \"$p\" ] && [ -b /dev/${p##*/} ] && {\n"
+    "    sync && echo 3 > /proc/sys/vm/drop_caches || exit 2\n"
+    "    head -c 16 /dev/${p##*/}; exit; }\n"
     "done; sleep 0.01; done; exit 1\n";
 
 static void test_a_disk_added_at_run_time_moves_with_what_the_guest_wrote(void **state)
