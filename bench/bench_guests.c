@@ -27,20 +27,6 @@
 
 static char home[PATH_MAX];
 
-/* True when word is one of the space-separated words of list. */
-static bool word_in(const char *list, const char *word)
-{
-	size_t n = strlen(word);
-	for (const char *p = list; *p;) {
-		p += strspn(p, " ");
-		size_t len = strcspn(p, " ");
-		if (len == n && !strncmp(p, word, n))
-			return true;
-		p += len;
-	}
-	return false;
-}
-
 /* Points $VMCI_HOME/cache at target (vmci_home() keeps its first answer: the link moves). */
 static int use_cache(const char *target)
 {
@@ -155,7 +141,7 @@ int main(void)
 	for (size_t i = 0; names[i]; i++) {
 		struct img_boot img;
 		double ms;
-		if (only && *only && !word_in(only, names[i]))
+		if (only && *only && !word_listed(only, names[i]))
 			continue;
 		if (do_cold) {
 			char dir[PATH_MAX + 64];

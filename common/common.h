@@ -133,6 +133,13 @@ bool vmci_name_ok(const char *name);
  */
 bool deb_package_name_ok(const char *name);
 
+/*
+ * True when word is one of the words of list: words are separated by
+ * spaces or tabs, and the list ends at its first newline (a field of a
+ * deb822 or key: value file) or at its end.
+ */
+bool word_listed(const char *list, const char *word);
+
 /* ---- finding programs (common/path.c) ------------------------------- */
 
 /*

@@ -25,3 +25,16 @@ bool deb_package_name_ok(const char *name)
 		return false;
 	return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789+-.") == len;
 }
+
+bool word_listed(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	for (const char *p = list; *p && *p != '\n';) {
+		p += strspn(p, " \t");
+		size_t len = strcspn(p, " \t\n");
+		if (len == n && !strncmp(p, word, n))
+			return true;
+		p += len;
+	}
+	return false;
+}

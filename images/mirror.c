@@ -13,21 +13,6 @@
 
 #define DEFAULT_MIRROR "http://deb.debian.org/debian"
 
-static bool has_word(const char *list, const char *word)
-{
-	size_t n = strlen(word);
-	for (const char *p = list; *p;) {
-		p += strspn(p, " \t");
-		size_t len = strcspn(p, " \t\n");
-		if (len == n && !strncmp(p, word, n))
-			return true;
-		p += len;
-		if (*p == '\n')
-			break;
-	}
-	return false;
-}
-
 static bool usable_uri(const char *uri)
 {
 	return !strncmp(uri, "http://", 7) || !strncmp(uri, "https://", 8) ||
@@ -90,7 +75,8 @@ static bool mirror_from_sources(const char *text, const char *suite, char *out, 
 		field(para, len, "URIs", uris, sizeof(uris));
 		field(para, len, "Suites", suites, sizeof(suites));
 		field(para, len, "Enabled", enabled, sizeof(enabled));
-		if (has_word(types, "deb") && has_word(suites, suite) && strcmp(enabled, "no")) {
+		if (word_listed(types, "deb") && word_listed(suites, suite) &&
+		    strcmp(enabled, "no")) {
 			uris[strcspn(uris, " \t")] = 0;
 			if (usable_uri(uris) && strlen(uris) < size) {
 				memcpy(out, uris, strlen(uris) + 1);

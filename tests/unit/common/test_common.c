@@ -165,6 +165,17 @@ static void test_format_duration(void **state)
 	assert_string_equal(s, "2m05s");
 }
 
+static void test_word_listed_matches_whole_words_of_the_first_line(void **state)
+{
+	(void)state;
+	assert_true(word_listed("deb deb-src", "deb"));
+	assert_true(word_listed("  bookworm\tbookworm-updates ", "bookworm-updates"));
+	assert_false(word_listed("deb-src", "deb"));
+	assert_false(word_listed("bookworm-updates", "bookworm"));
+	assert_false(word_listed("deb\nbookworm", "bookworm"));
+	assert_false(word_listed("", "deb"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -177,6 +188,7 @@ int main(void)
 	    cmocka_unit_test(test_run_command_reports_status_and_stderr),
 	    cmocka_unit_test(test_run_command_names_the_package_of_a_missing_tool),
 	    cmocka_unit_test(test_format_duration),
+	    cmocka_unit_test(test_word_listed_matches_whole_words_of_the_first_line),
 	};
 	return cmocka_run_group_tests_name("common", tests, make_tmp, remove_tmp);
 }
