@@ -67,6 +67,7 @@ static int guest_prepare(const char *image, const struct runner_guest_opts *opts
 	    .initrd = g->image.initrd,
 	    .cmdline = g->image.cmdline,
 	    .disk = g->disk,
+	    .disk_disposable = true, /* released with the guest */
 	    .run_dir = g->run_dir,
 	    .network = opts ? opts->network : VM_NET_NONE,
 	};

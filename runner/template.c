@@ -209,6 +209,7 @@ static int restore_from(const char *dir, const struct shape *s, enum runner_temp
 	    .initrd = g->image.initrd,
 	    .cmdline = g->image.cmdline,
 	    .disk = g->disk,
+	    .disk_disposable = true, /* released with the guest */
 	    .run_dir = g->run_dir,
 	    .mem_path = kind == RUNNER_TEMPLATE_MAPPED ? ram : NULL,
 	    .incoming = state,

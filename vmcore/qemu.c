@@ -231,8 +231,10 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	if (spec->disk) {
 		buf_appendf(&b, "file=");
 		opt_value(&b, spec->disk);
-		buf_appendf(&b, ",if=none,id=disk0,node-name=" QEMU_DISK_NODE
-				",format=qcow2,cache=writeback,discard=unmap");
+		buf_appendf(&b,
+			    ",if=none,id=disk0,node-name=" QEMU_DISK_NODE
+			    ",format=qcow2,cache=%s,discard=unmap",
+			    spec->disk_disposable ? "unsafe" : "writeback");
 		argv_add(a, "-drive");
 		argv_add_buf(a, &b);
 		argv_add(a, "-device");

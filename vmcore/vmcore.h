@@ -188,14 +188,22 @@ long vm_memory_kb(enum vm_accel accel, int memory_mb);
 
 struct vm_spec {
 	enum vm_arch arch;
-	enum vm_accel accel;  /* AUTO: vm_accel_resolve(), and a KVM that fails is retried
-				 under TCG (not for spec->incoming: the state is KVM's) */
-	int cpus;	      /* default 1 */
-	int memory_mb;	      /* default 256 */
-	const char *kernel;   /* direct-boot kernel image (required) */
-	const char *initrd;   /* initramfs holding the agent as /init (required) */
-	const char *cmdline;  /* appended to vmci's own kernel arguments, may be NULL */
-	const char *disk;     /* qcow2 disk (the VM's own overlay), may be NULL */
+	enum vm_accel accel; /* AUTO: vm_accel_resolve(), and a KVM that fails is retried
+				under TCG (not for spec->incoming: the state is KVM's) */
+	int cpus;	     /* default 1 */
+	int memory_mb;	     /* default 256 */
+	const char *kernel;  /* direct-boot kernel image (required) */
+	const char *initrd;  /* initramfs holding the agent as /init (required) */
+	const char *cmdline; /* appended to vmci's own kernel arguments, may be NULL */
+	const char *disk;    /* qcow2 disk (the VM's own overlay), may be NULL */
+	/*
+	 * The disk is deleted with the VM (a job's or a pool's overlay): QEMU
+	 * never asks the host to put it on stable storage (cache=unsafe), so a
+	 * guest's sync, a snapshot save and a revert wait for no fsync. A host
+	 * crash loses the disk, which loses nothing. Leave it false for a disk
+	 * that outlives the VM (an image or template being built).
+	 */
+	bool disk_disposable;
 	const char *run_dir;  /* an existing directory for sockets and console.log */
 	int ready_timeout_ms; /* from start to a ready agent; default 120000 */
 	/*

@@ -284,6 +284,49 @@ static void test_x86_64_guest_boots_under_tcg(void **state)
 }
 
 /*
+ * A job's or a pool's disk is deleted with its VM, so QEMU never waits for
+ * it to reach stable storage (a guest's sync, a snapshot save and a revert
+ * would each wait for an fsync); a disk that outlives its VM (an image or
+ * a template being built) is flushed whenever the guest asks. QEMU says
+ * which in query-block: cache.no-flush.
+ */
+static bool disk_ignores_flushes(struct fixture *f, bool disposable)
+{
+	char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", f->disk, "1M", NULL};
+	struct vmci_err err = {0};
+	if (run_command(argv, NULL, &err) < 0)
+		fail_msg("%s", err.msg);
+	f->spec.disk = f->disk;
+	f->spec.disk_disposable = disposable;
+	launch(f, VM_ACCEL_TCG);
+	struct qmp *q = open_qmp(f);
+	json_t *ret = NULL;
+	assert_int_equal(qmp_execute(q, "query-block", NULL, &ret, 5000, &err), 0);
+	json_t *cache =
+	    json_object_get(json_object_get(json_array_get(ret, 0), "inserted"), "cache");
+	assert_non_null(cache);
+	assert_true(json_is_true(json_object_get(cache, "writeback")));
+	bool ignored = json_is_true(json_object_get(cache, "no-flush"));
+	json_decref(ret);
+	qmp_close(q);
+	return ignored;
+}
+
+static void test_a_disposable_disk_is_never_flushed_to_stable_storage(void **state)
+{
+	if (!have_binary("qemu-system-x86_64") || !have_binary("qemu-img"))
+		skip();
+	assert_true(disk_ignores_flushes(*state, true));
+}
+
+static void test_a_kept_disk_is_flushed_when_the_guest_asks(void **state)
+{
+	if (!have_binary("qemu-system-x86_64") || !have_binary("qemu-img"))
+		skip();
+	assert_false(disk_ignores_flushes(*state, false));
+}
+
+/*
  * QEMU 7.2 under TCG loses guest writes in a live migration of a RAM
  * block whose length is a multiple of 256 KiB (see vm_memory_kb): a TCG
  * guest's memory is 8 KiB over its MiBs, in anonymous memory, in a file
@@ -451,6 +494,8 @@ int main(void)
 	    T(test_long_run_dir_is_refused),
 	    T(test_missing_binary_names_the_package),
 	    T(test_x86_64_guest_boots_under_tcg),
+	    T(test_a_disposable_disk_is_never_flushed_to_stable_storage),
+	    T(test_a_kept_disk_is_flushed_when_the_guest_asks),
 	    T(test_a_tcg_guest_has_8_kib_over_its_mibs),
 	    T(test_a_tcg_guest_with_its_memory_in_a_file_has_the_same_8_kib),
 	    T(test_a_tcg_guest_with_a_named_anonymous_backend_has_the_same_8_kib),
