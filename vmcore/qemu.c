@@ -13,7 +13,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,32 @@
  * check can miss its window and panic ("IO-APIC + timer doesn't work!").
  */
 #define QEMU_KERNEL_ARGS "panic=-1 quiet loglevel=3 no_timer_check"
+
+static bool io_uring_usable;
+
+static void probe_io_uring(void)
+{
+	struct io_uring_params params;
+	memset(&params, 0, sizeof(params));
+	long fd = syscall(__NR_io_uring_setup, 1, &params);
+	io_uring_usable = fd >= 0;
+	if (fd >= 0)
+		close((int)fd);
+}
+
+/*
+ * Whether this host lets processes use io_uring (a kernel may lack it or
+ * forbid it: kernel.io_uring_disabled, a container's seccomp filter).
+ * QEMU reads a snapshot's memory from the disk in ~32 KiB requests; with
+ * its default thread pool each request is a hand-off between threads, with
+ * io_uring it is not: a revert loads about a third faster.
+ */
+static bool host_has_io_uring(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, probe_io_uring);
+	return io_uring_usable;
+}
 
 void qemu_paths_init(struct qemu_paths *p, const char *run_dir)
 {
@@ -233,8 +261,9 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 		opt_value(&b, spec->disk);
 		buf_appendf(&b,
 			    ",if=none,id=disk0,node-name=" QEMU_DISK_NODE
-			    ",format=qcow2,cache=%s,discard=unmap",
-			    spec->disk_disposable ? "unsafe" : "writeback");
+			    ",format=qcow2,cache=%s,discard=unmap%s",
+			    spec->disk_disposable ? "unsafe" : "writeback",
+			    host_has_io_uring() ? ",aio=io_uring" : "");
 		argv_add(a, "-drive");
 		argv_add_buf(a, &b);
 		argv_add(a, "-device");

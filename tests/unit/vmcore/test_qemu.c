@@ -14,15 +14,18 @@
 #include "vmcore/qemu.h"
 #include "vmcore/qmp.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/io_uring.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -312,6 +315,47 @@ static bool disk_ignores_flushes(struct fixture *f, bool disposable)
 	return ignored;
 }
 
+/* How many io_uring instances process pid holds open. */
+static int io_urings_of(pid_t pid)
+{
+	char dir[64];
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char path[PATH_MAX], target[256];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		ssize_t len = readlink(path, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = '\0';
+			n += strstr(target, "io_uring") != NULL;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * QEMU reads a snapshot's memory from the disk in small requests: through
+ * io_uring where the host allows it (no hand-off to a thread per request),
+ * through its thread pool where it does not.
+ */
+static void test_a_disk_is_read_through_io_uring_where_the_host_allows_it(void **state)
+{
+	struct fixture *f = *state;
+	if (!have_binary("qemu-system-x86_64") || !have_binary("qemu-img"))
+		skip();
+	struct io_uring_params params;
+	memset(&params, 0, sizeof(params));
+	long ring = syscall(__NR_io_uring_setup, 1, &params);
+	if (ring >= 0)
+		close((int)ring);
+	disk_ignores_flushes(f, true);
+	assert_int_equal(io_urings_of(f->proc.pid), ring >= 0 ? 1 : 0);
+}
+
 static void test_a_disposable_disk_is_never_flushed_to_stable_storage(void **state)
 {
 	if (!have_binary("qemu-system-x86_64") || !have_binary("qemu-img"))
@@ -496,6 +540,7 @@ int main(void)
 	    T(test_x86_64_guest_boots_under_tcg),
 	    T(test_a_disposable_disk_is_never_flushed_to_stable_storage),
 	    T(test_a_kept_disk_is_flushed_when_the_guest_asks),
+	    T(test_a_disk_is_read_through_io_uring_where_the_host_allows_it),
 	    T(test_a_tcg_guest_has_8_kib_over_its_mibs),
 	    T(test_a_tcg_guest_with_its_memory_in_a_file_has_the_same_8_kib),
 	    T(test_a_tcg_guest_with_a_named_anonymous_backend_has_the_same_8_kib),
