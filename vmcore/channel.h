@@ -135,10 +135,17 @@ struct guest_refresh {
 	struct channel_op op;
 	int replies;
 	struct agent_result result[2]; /* clock, then entropy */
+	/*
+	 * The guest's network is as vmci configured it, with this VM's own
+	 * network helper (a revert to the VM's own snapshot): the refresh
+	 * leaves it alone. Set it after guest_refresh_send.
+	 */
+	bool network_kept;
 };
 /* Sends the clock and entropy requests (on one stream) without waiting for their answers. */
 int guest_refresh_send(struct vm *vm, struct guest_refresh *r, struct vmci_err *err);
-/* Waits for both answers until deadline_ms, then configures the network of a NAT VM. */
+/* Waits for both answers until deadline_ms, then configures the network of a NAT VM (unless kept).
+ */
 int guest_refresh_wait(struct vm *vm, struct guest_refresh *r, int64_t deadline_ms,
 		       struct vmci_err *err);
 

@@ -156,13 +156,16 @@ int vm_snapshot_load(struct vm *vm, const char *name, struct vmci_err *err)
 	/*
 	 * The agent is back where the snapshot left it, mid-connection with an
 	 * old host: reconnect and refresh it in one round trip, and dismiss the
-	 * job while the guest works on the answer.
+	 * job while the guest works on the answer. Its network is back too, as
+	 * it was with the same network helper: taking the link down and up
+	 * again would only cost the emulated guest time.
 	 */
 	struct guest_refresh r;
 	if (!failed) {
 		rc = channel_restart_send(vm, err);
 		if (!rc)
 			rc = guest_refresh_send(vm, &r, err);
+		r.network_kept = true;
 	}
 	int done = job_finish(vm, id, failed, what, rc ? NULL : err);
 	rc = rc ? rc : done;

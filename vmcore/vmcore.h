@@ -463,8 +463,9 @@ int vm_snapshot_save(struct vm *vm, const char *name, struct vmci_err *err);
  * as they were when it was saved; every process, file and write since is
  * gone. Then reconnects the agent (a new hello, answered at once), sets
  * the guest clock to the host's and adds fresh entropy: the VM is ready
- * for vm_exec on return. On failure (missing or corrupt snapshot, QEMU
- * gone) the VM's state is undefined: stop it.
+ * for vm_exec on return. The guest's network is left as the snapshot has
+ * it (the VM keeps its network helper), not configured again. On failure (missing or corrupt
+ * snapshot, QEMU gone) the VM's state is undefined: stop it.
  */
 int vm_snapshot_load(struct vm *vm, const char *name, struct vmci_err *err);
 
