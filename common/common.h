@@ -103,8 +103,13 @@ int fs_write_replace(const char *path, const void *data, size_t len, mode_t mode
 int fs_rename_durable(const char *from, const char *to, struct vmci_err *err);
 /* rm -rf; a missing path is not an error. */
 int fs_rm_rf(const char *path, struct vmci_err *err);
-/* Copies a regular file byte for byte (mode 0644 unless mode != 0). */
-int fs_copy_file(const char *from, const char *to, mode_t mode, struct vmci_err *err);
+/*
+ * Copies a regular file byte for byte (mode 0644 unless mode != 0), in the
+ * kernel where it can. durable: on stable storage before this returns (a
+ * file that outlives the process); false for a scratch copy that a crash
+ * may as well lose.
+ */
+int fs_copy_file(const char *from, const char *to, mode_t mode, bool durable, struct vmci_err *err);
 /* snprintf into a PATH_MAX buffer; returns -ENAMETOOLONG if it does not fit. */
 int fs_path(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The directory holding the running executable (from /proc/self/exe). */

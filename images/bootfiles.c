@@ -190,7 +190,7 @@ static int write_kernel(struct img_bootfiles *bf, const char *vmlinuz, struct im
 	const struct img_spec *s = bf->spec;
 	if (!s->kernel_flavour[0]) {
 		*kernel = json_pack("{s:s, s:s}", "file", s->kernel_file, "sha256", bf->kernel_sha);
-		return fs_copy_file(s->kernel_file, vmlinuz, 0644, err);
+		return fs_copy_file(s->kernel_file, vmlinuz, 0644, true, err);
 	}
 	const char **wanted = calloc(s->modules.n + 1, sizeof(*wanted));
 	if (!wanted)

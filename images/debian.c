@@ -472,7 +472,7 @@ int img_debian_build(struct img_build *b, struct vmci_err *err)
 		rc = make_rootdisk(b, in, os_release, err);
 	if (!rc) {
 		img_progress(b, "copying root disk", 0, 0);
-		rc = fs_copy_file(in->rootdisk, disk, 0644, err);
+		rc = fs_copy_file(in->rootdisk, disk, 0644, true, err);
 	}
 	struct buf text = {0};
 	if (!rc)

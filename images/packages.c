@@ -128,7 +128,7 @@ static int take_file(const struct img_boot *base, struct img_build *b, const cha
 		return vmci_err_set(err, ENAMETOOLONG, "path too long under %s", b->dir);
 	if (link(from, to) == 0)
 		return 0;
-	return fs_copy_file(from, to, 0444, err);
+	return fs_copy_file(from, to, 0444, true, err);
 }
 
 int img_build_over(struct img_build *b, const struct img_boot *base, const char *const *commands,

@@ -115,6 +115,35 @@ static void test_mkdir_p_and_rm_rf(void **state)
 	assert_int_equal(fs_rm_rf(top, &err), 0);
 }
 
+/* A copy has every byte of the original (3 MiB: more than one read's worth), durable or not. */
+static void test_copy_file_copies_every_byte_durable_or_not(void **state)
+{
+	char from[PATH_MAX + 16], to[PATH_MAX + 16];
+	snprintf(from, sizeof(from), "%s/from", tmp);
+	size_t size = 3u << 20;
+	char *data = malloc(size);
+	assert_non_null(data);
+	for (size_t i = 0; i < size; i++)
+		data[i] = (char)(i * 131 + i / 4096);
+	struct vmci_err err = {0};
+	assert_int_equal(fs_write_atomic(from, data, size, 0644, &err), 0);
+	for (int durable = 0; durable < 2; durable++) {
+		snprintf(to, sizeof(to), "%s/to-%d", tmp, durable);
+		assert_int_equal(fs_copy_file(from, to, 0600, durable, &err), 0);
+		struct buf b = {0};
+		assert_int_equal(fs_read_file(to, size + 1, &b, &err), 0);
+		assert_int_equal(b.len, size);
+		assert_memory_equal(b.data, data, size);
+		buf_free(&b);
+		struct stat st;
+		assert_int_equal(stat(to, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0600);
+	}
+	snprintf(to, sizeof(to), "%s/missing/to", tmp);
+	assert_int_equal(fs_copy_file(from, to, 0, false, &err), -ENOENT);
+	free(data);
+}
+
 static void test_sha256_matches_known_vector(void **state)
 {
 	struct sha256_ctx *ctx = sha256_new();
@@ -184,6 +213,7 @@ int main(void)
 	    cmocka_unit_test(test_write_replace_replaces_whole_file_and_leaves_no_temporary),
 	    cmocka_unit_test(test_read_file_refuses_oversized),
 	    cmocka_unit_test(test_mkdir_p_and_rm_rf),
+	    cmocka_unit_test(test_copy_file_copies_every_byte_durable_or_not),
 	    cmocka_unit_test(test_sha256_matches_known_vector),
 	    cmocka_unit_test(test_run_command_reports_status_and_stderr),
 	    cmocka_unit_test(test_run_command_names_the_package_of_a_missing_tool),

@@ -55,7 +55,7 @@ static void test_dynamic_agent_is_refused(void **state)
 	/* Any dynamically linked program stands in for a wrongly built agent. */
 	char agent[PATH_MAX];
 	fs_path(agent, sizeof(agent), "%s/vmci-agent-x86_64", home);
-	assert_int_equal(fs_copy_file("/bin/ls", agent, 0755, NULL), 0);
+	assert_int_equal(fs_copy_file("/bin/ls", agent, 0755, true, NULL), 0);
 	expect_failure(home, "not a static x86_64 executable");
 	unlink(agent);
 }
