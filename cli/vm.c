@@ -141,6 +141,8 @@ static int parse_start(const char *start, struct run_config *c)
 		c->kind = RUNNER_TEMPLATE_MAPPED;
 	else if (!strcmp(start, "template-plain"))
 		c->kind = RUNNER_TEMPLATE_PLAIN;
+	else if (!strcmp(start, "template-snapshot"))
+		c->kind = RUNNER_TEMPLATE_SNAPSHOT;
 	else
 		return -1;
 	return runner_templates_default(c->templates, sizeof(c->templates));
@@ -168,7 +170,7 @@ static int vm_run(int argc, char **argv)
 	     "take VMs from a warm pool, reverted between runs"},
 	    {0, "pool-size", OPT_INT, &pool_size, "N", "VMs the pool keeps warm (default 1)"},
 	    {0, "start", OPT_STRING, &start, "HOW",
-	     "how new VMs start: boot (default), template, template-plain"},
+	     "how new VMs start: boot (default), template, template-plain, template-snapshot"},
 	    {0},
 	};
 	char *usage = cli_usage_with_recipes(vm_usage);
@@ -234,7 +236,8 @@ static int vm_run(int argc, char **argv)
 	    .timing = repeat > 0 || use_pool,
 	};
 	if (parse_start(start, &c)) {
-		cli_error("vm run: --start takes boot, template or template-plain, not '%s'",
+		cli_error("vm run: --start takes boot, template, template-plain or "
+			  "template-snapshot, not '%s'",
 			  start);
 		return EXIT_USAGE;
 	}

@@ -141,12 +141,25 @@ static int write_reg(const char *file, const char *overlay, const struct img_boo
 	return rc;
 }
 
-/* A registered clone of img at overlay_path, backed by backing (NULL: a scratch disk). */
-static int clone_registered(const struct img_boot *img, const char *backing,
+/*
+ * Makes the disk of a clone: a new overlay over backing (NULL: a scratch
+ * disk), or a copy of copy_from when it is set. Disks of clones are
+ * deleted with their VM: the copy need not reach stable storage.
+ */
+static int clone_disk(const char *backing, const char *copy_from, const char *overlay_path,
+		      struct vmci_err *err)
+{
+	if (copy_from)
+		return fs_copy_file(copy_from, overlay_path, 0644, false, err);
+	return img_clone_file(backing, overlay_path, IMG_SCRATCH_DISK_MB, err);
+}
+
+/* A registered clone of img at overlay_path: see clone_disk. */
+static int clone_registered(const struct img_boot *img, const char *backing, const char *copy_from,
 			    const char *overlay_path, struct vmci_err *err)
 {
 	if (!img->digest[0]) /* not from the store: nothing for gc to protect */
-		return img_clone_file(backing, overlay_path, IMG_SCRATCH_DISK_MB, err);
+		return clone_disk(backing, copy_from, overlay_path, err);
 	char overlay[PATH_MAX], file[PATH_MAX];
 	int lock = -1;
 	int rc = absolute(overlay_path, overlay, sizeof(overlay), err);
@@ -164,7 +177,7 @@ static int clone_registered(const struct img_boot *img, const char *backing,
 				  img->name, img->digest, img_store_root(), img->name);
 		goto out;
 	}
-	rc = img_clone_file(backing, overlay, IMG_SCRATCH_DISK_MB, err);
+	rc = clone_disk(backing, copy_from, overlay, err);
 	if (!rc && (rc = write_reg(file, overlay, img, err)) != 0)
 		unlink(overlay);
 out:
@@ -177,13 +190,19 @@ out:
 
 int img_clone(const struct img_boot *img, const char *overlay_path, struct vmci_err *err)
 {
-	return clone_registered(img, img->disk[0] ? img->disk : NULL, overlay_path, err);
+	return clone_registered(img, img->disk[0] ? img->disk : NULL, NULL, overlay_path, err);
 }
 
 int img_clone_over(const struct img_boot *img, const char *backing, const char *overlay_path,
 		   struct vmci_err *err)
 {
-	return clone_registered(img, backing, overlay_path, err);
+	return clone_registered(img, backing, NULL, overlay_path, err);
+}
+
+int img_clone_copy(const struct img_boot *img, const char *from, const char *overlay_path,
+		   struct vmci_err *err)
+{
+	return clone_registered(img, NULL, from, overlay_path, err);
 }
 
 int img_clone_release(const char *overlay_path, struct vmci_err *err)

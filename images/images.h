@@ -100,6 +100,16 @@ int img_clone_over(const struct img_boot *img, const char *backing, const char *
 		   struct vmci_err *err);
 
 /*
+ * A clone of img that is a copy of from, a disk derived from img's own with
+ * internal snapshots (a snapshot template's disk, whose snapshot the VM
+ * starts from): its backing file, if any, is from's. Registered as one of
+ * img, like img_clone. The copy costs what from holds (its snapshots'
+ * memory), not img's size.
+ */
+int img_clone_copy(const struct img_boot *img, const char *from, const char *overlay_path,
+		   struct vmci_err *err);
+
+/*
  * The same for any backing file (a qcow2 or raw disk); backing may be NULL
  * for an empty disk of size_mb. Not registered: for disks that are not
  * images' (a workspace disk), tests and benchmarks.

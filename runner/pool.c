@@ -35,7 +35,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define POOL_SNAPSHOT "clean"
+/* A VM from a snapshot template starts with this snapshot in its disk already. */
+#define POOL_SNAPSHOT RUNNER_TEMPLATE_SNAPSHOT_NAME
 #define WAIT_SLICE_MS 100   /* how often a waiting acquire looks at runner_pool_interrupt */
 #define RETRY_MIN_MS  1000  /* after a failed start, then doubling... */
 #define RETRY_MAX_MS  60000 /* ...up to this */
@@ -132,10 +133,11 @@ static int start_vm(struct runner_pool *p, struct pool_image *im, struct pool_vm
 	}
 	rc = pool_records_add(p->dir, vm_pid(v->g->vm), v->g->run_dir, v->record, sizeof(v->record),
 			      err);
-	if (!rc)
+	bool has_snapshot = im->from_template && im->kind == RUNNER_TEMPLATE_SNAPSHOT;
+	if (!rc && !has_snapshot)
 		rc = vm_snapshot_save(v->g->vm, POOL_SNAPSHOT, err);
 	/* The guest stood still while its memory was saved: its clock is behind. */
-	if (!rc)
+	if (!rc && !has_snapshot)
 		rc = vm_refresh_guest(v->g->vm, err);
 	if (rc) {
 		vmci_err_wrap(err, "cannot prepare a pool VM of '%s'", im->name);

@@ -24,7 +24,9 @@
 
 const char *runner_template_kind_name(enum runner_template_kind kind)
 {
-	return kind == RUNNER_TEMPLATE_PLAIN ? "plain" : "mapped";
+	return kind == RUNNER_TEMPLATE_PLAIN	  ? "plain"
+	       : kind == RUNNER_TEMPLATE_SNAPSHOT ? "snapshot"
+						  : "mapped";
 }
 
 int runner_templates_default(char *out, size_t size)
@@ -72,9 +74,11 @@ static int template_dir(const struct img_boot *img, const struct shape *s,
 static bool template_complete(const char *dir, enum runner_template_kind kind)
 {
 	char path[PATH_MAX];
-	if (fs_path(path, sizeof(path), "%s/state", dir) || !fs_exists(path))
-		return false;
 	if (fs_path(path, sizeof(path), "%s/disk.qcow2", dir) || !fs_exists(path))
+		return false;
+	if (kind == RUNNER_TEMPLATE_SNAPSHOT)
+		return true; /* the directory is renamed into place whole */
+	if (fs_path(path, sizeof(path), "%s/state", dir) || !fs_exists(path))
 		return false;
 	return kind == RUNNER_TEMPLATE_PLAIN ||
 	       (!fs_path(path, sizeof(path), "%s/ram", dir) && fs_exists(path));
@@ -133,7 +137,9 @@ static int template_make(const struct img_boot *img, const struct shape *s,
 	struct vm *vm;
 	rc = vm_start(&spec, &vm, err);
 	if (!rc) {
-		rc = vm_state_save(vm, state, err);
+		rc = kind == RUNNER_TEMPLATE_SNAPSHOT
+			 ? vm_snapshot_save(vm, RUNNER_TEMPLATE_SNAPSHOT_NAME, err)
+			 : vm_state_save(vm, state, err);
 		vm_stop(vm, VMCI_STOP_FLUSH_TIMEOUT_MS);
 	}
 	runner_remove_run_dir(run_dir, lock);
@@ -196,10 +202,13 @@ static int restore_from(const char *dir, const struct shape *s, enum runner_temp
 	    fs_path(g->disk, sizeof(g->disk), "%s/disk.qcow2", g->run_dir))
 		return vmci_err_set(err, ENAMETOOLONG, "template path too long: %s", dir);
 	/* Registered as a clone of the image, so gc keeps the image while the VM lives. */
-	int rc = img_clone_over(&g->image, tdisk, g->disk, err);
+	bool snapshot = kind == RUNNER_TEMPLATE_SNAPSHOT;
+	int rc = snapshot ? img_clone_copy(&g->image, tdisk, g->disk, err)
+			  : img_clone_over(&g->image, tdisk, g->disk, err);
 	if (rc)
 		return rc;
-	snprintf(g->base, sizeof(g->base), "%s", tdisk);
+	/* A copy stands on the image's disk, as a booted VM's overlay does. */
+	snprintf(g->base, sizeof(g->base), "%s", snapshot ? "" : tdisk);
 	struct vm_spec spec = {
 	    .arch = s->arch,
 	    .accel = s->accel,
@@ -212,7 +221,8 @@ static int restore_from(const char *dir, const struct shape *s, enum runner_temp
 	    .disk_disposable = true, /* released with the guest */
 	    .run_dir = g->run_dir,
 	    .mem_path = kind == RUNNER_TEMPLATE_MAPPED ? ram : NULL,
-	    .incoming = state,
+	    .incoming = snapshot ? NULL : state,
+	    .loadvm = snapshot ? RUNNER_TEMPLATE_SNAPSHOT_NAME : NULL,
 	    .network = s->network,
 	};
 	rc = vm_start(&spec, &g->vm, err);

@@ -163,10 +163,11 @@ int vm_restart_refreshed_wait(struct vm *vm, struct guest_refresh *r, int timeou
 			      struct vmci_err *err);
 
 /*
- * vmcore/template.c, for vm_start with spec->incoming once QMP and the
- * agent socket are connected: loads the saved state, resumes the guest,
- * reconnects the agent within timeout_ms, sets its clock, adds entropy
- * and gives the clone its own instance id.
+ * vmcore/template.c, for vm_start with spec->incoming (or spec->loadvm,
+ * which QEMU loaded itself) once QMP and the agent socket are connected:
+ * loads the saved state, resumes the guest, reconnects the agent within
+ * timeout_ms, sets its clock, adds entropy, configures its network and
+ * gives the clone its own instance id (not with loadvm).
  */
 int template_start(struct vm *vm, const struct vm_spec *spec, int timeout_ms, struct vmci_err *err);
 

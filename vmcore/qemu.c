@@ -293,6 +293,10 @@ static void argv_build(struct argv *a, const char *binary, const struct vm_spec 
 	 */
 	if (live_incoming)
 		argv_add(a, "-S");
+	if (spec->loadvm) {
+		argv_add(a, "-loadvm");
+		argv_add(a, spec->loadvm);
+	}
 	buf_free(&b);
 }
 
@@ -436,6 +440,12 @@ static int check_inputs(const struct vm_spec *spec, const struct qemu_paths *pat
 		return vmci_err_errno(err, errno, "cannot read the memory file %s", spec->mem_path);
 	if (spec->incoming && access(spec->incoming, R_OK) < 0)
 		return vmci_err_errno(err, errno, "cannot read the saved state %s", spec->incoming);
+	if (spec->loadvm && (!spec->disk || spec->incoming))
+		return vmci_err_set(
+		    err, EINVAL,
+		    "VM spec: starting from snapshot '%s' needs the disk that holds "
+		    "it, and no saved state",
+		    spec->loadvm);
 
 	struct sockaddr_un sa;
 	const char *sockets[] = {paths->qmp, paths->agent};

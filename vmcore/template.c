@@ -164,9 +164,33 @@ static int new_identity(struct vm *vm, struct vmci_err *err)
 	return rc;
 }
 
+/* After the guest's state came from elsewhere: reconnect, refresh, maybe a new identity. */
+static int restored_finish(struct vm *vm, const char *what, bool identity, int timeout_ms,
+			   struct vmci_err *err)
+{
+	/* The agent runs already: no boot to wait for, so a short deadline. */
+	int rc = vm_restart_refreshed(
+	    vm, timeout_ms < RECONNECT_TIMEOUT_MS ? timeout_ms : RECONNECT_TIMEOUT_MS, err);
+	if (!rc && identity)
+		rc = new_identity(vm, err);
+	if (rc)
+		vmci_err_wrap(err, "after %s", what);
+	return rc;
+}
+
 int template_start(struct vm *vm, const struct vm_spec *spec, int timeout_ms, struct vmci_err *err)
 {
 	char what[PATH_MAX + 64];
+	/*
+	 * QEMU loaded the snapshot as it started (-loadvm) and runs the guest.
+	 * No identity of its own: every revert to that snapshot would take it
+	 * away again (such a VM is told apart as a booted one is).
+	 */
+	if (spec->loadvm) {
+		snprintf(what, sizeof(what), "loading snapshot '%s' of %s", spec->loadvm,
+			 spec->disk);
+		return restored_finish(vm, what, false, timeout_ms, err);
+	}
 	snprintf(what, sizeof(what), "loading the saved state %s", spec->incoming);
 	int fd = open(spec->incoming, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -196,12 +220,5 @@ int template_start(struct vm *vm, const struct vm_spec *spec, int timeout_ms, st
 			vmci_err_wrap(err, "%s", what);
 		return rc;
 	}
-	/* The agent runs already: no boot to wait for, so a short deadline. */
-	rc = vm_restart_refreshed(
-	    vm, timeout_ms < RECONNECT_TIMEOUT_MS ? timeout_ms : RECONNECT_TIMEOUT_MS, err);
-	if (!rc)
-		rc = new_identity(vm, err);
-	if (rc)
-		vmci_err_wrap(err, "after loading the saved state %s", spec->incoming);
-	return rc;
+	return restored_finish(vm, what, true, timeout_ms, err);
 }

@@ -103,7 +103,7 @@ int vm_start(const struct vm_spec *spec, struct vm **out, struct vmci_err *err)
 	 * cannot: its state belongs to KVM.
 	 */
 	if (rc == -VM_EACCEL && accel == VM_ACCEL_KVM && accel_is_auto(spec->accel) &&
-	    !spec->incoming) {
+	    !spec->incoming && !spec->loadvm) {
 		log_warn(
 		    "KVM failed to run the guest; booting it again under TCG (software emulation)");
 		rc = vm_boot(spec, VM_ACCEL_TCG, out, err);
@@ -193,7 +193,7 @@ int vm_boot(const struct vm_spec *spec, enum vm_accel accel, struct vm **out, st
 	int timeout =
 	    spec->ready_timeout_ms > 0 ? spec->ready_timeout_ms : DEFAULT_READY_TIMEOUT_MS;
 	/* A restored guest gets its network configured with its refresh (vm_refresh_guest). */
-	if (spec->incoming)
+	if (spec->incoming || spec->loadvm)
 		rc = template_start(vm, spec, timeout, err);
 	else if (!(rc = channel_handshake(vm, timeout, err)))
 		rc = net_configure_guest(vm, err);

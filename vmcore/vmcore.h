@@ -236,6 +236,16 @@ struct vm_spec {
 	 */
 	const char *incoming;
 	/*
+	 * Start from this internal snapshot of spec->disk (vm_snapshot_save;
+	 * the disk may be a copy of the disk of the VM that saved it) instead
+	 * of booting: QEMU loads it as it starts, and the guest then gets the
+	 * host's time, fresh entropy and its network, as with incoming, but
+	 * no instance id (a revert to that snapshot would take it away again).
+	 * Memory size, vCPUs, accelerator and network mode must be those of
+	 * the VM that saved it.
+	 */
+	const char *loadvm;
+	/*
 	 * For the destination of a migration only (vm_migrate_listen; vm_start
 	 * ignores it): by SCSI target, a new qcow2 overlay for each disk the
 	 * source added at run time (vm_disk_attach), over the same backing
@@ -280,7 +290,7 @@ int64_t vm_boot_ms(const struct vm *vm);
  * also in the guest's /run/vmci/instance-id: 32 hex digits, random, so
  * that clones of one template tell themselves apart (the kernel's
  * boot_id is the template's once anything read it before the save).
- * "" for a VM that booted.
+ * "" for a VM that booted or started from a snapshot (spec->loadvm).
  */
 const char *vm_instance_id(const struct vm *vm);
 

@@ -23,7 +23,7 @@ jobs:
 YAML
 # The template exists before the run (the jobs' shape: 1 GiB, network),
 # so the fill is restores only.
-"$VMCI" vm run --start template-plain --memory 1024 --network nat busybox-x86_64 -- true \
+"$VMCI" vm run --start template-snapshot --memory 1024 --network nat busybox-x86_64 -- true \
 	>/dev/null 2>&1 ||
 	{ fail pool_fill_template "cannot make the busybox-x86_64 template"; exit 0; }
 

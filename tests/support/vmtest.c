@@ -105,6 +105,12 @@ static const char job2[] = "echo root=$(cat /job1-root 2>/dev/null)\n"
 
 void vmtest_check_isolation(struct vm *vm, const char *disk_write, const char *disk_read)
 {
+	vmtest_check_isolation_at(vm, NULL, disk_write, disk_read);
+}
+
+void vmtest_check_isolation_at(struct vm *vm, const char *snapshot, const char *disk_write,
+			       const char *disk_read)
+{
 	const char *env[] = {disk_write, disk_read, NULL};
 	struct capture c = {0};
 	const char *avail_argv[] = {"awk", "/MemAvailable/ {print $2}", "/proc/meminfo", NULL};
@@ -112,7 +118,7 @@ void vmtest_check_isolation(struct vm *vm, const char *disk_write, const char *d
 	long long avail0 = atoll(buf_cstr(&c.out));
 	capture_free(&c);
 	struct vmci_err err = {0};
-	if (vm_snapshot_save(vm, "isolation", &err))
+	if (!snapshot && vm_snapshot_save(vm, "isolation", &err))
 		fail_msg("%s", err.msg);
 
 	const char *argv1[] = {"sh", "-c", job1, NULL};
@@ -127,7 +133,7 @@ void vmtest_check_isolation(struct vm *vm, const char *disk_write, const char *d
 	assert_true(atoll(vmtest_value(&c, "avail")) < avail0 - 45 * 1024);
 	capture_free(&c);
 
-	if (vm_snapshot_load(vm, "isolation", &err))
+	if (vm_snapshot_load(vm, snapshot ? snapshot : "isolation", &err))
 		fail_msg("%s", err.msg);
 	const char *argv2[] = {"sh", "-c", job2, NULL};
 	o.argv = argv2;

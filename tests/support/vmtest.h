@@ -37,5 +37,8 @@ const char *vmtest_value(struct capture *c, const char *key);
  * the snapshot is loaded, job 2 sees none of it. Fails the test otherwise.
  */
 void vmtest_check_isolation(struct vm *vm, const char *disk_write, const char *disk_read);
+/* The same against snapshot, which the VM has already (NULL: saved first, as above). */
+void vmtest_check_isolation_at(struct vm *vm, const char *snapshot, const char *disk_write,
+			       const char *disk_read);
 
 #endif

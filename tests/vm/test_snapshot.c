@@ -2,7 +2,8 @@
  * Snapshots and templates in real VMs (busybox-x86_64; the Debian images of
  * the catalog get the same isolation check in test_guests): a revert
  * undoes everything a job did, the guest clock is the host's after a
- * revert, clones of one template differ in randomness and identity, and a
+ * revert, clones of one template differ in randomness and identity, a VM
+ * started from a snapshot template reverts to the state it started in, and a
  * disk added and removed at run time leaves a VM that reverts.
  */
 #include <setjmp.h>
@@ -135,6 +136,51 @@ static void test_clones_of_a_plain_template_differ_in_randomness_and_identity(vo
 	check_clones_differ(RUNNER_TEMPLATE_PLAIN);
 }
 
+/*
+ * Clones of a snapshot template (each on its own copy of the template's
+ * disk) differ in randomness and write to disks of their own; they have no
+ * instance id, since a revert to the snapshot they started from would take
+ * it away again.
+ */
+static void test_clones_of_a_snapshot_template_differ_in_randomness_and_disk(void **state)
+{
+	struct runner_guest *a = restore(RUNNER_TEMPLATE_SNAPSHOT);
+	struct runner_guest *b = restore(RUNNER_TEMPLATE_SNAPSHOT);
+	const char *script =
+	    "echo random=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n')\n"
+	    "echo disk=$(dd if=/dev/vda bs=5 count=1 2>/dev/null | tr -d '\\000')\n"
+	    "printf clone | dd of=/dev/vda conv=notrunc,fsync 2>/dev/null\n";
+	struct capture ca = {0}, cb = {0};
+	assert_int_equal(vmtest_sh(a->vm, script, &ca).code, 0);
+	assert_int_equal(vmtest_sh(b->vm, script, &cb).code, 0);
+	char ra[256]; /* vmtest_value's buffer is reused by its next call */
+	snprintf(ra, sizeof(ra), "%s", vmtest_value(&ca, "random"));
+	assert_int_equal(strlen(ra), 64);
+	assert_string_not_equal(ra, vmtest_value(&cb, "random"));
+	assert_string_equal(vmtest_value(&ca, "disk"), "");
+	assert_string_equal(vmtest_value(&cb, "disk"), "");
+	assert_string_equal(vm_instance_id(a->vm), "");
+	capture_free(&ca);
+	capture_free(&cb);
+	runner_guest_destroy(a, VMCI_STOP_TIMEOUT_MS);
+	runner_guest_destroy(b, VMCI_STOP_TIMEOUT_MS);
+}
+
+/*
+ * A VM started from a snapshot template holds that snapshot in its disk:
+ * reverting to it undoes what a job did (files, processes, disk writes),
+ * with no snapshot of the VM's own saved first (what a warm pool relies on).
+ */
+static void test_a_vm_from_a_snapshot_template_reverts_to_the_state_it_started_in(void **state)
+{
+	struct runner_guest *g = restore(RUNNER_TEMPLATE_SNAPSHOT);
+	vmtest_check_isolation_at(
+	    g->vm, RUNNER_TEMPLATE_SNAPSHOT_NAME,
+	    "DISK_WRITE=printf job1-disk | dd of=/dev/vda conv=notrunc,fsync 2>/dev/null",
+	    "DISK_READ=dd if=/dev/vda bs=9 count=1 2>/dev/null | tr -d '\\000'");
+	runner_guest_destroy(g, VMCI_STOP_TIMEOUT_MS);
+}
+
 static void test_a_template_that_does_not_load_is_made_again(void **state)
 {
 	char dir[PATH_MAX], stream[PATH_MAX];
@@ -198,6 +244,8 @@ int main(void)
 	    cmocka_unit_test(test_revert_undoes_files_processes_environment_memory_and_disk),
 	    cmocka_unit_test(test_guest_clock_is_the_hosts_after_a_revert),
 	    cmocka_unit_test(test_clones_of_a_mapped_template_differ_in_randomness_and_identity),
+	    cmocka_unit_test(test_clones_of_a_snapshot_template_differ_in_randomness_and_disk),
+	    cmocka_unit_test(test_a_vm_from_a_snapshot_template_reverts_to_the_state_it_started_in),
 	    cmocka_unit_test(test_clones_of_a_plain_template_differ_in_randomness_and_identity),
 	    cmocka_unit_test(test_a_template_that_does_not_load_is_made_again),
 	    cmocka_unit_test(test_a_disk_added_and_removed_leaves_a_vm_that_reverts),
