@@ -384,14 +384,16 @@ static struct pool_image *find_image(struct runner_pool *p, const char *image,
 }
 
 /*
- * Starts pool threads until there is one per VM the pool holds, up to as
- * many as the host can start at once. Called locked.
+ * Starts pool threads until there is one per VM the pool may hold (an
+ * entry that grows by demand counts at its max_size: its VMs are
+ * reverted in parallel once it has grown), up to as many as the host can
+ * start at once. Called locked.
  */
 static int grow_threads(struct runner_pool *p, struct vmci_err *err)
 {
 	int want = 0, mb = 0;
 	for (size_t i = 0; i < p->nimages; i++) {
-		want += p->images[i]->size;
+		want += p->images[i]->max_size;
 		if (p->images[i]->guest.memory_mb > mb)
 			mb = p->images[i]->guest.memory_mb;
 	}

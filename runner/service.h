@@ -100,6 +100,12 @@ struct service_opts {
 	const struct service_config *config; /* its repos */
 	struct service_dirs dirs;
 	int lease_s; /* claims' lease; 0: 30 */
+	/*
+	 * How often an idle worker looks for jobs queued by other processes
+	 * (0: 300 ms); jobs queued or unblocked by this process are claimed
+	 * at once.
+	 */
+	int poll_ms;
 	enum vm_accel accel;
 	bool cold; /* boot a VM for every job instead of keeping warm pools (to compare) */
 };

@@ -254,6 +254,18 @@ int store_claim(struct store *s, const char *host, int lease_seconds, struct sto
 		struct vmci_err *err);
 
 /*
+ * Calls fn(ctx) after each transaction of this process that may have
+ * made jobs claimable commits (a run created, a job finished, requeued
+ * or retried), in the thread that made it, so idle workers claim at once
+ * instead of at their next poll. Stores of other processes are not seen:
+ * their jobs are found by polling. fn must be quick and must not use the
+ * store. Returns an id for store_queue_unwatch (>= 0), or -ENOSPC.
+ */
+int store_queue_watch(void (*fn)(void *ctx), void *ctx, struct vmci_err *err);
+/* After it returns, fn is not called again. */
+void store_queue_unwatch(int id);
+
+/*
  * Extends the lease of every job host is running by the lease it was
  * claimed with, from now. Returns how many.
  */

@@ -1,8 +1,10 @@
 /*
  * The workers of one host: each a thread with its own store handle that
  * claims a job, runs it with the executor of `vmci run` on the host's
- * warm pools, and reports it; a heartbeat thread renews the host's
- * leases. A monitor thread per running job flushes its log every
+ * warm pools, and reports it; idle workers wait for a store transaction
+ * of this process that may have made a job claimable (store_queue_watch),
+ * or poll_ms for jobs queued by other processes; a heartbeat thread
+ * renews the host's leases. A monitor thread per running job flushes its log every
  * LOG_FLUSH_MS and turns a cancel request in the store into a cancel of
  * the job.
  */
@@ -24,7 +26,7 @@
 #define DEFAULT_LEASE_S 30
 #define LOG_FLUSH_MS	100
 #define CANCEL_POLL_MS	500
-#define IDLE_POLL_MS	300
+#define DEFAULT_POLL_MS 300
 
 struct worker {
 	struct service *svc;
@@ -44,6 +46,8 @@ struct service {
 	bool stopping; /* no more claims */
 	bool shutdown; /* running jobs were cancelled to stop: they are requeued, not finished */
 	int running;
+	unsigned wakes; /* store_queue_watch calls: jobs may have become claimable */
+	int watch;	/* its id, or -1 */
 	struct worker *workers;
 	int n_workers;
 	struct store *hb_store;
@@ -64,6 +68,16 @@ static void wait_ms(struct service *svc, int ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_cond_timedwait(&svc->cond, &svc->lock, &ts);
+}
+
+/* A transaction of this process may have made jobs claimable: wake the idle workers. */
+static void on_queue_changed(void *ctx)
+{
+	struct service *svc = ctx;
+	pthread_mutex_lock(&svc->lock);
+	svc->wakes++;
+	pthread_cond_broadcast(&svc->cond);
+	pthread_mutex_unlock(&svc->lock);
 }
 
 /* ---- the monitor of a running job ---------------------------------------------------- */
@@ -329,6 +343,7 @@ static void *worker_main(void *arg)
 	struct service *svc = w->svc;
 	pthread_mutex_lock(&svc->lock);
 	while (!svc->stopping) {
+		unsigned seen = svc->wakes;
 		pthread_mutex_unlock(&svc->lock);
 		struct store_job *job = NULL;
 		struct vmci_err err = {0};
@@ -337,8 +352,9 @@ static void *worker_main(void *arg)
 			log_warn("host %s: cannot claim a job: %s", svc->o.host, err.msg);
 		pthread_mutex_lock(&svc->lock);
 		if (rc != 1) {
-			if (!svc->stopping)
-				wait_ms(svc, IDLE_POLL_MS);
+			/* Jobs queued by this process wake it at once; others are polled for. */
+			if (!svc->stopping && svc->wakes == seen)
+				wait_ms(svc, svc->o.poll_ms);
 			continue;
 		}
 		svc->running++;
@@ -362,7 +378,10 @@ static void *heartbeat_main(void *arg)
 	pthread_mutex_lock(&svc->lock);
 	/* Beats until the workers are gone: a job finishing during shutdown keeps its lease. */
 	while (!svc->shutdown || svc->running) {
-		wait_ms(svc, every);
+		/* Every `every` ms, not at each wake of the workers (a job's end, a queued run). */
+		int64_t beat = clock_ms() + every;
+		while (clock_ms() < beat && !(svc->stopping && !svc->running))
+			wait_ms(svc, (int)(beat - clock_ms()));
 		pthread_mutex_unlock(&svc->lock);
 		struct vmci_err err = {0};
 		if (store_lease_renew(svc->hb_store, svc->o.host, &err) < 0 ||
@@ -389,6 +408,9 @@ int service_start(const struct service_opts *opts, struct service **out, struct 
 		svc->o.lease_s = DEFAULT_LEASE_S;
 	if (svc->o.capacity < 1)
 		svc->o.capacity = 1;
+	if (svc->o.poll_ms <= 0)
+		svc->o.poll_ms = DEFAULT_POLL_MS;
+	svc->watch = -1;
 	pthread_mutex_init(&svc->lock, NULL);
 	pthread_cond_init(&svc->cond, NULL);
 	int rc = store_open(opts->db_url, &svc->hb_store, err);
@@ -414,6 +436,9 @@ int service_start(const struct service_opts *opts, struct service **out, struct 
 		runner_vm_source_warm(&svc->vms, svc->warm);
 	else
 		runner_vm_source_cold(&svc->vms, &svc->cold);
+	svc->watch = store_queue_watch(on_queue_changed, svc, NULL);
+	if (svc->watch < 0)
+		log_warn("host %s: idle workers poll for every queued job", svc->o.host);
 	git_source_hold();
 	svc->git_held = true;
 	svc->workers = calloc((size_t)svc->o.capacity, sizeof(*svc->workers));
@@ -478,6 +503,7 @@ void service_stop(struct service *svc, int grace_ms)
 	pthread_mutex_unlock(&svc->lock);
 	if (svc->hb_started)
 		pthread_join(svc->heartbeat, NULL);
+	store_queue_unwatch(svc->watch);
 	struct vmci_err err = {0};
 	/* Stopped by this host on purpose: these attempts do not count as lost leases. */
 	if (svc->hb_store &&

@@ -139,4 +139,7 @@ int graph_skip_dependents_tx(struct store *s, int64_t job_id, struct vmci_err *e
 /* Queues again the jobs skipped (transitively) because job_id did not succeed. */
 int graph_requeue_dependents_tx(struct store *s, int64_t job_id, struct vmci_err *err);
 
+/* runner/store/watch.c: tells the store_queue_watch watchers; after the commit, unlocked. */
+void queue_changed(void);
+
 #endif

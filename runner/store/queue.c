@@ -270,6 +270,8 @@ int store_job_finish(struct store *s, int64_t job_id, int attempt, enum store_st
 		rc = finish_tx(s, job_id, attempt, status, exit_code, failed_step, err);
 	rc = db_end(s, rc, err);
 	store_unlock(s);
+	if (rc >= 0)
+		queue_changed();
 	return rc;
 }
 
@@ -350,6 +352,8 @@ int store_requeue_expired(struct store *s, int64_t now_ms, struct vmci_err *err)
 		rc = expire_tx(s, now_ms, NULL, STORE_REQUEUE_RESTARTED, err);
 	rc = db_end(s, rc, err);
 	store_unlock(s);
+	if (rc > 0)
+		queue_changed();
 	return rc;
 }
 
@@ -362,6 +366,8 @@ int store_requeue_host(struct store *s, const char *host, enum store_requeue_why
 		rc = expire_tx(s, 0, host, why, err);
 	rc = db_end(s, rc, err);
 	store_unlock(s);
+	if (rc > 0)
+		queue_changed();
 	return rc;
 }
 
@@ -449,5 +455,7 @@ int store_job_retry(struct store *s, int64_t job_id, struct vmci_err *err)
 		rc = retry_tx(s, job_id, err);
 	rc = db_end(s, rc, err);
 	store_unlock(s);
+	if (rc == 0)
+		queue_changed();
 	return rc;
 }

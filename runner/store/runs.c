@@ -213,6 +213,8 @@ int store_run_create_with(struct store *s, const struct store_run_spec *run,
 	store_unlock(s);
 	if (declined)
 		*run_id = 0;
+	else if (rc == 0)
+		queue_changed();
 	return declined ? declined : rc;
 }
 

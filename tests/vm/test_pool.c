@@ -3,7 +3,8 @@
  * each isolated from the others; a job gets a VM of the shape it asks
  * for, never a smaller one of the same image; a VM whose revert fails, or that a job
  * reports broken, is replaced; a pool whose process was killed is cleaned
- * up by the next one; a shape grows by demand, and only by demand.
+ * up by the next one; a shape grows by demand, and only by demand, and
+ * reverts the VMs it grew to in parallel.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -301,6 +302,36 @@ static void test_a_pool_grows_by_demand_only_while_a_job_waits_with_every_vm_bus
 	runner_pool_free(p);
 }
 
+/*
+ * A shape that grew by demand reverts its VMs in parallel: a VM given
+ * back while another's revert hangs (its QEMU stopped) is ready again
+ * long before that revert could time out (60 s to start it).
+ */
+static void test_a_grown_shape_reverts_its_vms_in_parallel(void **state)
+{
+	struct runner_pool *p = NULL;
+	struct vmci_err err = {0};
+	struct runner_pool_opts opts = {.image = IMAGE, .size = 1, .max_size = 2};
+	if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &opts, &err))
+		fail_msg("%s", err.msg);
+	struct runner_guest *a = acquire(p), *b = acquire(p);
+	assert_ptr_not_equal(a, b);
+	pid_t stuck = vm_pid(a->vm);
+	assert_int_equal(kill(stuck, SIGSTOP), 0);
+	runner_pool_release(p, a, false);
+	usleep(500 * 1000); /* a pool thread is in a's revert by now */
+	runner_pool_release(p, b, false);
+	struct runner_guest *g = NULL;
+	int rc = runner_pool_acquire(p, IMAGE, NULL, 30000, &g, &err);
+	kill(stuck, SIGCONT);
+	if (rc)
+		fail_msg("no VM while another's revert hangs: %s", err.msg);
+	assert_ptr_equal(g, b);
+	runner_pool_release(p, g, false);
+	settled(p, 2);
+	runner_pool_free(p);
+}
+
 static void test_acquire_reports_an_image_the_pool_does_not_have(void **state)
 {
 	struct runner_pool *p;
@@ -322,6 +353,7 @@ int main(void)
 	    cmocka_unit_test(test_a_job_asking_for_1_gib_never_gets_a_256_mib_pool_vm),
 	    cmocka_unit_test(test_acquire_reports_an_image_the_pool_does_not_have),
 	    cmocka_unit_test(test_a_pool_grows_by_demand_only_while_a_job_waits_with_every_vm_busy),
+	    cmocka_unit_test(test_a_grown_shape_reverts_its_vms_in_parallel),
 	};
 	return cmocka_run_group_tests_name("vm pool", tests, setup, teardown);
 }

@@ -1,7 +1,8 @@
 /*
  * The store's queue on a real SQLite file: needs, claim order, groups,
  * leases (with a clock moved by hand: no test sleeps), results from
- * stale attempts, retries, cancel, steps and logs across attempts.
+ * stale attempts, retries, cancel, steps and logs across attempts, and
+ * the watchers told of changes that may make a job claimable.
  */
 #include "store_helpers.h"
 
@@ -507,6 +508,42 @@ static void test_runs_are_listed_newest_first_with_filters(void **state)
 	assert_non_null(strstr(err.msg, "green"));
 }
 
+static void count_call(void *ctx)
+{
+	(*(int *)ctx)++;
+}
+
+static void test_watchers_hear_of_every_change_that_may_make_a_job_claimable(void **state)
+{
+	struct fx *f = *state;
+	struct vmci_err err = {0};
+	int calls = 0;
+	int id = store_queue_watch(count_call, &calls, &err);
+	assert_true(id >= 0);
+	run_of(f->s, "a b");
+	assert_int_equal(calls, 1); /* a run created */
+	struct store_job *a = claim(f->s, "h1");
+	assert_int_equal(calls, 1); /* a claim makes nothing claimable */
+	finish(f->s, a->id, a->attempt, STORE_SUCCESS);
+	assert_int_equal(calls, 2); /* a job finished */
+	struct store_job *b = claim(f->s, "h1");
+	assert_int_equal(store_requeue_expired(f->s, T0 + 60000, &err), 1);
+	assert_int_equal(calls, 3); /* a lease expired */
+	store_job_free(b);
+	b = claim(f->s, "h1");
+	assert_int_equal(store_requeue_host(f->s, "h1", STORE_REQUEUE_STOPPED, &err), 1);
+	assert_int_equal(calls, 4); /* a host gave its jobs back */
+	assert_int_equal(store_requeue_host(f->s, "h1", STORE_REQUEUE_STOPPED, &err), 0);
+	assert_int_equal(calls, 4); /* nothing given back, nothing to hear */
+	assert_int_equal(store_job_retry(f->s, a->id, &err), 0);
+	assert_int_equal(calls, 5); /* a job retried */
+	store_queue_unwatch(id);
+	run_of(f->s, "c");
+	assert_int_equal(calls, 5);
+	store_job_free(b);
+	store_job_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -533,6 +570,7 @@ int main(void)
 	    T(test_steps_are_recorded_per_attempt),
 	    T(test_log_offsets_run_across_attempts),
 	    T(test_runs_are_listed_newest_first_with_filters),
+	    T(test_watchers_hear_of_every_change_that_may_make_a_job_claimable),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
