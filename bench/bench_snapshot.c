@@ -4,8 +4,10 @@
  *
  *   (a) cold boot of a fresh clone (runner_guest_boot)
  *   (b) a fresh clone from the image's ready-state template, plain (the
- *       memory in the state stream) and mapped (the memory in a file mapped
- *       privately) (runner_guest_restore)
+ *       memory in the state stream), mapped (the memory in a file mapped
+ *       privately) and snapshot (a copy of a disk holding the snapshot,
+ *       loaded as QEMU starts: how the pools of vmci run and serve start
+ *       their VMs) (runner_guest_restore)
  *   (c) a pool VM reverted to its clean snapshot: the job asks as soon as
  *       the previous one gave the VM back, so the revert is on its path
  *   (c') a pool VM already reverted in the background (a warm pool)
@@ -152,6 +154,8 @@ static void bench_image(const char *image, int boot_runs)
 	struct stats bm = bench_template(image, RUNNER_TEMPLATE_MAPPED, 10);
 	bench_row("(b) template, mapped private", "runner_guest_restore + echo", inputs, 10, bm,
 		  "ms");
+	struct stats bs = bench_template(image, RUNNER_TEMPLATE_SNAPSHOT, 10);
+	bench_row("(b) template, snapshot", "runner_guest_restore + echo", inputs, 10, bs, "ms");
 	struct stats r, rw;
 	struct stats c = bench_pool(image, 1, 0, 20, &r);
 	bench_row("(c) pool VM, revert on path", "acquire (revert) + echo", inputs, 20, c, "ms");
@@ -160,6 +164,7 @@ static void bench_image(const char *image, int boot_runs)
 	bench_row("(c') pool VM, already clean", "acquire + echo", inputs, 10, cw, "ms");
 	ratio_row("ratio a/b, plain", a, bp);
 	ratio_row("ratio a/b, mapped private", a, bm);
+	ratio_row("ratio a/b, snapshot", a, bs);
 	ratio_row("ratio a/c", a, c);
 	ratio_row("ratio a/r", a, r);
 	ratio_row("ratio a/c'", a, cw);

@@ -191,13 +191,17 @@ int fs_copy_file(const char *from, const char *to, mode_t mode, bool durable, st
 	}
 	static __thread uint8_t chunk[1 << 16];
 	int rc = 0;
-	/* In the kernel (no copy through here) until it says it cannot, then by hand. */
-	for (;;) {
+	/*
+	 * In the kernel (no copy through here) until it says it cannot, then by
+	 * hand. A first answer of 0 is not taken for the end: some filesystems
+	 * give it for files they cannot copy so.
+	 */
+	for (bool first = true;; first = false) {
 		ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 &&
-		    (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP))
+		if ((n == 0 && first) || (n < 0 && (errno == EXDEV || errno == ENOSYS ||
+						    errno == EINVAL || errno == EOPNOTSUPP)))
 			break;
 		if (n < 0)
 			rc = vmci_err_errno(err, errno, "cannot copy %s to %s", from, to);

@@ -179,22 +179,32 @@ int runner_template_ensure(const char *image, const struct runner_guest_opts *op
 		fs_rm_rf(build, NULL);
 		return rc;
 	}
-	/* Another process may have made it meanwhile: theirs is as good as ours. */
-	if (chmod(build, 0755) != 0 || rename(build, dir) != 0) {
-		int e = errno;
+	/*
+	 * Its files were flushed as its VM quit; the rename reaches the disk
+	 * too. Another process may have made it meanwhile: theirs is as good
+	 * as ours.
+	 */
+	int moved = chmod(build, 0755) != 0 ? -errno : fs_rename_durable(build, dir, NULL);
+	if (moved) {
 		fs_rm_rf(build, NULL);
 		if (!template_complete(dir, kind))
-			return vmci_err_errno(err, e, "cannot move the new template to %s", dir);
+			return vmci_err_errno(err, -moved, "cannot move the new template to %s",
+					      dir);
 	}
 	log_info("made the %s template of '%s' in %lld ms: %s", runner_template_kind_name(kind),
 		 image, (long long)(clock_ms() - t0), dir);
 	return 0;
 }
 
-/* Starts a VM from the template in dir. */
+/*
+ * Starts a VM from the template in dir. *loaded: whether QEMU was started
+ * on it (a failure then says the template is bad; one before, as a disk
+ * too full for the VM's clone, does not).
+ */
 static int restore_from(const char *dir, const struct shape *s, enum runner_template_kind kind,
-			struct runner_guest *g, struct vmci_err *err)
+			struct runner_guest *g, bool *loaded, struct vmci_err *err)
 {
+	*loaded = false;
 	char tdisk[PATH_MAX], ram[PATH_MAX], state[PATH_MAX];
 	if (fs_path(tdisk, sizeof(tdisk), "%s/disk.qcow2", dir) ||
 	    fs_path(ram, sizeof(ram), "%s/ram", dir) ||
@@ -225,6 +235,7 @@ static int restore_from(const char *dir, const struct shape *s, enum runner_temp
 	    .loadvm = snapshot ? RUNNER_TEMPLATE_SNAPSHOT_NAME : NULL,
 	    .network = s->network,
 	};
+	*loaded = true;
 	rc = vm_start(&spec, &g->vm, err);
 	if (rc)
 		img_clone_release(g->disk, NULL);
@@ -254,15 +265,16 @@ int runner_guest_restore(const char *image, const struct runner_guest_opts *opts
 		free(g);
 		return rc;
 	}
-	rc = restore_from(dir, &s, kind, g, err);
-	if (rc) {
+	bool loaded;
+	rc = restore_from(dir, &s, kind, g, &loaded, err);
+	if (rc && loaded) {
 		/* Made by another QEMU, or damaged: make it again, once. */
 		log_warn("cannot start '%s' from its template (%s); making the template again",
 			 image, err->msg);
 		fs_rm_rf(dir, NULL);
 		rc = runner_template_ensure(image, opts, templates, kind, dir, sizeof(dir), err);
 		if (!rc)
-			rc = restore_from(dir, &s, kind, g, err);
+			rc = restore_from(dir, &s, kind, g, &loaded, err);
 	}
 	if (rc) {
 		vmci_err_wrap(err, "cannot start image '%s' from its %s template", image,

@@ -193,6 +193,8 @@ void net_helper_stop(struct net_helper *h);
  * (AGENT_NET_CONFIG); nothing for a VM without network.
  */
 int net_configure_guest(struct vm *vm, struct vmci_err *err);
+/* -EPIPE, saying so, when the VM's network helper has exited; 0 otherwise. */
+int net_helper_check(struct vm *vm, struct vmci_err *err);
 /*
  * vmcore/vm.c: the first half of vm_boot: starts QEMU (incoming: as the
  * destination of a live migration, -incoming defer) and connects QMP and

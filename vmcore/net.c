@@ -144,6 +144,16 @@ static int on_net_result(struct vm *vm, struct channel_op *op, const struct agen
 	return 1;
 }
 
+int net_helper_check(struct vm *vm, struct vmci_err *err)
+{
+	if (vm->net.pid > 0 && helper_gone(&vm->net, 0)) {
+		vm->net.pid = 0;
+		return vmci_err_set(err, EPIPE, "the network helper (passt) exited; see %s/net.log",
+				    vm->run_dir);
+	}
+	return 0;
+}
+
 int net_configure_guest(struct vm *vm, struct vmci_err *err)
 {
 	if (vm->network == VM_NET_NONE)
@@ -152,11 +162,9 @@ int net_configure_guest(struct vm *vm, struct vmci_err *err)
 		return vmci_err_set(err, ENOTSUP,
 				    "the guest agent cannot configure a network (the image "
 				    "predates it: rebuild it with vmci image build)");
-	if (vm->net.pid > 0 && helper_gone(&vm->net, 0)) {
-		vm->net.pid = 0;
-		return vmci_err_set(err, EPIPE, "the network helper (passt) exited; see %s/net.log",
-				    vm->run_dir);
-	}
+	int rc = net_helper_check(vm, err);
+	if (rc)
+		return rc;
 	struct agent_result res = {0};
 	struct channel_op op = {
 	    .what = "configuring the guest network",
@@ -171,7 +179,7 @@ int net_configure_guest(struct vm *vm, struct vmci_err *err)
 	agent_put_u8(&vm->w, VM_NET_PREFIX);
 	agent_put_str(&vm->w, VM_NET_GATEWAY);
 	agent_put_str(&vm->w, VM_NET_DNS);
-	int rc = channel_queue(vm, AGENT_NET_CONFIG, op.stream, err);
+	rc = channel_queue(vm, AGENT_NET_CONFIG, op.stream, err);
 	if (!rc)
 		rc = channel_run(vm, &op, err);
 	if (!rc && res.status)

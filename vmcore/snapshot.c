@@ -157,8 +157,9 @@ int vm_snapshot_load(struct vm *vm, const char *name, struct vmci_err *err)
 	 * The agent is back where the snapshot left it, mid-connection with an
 	 * old host: reconnect and refresh it in one round trip, and dismiss the
 	 * job while the guest works on the answer. Its network is back too, as
-	 * it was with the same network helper: taking the link down and up
-	 * again would only cost the emulated guest time.
+	 * it was (every network helper gives the guest the same addresses):
+	 * taking the link down and up again would only cost the emulated guest
+	 * time. That the helper still runs is checked.
 	 */
 	struct guest_refresh r;
 	if (!failed) {

@@ -183,8 +183,8 @@ int template_start(struct vm *vm, const struct vm_spec *spec, int timeout_ms, st
 	char what[PATH_MAX + 64];
 	/*
 	 * QEMU loaded the snapshot as it started (-loadvm) and runs the guest.
-	 * No identity of its own: every revert to that snapshot would take it
-	 * away again (such a VM is told apart as a booted one is).
+	 * No instance id: every revert to that snapshot would take it away
+	 * again (vm_instance_id is "", as for a booted VM).
 	 */
 	if (spec->loadvm) {
 		snprintf(what, sizeof(what), "loading snapshot '%s' of %s", spec->loadvm,

@@ -364,8 +364,8 @@ static int refresh_finish(struct vm *vm, struct guest_refresh *r, int rc, struct
 	agent_result_free(&r->result[0]);
 	agent_result_free(&r->result[1]);
 	/* Whatever the guest knew of its network before a restore from elsewhere is stale now. */
-	if (!rc && !r->network_kept)
-		rc = net_configure_guest(vm, err);
+	if (!rc)
+		rc = r->network_kept ? net_helper_check(vm, err) : net_configure_guest(vm, err);
 	return rc;
 }
 

@@ -189,7 +189,7 @@ long vm_memory_kb(enum vm_accel accel, int memory_mb);
 struct vm_spec {
 	enum vm_arch arch;
 	enum vm_accel accel; /* AUTO: vm_accel_resolve(), and a KVM that fails is retried
-				under TCG (not for spec->incoming: the state is KVM's) */
+				under TCG (not for spec->incoming or loadvm: the state is KVM's) */
 	int cpus;	     /* default 1 */
 	int memory_mb;	     /* default 256 */
 	const char *kernel;  /* direct-boot kernel image (required) */

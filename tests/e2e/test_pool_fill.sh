@@ -42,9 +42,11 @@ for _ in $(seq 1 1200); do
 	sleep 0.05
 done
 seen=$(qemus)
-# Pool VMs revert between jobs, reading all their memory: it is anonymous
-# memory (a plain template's), not a private mapping of the template's file.
+# Pool VMs start from the snapshot template (a copy of its disk, loaded as
+# QEMU starts) and revert between jobs, reading all their memory: it is
+# anonymous memory, not a private mapping of a template's file.
 file_backed=$(pgrep -af "qemu-system.*$TMPDIR/vmci-vm" | grep -c 'memory-backend-file')
+from_snapshot=$(pgrep -af "qemu-system.*$TMPDIR/vmci-vm" | grep -c -- '-loadvm clean')
 kill -INT "$vmci_pid"
 wait "$vmci_pid"
 rc=$?
@@ -52,6 +54,8 @@ expect_eq pool_fill_starts_vms_in_parallel yes "$parallel"
 expect_eq ctrl_c_during_pool_fill_exits_130 130 "$rc"
 if [ -n "$seen" ] && [ "$file_backed" = 0 ]; then pass pool_vms_have_anonymous_memory
 else fail pool_vms_have_anonymous_memory "qemus seen: '$seen', file-backed: $file_backed"; fi
+if [ "$from_snapshot" -ge 2 ]; then pass pool_vms_start_from_the_snapshot_template
+else fail pool_vms_start_from_the_snapshot_template "$from_snapshot of '$seen' with -loadvm clean"; fi
 left=""
 for _ in $(seq 1 50); do
 	left=$(qemus)
