@@ -41,7 +41,7 @@ static int fake_build(struct img_build *b, struct vmci_err *err)
 		rc = fs_write_atomic(path, "initrd", 6, 0644, err);
 	snprintf(path, sizeof(path), "%s/%s", b->dir, IMG_DISK_FILE);
 	if (!rc && fake.copy)
-		rc = fs_copy_file(fake.copy, path, 0644, err);
+		rc = fs_copy_file(fake.copy, path, 0644, true, err);
 	else if (!rc && (fake.disk_mb || fake.backing))
 		rc = img_clone_file(fake.backing, path, fake.disk_mb, err);
 	if (!rc && (fake.copy || fake.disk_mb || fake.backing))
