@@ -144,7 +144,9 @@ struct guest_refresh {
 };
 /* Sends the clock and entropy requests (on one stream) without waiting for their answers. */
 int guest_refresh_send(struct vm *vm, struct guest_refresh *r, struct vmci_err *err);
-/* Waits for both answers until deadline_ms, then configures the network of a NAT VM (unless kept).
+/*
+ * Waits for both answers until deadline_ms, then configures the network of
+ * a NAT VM, or only checks its helper runs when the network is kept.
  */
 int guest_refresh_wait(struct vm *vm, struct guest_refresh *r, int64_t deadline_ms,
 		       struct vmci_err *err);
