@@ -41,11 +41,12 @@ static int teardown(void **state)
 	return 0;
 }
 
-static struct runner_pool *new_pool(int size)
+/* A pool of size VMs of IMAGE that grows by demand up to max_size (0: size). */
+static struct runner_pool *new_pool(int size, int max_size)
 {
 	struct runner_pool *p = NULL;
 	struct vmci_err err = {0};
-	struct runner_pool_opts opts = {.image = IMAGE, .size = size};
+	struct runner_pool_opts opts = {.image = IMAGE, .size = size, .max_size = max_size};
 	if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &opts, &err))
 		fail_msg("%s", err.msg);
 	return p;
@@ -91,7 +92,7 @@ static struct runner_pool_stats settled(struct runner_pool *p, int n)
 
 static void test_50_jobs_through_a_pool_of_2_are_isolated_and_none_is_lost(void **state)
 {
-	struct runner_pool *p = new_pool(2);
+	struct runner_pool *p = new_pool(2, 0);
 	pid_t vms[2] = {0, 0};
 	for (int i = 0; i < 50; i++) {
 		struct runner_guest *g = acquire(p);
@@ -138,7 +139,7 @@ static void test_50_jobs_through_a_pool_of_2_are_isolated_and_none_is_lost(void 
 
 static void test_a_failed_revert_replaces_the_vm(void **state)
 {
-	struct runner_pool *p = new_pool(1);
+	struct runner_pool *p = new_pool(1, 0);
 	struct runner_guest *g = acquire(p);
 	pid_t first = vm_pid(g->vm);
 	/* The clean snapshot disappears: the revert after this job cannot work. */
@@ -279,11 +280,7 @@ static void test_a_job_asking_for_1_gib_never_gets_a_256_mib_pool_vm(void **stat
 
 static void test_a_pool_grows_by_demand_only_while_a_job_waits_with_every_vm_busy(void **state)
 {
-	struct runner_pool *p = NULL;
-	struct vmci_err err = {0};
-	struct runner_pool_opts opts = {.image = IMAGE, .size = 1, .max_size = 3};
-	if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &opts, &err))
-		fail_msg("%s", err.msg);
+	struct runner_pool *p = new_pool(1, 3);
 	/* Jobs one after another: the one VM, reverted, serves them all. */
 	for (int i = 0; i < 3; i++) {
 		struct runner_guest *g = acquire(p);
@@ -309,11 +306,8 @@ static void test_a_pool_grows_by_demand_only_while_a_job_waits_with_every_vm_bus
  */
 static void test_a_grown_shape_reverts_its_vms_in_parallel(void **state)
 {
-	struct runner_pool *p = NULL;
+	struct runner_pool *p = new_pool(1, 2);
 	struct vmci_err err = {0};
-	struct runner_pool_opts opts = {.image = IMAGE, .size = 1, .max_size = 2};
-	if (runner_pool_new(state_dir, &p, &err) || runner_pool_add(p, &opts, &err))
-		fail_msg("%s", err.msg);
 	struct runner_guest *a = acquire(p), *b = acquire(p);
 	assert_ptr_not_equal(a, b);
 	pid_t stuck = vm_pid(a->vm);
